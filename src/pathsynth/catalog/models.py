@@ -1,0 +1,199 @@
+"""The catalog's tables, as SQLAlchemy 2 models.
+
+The layout follows the reference database (BPCI2100): patients, their studies, and the images of
+each study with their features, plus what pathsynth adds: image lineage (affine children and
+synthetic images), named splits and runs. Column types are chosen to work unchanged on SQLite,
+MariaDB/MySQL and PostgreSQL (bounded strings for every indexed text column, JSON for free-form
+parameters). Schema changes go through Alembic migrations in ``catalog/migrations``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from pathsynth.imaging.features import FEATURE_NAMES
+
+MODALITIES = ("histology", "cytology")
+ORIGINS = ("real", "affine", "synthetic")
+FOLDS = ("train", "val", "test")
+# What a patient row's key stood for in the source: a real patient identifier, a slide/group
+# identifier used in its place, nothing known (one pseudo-patient per image), or a GAN run (the
+# "patient" of synthetic images, which have none).
+PATIENT_KEY_KINDS = ("patient", "group", "image", "generator")
+RUN_STATUSES = ("running", "finished", "failed")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    listed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=f"{column}_allowed")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
+
+
+class Patient(Base):
+    """A patient, known only by a pseudonymous code (a salted hash of the source identifier)."""
+
+    __tablename__ = "patients"
+    __table_args__ = (_one_of("key_kind", PATIENT_KEY_KINDS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    key_kind: Mapped[str] = mapped_column(String(16))
+    age: Mapped[int | None]
+    sex: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())
+
+    studies: Mapped[list[Study]] = relationship(back_populates="patient")
+
+
+class Study(Base):
+    """One study (examination) of a patient: a modality, stain and scale shared by its images."""
+
+    __tablename__ = "studies"
+    __table_args__ = (_one_of("modality", MODALITIES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    modality: Mapped[str] = mapped_column(String(16))
+    stain: Mapped[str | None] = mapped_column(String(64))
+    magnification: Mapped[float | None]
+    pixel_size_um: Mapped[float | None]
+    study_date: Mapped[dt.date | None] = mapped_column(Date)
+    source: Mapped[str | None] = mapped_column(String(255))
+
+    patient: Mapped[Patient] = relationship(back_populates="studies")
+    images: Mapped[list[Image]] = relationship(back_populates="study")
+
+
+image_parents = Table(
+    "image_parents",
+    Base.metadata,
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("parent_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Image(Base):
+    """One image file in the store, its pixel format, label and provenance.
+
+    Real images carry their source path; ``affine`` images their parent(s) and transform
+    parameters; ``synthetic`` images the generator run, checkpoint step, seed and class.
+    """
+
+    __tablename__ = "images"
+    __table_args__ = (_one_of("origin", ORIGINS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    store_path: Mapped[str] = mapped_column(String(512), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    width: Mapped[int]
+    height: Mapped[int]
+    channels: Mapped[int]
+    bit_depth: Mapped[int]
+    original_mode: Mapped[str] = mapped_column(String(16))
+    original_format: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(64), index=True)
+    origin: Mapped[str] = mapped_column(String(16), index=True)
+    source_path: Mapped[str | None] = mapped_column(String(1024))
+    transform: Mapped[dict[str, Any] | None]
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    checkpoint_step: Mapped[int | None]
+    seed: Mapped[int | None]
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())
+
+    study: Mapped[Study] = relationship(back_populates="images")
+    parents: Mapped[list[Image]] = relationship(
+        secondary=image_parents,
+        primaryjoin=lambda: Image.id == image_parents.c.image_id,
+        secondaryjoin=lambda: Image.id == image_parents.c.parent_id,
+    )
+
+
+image_features = Table(
+    "image_features",
+    Base.metadata,
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    *(Column(name, Float, nullable=False) for name in FEATURE_NAMES),
+)
+
+
+class Split(Base):
+    """A named assignment of images to folds, with how it was made."""
+
+    __tablename__ = "splits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    unit: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]]
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())
+
+    members: Mapped[list[SplitMember]] = relationship(
+        back_populates="split", cascade="all, delete-orphan"
+    )
+
+
+class SplitMember(Base):
+    """Which fold of a split one image is in."""
+
+    __tablename__ = "split_members"
+    __table_args__ = (_one_of("fold", FOLDS),)
+
+    split_id: Mapped[int] = mapped_column(
+        ForeignKey("splits.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    fold: Mapped[str] = mapped_column(String(8))
+
+    split: Mapped[Split] = relationship(back_populates="members")
+
+
+class Run(Base):
+    """A piece of work whose outputs enter the catalog (GAN training, generation, augmentation)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        _one_of("status", RUN_STATUSES),
+        UniqueConstraint("kind", "name", name="kind_name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    config: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any] | None]
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -1,0 +1,189 @@
+"""Stratified splits that never put one patient (or group) on two sides.
+
+A split assigns every real image to ``train``, ``val`` or ``test``. The unit that is kept whole is
+the patient row of the catalog: a real patient where the source named one, the slide/group
+identifier where it named that instead, or the image itself where nothing was known (then the split
+is image-level, and :class:`SplitResult` says so). Derived images (affine, synthetic) are not split
+members: they inherit the fold of the real images they come from.
+
+The assignment is greedy: units in a seeded random order, largest first, each placed in the fold
+where it most reduces the squared distance between each fold's per-class counts and its target.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, insert, select
+
+from pathsynth.catalog.db import Catalog
+from pathsynth.catalog.models import FOLDS, Image, Patient, Split, SplitMember, Study
+from pathsynth.errors import SplitError
+
+SPLIT_UNITS = ("patient", "group", "image")
+
+
+@dataclass(frozen=True)
+class SplitRequest:
+    """What split to make.
+
+    Attributes:
+        name: the split's name in the catalog.
+        unit: what is kept whole: ``patient`` or ``group`` (the catalog's patient rows), ``image``.
+        test: fraction of each class for the test fold.
+        val: fraction of each class for the validation fold (0 for none).
+        seed: seed of the random order.
+        modality: only images of this modality (None: all).
+        classes: only these labels (None: all).
+    """
+
+    name: str
+    unit: str = "patient"
+    test: float = 0.3
+    val: float = 0.0
+    seed: int = 0
+    modality: str | None = None
+    classes: tuple[str, ...] | None = None
+
+
+@dataclass
+class SplitResult:
+    """A split as made: the fold of each image and per-class counts per fold."""
+
+    name: str
+    unit: str
+    folds: dict[int, str]
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    image_level: bool = False
+
+
+def assign_folds(
+    units: dict[object, Counter[str]],
+    fractions: dict[str, float],
+    seed: int,
+) -> dict[object, str]:
+    """Place each unit (with its per-class image counts) in one fold.
+
+    Args:
+        units: per unit, how many images of each class it holds.
+        fractions: target fraction per fold (summing to 1).
+        seed: seed of the random order.
+
+    Returns:
+        The fold of each unit.
+    """
+    totals: Counter[str] = Counter()
+    for counts in units.values():
+        totals.update(counts)
+    target = {fold: {c: share * n for c, n in totals.items()} for fold, share in fractions.items()}
+    current: dict[str, Counter[str]] = {fold: Counter() for fold in fractions}
+    order = list(units)
+    random.Random(seed).shuffle(order)
+    order.sort(key=lambda unit: -sum(units[unit].values()))  # stable: ties keep the random order
+
+    def cost_of_adding(fold: str, counts: Counter[str]) -> float:
+        cost = 0.0
+        for label, count in counts.items():
+            before = current[fold][label] - target[fold][label]
+            after = before + count
+            cost += (after * after - before * before) / (totals[label] ** 2)
+        return cost
+
+    assignment: dict[object, str] = {}
+    for unit in order:
+        fold = min(fractions, key=lambda f: cost_of_adding(f, units[unit]))
+        assignment[unit] = fold
+        current[fold].update(units[unit])
+    return assignment
+
+
+def make_split(catalog: Catalog, request: SplitRequest, replace: bool = False) -> SplitResult:
+    """Make a split of the catalog's real images and store it.
+
+    Args:
+        catalog: the open catalog.
+        request: what to split and how.
+        replace: replace an existing split of the same name.
+
+    Returns:
+        The split with per-class counts per fold.
+
+    Raises:
+        SplitError: an unknown unit, fractions outside (0, 1), a name already taken (without
+            ``replace``), no images, or a class with too few patients/groups to appear in
+            every fold.
+    """
+    if request.unit not in SPLIT_UNITS:
+        raise SplitError(
+            f"unknown split unit {request.unit!r}; choose one of patient, group, image"
+        )
+    if not 0 < request.test < 1 or not 0 <= request.val < 1 or request.test + request.val >= 1:
+        raise SplitError(
+            f"test={request.test} and val={request.val} must be fractions leaving room for train"
+        )
+    fractions = {"train": 1 - request.test - request.val, "test": request.test}
+    if request.val > 0:
+        fractions["val"] = request.val
+    with catalog.session() as session:
+        if session.scalar(select(Split.id).where(Split.name == request.name)) is not None:
+            if not replace:
+                raise SplitError(f"split {request.name!r} exists; use --replace to remake it")
+            session.execute(delete(Split).where(Split.name == request.name))
+        query = (
+            select(Image.id, Image.label, Study.patient_id, Patient.key_kind)
+            .join(Study, Image.study_id == Study.id)
+            .join(Patient, Study.patient_id == Patient.id)
+            .where(Image.origin == "real")
+        )
+        if request.modality is not None:
+            query = query.where(Study.modality == request.modality)
+        if request.classes is not None:
+            query = query.where(Image.label.in_(request.classes))
+        rows = session.execute(query).all()
+        if not rows:
+            raise SplitError("no real images to split (ingest some first)")
+        units: dict[object, Counter[str]] = defaultdict(Counter)
+        unit_of: dict[int, object] = {}
+        for image_id, label, patient_id, _ in rows:
+            unit = image_id if request.unit == "image" else patient_id
+            units[unit][label] += 1
+            unit_of[image_id] = unit
+        assignment = assign_folds(units, fractions, request.seed)
+        folds = {image_id: assignment[unit] for image_id, unit in unit_of.items()}
+        counts: dict[str, Counter[str]] = {fold: Counter() for fold in FOLDS if fold in fractions}
+        for image_id, label, _, _ in rows:
+            counts[folds[image_id]][label] += 1
+        for label in sorted({label for _, label, _, _ in rows}):
+            empty = [fold for fold in counts if counts[fold][label] == 0]
+            if empty:
+                holders = sum(1 for c in units.values() if c[label])
+                raise SplitError(
+                    f"class {label!r} has {holders} {request.unit}(s) with images, too few to "
+                    f"appear in every fold ({', '.join(empty)} would have none)"
+                )
+        image_level = request.unit == "image" or all(kind == "image" for *_, kind in rows)
+        split = Split(
+            name=request.name,
+            unit=request.unit,
+            params={
+                "test": request.test,
+                "val": request.val,
+                "seed": request.seed,
+                "modality": request.modality,
+                "classes": list(request.classes) if request.classes else None,
+                "method": "greedy stratified assignment of whole units",
+                "image_level": image_level,
+            },
+        )
+        session.add(split)
+        session.flush()
+        session.execute(
+            insert(SplitMember),
+            [
+                {"split_id": split.id, "image_id": image_id, "fold": fold}
+                for image_id, fold in folds.items()
+            ],
+        )
+    return SplitResult(request.name, request.unit, folds, counts, image_level)

@@ -1,0 +1,82 @@
+"""The image store: files under ``store/<patient code>/<study code>/``, written atomically.
+
+Every file is first written to a hidden temporary name beside its destination, flushed to disk,
+then renamed into place, so a reader never sees half a file. The database row for a file is
+committed only after the rename; a run killed between the two leaves a file without a row, which
+:func:`sweep_orphans` removes at the start of the next run (which then writes it again).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+TMP_MARK = ".tmp-"
+
+
+def _tmp_path(destination: Path) -> Path:
+    return destination.with_name(f".{destination.name}{TMP_MARK}{os.getpid()}")
+
+
+def write_atomic(destination: Path, data: bytes) -> None:
+    """Write ``data`` to ``destination`` so it appears whole or not at all."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(destination)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, destination)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def copy_atomic(source: Path, destination: Path) -> None:
+    """Copy ``source`` to ``destination`` so it appears whole or not at all."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(destination)
+    try:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, destination)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_files(store: Path, relative_paths: Iterable[str]) -> None:
+    """Remove store files (after a failed commit) and any folders that became empty."""
+    for relative in relative_paths:
+        path = store / relative
+        path.unlink(missing_ok=True)
+        for folder in (path.parent, path.parent.parent):
+            if folder != store and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def sweep_orphans(store: Path, catalogued: set[str]) -> list[str]:
+    """Delete temporary files and files that have no catalog row.
+
+    Args:
+        store: the store folder.
+        catalogued: store-relative paths (POSIX form) that have a row in the catalog.
+
+    Returns:
+        The store-relative paths that were removed.
+    """
+    removed: list[str] = []
+    if not store.is_dir():
+        return removed
+    for path in sorted(store.rglob("*")):
+        if not path.is_file():
+            continue
+        relative = path.relative_to(store).as_posix()
+        if TMP_MARK in path.name or relative not in catalogued:
+            removed.append(relative)
+    remove_files(store, removed)
+    return removed

@@ -1,0 +1,10 @@
+"""The ``pathsynth`` command line: a thin layer that parses options and calls the stages.
+
+Command modules import the catalog lazily, inside the commands that need it, so that the GAN
+commands run on machines without any SQL package.
+"""
+
+from pathsynth.cli import catalog as _catalog  # noqa: F401  (registers commands)
+from pathsynth.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,66 @@
+"""The typer application, its global options and the one place errors become one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from pathsynth.errors import PathsynthError
+
+app = typer.Typer(
+    name="pathsynth",
+    help="Grow small labelled microscopy sets with affine augmentation and a conditional GAN, "
+    "and measure honestly whether that helps a classifier on unseen patients.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+_state = {"debug": False}
+
+WORKSPACE_ENV = "PATHSYNTH_WORKSPACE"
+
+
+def workspace_option() -> Path:
+    """The default workspace: ``$PATHSYNTH_WORKSPACE``, else ``./workspace``."""
+    return Path(os.environ.get(WORKSPACE_ENV, "workspace"))
+
+
+WorkspaceOpt = typer.Option(
+    None,
+    "--workspace",
+    "-w",
+    help=f"Workspace folder (default: ${WORKSPACE_ENV}, else ./workspace).",
+    show_default=False,
+)
+
+
+def resolve_workspace(path: Path | None) -> Path:
+    """The workspace folder named on the command line, or the default one."""
+    return path if path is not None else workspace_option()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+def main() -> None:
+    """Run the CLI; a :class:`PathsynthError` becomes one red line and exit status 1.
+
+    Usage errors are typer's own (exit status 2); anything else is a bug and keeps its traceback.
+    """
+    try:
+        app()
+    except PathsynthError as error:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[red]error:[/red] {error}", markup=True, soft_wrap=True)
+        sys.exit(1)

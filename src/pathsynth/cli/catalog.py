@@ -1,0 +1,235 @@
+"""Catalog commands: ``init``, ``ingest``, ``stats``, ``split``, ``export``.
+
+The catalog modules are imported inside each command, so ``pathsynth --help`` and the GAN commands
+work on machines without SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pathsynth.cli.app import WorkspaceOpt, app, console, err_console, resolve_workspace
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="Folder to create the workspace in."),
+    db_url: str | None = typer.Option(
+        None,
+        "--db-url",
+        help="Catalog database URL, e.g. mysql+pymysql://user:pass@host/db or "
+        "postgresql+psycopg://...; default: an embedded SQLite file in the workspace.",
+    ),
+) -> None:
+    """Create a workspace: config file, image store and catalog database."""
+    from pathsynth.catalog.db import masked_url
+    from pathsynth.catalog.workspace import Workspace
+
+    workspace = Workspace.create(directory, db_url)
+    console.print(f"workspace {directory} created; catalog at {masked_url(workspace.db_url)}")
+
+
+@app.command()
+def ingest(
+    source: Path = typer.Argument(..., help="Folder of images to ingest."),
+    modality: str = typer.Option(..., "--modality", "-m", help="histology or cytology."),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Labels/metadata CSV (default: SOURCE/labels.csv if present)."
+    ),
+    layout: str = typer.Option(
+        "auto", "--layout", help="auto, class-folders, patient-study or csv."
+    ),
+    classes: str | None = typer.Option(
+        None, "--classes", help="Comma-separated labels to accept; others are refused."
+    ),
+    stain: str | None = typer.Option(None, "--stain", help="Stain (default H&E / Papanicolaou)."),
+    magnification: float | None = typer.Option(None, "--magnification", help="Objective, e.g. 20."),
+    pixel_size: float | None = typer.Option(None, "--pixel-size", help="Micrometres per pixel."),
+    workers: int | None = typer.Option(None, "--workers", help="Decoding processes (0: none)."),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Exit 0 even when some images were refused."
+    ),
+    workspace: Path | None = WorkspaceOpt,
+) -> None:
+    """Ingest a folder of labelled images into the catalog (idempotent: reruns add nothing)."""
+    from pathsynth.catalog.ingest import IngestOptions, ingest_source
+    from pathsynth.catalog.sources import Refusal
+    from pathsynth.catalog.workspace import Workspace
+
+    space = Workspace(resolve_workspace(workspace))
+    options = IngestOptions(
+        modality=modality,
+        layout=layout,
+        labels_csv=labels,
+        classes=tuple(c.strip() for c in classes.split(",")) if classes else None,
+        stain=stain,
+        magnification=magnification,
+        pixel_size_um=pixel_size,
+    )
+    if workers is not None:
+        options.workers = workers
+
+    def show_refusal(refusal: Refusal) -> None:
+        err_console.print(f"[yellow]refused[/yellow] {refusal.path}: {refusal.reason}")
+
+    with _progress() as progress:
+        task = progress.add_task(f"ingest {source.name}", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = ingest_source(space, source, options, advance, show_refusal)
+
+    console.print(f"[bold]ingest of {source} ({report.layout} layout)[/bold]")
+    table = Table()
+    table.add_column("class")
+    table.add_column("added", justify="right")
+    for label in sorted(report.added):
+        table.add_row(label, str(report.added[label]))
+    table.add_row("[bold]total[/bold]", f"[bold]{report.added_total}[/bold]")
+    console.print(table)
+    console.print(
+        f"added {report.added_total} images in {len(report.added)} classes; "
+        f"{report.already_present} already in the catalog; {len(report.refused)} refused"
+    )
+    if report.orphans_removed:
+        console.print(
+            f"removed {len(report.orphans_removed)} store files left by an interrupted run"
+        )
+    if report.refused:
+        console.print("[bold]refused[/bold]")
+        reasons = Table()
+        reasons.add_column("path")
+        reasons.add_column("reason")
+        for refusal in report.refused:
+            reasons.add_row(refusal.path, refusal.reason)
+        console.print(reasons)
+        if not skip_bad:
+            raise typer.Exit(1)
+
+
+@app.command()
+def stats(workspace: Path | None = WorkspaceOpt) -> None:
+    """Print image counts per modality, class, origin and split."""
+    from pathsynth.catalog.queries import catalog_stats
+    from pathsynth.catalog.workspace import Workspace
+
+    space = Workspace(resolve_workspace(workspace))
+    with space.open_catalog() as catalog:
+        result = catalog_stats(catalog)
+    origins = sorted({origin for _, _, origin in result.images})
+    console.print(f"[bold]catalog of {space.root}[/bold]")
+    table = Table()
+    table.add_column("modality")
+    table.add_column("class")
+    for origin in origins:
+        table.add_column(origin, justify="right")
+    for modality, label in sorted({(m, c) for m, c, _ in result.images}):
+        counts = [str(result.images.get((modality, label, o), 0)) for o in origins]
+        table.add_row(modality, label, *counts)
+    console.print(table)
+    patients = ", ".join(f"{n} {kind}" for kind, n in sorted(result.patients.items()))
+    console.print(
+        f"{result.total_images} images, {result.studies} studies, patients by key: "
+        f"{patients or 'none'}"
+    )
+    for name, fold_counts in sorted(result.splits.items()):
+        _print_split_counts(f"split {name} (by {result.split_units[name]})", fold_counts)
+
+
+def _print_split_counts(title: str, counts: dict[tuple[str, str], int]) -> None:
+    folds = [f for f in ("train", "val", "test") if any(k[0] == f for k in counts)]
+    console.print(f"[bold]{title}[/bold]")
+    table = Table()
+    table.add_column("class")
+    for fold in folds:
+        table.add_column(fold, justify="right")
+    for label in sorted({label for _, label in counts}):
+        table.add_row(label, *(str(counts.get((fold, label), 0)) for fold in folds))
+    table.add_row(
+        "[bold]total[/bold]",
+        *(str(sum(n for (f, _), n in counts.items() if f == fold)) for fold in folds),
+    )
+    console.print(table)
+
+
+@app.command()
+def split(
+    name: str = typer.Option(..., "--name", help="Name of the split in the catalog."),
+    by: str = typer.Option(
+        "patient", "--by", help="Keep whole: patient, group (same rows as patient) or image."
+    ),
+    test: float = typer.Option(0.3, "--test", help="Test fraction of each class."),
+    val: float = typer.Option(0.0, "--val", help="Validation fraction of each class."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the assignment."),
+    modality: str | None = typer.Option(None, "--modality", help="Only this modality."),
+    classes: str | None = typer.Option(
+        None, "--classes", help="Only these comma-separated labels."
+    ),
+    replace: bool = typer.Option(False, "--replace", help="Replace a split of the same name."),
+    workspace: Path | None = WorkspaceOpt,
+) -> None:
+    """Make a stratified split of the real images that never puts a patient on two sides."""
+    from pathsynth.catalog.splits import SplitRequest, make_split
+    from pathsynth.catalog.workspace import Workspace
+
+    space = Workspace(resolve_workspace(workspace))
+    request = SplitRequest(
+        name=name,
+        unit=by,
+        test=test,
+        val=val,
+        seed=seed,
+        modality=modality,
+        classes=tuple(c.strip() for c in classes.split(",")) if classes else None,
+    )
+    with space.open_catalog() as catalog:
+        result = make_split(catalog, request, replace=replace)
+    counts = {
+        (fold, label): n
+        for fold, per_class in result.counts.items()
+        for label, n in per_class.items()
+    }
+    _print_split_counts(f"split {name} (by {by}, seed {seed})", counts)
+    if result.image_level:
+        console.print(
+            "[yellow]note:[/yellow] no patient or group identifiers are known for these images, "
+            "so this split is image-level"
+        )
+
+
+@app.command()
+def export(
+    split_name: str = typer.Option(..., "--split", help="Split name."),
+    fold: str = typer.Option("train", "--fold", help="train, val or test."),
+    out: Path = typer.Option(..., "--out", help="Empty or new folder to write class folders to."),
+    workspace: Path | None = WorkspaceOpt,
+) -> None:
+    """Write one fold of a split as class folders (hard links where possible)."""
+    from pathsynth.catalog.export import export_class_folders
+    from pathsynth.catalog.queries import fold_images
+    from pathsynth.catalog.workspace import Workspace
+
+    space = Workspace(resolve_workspace(workspace))
+    with space.open_catalog() as catalog:
+        images = fold_images(catalog, space.store, split_name, fold)
+    counts = export_class_folders(images, out)
+    console.print(
+        f"exported {sum(counts.values())} images of {split_name}/{fold} in "
+        f"{len(counts)} classes to {out}"
+    )

@@ -1,0 +1,42 @@
+"""pathsynth's own error types.
+
+Each is raised where a user's input or environment is at fault and carries a one-line message that
+names the thing and the reason. The CLI catches :class:`PathsynthError` once and prints that line;
+anything else is a bug and shows its traceback.
+"""
+
+
+class PathsynthError(Exception):
+    """Base of every error that is the user's input or environment, not a bug."""
+
+
+class ConfigError(PathsynthError):
+    """A configuration key, value or preset that cannot be used."""
+
+
+class WorkspaceError(PathsynthError):
+    """A workspace that is missing, malformed or already exists."""
+
+
+class CatalogUnavailable(PathsynthError):
+    """The catalog database cannot be reached or is not migrated."""
+
+
+class IngestError(PathsynthError):
+    """A source folder or labels file that cannot be ingested at all."""
+
+
+class ImageRefused(PathsynthError):
+    """One image that cannot be used (corrupt, too large, not an image, ...)."""
+
+
+class SplitError(PathsynthError):
+    """A split that cannot be made or found as asked."""
+
+
+class DataError(PathsynthError):
+    """A training data folder or tensor set that cannot be used."""
+
+
+class CheckpointError(PathsynthError):
+    """A checkpoint that is missing, corrupt or does not match the data."""

@@ -1,0 +1,154 @@
+"""Decode and validate microscopy image files into 8-bit RGB arrays.
+
+Accepted: JPEG, PNG, BMP and TIFF (8 or 16 bit; the first page of a multi-page file). Greyscale,
+palette, RGBA and 16-bit images are converted to 8-bit RGB; the original mode, bit depth and format
+are reported so the catalog can record them. Everything else is refused with an
+:class:`~pathsynth.errors.ImageRefused` whose message names the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pathsynth.errors import ImageRefused
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "MPO")
+DEFAULT_PIXEL_LIMIT = 100_000_000  # 100 megapixels: a large field of view, far below a whole slide
+
+# Bits per channel of the modes Pillow opens; modes not listed are refused.
+_MODE_BITS = {
+    "1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "LA": 8, "CMYK": 8, "YCbCr": 8, "PA": 8,
+    "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image file decoded to RGB, with what it was before conversion.
+
+    Attributes:
+        rgb: ``uint8`` array of shape (H, W, 3).
+        sha256: hex digest of the file's bytes.
+        original_mode: the Pillow mode of the file (``RGB``, ``L``, ``P``, ``RGBA``, ``I;16`` ...).
+        original_format: the file format (``JPEG``, ``PNG``, ``BMP``, ``TIFF``).
+        bit_depth: bits per channel in the file (8 or 16; 1 for bilevel).
+        channels: channels in the file (1 grey, 3 colour, 4 with alpha).
+        pages: number of pages (frames) in the file; only the first is used.
+    """
+
+    rgb: np.ndarray
+    sha256: str
+    original_mode: str
+    original_format: str
+    bit_depth: int
+    channels: int
+    pages: int
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+def decode_bytes(data: bytes, pixel_limit: int = DEFAULT_PIXEL_LIMIT) -> DecodedImage:
+    """Decode an image file's bytes to 8-bit RGB.
+
+    Args:
+        data: the file's bytes.
+        pixel_limit: largest accepted width x height (a guard against decompression bombs).
+
+    Returns:
+        The decoded image and what it was before conversion.
+
+    Raises:
+        ImageRefused: not an image, a format other than JPEG/PNG/BMP/TIFF, truncated or corrupt
+            data, more pixels than ``pixel_limit``, or a pixel mode that has no RGB meaning.
+    """
+    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageRefused("not an image file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRefused("image larger than Pillow's decompression-bomb limit") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageRefused(f"corrupt or truncated image header ({error})") from None
+    with image:
+        file_format = image.format or "unknown"
+        if file_format not in ACCEPTED_FORMATS:
+            raise ImageRefused(f"format {file_format} is not one of JPEG, PNG, BMP, TIFF")
+        width, height = image.size
+        if width * height > pixel_limit:
+            raise ImageRefused(
+                f"{width}x{height} = {width * height} pixels is over the limit of {pixel_limit}"
+            )
+        if width == 0 or height == 0:
+            raise ImageRefused("image has no pixels")
+        mode = image.mode
+        if mode not in _MODE_BITS:
+            raise ImageRefused(f"pixel mode {mode} has no RGB meaning")
+        pages = int(getattr(image, "n_frames", 1))
+        try:
+            image.seek(0)
+            image.load()
+            rgb = _to_rgb(image)
+        except (OSError, ValueError, SyntaxError, EOFError) as error:
+            raise ImageRefused(f"corrupt or truncated image data ({error})") from None
+    return DecodedImage(
+        rgb=rgb,
+        sha256=sha256,
+        original_mode=mode,
+        original_format="JPEG" if file_format == "MPO" else file_format,
+        bit_depth=_MODE_BITS[mode],
+        channels=len(image.getbands()),
+        pages=pages,
+    )
+
+
+def decode_file(path: Path, pixel_limit: int = DEFAULT_PIXEL_LIMIT) -> DecodedImage:
+    """Read and decode one image file; see :func:`decode_bytes` for what is refused.
+
+    Raises:
+        ImageRefused: the file cannot be read, or :func:`decode_bytes` refuses it.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ImageRefused(f"cannot read file ({error.strerror})") from None
+    return decode_bytes(data, pixel_limit)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """The pixels of an image file as ``uint8`` (H, W, 3), converted as at ingest."""
+    return decode_file(path, pixel_limit=2**62).rgb
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    mode = image.mode
+    if mode.startswith("I;16"):
+        # 16-bit greyscale (common from microscope cameras): keep the most significant byte.
+        grey = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "I":
+        # 32-bit integer greyscale has no fixed range: stretch what is used to 0..255.
+        values = np.asarray(image).astype(np.float64)
+        grey = (values * (255.0 / max(values.max(), 1.0))).round().clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        # Transparent parts become white, the colour of an empty slide under the microscope.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))

@@ -1,0 +1,94 @@
+"""Splits: stratified, seeded, and never one patient or group on two sides."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from helpers import write_image
+from sqlalchemy import select
+
+from pathsynth.catalog.ingest import IngestOptions, ingest_source
+from pathsynth.catalog.models import Image, SplitMember, Study
+from pathsynth.catalog.queries import fold_images
+from pathsynth.catalog.splits import SplitRequest, assign_folds, make_split
+from pathsynth.errors import SplitError
+
+
+def test_herlev_split_by_slide_group_puts_no_group_on_both_sides(workspace, herlev):
+    ingest_source(workspace, herlev, IngestOptions(modality="cytology", workers=2))
+    with workspace.open_catalog() as catalog:
+        result = make_split(catalog, SplitRequest("honest", unit="group", test=0.3, seed=7))
+        with catalog.session() as session:
+            rows = session.execute(
+                select(SplitMember.fold, Study.patient_id, Image.label)
+                .join(Image, Image.id == SplitMember.image_id)
+                .join(Study, Study.id == Image.study_id)
+            ).all()
+    folds_of_group: dict[int, set[str]] = defaultdict(set)
+    for fold, patient_id, _ in rows:
+        folds_of_group[patient_id].add(fold)
+    assert len(rows) == 631
+    assert len(folds_of_group) == 223
+    assert all(len(folds) == 1 for folds in folds_of_group.values())
+    # stratified: every class close to 30% test despite whole groups
+    totals = Counter(label for _, _, label in rows)
+    tests = Counter(label for fold, _, label in rows if fold == "test")
+    for label, total in totals.items():
+        assert abs(tests[label] / total - 0.3) < 0.06, (label, tests[label], total)
+    assert result.counts["test"] == tests
+    assert not result.image_level
+
+
+def test_split_is_seeded_and_has_train_val_test(workspace, class_source):
+    ingest_source(workspace, class_source, IngestOptions(modality="histology", workers=0))
+    with workspace.open_catalog() as catalog:
+        first = make_split(catalog, SplitRequest("a", unit="image", test=0.25, val=0.25, seed=3))
+        again = make_split(catalog, SplitRequest("b", unit="image", test=0.25, val=0.25, seed=3))
+        other = make_split(catalog, SplitRequest("c", unit="image", test=0.25, val=0.25, seed=4))
+        assert list(first.folds.values()) == list(again.folds.values())
+        assert list(first.folds.values()) != list(other.folds.values())
+        for fold in ("train", "val", "test"):
+            assert set(first.counts[fold]) == {"benign", "insitu", "invasive"}
+        assert first.counts["train"] == Counter(benign=2, insitu=2, invasive=2)
+        assert first.image_level  # the class-folder source names no patients
+        test_fold = fold_images(catalog, workspace.store, "a", "test")
+    assert len(test_fold) == 3 and all(image.path.is_file() for image in test_fold)
+
+
+def test_split_refusals_name_the_problem(workspace, class_source, tmp_path):
+    with workspace.open_catalog() as catalog, pytest.raises(SplitError, match="no real images"):
+        make_split(catalog, SplitRequest("empty"))
+    ingest_source(workspace, class_source, IngestOptions(modality="histology", workers=0))
+    lonely = tmp_path / "lonely"
+    write_image(lonely / "rare" / "only.png", seed=999)
+    ingest_source(workspace, lonely, IngestOptions(modality="histology", workers=0))
+    with workspace.open_catalog() as catalog:
+        with pytest.raises(SplitError, match=r"class 'rare' has 1 patient\(s\) with images"):
+            make_split(catalog, SplitRequest("x", unit="patient"))
+        make_split(catalog, SplitRequest("ok", classes=("benign", "insitu")))
+        with pytest.raises(SplitError, match="split 'ok' exists; use --replace"):
+            make_split(catalog, SplitRequest("ok", classes=("benign", "insitu")))
+        make_split(catalog, SplitRequest("ok", classes=("benign",)), replace=True)
+        with pytest.raises(SplitError, match="must be fractions"):
+            make_split(catalog, SplitRequest("bad", test=0.7, val=0.4))
+        with pytest.raises(SplitError, match="no split named 'nope'"):
+            fold_images(catalog, Path(), "nope", "train")
+        with pytest.raises(SplitError, match="unknown fold 'dev'"):
+            fold_images(catalog, Path(), "ok", "dev")
+
+
+def test_assign_folds_keeps_units_whole_and_tracks_targets():
+    units: dict[object, Counter[str]] = {
+        f"g{i}": Counter({"a": 1 + i % 3, "b": i % 2}) for i in range(60)
+    }
+    assignment = assign_folds(units, {"train": 0.7, "test": 0.3}, seed=0)
+    test = Counter()
+    total = Counter()
+    for unit, counts in units.items():
+        total.update(counts)
+        if assignment[unit] == "test":
+            test.update(counts)
+    for label in total:
+        assert abs(test[label] / total[label] - 0.3) < 0.05

@@ -1,0 +1,93 @@
+"""Shared fixtures: the catalog backends (SQLite and a real MariaDB), workspaces, the shared data
+sets, and small generated image sources."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import write_image
+
+REPO = Path(__file__).resolve().parents[1]
+MYSQL_ENV = "PATHSYNTH_TEST_MYSQL_URL"
+
+
+def shared_data() -> Path:
+    """The shared real data sets (``../shared/data`` beside the checkout, or $PATHSYNTH_DATA)."""
+    return Path(os.environ.get("PATHSYNTH_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def herlev() -> Path:
+    path = shared_data() / "herlev"
+    if not path.is_dir():
+        pytest.skip(f"shared data set {path} is not here")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bach() -> Path:
+    path = shared_data() / "bach"
+    if not path.is_dir():
+        pytest.skip(f"shared data set {path} is not here")
+    return path
+
+
+def _mariadb_server_url() -> str:
+    url = os.environ.get(MYSQL_ENV)
+    if url:
+        return url
+    reason = f"MariaDB tests need {MYSQL_ENV}: run them through scripts/with-mariadb (make test)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; under CI=true they must not be skipped")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A fresh, empty database on the test MariaDB server, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(_mariadb_server_url())
+    name = f"pathsynth_{uuid.uuid4().hex[:12]}"  # generated here, never user input
+    admin = create_engine(server)
+    with admin.begin() as connection:
+        connection.execute(
+            text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        )
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each catalog test runs on the embedded SQLite default and on a real MariaDB server."""
+    if request.param == "mariadb":
+        return request.getfixturevalue("mariadb_url")
+    return "sqlite"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, backend: str):
+    """A new workspace on the backend under test."""
+    from pathsynth.catalog.workspace import Workspace
+
+    return Workspace.create(tmp_path / "ws", None if backend == "sqlite" else backend)
+
+
+@pytest.fixture
+def class_source(tmp_path: Path) -> Path:
+    """``source/<class>/<image>``: 3 classes x 4 PNG images, all different."""
+    root = tmp_path / "source"
+    for c, label in enumerate(("benign", "insitu", "invasive")):
+        for i in range(4):
+            write_image(root / label / f"img{i}.png", seed=100 * c + i)
+    return root
