@@ -1,0 +1,95 @@
+"""The classifier's configuration: one dataclass, every field commented, presets as small overrides.
+
+Resolve with :func:`classifier_config`; save ``dataclasses.asdict(config)`` with every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from pathsynth.errors import ConfigError
+
+NETWORKS = ("small_cnn", "resnet18")
+MONITORS = ("balanced_accuracy", "loss")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Everything that decides how a classifier is built and trained.
+
+    Args: see the comment on each field.
+    """
+
+    # model
+    network: str = "small_cnn"  # "small_cnn" (paper-like) | "resnet18" (torchvision, random init)
+    width: int = 32  # small_cnn: channels of the first block, doubled per block
+    blocks: int = 4  # small_cnn: conv-BN-ReLU-pool blocks
+    dropout: float = 0.3  # small_cnn: dropout before the linear head, 0 to disable
+    weights_path: str | None = None  # resnet18: local state dict to start from; never a download
+    # optimisation
+    epochs: int = 40  # upper bound; early stopping usually ends sooner
+    batch_size: int = 32  # images per step
+    learning_rate: float = 1e-3  # Adam
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    class_weighted_loss: bool = True  # weight cross-entropy by inverse class frequency
+    # validation and early stopping
+    validation_fraction: float = 0.15  # share of the train set held out per class (by group)
+    monitor: str = "balanced_accuracy"  # "balanced_accuracy" (ties -> lower loss) | "loss"
+    patience: int = 8  # epochs without improvement before stopping
+    # augmentation (on the device, per batch)
+    augment: bool = True  # random horizontal/vertical flips and 90-degree rotations
+    # run
+    seed: int = 0  # seeds weights, batch order, augmentation and the validation split
+    device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
+    bf16: bool = True  # bf16 autocast, used on CUDA only (CPU autocast does not pay here)
+    channels_last: bool = True  # NHWC memory layout, used on CUDA only
+    eval_batch_size: int = 256  # images per forward pass when evaluating
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ConfigError(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
+        if self.monitor not in MONITORS:
+            raise ConfigError(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction}"
+            )
+        for name in ("width", "blocks", "epochs", "batch_size", "patience", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.learning_rate <= 0.0 or self.weight_decay < 0.0:
+            raise ConfigError("learning_rate must be > 0 and weight_decay >= 0")
+
+
+# Each preset overrides only what differs from the defaults above.
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"width": 8, "blocks": 3, "epochs": 2, "patience": 2, "batch_size": 16},
+    "quick": {"width": 16, "epochs": 25, "patience": 6},
+    "paper": {"epochs": 150, "patience": 20, "batch_size": 64, "device": "cuda"},
+}
+
+
+def classifier_config(preset: str = "quick", **overrides: Any) -> ClassifierConfig:
+    """A preset's configuration with field overrides applied.
+
+    Args:
+        preset: a name from :data:`PRESETS`.
+        **overrides: field values that replace the preset's.
+
+    Returns:
+        The resolved, validated configuration.
+
+    Raises:
+        ConfigError: an unknown preset or field, or a value ``ClassifierConfig`` refuses.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown classifier preset {preset!r}; known: {', '.join(PRESETS)}")
+    fields = {field.name for field in dataclasses.fields(ClassifierConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"unknown classifier option(s): {', '.join(unknown)}")
+    return ClassifierConfig(**{**PRESETS[preset], **overrides})

@@ -1,0 +1,43 @@
+"""Classifier presets resolve, and bad options are refused with a ConfigError."""
+
+import dataclasses
+
+import pytest
+
+from pathsynth.classify.config import PRESETS, classifier_config
+from pathsynth.errors import ConfigError
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_resolves_to_a_valid_config(preset: str) -> None:
+    config = classifier_config(preset)
+
+    for field, value in PRESETS[preset].items():
+        assert getattr(config, field) == value
+    assert dataclasses.asdict(config)["network"] in ("small_cnn", "resnet18")
+
+
+def test_overrides_replace_preset_values() -> None:
+    config = classifier_config("smoke", network="resnet18", seed=7)
+
+    assert (config.network, config.seed, config.epochs) == (
+        "resnet18",
+        7,
+        PRESETS["smoke"]["epochs"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("preset", "overrides", "message"),
+    [
+        ("fast", {}, "unknown classifier preset"),
+        ("quick", {"learning_rat": 0.1}, "unknown classifier option"),
+        ("quick", {"network": "vgg"}, "network must be one of"),
+        ("quick", {"monitor": "accuracy"}, "monitor must be one of"),
+        ("quick", {"validation_fraction": 1.0}, "validation_fraction"),
+        ("quick", {"patience": 0}, "patience must be at least 1"),
+    ],
+)
+def test_bad_options_are_refused(preset: str, overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        classifier_config(preset, **overrides)
