@@ -6,20 +6,23 @@ import these functions lazily when the user names a workspace instead of a folde
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from pathsynth.catalog.models import Image, Patient, Run, Study, image_features
+from pathsynth.catalog.db import Catalog
+from pathsynth.catalog.models import Image, Patient, Run, Study, image_features, image_parents
 from pathsynth.catalog.queries import fold_images
 from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.catalog.writer import BatchWriter
 from pathsynth.errors import DataError
-from pathsynth.imaging.decode import decode_bytes
+from pathsynth.imaging.decode import DecodedImage, decode_bytes
 from pathsynth.imaging.features import compute_features
 
 
@@ -50,6 +53,152 @@ def fold_files(workspace: Path, split: str, fold: str) -> list[tuple[Path, str]]
     return [(image.path, image.label) for image in images if image.origin == "real"]
 
 
+@dataclass(frozen=True)
+class AffineChild:
+    """One affine-transformed copy of a catalogued real image.
+
+    Attributes:
+        parent_id: catalog id of the real image it was made from.
+        index: its number among that parent's children.
+        png: the encoded PNG file.
+        params: the transform parameters (and the preprocessing that preceded them).
+    """
+
+    parent_id: int
+    index: int
+    png: bytes
+    params: dict[str, Any]
+
+
+_PENDING = -1  # id of an image written in this call but not yet committed
+
+
+@dataclass(frozen=True)
+class _Derived:
+    """A derived image ready for the store: where it goes and what its row says."""
+
+    png: bytes
+    store_path: str
+    study_id: int
+    row: dict[str, Any]
+    parent_ids: tuple[int, ...] = ()
+
+
+def _store_derived(space: Workspace, catalog: Catalog, items: Iterable[_Derived]) -> list[int]:
+    """Write derived images and their rows (with features and lineage); returns their ids.
+
+    An image whose content is already catalogued is not written again; its existing id is
+    returned in its place, so a rerun yields the same ids.
+    """
+    with catalog.session() as session:
+        known = {sha: image_id for sha, image_id in session.execute(select(Image.sha256, Image.id))}
+        catalogued = set(session.scalars(select(Image.store_path)))
+    sweep_orphans(space.store, catalogued)
+    ids: list[int] = []
+    pending: dict[int, str] = {}  # position in ids -> sha256, filled in once committed
+    writer = BatchWriter(space.store, catalog.session)
+    try:
+        for item in items:
+            decoded = decode_bytes(item.png)
+            if decoded.sha256 in known:
+                if known[decoded.sha256] == _PENDING:  # twice in this call: stored once
+                    pending[len(ids)] = decoded.sha256
+                ids.append(known[decoded.sha256])
+                continue
+            known[decoded.sha256] = _PENDING
+            pending[len(ids)] = decoded.sha256
+            ids.append(_PENDING)
+            features = compute_features(decoded.rgb)
+
+            def make_rows(
+                session: Session, item: _Derived = item, decoded: DecodedImage = decoded,
+                features: dict[str, float] = features,
+            ) -> None:  # fmt: skip
+                image = Image(
+                    study_id=item.study_id, store_path=item.store_path, sha256=decoded.sha256,
+                    width=decoded.width, height=decoded.height, channels=decoded.channels,
+                    bit_depth=decoded.bit_depth, original_mode=decoded.original_mode,
+                    original_format=decoded.original_format, **item.row,
+                )  # fmt: skip
+                session.add(image)
+                session.flush()
+                session.execute(insert(image_features), [{"image_id": image.id, **features}])
+                if item.parent_ids:
+                    session.execute(
+                        insert(image_parents),
+                        [{"image_id": image.id, "parent_id": p} for p in item.parent_ids],
+                    )
+
+            writer.add(item.store_path, item.png, make_rows)
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    if pending:
+        with catalog.session() as session:
+            found = {
+                sha: image_id
+                for sha, image_id in session.execute(
+                    select(Image.sha256, Image.id).where(Image.sha256.in_(pending.values()))
+                )
+            }
+        for position, sha in pending.items():
+            ids[position] = found[sha]
+    return ids
+
+
+def store_affine(
+    workspace: Path, children: Iterable[AffineChild], run: dict[str, Any]
+) -> list[int]:
+    """Store affine children beside their parents, origin ``affine``, with parameters and lineage.
+
+    Each child goes to its parent's study folder as ``<parent stem>-aff<index>-<hash>.png``, its
+    row names the parent (``image_parents``), the transform parameters and the run that made it.
+
+    Args:
+        workspace: the workspace folder.
+        children: the children to store.
+        run: ``name`` of the augmentation run and its ``config``.
+
+    Returns:
+        The catalog id of every child, in order (existing ids for children already stored).
+
+    Raises:
+        DataError: a parent id that is not a real image of the catalog.
+    """
+    space = Workspace(workspace)
+    with space.open_catalog() as catalog:
+        with catalog.session() as session:
+            run_id = _run_id(session, "augment", str(run["name"]), run.get("config") or {})
+            parents = {
+                image_id: (study_id, store_path, label)
+                for image_id, study_id, store_path, label in session.execute(
+                    select(Image.id, Image.study_id, Image.store_path, Image.label).where(
+                        Image.origin == "real"
+                    )
+                )
+            }
+
+        def items() -> Iterator[_Derived]:
+            for child in children:
+                if child.parent_id not in parents:
+                    raise DataError(f"image {child.parent_id} is not a real image of the catalog")
+                study_id, parent_path, label = parents[child.parent_id]
+                folder, name = parent_path.rsplit("/", 1)
+                stem = name.rsplit(".", 1)[0]
+                digest = sha256(child.png).hexdigest()[:8]
+                yield _Derived(
+                    png=child.png,
+                    store_path=f"{folder}/{stem}-aff{child.index:04d}-{digest}.png",
+                    study_id=study_id,
+                    row={"label": label, "origin": "affine", "transform": child.params,
+                         "run_id": run_id},
+                    parent_ids=(child.parent_id,),
+                )  # fmt: skip
+
+        return _store_derived(space, catalog, items())
+
+
 def store_generated(
     workspace: Path, images: Iterable[GeneratedImageLike], run: dict[str, Any]
 ) -> int:
@@ -73,68 +222,55 @@ def store_generated(
         DataError: the modality cannot be told.
         CatalogUnavailable: the catalog cannot be reached.
     """
+    return len(store_generated_ids(workspace, images, run)[1])
+
+
+def store_generated_ids(
+    workspace: Path, images: Iterable[GeneratedImageLike], run: dict[str, Any]
+) -> tuple[list[int], set[int]]:
+    """As :func:`store_generated`; returns the id of every image and the set of new ids."""
     space = Workspace(workspace)
+    generator_key = f"generator:{run['run_name']}"
+    patient_code = space.pseudonym("patient", generator_key)
+    study_code = space.pseudonym("study", f"{generator_key}\0step{run['checkpoint_step']}")
     with space.open_catalog() as catalog:
         with catalog.session() as session:
             modality = run.get("modality") or _only_modality(session)
-            known = set(session.scalars(select(Image.sha256)))
-            catalogued = set(session.scalars(select(Image.store_path)))
-            run_id = _gan_run_id(session, run)
-        sweep_orphans(space.store, catalogued)
-        generator_key = f"generator:{run['run_name']}"
-        patient_code = space.pseudonym("patient", generator_key)
-        study_code = space.pseudonym("study", f"{generator_key}\0step{run['checkpoint_step']}")
-        writer = BatchWriter(space.store, catalog.session)
-        added = 0
-        try:
+            before = set(session.scalars(select(Image.id).where(Image.origin == "synthetic")))
+            run_id = _run_id(
+                session, "gan", str(run["run_name"]), run.get("config") or {},
+                {"run_dir": str(run.get("run_dir", ""))},
+            )  # fmt: skip
+            patient = session.scalar(select(Patient).where(Patient.code == patient_code))
+            if patient is None:
+                patient = Patient(code=patient_code, key_kind="generator")
+                session.add(patient)
+            study = session.scalar(select(Study).where(Study.code == study_code))
+            if study is None:
+                study = Study(
+                    code=study_code, patient=patient, modality=modality,
+                    source=str(run["run_name"]),
+                )  # fmt: skip
+                session.add(study)
+            session.flush()
+            study_id = study.id
+
+        def items() -> Iterator[_Derived]:
             for image in images:
-                decoded = decode_bytes(image.png)
-                if decoded.sha256 in known:
-                    continue
-                known.add(decoded.sha256)
-                name = f"{image.class_name}-s{image.seed}-{image.index:06d}.png"
-                store_path = f"{patient_code}/{study_code}/{name}"
-                features = compute_features(decoded.rgb)
+                yield _Derived(
+                    png=image.png,
+                    store_path=(
+                        f"{patient_code}/{study_code}/"
+                        f"{image.class_name}-s{image.seed}-{image.index:06d}.png"
+                    ),
+                    study_id=study_id,
+                    row={"label": image.class_name, "origin": "synthetic", "run_id": run_id,
+                         "checkpoint_step": image.step, "seed": image.seed,
+                         "transform": {"index": image.index}},
+                )  # fmt: skip
 
-                def make_rows(
-                    session: Session,
-                    image: GeneratedImageLike = image,
-                    store_path: str = store_path,
-                    sha: str = decoded.sha256,
-                    side: tuple[int, int] = (decoded.width, decoded.height),
-                    features: dict[str, float] = features,
-                ) -> None:
-                    patient_id = writer.patient_id(
-                        session,
-                        patient_code,
-                        lambda: Patient(code=patient_code, key_kind="generator"),
-                    )
-                    study_id = writer.study_id(
-                        session,
-                        study_code,
-                        lambda: Study(
-                            code=study_code, patient_id=patient_id, modality=modality,
-                            source=str(run["run_name"]),
-                        ),
-                    )  # fmt: skip
-                    row = Image(
-                        study_id=study_id, store_path=store_path, sha256=sha, width=side[0],
-                        height=side[1], channels=3, bit_depth=8, original_mode="RGB",
-                        original_format="PNG", label=image.class_name, origin="synthetic",
-                        run_id=run_id, checkpoint_step=image.step, seed=image.seed,
-                        transform={"index": image.index},
-                    )  # fmt: skip
-                    session.add(row)
-                    session.flush()
-                    session.execute(insert(image_features), [{"image_id": row.id, **features}])
-
-                writer.add(store_path, image.png, make_rows)
-                added += 1
-            writer.commit()
-        except BaseException:
-            writer.discard()
-            raise
-    return added
+        ids = _store_derived(space, catalog, items())
+    return ids, set(ids) - before
 
 
 def _only_modality(session: Session) -> str:
@@ -146,15 +282,17 @@ def _only_modality(session: Session) -> str:
     return modalities[0]
 
 
-def _gan_run_id(session: Session, run: dict[str, Any]) -> int:
-    """The catalog row of the GAN training run, created on first use."""
-    name = str(run["run_name"])
-    row = session.scalar(select(Run).where(Run.kind == "gan", Run.name == name))
+def _run_id(
+    session: Session,
+    kind: str,
+    name: str,
+    config: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+) -> int:
+    """The catalog row of a run, created (finished) on first use."""
+    row = session.scalar(select(Run).where(Run.kind == kind, Run.name == name))
     if row is None:
-        row = Run(
-            kind="gan", name=name, config=run.get("config") or {}, status="finished",
-            metrics={"run_dir": str(run.get("run_dir", ""))},
-        )  # fmt: skip
+        row = Run(kind=kind, name=name, config=config, status="finished", metrics=metrics)
         session.add(row)
         session.flush()
     return row.id

@@ -1,0 +1,86 @@
+"""Affine children and GAN images in the catalog: provenance, lineage, idempotence."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from helpers import assert_consistent
+from PIL import Image
+from sqlalchemy import select
+
+from pathsynth.catalog.api import AffineChild, store_affine, store_generated
+from pathsynth.catalog.ingest import IngestOptions, ingest_source
+from pathsynth.catalog.models import Image as ImageRow
+from pathsynth.catalog.models import Patient, Run, image_parents
+from pathsynth.errors import DataError
+
+
+def png(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Generated:
+    class_name: str
+    seed: int
+    index: int
+    step: int
+    png: bytes
+
+
+def real_ids(workspace) -> list[tuple[int, str, str]]:
+    with workspace.open_catalog() as catalog, catalog.session() as session:
+        return list(
+            session.execute(select(ImageRow.id, ImageRow.label, ImageRow.store_path)).all()
+        )
+
+
+def test_affine_children_sit_beside_their_parent_with_parameters(workspace, class_source):
+    ingest_source(workspace, class_source, IngestOptions(modality="histology", workers=0))
+    parent_id, label, parent_path = real_ids(workspace)[0]
+    children = [
+        AffineChild(parent_id, k, png(k), {"angle": 10.0 * k, "hflip": k % 2 == 1})
+        for k in range(3)
+    ]
+    run = {"name": "expand-1", "config": {"per_class": 3}}
+    ids = store_affine(workspace.root, children, run)
+    assert len(set(ids)) == 3
+    assert store_affine(workspace.root, children, run) == ids  # a rerun stores nothing new
+    with workspace.open_catalog() as catalog, catalog.session() as session:
+        rows = session.scalars(select(ImageRow).where(ImageRow.id.in_(ids))).all()
+        lineage = session.execute(select(image_parents)).all()
+        augment_runs = session.scalars(select(Run.name).where(Run.kind == "augment")).all()
+    assert {row.origin for row in rows} == {"affine"} and {row.label for row in rows} == {label}
+    assert sorted(row.transform["angle"] for row in rows) == [0.0, 10.0, 20.0]
+    assert all(row.store_path.rsplit("/", 1)[0] == parent_path.rsplit("/", 1)[0] for row in rows)
+    assert sorted(lineage) == sorted((i, parent_id) for i in ids)
+    assert augment_runs == ["expand-1"]
+    assert assert_consistent(workspace) == 12 + 3
+    with pytest.raises(DataError, match="image 99999 is not a real image"):
+        store_affine(workspace.root, [AffineChild(99999, 0, png(50), {})], run)
+    assert assert_consistent(workspace) == 15
+
+
+def test_generated_images_carry_run_step_seed_and_class(workspace, class_source):
+    ingest_source(workspace, class_source, IngestOptions(modality="histology", workers=0))
+    images = [Generated("benign", 7, i, 500, png(100 + i)) for i in range(4)]
+    run = {"run_name": "00003-paper", "run_dir": "/runs/00003-paper", "checkpoint_step": 500}
+    assert store_generated(workspace.root, images, run) == 4
+    assert store_generated(workspace.root, images, run) == 0
+    with workspace.open_catalog() as catalog, catalog.session() as session:
+        rows = session.scalars(select(ImageRow).where(ImageRow.origin == "synthetic")).all()
+        gan = session.scalar(select(Run).where(Run.kind == "gan"))
+        kinds = set(session.scalars(select(Patient.key_kind)))
+    assert len(rows) == 4 and gan is not None and gan.name == "00003-paper"
+    assert {(r.seed, r.checkpoint_step, r.label, r.run_id) for r in rows} == {
+        (7, 500, "benign", gan.id)
+    }
+    assert sorted(r.store_path.rsplit("/", 1)[1] for r in rows)[0] == "benign-s7-000000.png"
+    assert "generator" in kinds
+    assert assert_consistent(workspace) == 16
