@@ -68,12 +68,14 @@ def catalog_stats(catalog: Catalog) -> CatalogStats:
 
 @dataclass(frozen=True)
 class FoldImage:
-    """One image of a split fold: its id, file in the store, label and origin."""
+    """One image of a split fold: its id, file in the store, label, origin, patient and hash."""
 
     image_id: int
     path: Path
     label: str
     origin: str
+    patient_id: int
+    sha256: str
 
 
 def fold_images(catalog: Catalog, store: Path, split: str, fold: str) -> list[FoldImage]:
@@ -91,11 +93,20 @@ def fold_images(catalog: Catalog, store: Path, split: str, fold: str) -> list[Fo
             known = ", ".join(names) if names else "none yet; make one with `pathsynth split`"
             raise SplitError(f"no split named {split!r} (known: {known})")
         rows = session.execute(
-            select(Image.id, Image.store_path, Image.label, Image.origin)
+            select(
+                Image.id,
+                Image.store_path,
+                Image.label,
+                Image.origin,
+                Study.patient_id,
+                Image.sha256,
+            )
             .join(SplitMember, SplitMember.image_id == Image.id)
+            .join(Study, Study.id == Image.study_id)
             .where(SplitMember.split_id == split_id, SplitMember.fold == fold)
             .order_by(Image.id)
         ).all()
     return [
-        FoldImage(image_id, store / path, label, origin) for image_id, path, label, origin in rows
+        FoldImage(image_id, store / path, label, origin, patient_id, digest)
+        for image_id, path, label, origin, patient_id, digest in rows
     ]

@@ -1,0 +1,136 @@
+"""An on-disk cache of preprocessed images, so a rerun loads tensors instead of decoding files.
+
+Layout: ``cache_dir/<params key>/<file sha256>.pt``, one ``uint8`` (P, 3, S, S) tensor per image
+file, and ``params.json`` beside them naming the settings. The params key hashes the
+:class:`~pathsynth.imaging.patches.PreprocessConfig` and :data:`CACHE_VERSION`, so any changed
+setting (or a change to the preprocessing code that bumps the version) misses the old entries.
+Entries are written to a temporary file and moved into place with ``os.replace``, so a killed run
+never leaves a half-written entry; an unreadable entry is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from pathsynth.errors import DataError, ImageRefused
+from pathsynth.imaging.decode import load_rgb
+from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
+from pathsynth.imaging.tensorset import TensorImageSet
+
+CACHE_VERSION = 1  # bump when preprocessing changes its output for the same settings
+
+
+def params_key(config: PreprocessConfig) -> str:
+    """A short hash of the settings and the cache version: the folder of their entries."""
+    text = json.dumps({"version": CACHE_VERSION, **config.as_dict()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (the same digest the catalog stores at ingest).
+
+    Raises:
+        DataError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as error:
+        raise DataError(f"cannot read {path} ({error.strerror})") from None
+    return digest.hexdigest()
+
+
+def load_preprocessed(
+    files: Sequence[tuple[Path, str]],
+    class_names: Sequence[str],
+    config: PreprocessConfig,
+    cache_dir: Path | None,
+    workers: int = 2,
+) -> tuple[TensorImageSet, torch.Tensor]:
+    """Image files as preprocessed network inputs, from the cache where possible.
+
+    Args:
+        files: ``(path, class name)`` per image file.
+        class_names: class name per label index; every file's class must be among them.
+        config: how to preprocess.
+        cache_dir: folder of the cache (created if missing); ``None`` computes without caching.
+        workers: threads that hash, decode and preprocess (decoding releases the GIL).
+
+    Returns:
+        The inputs as a :class:`TensorImageSet` (several rows per file in the patch modes) and an
+        ``int64`` tensor giving, for each row, the index in ``files`` of the image it came from.
+
+    Raises:
+        DataError: no files, a class not in ``class_names``, an unreadable file, or what
+            :func:`~pathsynth.imaging.patches.preprocess_image` refuses.
+        ImageRefused: a file that does not decode (the message names it).
+    """
+    if not files:
+        raise DataError("no image files to preprocess")
+    names = list(class_names)
+    unknown = sorted({label for _, label in files} - set(names))
+    if unknown:
+        raise DataError(f"classes {', '.join(unknown)} are not among {', '.join(names)}")
+    folder = None
+    if cache_dir is not None:
+        folder = Path(cache_dir) / params_key(config)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic_text(folder / "params.json", json.dumps(config.as_dict(), indent=2))
+
+    def one(path: Path) -> torch.Tensor:
+        return _load_one(Path(path), config, folder)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        parts = list(pool.map(one, [path for path, _ in files]))
+    images = torch.cat(parts)
+    index = torch.cat([torch.full((len(p),), i, dtype=torch.int64) for i, p in enumerate(parts)])
+    labels = torch.tensor([names.index(label) for _, label in files], dtype=torch.int64)[index]
+    return TensorImageSet(images, labels, names), index
+
+
+def _load_one(path: Path, config: PreprocessConfig, folder: Path | None) -> torch.Tensor:
+    sha = file_sha256(path)
+    entry = folder / f"{sha}.pt" if folder is not None else None
+    if entry is not None and entry.exists():
+        try:
+            cached = torch.load(entry, weights_only=True)
+            if isinstance(cached, torch.Tensor) and cached.dtype == torch.uint8:
+                return cached
+        except Exception:  # a damaged entry (killed writer, disk error) is recomputed
+            pass
+    try:
+        rgb = load_rgb(path)
+    except ImageRefused as error:
+        raise ImageRefused(f"{path}: {error}") from None
+    tensor = preprocess_image(rgb, config, sha)
+    if entry is not None:
+        _save_atomic(tensor, entry)
+    return tensor
+
+
+def _save_atomic(tensor: torch.Tensor, target: Path) -> None:
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".pt")
+    os.close(handle)
+    try:
+        torch.save(tensor.contiguous(), tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_atomic_text(target: Path, text: str) -> None:
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(handle, "w") as stream:
+        stream.write(text)
+    os.replace(tmp, target)

@@ -1,0 +1,210 @@
+"""Turn decoded images into the networks' square inputs: whole images or patches of them.
+
+Five modes (:data:`MODES`):
+
+- ``resize``: the whole image stretched to ``size`` x ``size`` (the paper's 128x128 inputs);
+- ``crop``: short side scaled to ``size``, the central square kept;
+- ``pad``: the image shrunk by the fixed factor ``scale`` and centred on a ``size`` canvas of its
+  border colour, larger ones centre-cropped: every image keeps the same pixels per micrometre, so a
+  40 px cell stays 40 px (cell and nucleus size are diagnostic in cytology; resizing each crop to
+  the canvas would erase them);
+- ``patches-grid``: the image shrunk by ``scale`` and cut into the centred grid of non-overlapping
+  ``size`` tiles (every tile of a held-out image is predicted, then averaged);
+- ``patches-random``: ``patches_per_image`` tiles at random positions of the shrunk image, drawn
+  from a generator seeded by ``seed`` and the image's hash (so an image gets the same tiles
+  whatever else is in the set and whatever order it comes in).
+
+Every output keeps the index of its source image, so predictions of an image's patches can be
+aggregated to one prediction per image, the unit a pathologist diagnoses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pathsynth.errors import ConfigError, DataError
+from pathsynth.imaging.preprocess import FILLS, border_colour, fit_square, resize
+
+MODES = ("resize", "crop", "pad", "patches-grid", "patches-random")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How decoded images become network inputs.
+
+    Args: see the comment on each field.
+    """
+
+    mode: str = "resize"  # "resize" | "crop" | "pad" | "patches-grid" | "patches-random"
+    size: int = 128  # side of the square output, pixels
+    scale: float = 1.0  # pad and patches: shrink the image by this factor first (2 = half size)
+    patches_per_image: int = 8  # patches-random: tiles per image
+    seed: int = 0  # patches-random: seeds the tile positions
+    fill: str = "border"  # pad: canvas colour, "border" (edge median) | "black" | "white"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.size < 8:
+            raise ConfigError(f"size must be at least 8 pixels, got {self.size}")
+        if not self.scale > 0.0:
+            raise ConfigError(f"scale must be positive, got {self.scale}")
+        if self.patches_per_image < 1:
+            raise ConfigError(f"patches_per_image must be at least 1, got {self.patches_per_image}")
+        if self.fill not in FILLS:
+            raise ConfigError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
+
+    def as_dict(self) -> dict[str, object]:
+        """The configuration as a JSON-able dict (saved with every run, part of the cache key)."""
+        return dataclasses.asdict(self)
+
+
+# Named choices per modality, each with the reason it fits.
+PRESETS: dict[str, PreprocessConfig] = {
+    # BACH-like fields (1024x768 here, 2048x1536 at 0.42 um/px in full): the classes differ in
+    # tissue architecture (glands, invasion into stroma), so a patch must hold a few hundred
+    # micrometres; halving keeps nuclei resolvable and a 512x384 field gives 12 grid tiles.
+    "histology": PreprocessConfig(mode="patches-random", size=128, scale=2.0, patches_per_image=8),
+    "histology-grid": PreprocessConfig(mode="patches-grid", size=128, scale=2.0),
+    # The paper's inputs: the whole field squeezed to 128x128 (loses most nuclear detail).
+    "histology-whole": PreprocessConfig(mode="resize", size=128),
+    # Herlev-like single-cell crops of 50-450 px: half size on a 128 canvas keeps every cell at the
+    # same absolute scale and fits cells up to 256 px whole; larger ones keep their centre.
+    "cytology": PreprocessConfig(mode="pad", size=128, scale=2.0),
+    # The paper's inputs: each crop stretched to 128x128 (cell size no longer comparable).
+    "cytology-resize": PreprocessConfig(mode="resize", size=128),
+}
+
+
+def preprocess_preset(name: str, **overrides: object) -> PreprocessConfig:
+    """A named preset with field overrides applied.
+
+    Raises:
+        ConfigError: an unknown preset or field, or an invalid value.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"preprocess preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    fields = {field.name for field in dataclasses.fields(PreprocessConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"unknown preprocess settings: {', '.join(unknown)}")
+    return dataclasses.replace(PRESETS[name], **overrides)  # type: ignore[arg-type]
+
+
+def preprocess_image(
+    rgb: np.ndarray, config: PreprocessConfig, image_key: str = ""
+) -> torch.Tensor:
+    """One decoded image as network inputs.
+
+    Args:
+        rgb: ``uint8`` array (H, W, 3).
+        config: how to preprocess.
+        image_key: a stable name of the image (its sha256); with ``seed`` it decides the positions
+            of random patches.
+
+    Returns:
+        ``uint8`` tensor (P, 3, size, size): P = 1 for the whole-image modes, the number of grid
+        tiles or ``patches_per_image`` for the patch modes.
+
+    Raises:
+        DataError: not a uint8 (H, W, 3) array, or an image smaller than one patch after
+            shrinking by ``scale``.
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise DataError(f"expected a uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
+    size = config.size
+    if config.mode == "resize":
+        squares = [np.asarray(resize(rgb, (size, size)))]
+    elif config.mode == "crop":
+        squares = [np.asarray(fit_square(rgb, size, fit="crop"))]
+    elif config.mode == "pad":
+        squares = [_on_canvas(_shrink(rgb, config.scale), size, config.fill)]
+    else:
+        field = _shrink(rgb, config.scale)
+        height, width = field.shape[:2]
+        if height < size or width < size:
+            raise DataError(
+                f"a {rgb.shape[1]}x{rgb.shape[0]} image shrunk by {config.scale} is "
+                f"{width}x{height}, smaller than one {size} px patch; lower the scale"
+            )
+        corners = (
+            grid_corners(height, width, size)
+            if config.mode == "patches-grid"
+            else _random_corners(height, width, size, config, image_key)
+        )
+        squares = [field[top : top + size, left : left + size] for top, left in corners]
+    stacked = np.ascontiguousarray(np.stack(squares).transpose(0, 3, 1, 2))
+    return torch.from_numpy(stacked)
+
+
+def preprocess_images(
+    images: Sequence[np.ndarray], config: PreprocessConfig, image_keys: Sequence[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Several decoded images as one tensor of inputs, each tagged with its source image.
+
+    Args:
+        images: ``uint8`` arrays (H, W, 3).
+        config: how to preprocess.
+        image_keys: stable names (sha256) per image for random patches; default their positions.
+
+    Returns:
+        ``uint8`` (M, 3, size, size) inputs and an ``int64`` (M,) tensor with the index in
+        ``images`` each input came from.
+
+    Raises:
+        DataError: no images, keys of another length, or what :func:`preprocess_image` refuses.
+    """
+    if not images:
+        raise DataError("no images to preprocess")
+    keys = list(image_keys) if image_keys is not None else [str(i) for i in range(len(images))]
+    if len(keys) != len(images):
+        raise DataError(f"{len(keys)} image keys for {len(images)} images")
+    parts = [preprocess_image(rgb, config, key) for rgb, key in zip(images, keys, strict=True)]
+    index = torch.cat([torch.full((len(p),), i, dtype=torch.int64) for i, p in enumerate(parts)])
+    return torch.cat(parts), index
+
+
+def grid_corners(height: int, width: int, size: int) -> list[tuple[int, int]]:
+    """(top, left) of the centred grid of non-overlapping ``size`` tiles, row by row."""
+    rows, cols = height // size, width // size
+    top0, left0 = (height - rows * size) // 2, (width - cols * size) // 2
+    return [(top0 + r * size, left0 + c * size) for r in range(rows) for c in range(cols)]
+
+
+def _random_corners(
+    height: int, width: int, size: int, config: PreprocessConfig, image_key: str
+) -> list[tuple[int, int]]:
+    digest = hashlib.sha256(f"{config.seed}:{image_key}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    count = config.patches_per_image
+    tops = torch.randint(0, height - size + 1, (count,), generator=generator).tolist()
+    lefts = torch.randint(0, width - size + 1, (count,), generator=generator).tolist()
+    return list(zip(tops, lefts, strict=True))
+
+
+def _shrink(rgb: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return rgb
+    height, width = rgb.shape[:2]
+    target = (max(1, round(width / scale)), max(1, round(height / scale)))
+    return np.asarray(resize(rgb, target))
+
+
+def _on_canvas(rgb: np.ndarray, size: int, fill: str) -> np.ndarray:
+    """``rgb`` centred on a ``size`` canvas without rescaling; a larger image keeps its centre."""
+    image = Image.fromarray(rgb)
+    if fill == "border":
+        colour = border_colour(image)
+    else:
+        colour = (0, 0, 0) if fill == "black" else (255, 255, 255)
+    canvas = Image.new("RGB", (size, size), colour)
+    # Negative offsets paste only the centre of an image larger than the canvas.
+    canvas.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
+    return np.asarray(canvas)

@@ -1,0 +1,278 @@
+"""The report's figures, drawn with matplotlib's object API on the Agg canvas (no display needed).
+
+Each function takes plain arrays or dicts and returns a :class:`~matplotlib.figure.Figure`, or
+``None`` when there is nothing to draw; :func:`save_figure` writes it as PNG and SVG.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from pathsynth.report.numbers import finite, fmt
+
+MAX_GRID_ROWS = 6  # originals shown in the affine grid
+MAX_GRID_COLUMNS = 8  # children (or images per row) shown
+PNG_DPI = 110
+
+
+@dataclass(frozen=True)
+class SavedFigure:
+    """A figure written next to the report.
+
+    Attributes:
+        name: file stem, also the figure's key in ``report.json``.
+        png: path of the PNG relative to the report folder.
+        svg: path of the SVG relative to the report folder.
+        png_base64: the PNG's bytes in base64, for embedding in the page.
+    """
+
+    name: str
+    png: str
+    svg: str
+    png_base64: str
+
+
+def slug(text: str) -> str:
+    """``text`` reduced to a safe file-name part."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "figure"
+
+
+def save_figure(figure: Figure, out_dir: Path, name: str) -> SavedFigure:
+    """Write ``figure`` as ``figures/<name>.png`` and ``.svg`` under ``out_dir``.
+
+    Args:
+        figure: the figure.
+        out_dir: the report folder.
+        name: file stem (made safe with :func:`slug`).
+
+    Returns:
+        Where the files are, and the PNG in base64.
+    """
+    name = slug(name)
+    folder = out_dir / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
+    (folder / f"{name}.png").write_bytes(buffer.getvalue())
+    figure.savefig(folder / f"{name}.svg", format="svg", bbox_inches="tight")
+    return SavedFigure(
+        name=name,
+        png=f"figures/{name}.png",
+        svg=f"figures/{name}.svg",
+        png_base64=base64.b64encode(buffer.getvalue()).decode("ascii"),
+    )
+
+
+def image_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str] | None = None,
+    title: str = "",
+) -> Figure | None:
+    """Images in a grid, one labelled row per sequence (empty cells where a row is shorter).
+
+    Args:
+        rows: per row, ``uint8`` (H, W, 3) images.
+        row_labels: a label per row.
+        column_labels: a title per column (optional).
+        title: the figure's title.
+
+    Returns:
+        The figure, or ``None`` when there are no images.
+    """
+    columns = max((len(row) for row in rows), default=0)
+    if columns == 0:
+        return None
+    cell = 1.35
+    figure = Figure(figsize=(cell * columns + 0.8, cell * len(rows) + (0.6 if title else 0.2)))
+    axes = figure.subplots(len(rows), columns, squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(columns):
+            ax: Axes = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(row):
+                ax.imshow(np.asarray(row[c]), interpolation="nearest")
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=8)
+            if r == 0 and column_labels is not None and c < len(column_labels):
+                ax.set_title(column_labels[c], fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.subplots_adjust(wspace=0.04, hspace=0.08)
+    return figure
+
+
+def affine_grid(originals: np.ndarray, children: np.ndarray) -> Figure | None:
+    """Each original followed by its affine children (the paper's figure of transformed images).
+
+    Args:
+        originals: ``uint8`` (N, H, W, 3).
+        children: ``uint8`` (N, K, H, W, 3).
+    """
+    count = min(len(originals), len(children), MAX_GRID_ROWS)
+    per_row = min(children.shape[1] if children.ndim == 5 else 0, MAX_GRID_COLUMNS - 1)
+    rows = [[originals[i], *children[i][:per_row]] for i in range(count)]
+    labels = [f"image {i + 1}" for i in range(count)]
+    columns = ["original", *[f"transform {k + 1}" for k in range(per_row)]]
+    return image_grid(rows, labels, columns, "Affine expansion: shift, zoom, rotation, reflection")
+
+
+def real_vs_synthetic_grid(
+    class_name: str, real: np.ndarray, synthetic: np.ndarray
+) -> Figure | None:
+    """One class: a row of real images above a row of synthetic ones.
+
+    Args:
+        class_name: shown in the title.
+        real: ``uint8`` (M, H, W, 3) real images.
+        synthetic: ``uint8`` (M, H, W, 3) generated images.
+    """
+    rows = [list(real[:MAX_GRID_COLUMNS]), list(synthetic[:MAX_GRID_COLUMNS])]
+    return image_grid(rows, ["real", "synthetic"], None, f"{class_name}: real vs synthetic")
+
+
+def _series(records: Sequence[Mapping[str, Any]], x_key: str, y_key: str) -> tuple[list, list]:
+    xs, ys = [], []
+    for record in records:
+        x, y = finite(record.get(x_key)), finite(record.get(y_key))
+        if x is not None and y is not None:
+            xs.append(x)
+            ys.append(y)
+    return xs, ys
+
+
+def gan_curves(records: Sequence[Mapping[str, Any]]) -> Figure | None:
+    """GAN training statistics against the step: losses together, other numbers each apart.
+
+    Args:
+        records: JSONL lines as dicts, each with ``step`` and numbers such as ``loss_d``,
+            ``loss_g``, ``ada_p``, ``quality``; non-finite values are skipped.
+
+    Returns:
+        The figure, or ``None`` when no record has a step and a number.
+    """
+    keys: list[str] = []
+    for record in records:
+        for key, value in record.items():
+            if key != "step" and key not in keys and finite(value) is not None:
+                keys.append(key)
+    losses = [key for key in keys if key.startswith("loss")]
+    others = [key for key in keys if not key.startswith("loss")][:4]
+    panels = ([losses] if losses else []) + [[key] for key in others]
+    if not panels:
+        return None
+    figure = Figure(figsize=(4.2 * len(panels), 3.2))
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels, strict=True):
+        for key in panel:
+            xs, ys = _series(records, "step", key)
+            ax.plot(xs, ys, label=key, linewidth=1.2)
+        ax.set_xlabel("step")
+        ax.set_title(", ".join(panel), fontsize=9)
+        ax.grid(alpha=0.3)
+        if len(panel) > 1:
+            ax.legend(fontsize=8)
+    figure.suptitle("GAN training", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def classifier_curves(condition: str, per_seed: Sequence[Mapping[str, Any]]) -> Figure | None:
+    """One condition's training curves over epochs, every seed: losses and validation accuracy.
+
+    Args:
+        condition: shown in the title.
+        per_seed: the condition's per-seed results, each with ``seed`` and ``curves``
+            (``epoch``, ``train_loss``, ``val_loss``, ``val_balanced_accuracy``).
+    """
+    runs = [run for run in per_seed if isinstance(run.get("curves"), Mapping)]
+    if not runs:
+        return None
+    figure = Figure(figsize=(9.0, 3.2))
+    loss_ax, accuracy_ax = figure.subplots(1, 2)
+    drew = False
+    for index, run in enumerate(runs):
+        curves = run["curves"]
+        colour = f"C{index % 10}"
+        epochs = curves.get("epoch") or list(range(1, len(curves.get("train_loss") or []) + 1))
+        for key, ax, style in (
+            ("train_loss", loss_ax, "-"),
+            ("val_loss", loss_ax, "--"),
+            ("val_balanced_accuracy", accuracy_ax, "-"),
+        ):
+            values = curves.get(key) or []
+            pairs = [(finite(e), finite(v)) for e, v in zip(epochs, values, strict=False)]
+            pairs = [(e, v) for e, v in pairs if e is not None and v is not None]
+            if pairs:
+                drew = True
+                label = f"seed {run.get('seed', index)} {key.replace('_', ' ')}"
+                ax.plot(*zip(*pairs, strict=True), style, color=colour, linewidth=1.1, label=label)
+    if not drew:
+        return None
+    loss_ax.set_title("loss (solid train, dashed validation)", fontsize=9)
+    accuracy_ax.set_title("validation balanced accuracy", fontsize=9)
+    for ax in (loss_ax, accuracy_ax):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    accuracy_ax.legend(fontsize=6)
+    figure.suptitle(f"Classifier training: {condition}", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def roc_figure(condition: str, run: Mapping[str, Any]) -> Figure | None:
+    """One-vs-rest ROC curves of one seed of one condition: per class plus micro and macro.
+
+    Args:
+        condition: shown in the title.
+        run: a per-seed result with ``seed`` and ``roc``: ``{name: {"fpr", "tpr", "auc"}}`` where
+            ``micro`` and ``macro`` are the averages (``macro`` may be null).
+    """
+    roc = run.get("roc")
+    if not isinstance(roc, Mapping):
+        return None
+    figure = Figure(figsize=(4.8, 4.4))
+    ax = figure.subplots()
+    ax.plot([0, 1], [0, 1], color="0.7", linewidth=0.8, linestyle=":")
+    styles = {"micro": ("k", "--"), "macro": ("0.35", "-.")}
+    drew = False
+    classes = [key for key in roc if key not in styles]
+    for index, key in enumerate([*classes, *[k for k in styles if k in roc]]):
+        curve = roc.get(key)
+        if not isinstance(curve, Mapping):
+            continue
+        fpr, tpr = curve.get("fpr") or [], curve.get("tpr") or []
+        pairs = [(finite(f), finite(t)) for f, t in zip(fpr, tpr, strict=False)]
+        pairs = [(f, t) for f, t in pairs if f is not None and t is not None]
+        if not pairs:
+            continue
+        drew = True
+        colour, style = styles.get(key, (f"C{index % 10}", "-"))
+        label = f"{key} (AUC {fmt(curve.get('auc'))})"
+        ax.plot(*zip(*pairs, strict=True), style, color=colour, linewidth=1.3, label=label)
+    if not drew:
+        return None
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"ROC: {condition} (seed {run.get('seed', 'n/a')})", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
