@@ -216,8 +216,14 @@ def test_killed_ingest_leaves_a_consistent_catalog_and_a_rerun_completes(tmp_pat
     while time.monotonic() < deadline and not any(space.store.rglob("*.jpg")):
         time.sleep(0.02)
     time.sleep(0.3)  # let it get well into the run
+    workers = _children(process.pid)
+    assert workers, "the ingest should be decoding in a worker process"
     process.send_signal(signal.SIGKILL)
     process.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if _alive(pid)], "decoding workers outlived a killed ingest"
     rows, files = catalog_files(space)
     assert rows <= files, "a catalog row without its file"
     assert 0 < len(files) < 631, "the kill should land midway"
@@ -226,6 +232,26 @@ def test_killed_ingest_leaves_a_consistent_catalog_and_a_rerun_completes(tmp_pat
     assert report.added_total == 631 - len(rows)
     assert set(report.orphans_removed) == files - rows
     assert assert_consistent(space) == 631
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_interrupt_removes_the_uncommitted_batch(workspace, class_source):

@@ -12,8 +12,10 @@ skipped; the same content under another path is refused as a duplicate.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -33,6 +35,7 @@ from pathsynth.errors import ImageRefused, IngestError
 from pathsynth.imaging.decode import decode_bytes
 from pathsynth.imaging.features import compute_features
 
+_PR_SET_PDEATHSIG = 1  # prctl option: signal this process when its parent dies
 DEFAULT_STAIN = {"histology": "H&E", "cytology": "Papanicolaou"}
 
 
@@ -115,8 +118,14 @@ def _analyse(data: bytes, pixel_limit: int) -> _Analysis:
     )
 
 
-def _ignore_sigint() -> None:
+def _init_worker() -> None:
+    """Decoding workers leave Ctrl-C to the parent, and die with it even when it is killed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 def ingest_source(
@@ -246,7 +255,7 @@ def _analyse_all(
             yield candidate, data, _analyse(data, pixel_limit)
         return
     window = 4 * workers
-    with ProcessPoolExecutor(workers, initializer=_ignore_sigint) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
         in_flight: deque[tuple[Candidate, bytes, Future[_Analysis]]] = deque()
         try:
             for candidate, data in files:
