@@ -31,7 +31,7 @@ def test_overrides_replace_preset_values() -> None:
     ("preset", "overrides", "message"),
     [
         ("fast", {}, "unknown classifier preset"),
-        ("quick", {"learning_rat": 0.1}, "unknown classifier option"),
+        ("quick", {"learning_rat": 0.1}, r"unknown classifier setting\(s\) learning_rat; valid: "),
         ("quick", {"network": "vgg"}, "network must be one of"),
         ("quick", {"monitor": "accuracy"}, "monitor must be one of"),
         ("quick", {"validation_fraction": 1.0}, "validation_fraction"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -85,24 +86,21 @@ class BatchWriter:
 
     def patient_id(self, session: Session, code: str, make: Callable[[], Patient]) -> int:
         """The id of the patient with ``code``, creating it with ``make`` if new."""
-        key = ("patient", code)
-        if key not in self._ids:
-            patient = session.scalar(select(Patient).where(Patient.code == code))
-            if patient is None:
-                patient = make()
-                session.add(patient)
-                session.flush()
-            self._ids[key] = patient.id
-        return self._ids[key]
+        return self._id_of(session, Patient, code, make)
 
     def study_id(self, session: Session, code: str, make: Callable[[], Study]) -> int:
         """The id of the study with ``code``, creating it with ``make`` if new."""
-        key = ("study", code)
+        return self._id_of(session, Study, code, make)
+
+    def _id_of(
+        self, session: Session, model: type[Patient | Study], code: str, make: Callable[[], Any]
+    ) -> int:
+        key = (model.__tablename__, code)
         if key not in self._ids:
-            study = session.scalar(select(Study).where(Study.code == code))
-            if study is None:
-                study = make()
-                session.add(study)
+            found: Patient | Study | None = session.scalar(select(model).where(model.code == code))
+            if found is None:
+                found = make()
+                session.add(found)
                 session.flush()
-            self._ids[key] = study.id
+            self._ids[key] = found.id
         return self._ids[key]

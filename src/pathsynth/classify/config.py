@@ -5,11 +5,11 @@ Resolve with :func:`classifier_config`; save ``dataclasses.asdict(config)`` with
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from pathsynth.errors import ConfigError
+from pathsynth.presets import resolve_preset
 
 NETWORKS = ("small_cnn", "resnet18")
 MONITORS = ("balanced_accuracy", "loss")
@@ -86,10 +86,4 @@ def classifier_config(preset: str = "quick", **overrides: Any) -> ClassifierConf
     Raises:
         ConfigError: an unknown preset or field, or a value ``ClassifierConfig`` refuses.
     """
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown classifier preset {preset!r}; known: {', '.join(PRESETS)}")
-    fields = {field.name for field in dataclasses.fields(ClassifierConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ConfigError(f"unknown classifier option(s): {', '.join(unknown)}")
-    return ClassifierConfig(**{**PRESETS[preset], **overrides})
+    return resolve_preset(ClassifierConfig, PRESETS, preset, overrides, "classifier")

@@ -21,6 +21,7 @@ from torchvision.models import resnet18 as torchvision_resnet18
 
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.errors import CheckpointError, ConfigError
+from pathsynth.weights import read_state_dict
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -66,24 +67,6 @@ class SmallCNN(nn.Module):
         return self.head(self.dropout(pooled))
 
 
-def _read_state_dict(weights_path: Path) -> dict[str, torch.Tensor]:
-    if not weights_path.is_file():
-        raise CheckpointError(f"classifier weights file {weights_path} does not exist")
-    try:
-        loaded = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling and zip errors have no common type
-        raise CheckpointError(
-            f"classifier weights file {weights_path} cannot be read: {type(error).__name__}"
-        ) from error
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict) or not all(
-        isinstance(value, torch.Tensor) for value in loaded.values()
-    ):
-        raise CheckpointError(f"classifier weights file {weights_path} does not hold a state dict")
-    return loaded
-
-
 def resnet18(num_classes: int, weights_path: Path | str | None = None) -> ResNet:
     """torchvision ResNet-18 with ``num_classes`` outputs, random init or local weights.
 
@@ -105,7 +88,7 @@ def resnet18(num_classes: int, weights_path: Path | str | None = None) -> ResNet
     if weights_path is None:
         return model
     path = Path(weights_path)
-    state = _read_state_dict(path)
+    state = read_state_dict(path, "classifier")
     head = state.get("fc.weight")
     if head is not None and head.shape != model.fc.weight.shape:
         state = {key: value for key, value in state.items() if not key.startswith("fc.")}

@@ -31,6 +31,7 @@ from PIL import Image
 
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.imaging.preprocess import FILLS, border_colour, fit_square, resize
+from pathsynth.presets import resolve_preset
 
 MODES = ("resize", "crop", "pad", "patches-grid", "patches-random")
 
@@ -89,13 +90,8 @@ def preprocess_preset(name: str, **overrides: object) -> PreprocessConfig:
     Raises:
         ConfigError: an unknown preset or field, or an invalid value.
     """
-    if name not in PRESETS:
-        raise ConfigError(f"preprocess preset must be one of {', '.join(PRESETS)}, got {name!r}")
-    fields = {field.name for field in dataclasses.fields(PreprocessConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ConfigError(f"unknown preprocess settings: {', '.join(unknown)}")
-    return dataclasses.replace(PRESETS[name], **overrides)  # type: ignore[arg-type]
+    presets = {preset: config.as_dict() for preset, config in PRESETS.items()}
+    return resolve_preset(PreprocessConfig, presets, name, overrides, "preprocess")
 
 
 def preprocess_image(

@@ -25,6 +25,7 @@ from torchvision.models import inception_v3
 
 from pathsynth.errors import CheckpointError, ConfigError, DataError
 from pathsynth.imaging.tensorset import to_signed_float
+from pathsynth.weights import read_state_dict
 
 INCEPTION_INPUT_SIZE = 299  # Inception-v3's native resolution
 INCEPTION_FEATURE_DIM = 2048  # width of the pool layer before the logits
@@ -122,25 +123,6 @@ class ClassifierFeatures:
         return torch.cat(captured)
 
 
-def _read_state_dict(weights_path: Path, what: str) -> dict[str, torch.Tensor]:
-    """A state dict from a local file, or one :class:`CheckpointError` that says why not."""
-    if not weights_path.is_file():
-        raise CheckpointError(f"{what} weights file {weights_path} does not exist")
-    try:
-        loaded = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling and zip errors have no common type
-        raise CheckpointError(
-            f"{what} weights file {weights_path} cannot be read: {type(error).__name__}"
-        ) from error
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict) or not all(
-        isinstance(value, torch.Tensor) for value in loaded.values()
-    ):
-        raise CheckpointError(f"{what} weights file {weights_path} does not hold a state dict")
-    return loaded
-
-
 def load_inception(weights_path: Path | str) -> nn.Module:
     """torchvision Inception-v3 with weights from a local file, its classifier head removed.
 
@@ -160,7 +142,7 @@ def load_inception(weights_path: Path | str) -> nn.Module:
             state dict (missing, unexpected or mis-shaped tensors).
     """
     path = Path(weights_path)
-    state = _read_state_dict(path, "Inception-v3")
+    state = read_state_dict(path, "Inception-v3")
     head = state.get("fc.weight")
     if head is None or head.ndim != 2 or head.shape[1] != INCEPTION_FEATURE_DIM:
         raise CheckpointError(f"{path} is not an Inception-v3 state dict (no 2048-wide fc layer)")
