@@ -97,10 +97,11 @@ class BatchWriter:
     ) -> int:
         key = (model.__tablename__, code)
         if key not in self._ids:
-            found: Patient | Study | None = session.scalar(select(model).where(model.code == code))
+            found = session.scalar(select(model.id).where(model.code == code))
             if found is None:
-                found = make()
-                session.add(found)
+                row = make()
+                session.add(row)
                 session.flush()
-            self._ids[key] = found.id
+                found = row.id
+            self._ids[key] = found
         return self._ids[key]
