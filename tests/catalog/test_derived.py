@@ -36,9 +36,7 @@ class Generated:
 
 def real_ids(workspace) -> list[tuple[int, str, str]]:
     with workspace.open_catalog() as catalog, catalog.session() as session:
-        return list(
-            session.execute(select(ImageRow.id, ImageRow.label, ImageRow.store_path)).all()
-        )
+        return list(session.execute(select(ImageRow.id, ImageRow.label, ImageRow.store_path)).all())
 
 
 def test_affine_children_sit_beside_their_parent_with_parameters(workspace, class_source):

@@ -1,0 +1,120 @@
+"""Checkpoints: atomic writes, names that say what they hold, clear refusals when they are unusable.
+
+A run folder holds at most one ``last-step=NNNNNNNN.pt`` (the full trainer state for resuming) and
+one ``best-step=NNNNNNNN.pt`` (the same state at the best quality signal so far). Each is written
+to a temporary file in the same folder and moved into place with ``os.replace``, so a killed
+process leaves the previous checkpoint intact and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pathsynth.errors import CheckpointError
+
+CHECKPOINT_FORMAT = 1
+_NAME = re.compile(r"^(last|best)-step=(\d+)\.pt$")
+REQUIRED_KEYS = ("format", "step", "generator", "generator_ema", "class_names", "config")
+
+
+def checkpoint_name(kind: str, step: int) -> str:
+    """File name of a ``kind`` ("last" or "best") checkpoint at ``step``."""
+    return f"{kind}-step={step:08d}.pt"
+
+
+def save_atomic(state: dict[str, Any], path: Path) -> None:
+    """Write ``state`` with ``torch.save`` to ``path`` atomically (tmp file + fsync + replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_checkpoint(run_dir: Path, kind: str, state: dict[str, Any]) -> Path:
+    """Write ``state`` as the run's ``kind`` checkpoint and remove older ones of that kind.
+
+    Args:
+        run_dir: the run folder.
+        kind: ``"last"`` or ``"best"``.
+        state: the trainer state; must hold ``step``.
+
+    Returns:
+        The path written.
+    """
+    path = run_dir / checkpoint_name(kind, int(state["step"]))
+    save_atomic(state, path)
+    for old in list_checkpoints(run_dir, kind):
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(run_dir: Path, kind: str | None = None) -> list[Path]:
+    """The run's checkpoint files (of ``kind`` if given), oldest step first."""
+    found = []
+    for path in run_dir.glob("*-step=*.pt"):
+        match = _NAME.match(path.name)
+        if match and (kind is None or match.group(1) == kind):
+            found.append((int(match.group(2)), path))
+    return [path for _, path in sorted(found)]
+
+
+def find_checkpoint(run_dir: Path, which: str = "last") -> Path:
+    """The checkpoint file a user names: ``best``, ``last`` or a step number.
+
+    Raises:
+        CheckpointError: no run folder, or no checkpoint of that name in it.
+    """
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run folder {run_dir} does not exist")
+    if which in ("last", "best"):
+        found = list_checkpoints(run_dir, which)
+        if not found and which == "best":
+            found = list_checkpoints(run_dir, "last")
+        if not found:
+            raise CheckpointError(f"no {which} checkpoint in {run_dir}")
+        return found[-1]
+    if not which.isdigit():
+        raise CheckpointError(f"checkpoint {which!r} is not best, last or a step number")
+    step = int(which)
+    for path in list_checkpoints(run_dir):
+        if int(_NAME.match(path.name).group(2)) == step:  # type: ignore[union-attr]
+            return path
+    steps = sorted({int(_NAME.match(p.name).group(2)) for p in list_checkpoints(run_dir)})  # type: ignore[union-attr]
+    raise CheckpointError(f"no checkpoint at step {step} in {run_dir}; steps kept: {steps}")
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, not a pathsynth GAN checkpoint or of
+            another format version.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or unreadable ({type(error).__name__})"
+        ) from None
+    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
+        raise CheckpointError(f"checkpoint {path} is not a pathsynth GAN checkpoint")
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} has format {state['format']}, this version reads {CHECKPOINT_FORMAT}"
+        )
+    return state

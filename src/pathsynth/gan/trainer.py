@@ -1,0 +1,637 @@
+"""The GAN training loop: one global batch per step, whole data set on the device, full resume.
+
+One *step* is ``n_critic`` discriminator updates followed by one generator update. With
+``n_critic == 1`` the generated batch is made once per step and used for both updates (the
+PyTorch DCGAN example's order: D learns on it detached, then G learns through the updated D).
+
+Randomness: the global torch RNG (seeded identically on every rank) draws noise, dropout masks and
+augmentation; noise and augmentation are drawn for the global batch and sliced per rank, the data
+order is a pure function of ``(seed, epoch)``. The RNG state, optimisers, EMA, ADA probability and
+LeCam anchors are all in the checkpoint, so N steps straight and N/2 + resume + N/2 give the same
+weights on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from torch import nn
+
+from pathsynth.errors import CheckpointError, ConfigError, PathsynthError
+from pathsynth.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, save_checkpoint
+from pathsynth.gan.config import TrainConfig, augment_ops
+from pathsynth.gan.data import EpochSampler
+from pathsynth.gan.diffaug import AdaptiveProbability, augment
+from pathsynth.gan.distributed import DistContext, all_reduce_sum, convert_batchnorm
+from pathsynth.gan.ema import make_ema, update_ema
+from pathsynth.gan.losses import (
+    LeCam,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    r1_penalty,
+)
+from pathsynth.gan.networks import Discriminator, Generator, generator_stride2_layers
+from pathsynth.gan.quality import CheapFeatures, kid
+from pathsynth.gan.sampling import encode_png, image_grid, write_atomic
+from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float, to_uint8
+
+
+class TrainingDiverged(PathsynthError):
+    """A loss became NaN or infinite; the last good checkpoint is left in place."""
+
+
+@dataclass
+class TrainResult:
+    """How a training run ended.
+
+    Args:
+        run_dir: the run folder.
+        step: generator steps done.
+        status: ``"finished"`` or ``"interrupted"`` (SIGINT/SIGTERM; a checkpoint was written).
+        last_checkpoint: the last checkpoint written, if any.
+        best_checkpoint: the best checkpoint kept, if any.
+        best_score: its quality signal (lower is better), if any.
+    """
+
+    run_dir: Path
+    step: int
+    status: str
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    best_score: float | None
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``run.device`` ("auto" picks CUDA when present).
+
+    Raises:
+        ConfigError: CUDA asked for but not available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"run.device {name!r} asked for but no CUDA device is available")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN runs bf16 natively here (AVX512-BF16 / AMX): bf16 measured faster."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(amp: str, device: torch.device) -> bool:
+    """Whether ``run.amp`` means bf16 autocast on ``device``."""
+    if amp == "bf16":
+        return True
+    if amp == "off":
+        return False
+    return device.type == "cuda" or cpu_has_native_bf16()
+
+
+def total_steps(config: TrainConfig, dataset_size: int) -> int:
+    """Generator steps the run trains: ``optim.steps``, else epochs x batches / n_critic."""
+    if config.optim.steps > 0:
+        return config.optim.steps
+    batches = dataset_size // config.optim.batch_size
+    return max(1, config.optim.epochs * batches // config.optim.n_critic)
+
+
+def check_architecture(config: TrainConfig) -> None:
+    """Refuse an image size the networks cannot make, before any data is read.
+
+    Raises:
+        ConfigError: the size and the sizes that work.
+    """
+    generator_stride2_layers(config.model, config.data.resolution)
+
+
+def new_run_dir(runs_root: Path, name: str) -> Path:
+    """Create the next numbered run folder ``runs_root/NNNNN-name``.
+
+    Safe when several runs start at once: a number is claimed with an exclusive lock file, and
+    taken only if no folder holds it once the lock is held.
+    """
+    runs_root.mkdir(parents=True, exist_ok=True)
+
+    def taken() -> set[int]:
+        return {int(p.name[:5]) for p in runs_root.iterdir() if p.is_dir() and p.name[:5].isdigit()}
+
+    number = max(taken(), default=-1) + 1
+    while True:
+        lock = runs_root / f".{number:05d}.lock"
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            number += 1
+            continue
+        try:
+            if number not in taken():
+                path = runs_root / f"{number:05d}-{name}"
+                path.mkdir()
+                return path
+        finally:
+            lock.unlink()
+        number += 1
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM while training; the loop checks it between steps."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.raised = True
+
+        previous = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: no handlers, no clean stop
+            pass
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+class GanTrainer:
+    """Trains the class-conditional GAN of a resolved config on one labelled image set.
+
+    Args:
+        config: the resolved config.
+        dataset: the training images (any device; moved to the compute device).
+        run_dir: the run folder (written by rank 0 only).
+        context: the torchrun context (single process by default).
+        resume: a checkpoint state to continue from.
+        log: called with one line of progress text (rank 0).
+
+    Raises:
+        ConfigError: an image size the networks cannot make, or a batch that does not split
+            evenly over the ranks.
+        CheckpointError: a resume checkpoint whose classes or networks differ from this run's.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: TensorImageSet,
+        run_dir: Path,
+        context: DistContext | None = None,
+        resume: dict[str, Any] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        check_architecture(config)
+        self.config = config
+        self.context = context or DistContext()
+        self.run_dir = run_dir
+        self.log = log or (lambda line: None)
+        self.device = resolve_device(config.run.device)
+        if self.context.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.context.local_rank)
+            torch.cuda.set_device(self.device)
+        batch = config.optim.batch_size
+        if batch % self.context.world_size:
+            raise ConfigError(
+                f"optim.batch_size {batch} does not split evenly over {self.context.world_size} ranks"
+            )
+        self.local_batch = batch // self.context.world_size
+        group = config.model.d_minibatch_std_group
+        if group and self.local_batch % group:
+            raise ConfigError(
+                f"the per-rank batch {self.local_batch} is not a multiple of "
+                f"model.d_minibatch_std_group {group} (real and fake would share a group)"
+            )
+        self.offset = self.context.rank * self.local_batch
+        if dataset.resolution != config.data.resolution:
+            raise ConfigError(
+                f"data is {dataset.resolution}px but data.resolution is {config.data.resolution}"
+            )
+        self.dataset = dataset.to(self.device)
+        self.class_names = list(dataset.class_names)
+        self.bf16 = use_bf16(config.run.amp, self.device)
+        self.memory_format = (
+            torch.channels_last if config.run.channels_last else torch.contiguous_format
+        )
+        self.ops = augment_ops(config.augment.policy)
+
+        torch.manual_seed(config.run.seed)
+        num_classes = len(self.class_names)
+        self.G = Generator(config.model, config.data.resolution, num_classes)
+        self.D = Discriminator(config.model, config.data.resolution, num_classes)
+        self.G.to(self.device).to(memory_format=self.memory_format)
+        self.D.to(self.device).to(memory_format=self.memory_format)
+        if self.context.enabled:
+            convert_batchnorm(self.G, self.device)
+        self.G_ema = make_ema(self.G)
+        self.opt_g = self._adam(self.G, config.optim.g_lr)
+        self.opt_d = self._adam(self.D, config.optim.d_lr)
+        self.ada = AdaptiveProbability(
+            config.augment.p, config.augment.target, config.augment.speed_kimg
+        )
+        self.lecam = LeCam(
+            config.loss.lecam_decay, self._all_reduce_mean if self.context.enabled else None
+        ).to(self.device)
+        self.sampler = EpochSampler(len(dataset), batch, config.run.seed)
+        self.step = 0
+        self.d_steps = 0
+        self.best_score: float | None = None
+        self.best_step: int | None = None
+        self.total_steps = total_steps(config, len(dataset))
+        if resume is not None:
+            self._load_state(resume)
+
+        self.G_train: nn.Module = self.G
+        self.D_train: nn.Module = self.D
+        if self.context.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # BatchNorm statistics are synced by the cross-rank BatchNorm; nothing else to sync.
+            self.G_train = DDP(self.G, device_ids=ids, forward_sync_buffers=False)
+            self.D_train = DDP(self.D, device_ids=ids, forward_sync_buffers=False)
+        if config.run.compile:
+            self.G_train = torch.compile(self.G_train)  # type: ignore[assignment]
+            self.D_train = torch.compile(self.D_train)  # type: ignore[assignment]
+
+        # Fixed noise for the sample grids and the quality signal: own generators, so drawing
+        # them never moves the training RNG (resume stays exact).
+        fixed = torch.Generator().manual_seed(config.run.seed + 1)
+        k = config.run.samples_per_class
+        self.grid_noise = torch.randn(num_classes * k, config.model.noise_dim, generator=fixed)
+        self.grid_labels = torch.arange(num_classes).repeat_interleave(k)
+        self.quality_features: CheapFeatures | None = None
+        self.real_features: torch.Tensor | None = None
+        self.quality_noise = torch.empty(0)
+        self.quality_labels = torch.empty(0, dtype=torch.long)
+
+    def _adam(self, module: nn.Module, lr: float) -> torch.optim.Adam:
+        optim = self.config.optim
+        # Fused kernels exist on CUDA and CPU; on the CPU they took Adam from 64 to 8 ms per step
+        # for the paper's generator (25M parameters).
+        fused = self.config.run.fused_adam and self.device.type in ("cuda", "cpu")
+        return torch.optim.Adam(
+            module.parameters(),
+            lr=lr,
+            betas=(optim.beta1, optim.beta2),
+            weight_decay=optim.weight_decay,
+            fused=fused or None,
+            foreach=None if fused else True,
+        )
+
+    # ----------------------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs, as a checkpoint dict."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "d_steps": self.d_steps,
+            "sampler": self.sampler.state_dict(),
+            "generator": self.G.state_dict(),
+            "discriminator": self.D.state_dict(),
+            "generator_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "ada": self.ada.state_dict(),
+            "ada_pending": self._ada_pending(),
+            "lecam": self.lecam.state_dict(),
+            "rng": rng,
+            "class_names": self.class_names,
+            "resolution": self.config.data.resolution,
+            "config": self.config.to_dict(),
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "world_size": self.context.world_size,
+        }
+
+    def _ada_pending(self) -> list[float]:
+        total = 0.0 if self.ada.sign_sum is None else float(self.ada.sign_sum)
+        return [total, float(self.ada.count)]
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        if list(state["class_names"]) != self.class_names:
+            raise CheckpointError(
+                f"checkpoint classes {list(state['class_names'])} differ from the data's "
+                f"classes {self.class_names}"
+            )
+        try:
+            self.G.load_state_dict(state["generator"])
+            self.D.load_state_dict(state["discriminator"])
+            self.G_ema.load_state_dict(state["generator_ema"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.lecam.load_state_dict(state["lecam"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise CheckpointError(
+                f"checkpoint networks do not match this config ({str(error).splitlines()[0]})"
+            ) from None
+        self.ada.load_state_dict(state["ada"])
+        pending_sum, pending_count = state.get("ada_pending", [0.0, 0.0])
+        if pending_count:
+            self.ada.sign_sum = torch.tensor(pending_sum, device=self.device)
+            self.ada.count = int(pending_count)
+        self.sampler.load_state_dict(state["sampler"])
+        self.step = int(state["step"])
+        self.d_steps = int(state.get("d_steps", self.step * self.config.optim.n_critic))
+        self.best_score = state.get("best_score")
+        self.best_step = state.get("best_step")
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+
+    # ----------------------------------------------------------------------------- the step
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        index = self.sampler.next_batch()[self.offset : self.offset + self.local_batch]
+        index = index.to(self.device)
+        images = to_signed_float(self.dataset.images[index]).contiguous(
+            memory_format=self.memory_format
+        )
+        return images, self.dataset.labels[index]
+
+    def _noise(self) -> torch.Tensor:
+        full = torch.randn(
+            self.config.optim.batch_size, self.config.model.noise_dim, device=self.device
+        )
+        return full[self.offset : self.offset + self.local_batch]
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        return augment(
+            images,
+            self.ops,
+            self.ada.p,
+            offset=self.offset,
+            global_batch=self.config.optim.batch_size,
+        )
+
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One generator step (after ``n_critic`` discriminator steps); returns both losses."""
+        cfg = self.config
+        kind = cfg.loss.kind
+        reuse = cfg.optim.n_critic == 1
+        fake: torch.Tensor | None = None
+        loss_d = torch.zeros((), device=self.device)
+        for _ in range(cfg.optim.n_critic):
+            real, labels = self._real_batch()
+            noise = self._noise()
+            with self._autocast():
+                if reuse:
+                    fake = self.G_train(noise, labels)
+                else:
+                    with torch.no_grad():
+                        fake = self.G(noise, labels)
+                assert fake is not None
+                logits = self.D_train(
+                    torch.cat([self._augment(real), self._augment(fake.detach())]),
+                    torch.cat([labels, labels]),
+                )
+            real_logits, fake_logits = logits.float().split(self.local_batch)
+            loss_d = discriminator_loss(kind, real_logits, fake_logits)
+            if kind == "wgan-gp":
+                mix = torch.rand(cfg.optim.batch_size, device=self.device)
+                mix = mix[self.offset : self.offset + self.local_batch]
+                with self._autocast():
+                    penalty = gradient_penalty(self.D, real, fake.detach(), labels, mix)
+                loss_d = loss_d + cfg.loss.gp_weight * penalty
+            if cfg.loss.r1_gamma > 0 and self.d_steps % cfg.loss.r1_interval == 0:
+                with self._autocast():
+                    penalty = r1_penalty(self.D, self._augment(real), labels)
+                loss_d = loss_d + cfg.loss.r1_gamma / 2 * cfg.loss.r1_interval * penalty
+            if cfg.loss.lecam_weight > 0:
+                loss_d = loss_d + cfg.loss.lecam_weight * self.lecam(real_logits, fake_logits)
+            if cfg.augment.adaptive:
+                self.ada.accumulate(real_logits)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            self.d_steps += 1
+
+        self.D.requires_grad_(False)
+        if not reuse:
+            noise = self._noise()
+            with self._autocast():
+                fake = self.G_train(noise, labels)
+        assert fake is not None
+        with self._autocast():
+            fake_logits = self.D(self._augment(fake), labels)
+        loss_g = generator_loss(kind, fake_logits.float())
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+
+        self.step += 1
+        decay = 0.0 if self.step <= cfg.ema.start_step else cfg.ema.decay
+        if cfg.ema.warmup:
+            decay = min(decay, (1 + self.step) / (10 + self.step))
+        update_ema(self.G_ema, self.G, decay)
+        if cfg.augment.adaptive and self.step % cfg.augment.interval == 0:
+            self.ada.update(all_reduce_sum if self.context.enabled else None)
+        return loss_d.detach(), loss_g.detach()
+
+    # ----------------------------------------------------------------------------- outputs
+
+    @torch.no_grad()
+    def sample_grid(self) -> tuple[torch.Tensor, int]:
+        """The EMA generator's images of the fixed grid noise (uint8 NCHW) and grid columns."""
+        images = []
+        for start in range(0, len(self.grid_noise), 64):
+            noise = self.grid_noise[start : start + 64].to(self.device)
+            labels = self.grid_labels[start : start + 64].to(self.device)
+            with self._autocast():
+                images.append(to_uint8(self.G_ema(noise, labels).float()))
+        return torch.cat(images), self.config.run.samples_per_class
+
+    def _write_grid(self) -> None:
+        images, columns = self.sample_grid()
+        folder = self.run_dir / "samples"
+        folder.mkdir(exist_ok=True)
+        write_atomic(
+            folder / f"grid-step={self.step:08d}.png", encode_png(image_grid(images, columns))
+        )
+
+    @torch.no_grad()
+    def quality_signal(self) -> float:
+        """KID between EMA samples and real images on cheap fixed features (lower is better)."""
+        count = min(self.config.run.quality_samples, len(self.dataset))
+        if self.quality_features is None:
+            with torch.random.fork_rng(devices=[]):  # never move the training RNG
+                self.quality_features = CheapFeatures().to(self.device)
+            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(7))
+            real = self.dataset.images[order[:count].to(self.device)]
+            self.real_features = self._features(to_signed_float(real))
+            labels_gen = torch.Generator().manual_seed(self.config.run.seed + 2)
+            self.quality_noise = torch.randn(
+                count, self.config.model.noise_dim, generator=labels_gen
+            )
+            self.quality_labels = self.dataset.labels.cpu()[order[:count]]
+        fakes = []
+        for start in range(0, count, 64):
+            noise = self.quality_noise[start : start + 64].to(self.device)
+            labels = self.quality_labels[start : start + 64].to(self.device)
+            with self._autocast():
+                fakes.append(self.G_ema(noise, labels).float())
+        assert self.real_features is not None
+        return kid(self.real_features, self._features(torch.cat(fakes)))
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        assert self.quality_features is not None
+        return torch.cat(
+            [self.quality_features(images[i : i + 128]) for i in range(0, len(images), 128)]
+        )
+
+    def _stats_line(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _last_checkpoint(self) -> Path | None:
+        found = list_checkpoints(self.run_dir, "last")
+        return found[-1] if found else None
+
+    def _best_checkpoint(self) -> Path | None:
+        found = list_checkpoints(self.run_dir, "best")
+        return found[-1] if found else None
+
+    def _save(self, kind: str) -> Path | None:
+        if not self.context.is_main:
+            return None
+        return save_checkpoint(self.run_dir, kind, self.state_dict())
+
+    # ----------------------------------------------------------------------------- the loop
+
+    def train(self) -> TrainResult:
+        """Train to ``total_steps``, writing stats, grids and checkpoints (rank 0).
+
+        Returns:
+            How the run ended.
+
+        Raises:
+            TrainingDiverged: a loss became NaN or infinite (the last good checkpoint is kept).
+        """
+        cfg = self.config.run
+        main = self.context.is_main
+        stop = _StopFlag()
+        loss_sum = torch.zeros(2, device=self.device)
+        window_steps, window_start = 0, time.perf_counter()
+        last_check = self.step
+        if main:
+            self.log(
+                f"training {self.total_steps} steps of {self.config.optim.batch_size} images from "
+                f"step {self.step} on {self.device} (bf16 {'on' if self.bf16 else 'off'}, "
+                f"{self.context.world_size} rank(s))"
+            )
+        status = "finished"
+        with stop.installed():
+            while self.step < self.total_steps:
+                loss_d, loss_g = self.train_step()
+                loss_sum += torch.stack([loss_d, loss_g])
+                window_steps += 1
+                at = self.step
+                done = at >= self.total_steps
+                interrupted = self._agree(stop.raised)
+                log_now = done or interrupted or at % cfg.log_every == 0
+                ckpt_now = (
+                    done or interrupted or (cfg.checkpoint_every and at % cfg.checkpoint_every == 0)
+                )
+                if log_now or ckpt_now:
+                    losses = loss_sum.clone()
+                    if self.context.enabled:
+                        all_reduce_sum(losses)
+                        losses /= self.context.world_size
+                    losses /= window_steps
+                    if not bool(torch.isfinite(losses).all()):
+                        last = self._last_checkpoint()
+                        raise TrainingDiverged(
+                            f"loss became NaN or infinite between steps {last_check} and {at} "
+                            f"(D {losses[0].item():.4g}, G {losses[1].item():.4g}); last good "
+                            f"checkpoint: {last if last else 'none written yet'}"
+                        )
+                    last_check = at
+                    if main and log_now:
+                        elapsed = time.perf_counter() - window_start
+                        record = {
+                            "step": at,
+                            "epoch": self.sampler.epoch,
+                            "kimg": at
+                            * self.config.optim.batch_size
+                            * self.config.optim.n_critic
+                            / 1000,
+                            "loss_d": round(float(losses[0]), 6),
+                            "loss_g": round(float(losses[1]), 6),
+                            "augment_p": round(self.ada.p, 6),
+                            "ada_signal": round(self.ada.last_signal, 4),
+                            "sec_per_step": round(elapsed / window_steps, 5),
+                            "images_per_s": round(
+                                window_steps * self.config.optim.batch_size / max(elapsed, 1e-9), 2
+                            ),
+                        }
+                        self._stats_line(record)
+                        self.log(
+                            f"step {at}/{self.total_steps} D {record['loss_d']:.3f} "
+                            f"G {record['loss_g']:.3f} p {record['augment_p']:.3f} "
+                            f"{record['images_per_s']:.1f} img/s"
+                        )
+                    loss_sum.zero_()
+                if main and (done or (cfg.sample_every and at % cfg.sample_every == 0)):
+                    self._write_grid()
+                if main and cfg.quality_every and (done or at % cfg.quality_every == 0):
+                    score = self.quality_signal()
+                    self._stats_line({"step": at, "quality_kid": score})
+                    if math.isfinite(score) and (
+                        self.best_score is None or score < self.best_score
+                    ):
+                        self.best_score, self.best_step = score, at
+                        self._save("best")
+                if ckpt_now:
+                    self._save("last")
+                if log_now:  # time the next window without the grids, signals and saves above
+                    window_steps, window_start = 0, time.perf_counter()
+                if interrupted:
+                    status = "interrupted"
+                    break
+        return TrainResult(
+            self.run_dir,
+            self.step,
+            status,
+            self._last_checkpoint() if main else None,
+            self._best_checkpoint() if main else None,
+            self.best_score,
+        )
+
+    def _all_reduce_mean(self, tensor: torch.Tensor) -> None:
+        all_reduce_sum(tensor)
+        tensor /= self.context.world_size
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when any rank got a stop signal."""
+        if not self.context.enabled:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        all_reduce_sum(value)
+        return bool(value.item() > 0)

@@ -1,0 +1,73 @@
+"""The experiment commands as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from sqlalchemy import select
+
+from pathsynth.catalog.models import Image
+from pathsynth.catalog.workspace import Workspace
+
+
+def pathsynth(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pathsynth", *args], capture_output=True, text=True,
+        env={**os.environ, "COLUMNS": "200"}, timeout=300,
+    )  # fmt: skip
+
+
+def test_augment_expands_only_the_asked_fold_into_the_catalog(tmp_path, class_source):
+    ws = str(tmp_path / "ws")
+    assert pathsynth("init", ws).returncode == 0
+    assert (
+        pathsynth(
+            "ingest", str(class_source), "-m", "cytology", "-w", ws, "--workers", "0"
+        ).returncode
+        == 0
+    )
+    assert (
+        pathsynth("split", "-w", ws, "--name", "s", "--by", "image", "--test", "0.25").returncode
+        == 0
+    )
+    done = pathsynth(
+        "augment", "-w", ws, "--split", "s", "--fold", "train", "--per-class", "7", "--size", "32"
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "stored 12 affine children of 9 train images: benign 4, insitu 4, invasive 4" in done.stdout
+    )
+    space = Workspace(tmp_path / "ws")
+    with space.open_catalog() as catalog, catalog.session() as session:
+        children = session.scalars(select(Image).where(Image.origin == "affine")).all()
+        parent_folds = {parent.id for child in children for parent in child.parents}
+    assert len(children) == 12
+    from pathsynth.catalog.queries import fold_images
+
+    with space.open_catalog() as catalog:
+        train = {image.image_id for image in fold_images(catalog, space.store, "s", "train")}
+    assert parent_folds <= train
+    assert all(
+        set(child.transform) >= {"dx", "dy", "zoom", "angle", "hflip", "vflip"}
+        for child in children
+    )
+
+
+def test_report_and_classify_refuse_what_does_not_exist(tmp_path):
+    done = pathsynth("report", str(tmp_path))
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        == f"error: {tmp_path} holds no results.json; run `pathsynth reproduce` to the end first"
+    )
+    assert pathsynth("init", str(tmp_path / "ws")).returncode == 0
+    done = pathsynth("classify", "-w", str(tmp_path / "ws"), "--experiment", "nope")
+    assert done.returncode == 1
+    assert "no experiment 'nope'" in done.stderr
+    done = pathsynth(
+        "reproduce", str(tmp_path), "-m", "cytology", "--preset", "fast", "-w", str(tmp_path / "ws")
+    )
+    assert done.returncode == 1
+    assert "unknown experiment preset 'fast'; known: smoke, quick, paper" in done.stderr

@@ -1,0 +1,120 @@
+"""Protocol invariants: under ``honest`` no real test image, its affine child or its patient ever
+reaches training or validation; ``paper`` splits pools at image level."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pathsynth.errors import DataError
+from pathsynth.experiment.protocols import (
+    CONDITIONS,
+    ExperimentSets,
+    LabelledPart,
+    check_honest,
+    concatenate,
+    honest_sets,
+    paper_pool,
+    paper_sets,
+)
+from pathsynth.imaging.tensorset import TensorImageSet
+
+CLASSES = ["benign", "malignant"]
+
+
+def part(ids: list[int], parents: list[int], groups: list[int], labels: list[int]) -> LabelledPart:
+    n = len(ids)
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 4, 4).contiguous()
+    return LabelledPart(
+        TensorImageSet(images, torch.tensor(labels), list(CLASSES)),
+        torch.tensor(ids), torch.tensor(parents), torch.tensor(groups),
+    )  # fmt: skip
+
+
+def experiment() -> ExperimentSets:
+    # real train: images 1-8 of patients 10-13; real test: images 20-23 of patients 30-31
+    train = part([1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8],
+                 [10, 10, 11, 11, 12, 12, 13, 13], [0, 0, 1, 1, 0, 0, 1, 1])  # fmt: skip
+    test = part([20, 21, 22, 23], [20, 21, 22, 23], [30, 30, 31, 31], [0, 0, 1, 1])
+    affine_train = part([101, 102, 103, 105, 107], [1, 2, 3, 5, 7],
+                        [10, 10, 11, 12, 13], [0, 0, 1, 0, 1])  # fmt: skip
+    affine_all = part([201, 220, 222], [1, 20, 22], [10, 30, 31], [0, 0, 1])
+    synthetic = part([301, 302, 303, 304], [-1] * 4, [-1] * 4, [0, 0, 1, 1])
+    return ExperimentSets(train, test, affine_train, affine_all, synthetic)
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_honest_training_never_holds_a_test_image_its_child_or_its_patient(condition):
+    sets = experiment()
+    chosen = honest_sets(sets, condition, validation_groups=torch.tensor([11]))
+    test_ids = {20, 21, 22, 23}
+    assert set(chosen.test.ids.tolist()) == test_ids
+    assert not test_ids & set(chosen.train.ids.tolist())
+    assert not test_ids & set(chosen.train.parents.tolist())
+    assert not {30, 31} & set(chosen.train.groups.tolist())
+    # validation is real images of the held-out training patient, and none of their children train
+    assert set(chosen.validation.ids.tolist()) == {3, 4}
+    assert not {3, 4} & set(chosen.train.parents.tolist())
+    expected = {
+        "original": {1, 2, 5, 6, 7, 8},
+        "affine": {1, 2, 5, 6, 7, 8, 101, 102, 105, 107},
+        "synthetic": {1, 2, 5, 6, 7, 8, 301, 302, 303, 304},
+        "affine+synthetic": {1, 2, 5, 6, 7, 8, 101, 102, 105, 107, 301, 302, 303, 304},
+    }
+    assert set(chosen.train.ids.tolist()) == expected[condition]
+
+
+def test_check_honest_refuses_every_kind_of_leak():
+    sets = experiment()
+    validation = sets.real_train.select(torch.zeros(8, dtype=torch.bool))
+    leaked_image = concatenate(
+        [sets.real_train, sets.real_test.select(torch.tensor([True, False, False, False]))]
+    )
+    with pytest.raises(
+        DataError, match="held-out test image or its affine child is in the training"
+    ):
+        check_honest(leaked_image, validation, sets.real_test)
+    assert sets.affine_all is not None
+    leaked_child = concatenate([sets.real_train, sets.affine_all])
+    with pytest.raises(DataError, match="held-out test image or its affine child"):
+        check_honest(leaked_child, validation, sets.real_test)
+    same_patient = part([50], [50], [30], [0])  # another image of test patient 30
+    with pytest.raises(DataError, match="patient/group of the test set also has images"):
+        check_honest(concatenate([sets.real_train, same_patient]), validation, sets.real_test)
+    assert sets.synthetic is not None
+    with pytest.raises(DataError, match="tests on real images only"):
+        check_honest(sets.real_train, validation, sets.synthetic)
+
+
+def test_a_condition_without_its_images_or_a_class_is_refused():
+    sets = experiment()
+    sets.synthetic = None
+    with pytest.raises(
+        DataError, match="condition 'synthetic' needs GAN images, and there are none"
+    ):
+        honest_sets(sets, "synthetic", torch.tensor([11]))
+    sets.synthetic = part([301, 302], [-1, -1], [-1, -1], [0, 0])
+    with pytest.raises(DataError, match="GAN images have no images of class malignant"):
+        honest_sets(sets, "affine+synthetic", torch.tensor([11]))
+    with pytest.raises(DataError, match="unknown condition 'gan'"):
+        honest_sets(sets, "gan", torch.tensor([11]))
+
+
+def test_paper_protocol_pools_and_splits_at_image_level():
+    sets = experiment()
+    pool = paper_pool(sets, "affine")
+    assert set(pool.ids.tolist()) == {1, 2, 3, 4, 5, 6, 7, 8, 20, 21, 22, 23, 201, 220, 222}
+    assert set(paper_pool(sets, "synthetic").ids.tolist()) == {301, 302, 303, 304}
+    chosen = paper_sets(pool, seed=0, test_fraction=0.3, validation_fraction=0.1)
+    sides = [
+        set(chosen.train.ids.tolist()),
+        set(chosen.validation.ids.tolist()),
+        set(chosen.test.ids.tolist()),
+    ]
+    assert sum(len(s) for s in sides) == 15 and not (sides[0] & sides[2])
+    for side in (chosen.train, chosen.validation, chosen.test):
+        assert set(side.images.labels.tolist()) == {0, 1}
+    again = paper_sets(pool, seed=0)
+    assert torch.equal(again.test.ids, chosen.test.ids)
+    with pytest.raises(DataError, match="has 2 images; the split needs 3"):
+        paper_sets(part([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 1, 1]), seed=0)

@@ -1,0 +1,288 @@
+"""The train-gan and generate commands: one-line errors, dry run, catalog hand-offs, clean stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pathsynth.cli.app import app
+from pathsynth.errors import CheckpointError, ConfigError
+from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
+from pathsynth.gan.sampling import GeneratedImage
+
+from .conftest import write_class_folders
+
+QUIET = ["--set", "run.quality_every=0", "--set", "run.sample_every=0", "--device", "cpu"]
+
+
+def _pathsynth(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pathsynth", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_importing_the_cli_and_the_trainer_never_imports_sqlalchemy() -> None:
+    code = "import pathsynth.cli, pathsynth.gan.trainer, pathsynth.gan.sampling, sys; "
+    code += "assert 'sqlalchemy' not in sys.modules, 'sqlalchemy imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_dry_run_prints_the_resolved_config_with_overrides(class_folders: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["train-gan", "--data", str(class_folders), "--preset", "paper-wgan-gp", "--loss", "hinge",
+         "--set", "optim.g_lr=5e-4", "--dry-run"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads(result.stdout)
+    assert config["preset"] == "paper-wgan-gp"
+    assert config["loss"]["kind"] == "hinge"
+    assert config["optim"]["g_lr"] == 5e-4 and config["optim"]["n_critic"] == 5
+    assert config["data"]["folder"] == str(class_folders.resolve())
+
+
+def test_unknown_key_is_one_line_naming_it_and_the_valid_keys(class_folders: Path) -> None:
+    line = _one_error_line(
+        _pathsynth("train-gan", "--data", str(class_folders), "--set", "model.depth=3")
+    )
+    assert "unknown config key 'model.depth'" in line and "model.g_layers" in line
+
+
+def test_impossible_image_size_is_refused_before_reading_any_data(tmp_path: Path) -> None:
+    line = _one_error_line(
+        _pathsynth("train-gan", "--data", str(tmp_path / "absent"), "--resolution", "96")
+    )
+    assert "image size 96 cannot be made" in line
+
+
+def test_one_class_folder_is_one_line(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"lonely": 9})
+    line = _one_error_line(_pathsynth("train-gan", "--data", str(tmp_path), "--preset", "smoke"))
+    assert "one class" in line
+
+
+def test_generate_from_a_missing_run_is_one_line(tmp_path: Path) -> None:
+    line = _one_error_line(
+        _pathsynth(
+            "generate",
+            str(tmp_path / "runs" / "00007-x"),
+            "--per-class",
+            "2",
+            "--out",
+            str(tmp_path),
+        )
+    )
+    assert "does not exist" in line
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_cleanly(class_folders: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pathsynth", "train-gan", "--data", str(class_folders), "--preset", "smoke",
+         "--steps", "100000", "--runs", str(tmp_path), *QUIET, "--set", "run.checkpoint_every=0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("*/stats.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "interrupted at step" in stdout and "--resume" in stdout
+    (run_dir,) = tmp_path.iterdir()
+    state = load_checkpoint(find_checkpoint(run_dir, "last"))
+    assert 0 < state["step"] < 100000
+    assert not list(run_dir.glob(".*tmp*"))
+
+
+def test_resume_continues_the_run_in_its_folder(class_folders: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(
+        app,
+        [
+            "train-gan",
+            "--data",
+            str(class_folders),
+            "--preset",
+            "smoke",
+            "--steps",
+            "2",
+            "--runs",
+            str(tmp_path),
+            *QUIET,
+        ],
+    )
+    assert first.exit_code == 0, first.output
+    (run_dir,) = tmp_path.iterdir()
+    again = runner.invoke(app, ["train-gan", "--resume", str(run_dir), "--steps", "3"])
+    assert again.exit_code == 0, again.output
+    assert [p.name for p in run_dir.glob("last-*.pt")] == ["last-step=00000003.pt"]
+    assert json.loads((run_dir / "config.json").read_text())["optim"]["steps"] == 3
+
+
+def test_resume_on_other_classes_is_refused(class_folders: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(
+        app,
+        [
+            "train-gan",
+            "--data",
+            str(class_folders),
+            "--preset",
+            "smoke",
+            "--steps",
+            "1",
+            "--runs",
+            str(tmp_path),
+            *QUIET,
+        ],
+    )
+    (run_dir,) = tmp_path.iterdir()
+    other = write_class_folders(tmp_path / "other", {"alpha": 8, "omega": 8})
+    result = runner.invoke(
+        app, ["train-gan", "--resume", str(run_dir), "--data", str(other), "--steps", "2"]
+    )
+    assert isinstance(result.exception, CheckpointError)
+    assert "differ" in str(result.exception)
+
+
+def test_workspace_split_data_and_catalog_generation_go_through_the_catalog_api(
+    class_folders: Path, tmp_path: Path, monkeypatch
+) -> None:
+    calls: dict[str, object] = {}
+    files = sorted((p, p.parent.name) for p in class_folders.rglob("*.png"))
+
+    def fold_files(workspace: Path, split: str, fold: str) -> list[tuple[Path, str]]:
+        calls["fold_files"] = (workspace, split, fold)
+        return files
+
+    def store_generated(workspace: Path, images, run: dict) -> int:
+        records = list(images)
+        calls["store"] = (workspace, records, run)
+        return len(records)
+
+    fake = types.ModuleType("pathsynth.catalog.api")
+    fake.fold_files = fold_files  # type: ignore[attr-defined]
+    fake.store_generated = store_generated  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pathsynth.catalog.api", fake)
+    runner = CliRunner()
+    ws = tmp_path / "ws"
+    trained = runner.invoke(
+        app,
+        [
+            "train-gan",
+            "-w",
+            str(ws),
+            "--split",
+            "main",
+            "--fold",
+            "train",
+            "--preset",
+            "smoke",
+            "--steps",
+            "1",
+            "--runs",
+            str(tmp_path / "runs"),
+            *QUIET,
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert calls["fold_files"] == (ws.resolve(), "main", "train")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    made = runner.invoke(
+        app,
+        [
+            "generate",
+            str(run_dir),
+            "--per-class",
+            "2",
+            "--checkpoint",
+            "last",
+            "--seed",
+            "9",
+            "-w",
+            str(ws),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    workspace, records, run = calls["store"]  # type: ignore[misc]
+    assert workspace == ws and len(records) == 6
+    assert all(isinstance(r, GeneratedImage) and r.seed == 9 and r.step == 1 for r in records)
+    assert run["run_name"] == run_dir.name and run["checkpoint_step"] == 1
+    assert run["config"]["data"]["split"] == "main"
+
+
+def test_giving_both_or_no_data_sources_is_refused(class_folders: Path) -> None:
+    result = CliRunner().invoke(app, ["train-gan", "--preset", "smoke"])
+    assert isinstance(result.exception, ConfigError)
+
+
+@pytest.mark.parametrize("which", ["best", "last"])
+def test_generate_out_writes_class_folders(class_folders: Path, tmp_path: Path, which: str) -> None:
+    runner = CliRunner()
+    runner.invoke(
+        app,
+        [
+            "train-gan",
+            "--data",
+            str(class_folders),
+            "--preset",
+            "smoke",
+            "--steps",
+            "2",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+        ],
+    )
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            str(run_dir),
+            "--per-class",
+            "3",
+            "--checkpoint",
+            which,
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        sorted(p.parent.name for p in (tmp_path / "out").rglob("*.png"))
+        == ["alpha"] * 3 + ["beta"] * 3 + ["gamma"] * 3
+    )

@@ -1,0 +1,101 @@
+"""Config resolution: presets over defaults, overrides over presets, refusals naming the key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pathsynth.errors import ConfigError
+from pathsynth.gan.config import (
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    parse_assignments,
+    valid_keys,
+)
+from pathsynth.gan.presets import PRESETS, resolve_config
+
+
+def test_paper_preset_is_the_papers_training_setup() -> None:
+    config = resolve_config("paper")
+    assert config.model.noise_dim == 64
+    assert config.optim.batch_size == 64
+    assert config.optim.g_lr == config.optim.d_lr == 1e-3
+    assert config.optim.weight_decay == 1e-6
+    assert config.optim.epochs == 3000
+    assert config.model.leaky_slope == 0.2
+    assert config.loss.kind == "bce"
+    assert config.data.resolution == 128
+
+
+def test_wgan_gp_preset_uses_penalty_and_critic_steps() -> None:
+    config = resolve_config("paper-wgan-gp")
+    assert config.loss.kind == "wgan-gp"
+    assert config.loss.gp_weight > 0
+    assert config.optim.n_critic == 5
+
+
+def test_every_preset_resolves() -> None:
+    for name in PRESETS:
+        assert resolve_config(name).preset == name
+
+
+def test_overrides_convert_strings_to_the_keys_types() -> None:
+    config = resolve_config(
+        "paper", {"optim.g_lr": "2e-4", "optim.steps": "10", "model.spectral_norm": "true"}
+    )
+    assert config.optim.g_lr == 2e-4
+    assert config.optim.steps == 10
+    assert config.model.spectral_norm is True
+    assert config.optim.d_lr == 1e-3  # untouched
+
+
+def test_unknown_key_names_itself_and_the_valid_keys() -> None:
+    with pytest.raises(ConfigError) as error:
+        resolve_config("paper", {"optim.learning_rate": "1"})
+    message = str(error.value)
+    assert "'optim.learning_rate'" in message
+    assert "optim.g_lr" in message and "augment.policy" in message
+
+
+def test_unknown_preset_lists_the_presets() -> None:
+    with pytest.raises(ConfigError, match="paper-wgan-gp"):
+        resolve_config("papr")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("loss.kind", "lsgan", "loss.kind"),
+        ("optim.steps", "ten", "optim.steps"),
+        ("augment.policy", "color,blur", "blur"),
+        ("optim.batch_size", "0", "batch_size"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(key: str, value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        resolve_config("paper", {key: value})
+
+
+def test_assignments_need_an_equals_sign() -> None:
+    assert parse_assignments(["optim.g_lr=1e-4"]) == {"optim.g_lr": "1e-4"}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_assignments(["optim.g_lr"])
+
+
+def test_config_round_trips_through_json() -> None:
+    config = resolve_config("modern", {"optim.steps": 7})
+    again = from_dict(json.loads(config.to_json()))
+    assert again == config
+
+
+def test_valid_keys_cover_every_group() -> None:
+    groups = {key.split(".")[0] for key in valid_keys()}
+    assert groups == {"data", "model", "loss", "optim", "augment", "ema", "run"}
+
+
+def test_overrides_leave_the_original_unchanged() -> None:
+    base = TrainConfig()
+    apply_overrides(base, {"optim.g_lr": 0.5})
+    assert base.optim.g_lr == 1e-3

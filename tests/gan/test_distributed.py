@@ -1,0 +1,103 @@
+"""torchrun with 2 gloo processes on CPU trains like one process with the same global batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
+from pathsynth.gan.config import from_dict
+from pathsynth.gan.networks import Discriminator, Generator
+
+from .conftest import EXACT
+
+ARGS = [
+    "--preset", "smoke", "--steps", "3", "--device", "cpu",
+    "--set", "augment.policy=color,translation,cutout", "--set", "augment.p=0.5",
+    "--set", "model.d_minibatch_std_group=4", "--set", "loss.lecam_weight=0.01",
+    "--set", "run.quality_every=0", "--set", "run.sample_every=0",
+]  # fmt: skip
+
+
+def _train(command: list[str], data: Path, runs: Path, name: str) -> dict:
+    sets = [item for key, value in EXACT.items() for item in ("--set", f"{key}={value}")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [
+            *command,
+            "train-gan",
+            "--data",
+            str(data),
+            "--runs",
+            str(runs),
+            "--name",
+            name,
+            *ARGS,
+            *sets,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # so a hang can be ended with every worker torchrun started
+    )
+    try:
+        _, stderr = process.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    assert process.returncode == 0, stderr[-3000:]
+    (run_dir,) = runs.glob(f"*-{name}")
+    return load_checkpoint(find_checkpoint(run_dir, "last"))
+
+
+def _initial_weights(config_data: dict, class_names: list[str]) -> dict[str, dict]:
+    """The weights a run starts from: the trainer seeds, then builds G, then D."""
+    config = from_dict(config_data)
+    torch.manual_seed(config.run.seed)
+    generator = Generator(config.model, config.data.resolution, len(class_names))
+    discriminator = Discriminator(config.model, config.data.resolution, len(class_names))
+    return {
+        "generator": generator.state_dict(),
+        "generator_ema": generator.state_dict(),
+        "discriminator": discriminator.state_dict(),
+    }
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(
+    class_folders: Path, tmp_path: Path
+) -> None:
+    single = _train([sys.executable, "-m", "pathsynth"], class_folders, tmp_path, "single")
+    ddp = _train(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "pathsynth"],
+        class_folders,
+        tmp_path,
+        "ddp",
+    )  # fmt: skip
+    assert ddp["world_size"] == 2 and single["world_size"] == 1
+    assert ddp["step"] == single["step"] == 3
+    initial = _initial_weights(single["config"], single["class_names"])
+    for net in ("generator", "discriminator", "generator_ema"):
+        names = [k for k in single[net] if single[net][k].is_floating_point()]
+        gap = torch.cat([(single[net][k] - ddp[net][k]).abs().flatten() for k in names])
+        moved = torch.cat([(single[net][k] - initial[net][k]).abs().flatten() for k in names])
+        # Float sums reduce in another order over two ranks; Adam turns that into small steps on
+        # near-zero gradients, so compare the gap with how far training moved the weights.
+        assert gap.mean() < 0.01 * moved.mean(), (net, float(gap.mean()), float(moved.mean()))
+        assert gap.max() < 3 * 1e-3, net  # at most a few Adam steps of lr 1e-3 on any weight
+    # LeCam anchors moved by the global batch's means on every rank.
+    for anchor in ("anchor_real", "anchor_fake"):
+        assert torch.allclose(single["lecam"][anchor], ddp["lecam"][anchor], atol=1e-5), anchor
+    # Batch-norm statistics were synced across ranks: the running means match the single run.
+    for key, value in single["generator"].items():
+        if key.endswith("running_mean"):
+            assert torch.allclose(value, ddp["generator"][key], atol=1e-5), key
