@@ -118,3 +118,23 @@ def test_paper_protocol_pools_and_splits_at_image_level():
     assert torch.equal(again.test.ids, chosen.test.ids)
     with pytest.raises(DataError, match="has 2 images; the split needs 3"):
         paper_sets(part([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 1, 1]), seed=0)
+
+
+def test_command_line_network_options_reach_the_classifier_config():
+    from pathsynth.classify.config import classifier_config
+    from pathsynth.cli.experiment import _classifier_overrides
+    from pathsynth.experiment.config import experiment_config
+
+    overrides = _classifier_overrides("quick", "resnet18", None)
+    config = experiment_config("quick", "cytology", classifier_overrides=overrides)
+    assert config.classifier_overrides == {
+        "epochs": 12,
+        "patience": 3,
+        "batch_size": 64,
+        "network": "resnet18",
+    }
+    assert (
+        classifier_config(config.classifier_preset, **config.classifier_overrides).network
+        == "resnet18"
+    )
+    assert _classifier_overrides("quick", None, None) is None

@@ -64,6 +64,19 @@ def _experiment(
     )
 
 
+def _classifier_overrides(
+    preset: str, network: str | None, weights: Path | None
+) -> dict[str, Any] | None:
+    """The preset's classifier overrides plus the network options given on the command line."""
+    from pathsynth.experiment.config import PRESETS
+
+    chosen = {"network": network, "weights_path": str(weights) if weights else None}
+    chosen = {key: value for key, value in chosen.items() if value is not None}
+    if not chosen or preset not in PRESETS:
+        return None
+    return {**PRESETS[preset].get("classifier_overrides", {}), **chosen}
+
+
 @app.command()
 def reproduce(
     source: Path = typer.Argument(..., help="Folder of labelled real images."),
@@ -79,6 +92,15 @@ def reproduce(
         None, "--train-on", help="original,affine,synthetic,affine+synthetic (default all)."
     ),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda."),
+    network: str | None = typer.Option(
+        None, "--network", help="Classifier: small_cnn (default) or resnet18 (random init)."
+    ),
+    classifier_weights: Path | None = typer.Option(
+        None, "--classifier-weights", help="Local ResNet-18 state dict to start from (no download)."
+    ),
+    inception_weights: Path | None = typer.Option(
+        None, "--inception-weights", help="Local Inception-v3 state dict: adds standard FID/KID."
+    ),
     until: str = typer.Option("results", "--until", help="Stop after this stage."),
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
@@ -92,6 +114,8 @@ def reproduce(
     experiment = _experiment(
         workspace, label, source, modality, preset=preset, classes=_names(classes), seeds=seeds,
         protocols=_names(protocols), conditions=_names(train_on), device=device,
+        inception_weights=str(inception_weights) if inception_weights else None,
+        classifier_overrides=_classifier_overrides(preset, network, classifier_weights),
     )  # fmt: skip
     results = experiment.run(until=until)
     if results.exists():

@@ -42,6 +42,7 @@ class ExperimentConfig:
     seeds: int = 5  # classifier runs per condition (paired across conditions)
     validation_fraction: float = 0.15  # real training groups held out for early stopping
     device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda"
+    inception_weights: str | None = None  # local Inception-v3 state dict: adds standard FID/KID
 
     def __post_init__(self) -> None:
         unknown = set(self.protocols) - set(PROTOCOLS)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from sqlalchemy import select
 
 from pathsynth import __version__
 from pathsynth.catalog.api import AffineChild, store_affine, store_generated_ids
@@ -60,7 +61,7 @@ from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.tensorset import TensorImageSet
 from pathsynth.metrics.aggregate import mean_confidence_interval, paired_comparison
 from pathsynth.metrics.classification import classification_report
-from pathsynth.metrics.features import ClassifierFeatures
+from pathsynth.metrics.features import ClassifierFeatures, InceptionFeatures
 from pathsynth.metrics.memorisation import memorisation_check
 from pathsynth.metrics.registry import synthesis_quality
 
@@ -250,8 +251,6 @@ class Experiment:
     def _stage_split(self) -> dict[str, Any]:
         with self.workspace.open_catalog() as catalog:
             with catalog.session() as session:
-                from sqlalchemy import select
-
                 kinds = set(
                     session.scalars(
                         select(Patient.key_kind)
@@ -520,11 +519,18 @@ class Experiment:
         memorised = memorisation_check(
             synthetic, real, synthetic_features=synthetic_features, real_features=real_features
         )
-        quality = {
+        quality: dict[str, Any] = {
             "feature_extractor": "penultimate layer of the honest/original seed-0 classifier "
             "(trained on the real training fold)",
             **numbers,
         }
+        if self.config.inception_weights:
+            inception = InceptionFeatures(self.config.inception_weights, device=self.device)
+            standard = synthesis_quality(
+                inception(real), inception(synthetic), names=("kid", "fd"),
+                generator=torch.Generator().manual_seed(0),
+            )  # fmt: skip
+            quality.update({f"inception_{name}": value for name, value in standard.items()})
         memorisation = {
             "threshold_ratio": memorised.near_copy_ratio,
             "flagged": memorised.n_near_copies,
