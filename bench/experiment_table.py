@@ -48,9 +48,9 @@ def table(results: dict[str, Any]) -> str:
     lines.append("")
     for comparison in results.get("comparisons", []):
         if comparison["metric"] == "accuracy":
-            diff = comparison["difference"]
             lines.append(
-                f"- {comparison['protocol']}: {comparison['b']} - original = {diff['mean']:+.3f} "
+                f"- {comparison['protocol']}: {comparison['b']} - original = "
+                f"{comparison['difference']:+.3f} "
                 f"(paired t p = {comparison['t_p_value'] if comparison['t_p_value'] is None else round(comparison['t_p_value'], 3)}, n = {comparison['n']})"
             )
     quality = results.get("synthesis_quality") or {}

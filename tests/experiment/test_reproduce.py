@@ -42,6 +42,9 @@ def test_every_condition_of_both_protocols_has_a_result_per_seed(finished):
             if key.startswith("honest"):  # per real test image, patches aggregated
                 assert sum(map(sum, matrix)) == test_images
     assert results["paper_reference"]["cytology"] == {"original": 0.75, "synthetic": 0.955}
+    compared = {(c["protocol"], c["b"], c["metric"]) for c in results["comparisons"]}
+    assert ("honest", "synthetic", "accuracy") in compared
+    assert all(isinstance(c["difference"], float) for c in results["comparisons"])
     assert results["synthesis_quality"]["kid_mean"] is not None or results["synthesis_quality"]
     assert results["memorisation"]["total"] == 8 * len(CLASSES)
     assert [stage["name"] for stage in results["stages"]][: len(STAGES) - 1] == list(STAGES[:-1])
