@@ -122,23 +122,18 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(class_folders: Path, tmp_
     assert not list(run_dir.glob(".*tmp*"))
 
 
+def _train_smoke(runner: CliRunner, data: Path, runs: Path, steps: int, *extra: str):
+    """Train the smoke preset for ``steps`` steps into ``runs``; the CliRunner result."""
+    return runner.invoke(
+        app,
+        ["train-gan", "--data", str(data), "--preset", "smoke", "--steps", str(steps),
+         "--runs", str(runs), *extra],
+    )  # fmt: skip
+
+
 def test_resume_continues_the_run_in_its_folder(class_folders: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    first = runner.invoke(
-        app,
-        [
-            "train-gan",
-            "--data",
-            str(class_folders),
-            "--preset",
-            "smoke",
-            "--steps",
-            "2",
-            "--runs",
-            str(tmp_path),
-            *QUIET,
-        ],
-    )
+    first = _train_smoke(runner, class_folders, tmp_path, 2, *QUIET)
     assert first.exit_code == 0, first.output
     (run_dir,) = tmp_path.iterdir()
     again = runner.invoke(app, ["train-gan", "--resume", str(run_dir), "--steps", "3"])
@@ -149,21 +144,7 @@ def test_resume_continues_the_run_in_its_folder(class_folders: Path, tmp_path: P
 
 def test_resume_on_other_classes_is_refused(class_folders: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    runner.invoke(
-        app,
-        [
-            "train-gan",
-            "--data",
-            str(class_folders),
-            "--preset",
-            "smoke",
-            "--steps",
-            "1",
-            "--runs",
-            str(tmp_path),
-            *QUIET,
-        ],
-    )
+    assert _train_smoke(runner, class_folders, tmp_path, 1, *QUIET).exit_code == 0
     (run_dir,) = tmp_path.iterdir()
     other = write_class_folders(tmp_path / "other", {"alpha": 8, "omega": 8})
     result = runner.invoke(
@@ -249,22 +230,8 @@ def test_giving_both_or_no_data_sources_is_refused(class_folders: Path) -> None:
 @pytest.mark.parametrize("which", ["best", "last"])
 def test_generate_out_writes_class_folders(class_folders: Path, tmp_path: Path, which: str) -> None:
     runner = CliRunner()
-    runner.invoke(
-        app,
-        [
-            "train-gan",
-            "--data",
-            str(class_folders),
-            "--preset",
-            "smoke",
-            "--steps",
-            "2",
-            "--runs",
-            str(tmp_path / "runs"),
-            "--device",
-            "cpu",
-        ],
-    )
+    trained = _train_smoke(runner, class_folders, tmp_path / "runs", 2, "--device", "cpu")
+    assert trained.exit_code == 0, trained.output
     (run_dir,) = (tmp_path / "runs").iterdir()
     result = runner.invoke(
         app,
