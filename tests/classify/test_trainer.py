@@ -57,6 +57,20 @@ def test_training_stops_after_patience_epochs_without_improvement() -> None:
     assert len(result.history) == result.best_epoch + 2 < 40
 
 
+def test_early_stopping_waits_for_min_epochs() -> None:
+    shapes = draw_shapes(20, seed=4)
+    shuffled = torch.randperm(len(shapes), generator=torch.Generator().manual_seed(0))
+    hopeless = TensorImageSet(shapes.images, shapes.labels[shuffled], shapes.class_names)
+    config = classifier_config(
+        "smoke", **{**QUICK_TEST, "epochs": 40, "patience": 2, "min_epochs": 7}, monitor="loss"
+    )
+
+    result = train_classifier(hopeless, config, validation_set=draw_shapes(5, seed=5))
+
+    assert result.stopped_early
+    assert 7 <= len(result.history) < 40
+
+
 def test_same_seed_trains_the_same_network() -> None:
     config = classifier_config("smoke", **{**QUICK_TEST, "epochs": 2})
     shapes = draw_shapes(12, seed=6)

@@ -130,6 +130,7 @@ def test_command_line_network_options_reach_the_classifier_config():
     assert config.classifier_overrides == {
         "epochs": 12,
         "patience": 3,
+        "min_epochs": 8,
         "batch_size": 64,
         "network": "resnet18",
     }

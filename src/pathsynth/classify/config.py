@@ -38,6 +38,8 @@ class ClassifierConfig:
     validation_fraction: float = 0.15  # share of the train set held out per class (by group)
     monitor: str = "balanced_accuracy"  # "balanced_accuracy" (ties -> lower loss) | "loss"
     patience: int = 8  # epochs without improvement before stopping
+    min_epochs: int = 0  # early stopping cannot end training before this epoch (BN statistics
+    #   and a tiny validation set make the first epochs' scores unreliable)
     # augmentation (on the device, per batch)
     augment: bool = True  # random horizontal/vertical flips and 90-degree rotations
     # run

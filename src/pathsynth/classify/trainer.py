@@ -4,7 +4,8 @@ Early stopping watches the validation set after every epoch. The default monitor
 accuracy, the number the protocols report and one that class imbalance (herlev) cannot flatter;
 with a few dozen validation images it moves in coarse steps, so a tie is broken by the lower
 validation loss. ``monitor="loss"`` watches the cross-entropy alone. Training stops after
-``patience`` epochs without improvement and the weights of the best epoch are restored.
+``patience`` epochs without improvement (never before ``min_epochs``) and the weights of the best
+epoch are restored.
 
 The data path is the GAN engine's: the whole set is a uint8 tensor on the device, batches are drawn
 by index, augmented there (flips and 90-degree rotations) and mapped to [-1, 1]. On CUDA the
@@ -312,7 +313,11 @@ def train_classifier(
         if _improved(record, best, config.monitor):
             best = record
             best_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-        elif best is not None and epoch - best.epoch >= config.patience:
+        elif (
+            best is not None
+            and epoch >= config.min_epochs
+            and epoch - best.epoch >= config.patience
+        ):
             result.stopped_early = True
             break
 

@@ -107,7 +107,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "run.log_every": 50,
         },
         "classifier_preset": "quick",
-        "classifier_overrides": {"epochs": 12, "patience": 3, "batch_size": 64},
+        "classifier_overrides": {"epochs": 12, "patience": 3, "min_epochs": 8, "batch_size": 64},
         "seeds": 3,
     },
     "paper": {
