@@ -33,6 +33,7 @@ def test_overrides_replace_preset_values() -> None:
         ("fast", {}, "unknown classifier preset"),
         ("quick", {"learning_rat": 0.1}, r"unknown classifier setting\(s\) learning_rat; valid: "),
         ("quick", {"network": "vgg"}, "network must be one of"),
+        ("quick", {"min_epochs": 30}, r"min_epochs must be in \[0, epochs\], got 30"),
         ("quick", {"monitor": "accuracy"}, "monitor must be one of"),
         ("quick", {"validation_fraction": 1.0}, "validation_fraction"),
         ("quick", {"patience": 0}, "patience must be at least 1"),

@@ -61,6 +61,8 @@ class ClassifierConfig:
         for name in ("width", "blocks", "epochs", "batch_size", "patience", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.min_epochs <= self.epochs:
+            raise ConfigError(f"min_epochs must be in [0, epochs], got {self.min_epochs}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.learning_rate <= 0.0 or self.weight_decay < 0.0:
