@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pathsynth import files
 from pathsynth.errors import CheckpointError
 from pathsynth.gan import checkpoint as ckpt
 
@@ -40,7 +41,7 @@ def test_failed_write_leaves_the_previous_checkpoint_and_no_temp_file(
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)  # the one atomic writer
     with pytest.raises(OSError):
         ckpt.save_checkpoint(tmp_path, "last", _state(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last-step=00000001.pt"]

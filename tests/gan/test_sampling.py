@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from pathsynth import files
 from pathsynth.errors import CheckpointError
-from pathsynth.gan import sampling
 from pathsynth.gan.data import folder_files, load_image_set
 from pathsynth.gan.sampling import (
     GeneratedImage,
@@ -77,7 +77,7 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch) -> N
     def crash(*args, **kwargs):
         raise OSError("killed")
 
-    monkeypatch.setattr(sampling.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)  # the one atomic writer
     with pytest.raises(OSError):
         write_class_folders([image], tmp_path)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -8,45 +8,17 @@ committed only after the rename; a run killed between the two leaves a file with
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-TMP_MARK = ".tmp-"
-
-
-def _tmp_path(destination: Path) -> Path:
-    return destination.with_name(f".{destination.name}{TMP_MARK}{os.getpid()}")
+from pathsynth import files
+from pathsynth.files import TMP_MARK
 
 
 def write_atomic(destination: Path, data: bytes) -> None:
-    """Write ``data`` to ``destination`` so it appears whole or not at all."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(destination)
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, destination)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def copy_atomic(source: Path, destination: Path) -> None:
-    """Copy ``source`` to ``destination`` so it appears whole or not at all."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(destination)
-    try:
-        shutil.copyfile(source, tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, destination)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write an image file into the store whole or not at all, flushed to disk before the rename
+    (its catalog row is committed right after)."""
+    files.write_atomic(destination, data, durable=True)
 
 
 def remove_files(store: Path, relative_paths: Iterable[str]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import secrets
 from dataclasses import asdict, dataclass, field
 from hashlib import sha256
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from pathsynth.catalog.db import Catalog
 from pathsynth.errors import WorkspaceError
+from pathsynth.files import write_text_atomic
 from pathsynth.imaging.decode import DEFAULT_PIXEL_LIMIT
 
 CONFIG_NAME = "pathsynth.json"
@@ -95,9 +95,7 @@ class Workspace:
                 root.rmdir()
             raise
         (root / STORE_NAME).mkdir(exist_ok=True)
-        tmp = root / f".{CONFIG_NAME}.tmp"
-        tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")
-        os.replace(tmp, root / CONFIG_NAME)
+        write_text_atomic(root / CONFIG_NAME, json.dumps(asdict(config), indent=2) + "\n")
         return cls(root)
 
     @property

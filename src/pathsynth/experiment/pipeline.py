@@ -23,7 +23,6 @@ import dataclasses
 import datetime as dt
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +53,7 @@ from pathsynth.experiment.protocols import (
     paper_pool,
     paper_sets,
 )
+from pathsynth.files import atomic_path, write_text_atomic
 from pathsynth.gan.sampling import encode_png, generate_images, load_generator, run_provenance
 from pathsynth.imaging.affine import AffineConfig, class_balanced_plan, random_affine
 from pathsynth.imaging.cache import load_preprocessed
@@ -99,9 +99,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -115,9 +113,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _save_tensors(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(data, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
 
 
 def _part_state(part: LabelledPart) -> dict[str, Any]:

@@ -8,7 +8,6 @@ process leaves the previous checkpoint intact and never a half-written one.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from pathsynth.errors import CheckpointError
+from pathsynth.files import atomic_path
 
 CHECKPOINT_FORMAT = 1
 _NAME = re.compile(r"^(last|best)-step=(\d+)\.pt$")
@@ -29,17 +29,8 @@ def checkpoint_name(kind: str, step: int) -> str:
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` with ``torch.save`` to ``path`` atomically (tmp file + fsync + replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path, durable=True) as tmp:
+        torch.save(state, tmp)
 
 
 def save_checkpoint(run_dir: Path, kind: str, state: dict[str, Any]) -> Path:

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from pathsynth.errors import CheckpointError, ConfigError
+from pathsynth.files import write_atomic
 from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
 from pathsynth.gan.config import TrainConfig, from_dict
 from pathsynth.gan.networks import Generator
@@ -57,18 +58,6 @@ def encode_png(pixels: np.ndarray, compress_level: int = 1) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def image_grid(images: torch.Tensor, columns: int) -> np.ndarray:

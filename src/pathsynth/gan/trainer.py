@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from pathsynth.errors import CheckpointError, ConfigError, PathsynthError
+from pathsynth.files import write_atomic
 from pathsynth.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, save_checkpoint
 from pathsynth.gan.config import TrainConfig, augment_ops
 from pathsynth.gan.data import EpochSampler
@@ -44,7 +45,7 @@ from pathsynth.gan.losses import (
 )
 from pathsynth.gan.networks import Discriminator, Generator, generator_stride2_layers
 from pathsynth.gan.quality import CheapFeatures, kid
-from pathsynth.gan.sampling import encode_png, image_grid, write_atomic
+from pathsynth.gan.sampling import encode_png, image_grid
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float, to_uint8
 
 

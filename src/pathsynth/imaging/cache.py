@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import torch
 
 from pathsynth.errors import DataError, ImageRefused
+from pathsynth.files import atomic_path, write_text_atomic
 from pathsynth.imaging.decode import load_rgb
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
 from pathsynth.imaging.tensorset import TensorImageSet
@@ -85,7 +84,7 @@ def load_preprocessed(
     if cache_dir is not None:
         folder = Path(cache_dir) / params_key(config)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic_text(folder / "params.json", json.dumps(config.as_dict(), indent=2))
+        write_text_atomic(folder / "params.json", json.dumps(config.as_dict(), indent=2))
 
     def one(path: Path) -> torch.Tensor:
         return _load_one(Path(path), config, folder)
@@ -114,23 +113,6 @@ def _load_one(path: Path, config: PreprocessConfig, folder: Path | None) -> torc
         raise ImageRefused(f"{path}: {error}") from None
     tensor = preprocess_image(rgb, config, sha)
     if entry is not None:
-        _save_atomic(tensor, entry)
+        with atomic_path(entry) as tmp:
+            torch.save(tensor.contiguous(), tmp)
     return tensor
-
-
-def _save_atomic(tensor: torch.Tensor, target: Path) -> None:
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".pt")
-    os.close(handle)
-    try:
-        torch.save(tensor.contiguous(), tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_atomic_text(target: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.replace(tmp, target)

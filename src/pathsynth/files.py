@@ -1,0 +1,53 @@
+"""Writing files so they appear whole or not at all, for every stage.
+
+A file is written to a hidden temporary name beside its destination (holding :data:`TMP_MARK`),
+optionally flushed to disk, then renamed into place. A reader never sees half a file, and a run
+killed mid-write leaves only a temporary file that the catalog's orphan sweep recognises.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TMP_MARK = ".tmp-"  # in the name of every temporary file written here
+
+
+@contextmanager
+def atomic_path(destination: Path, durable: bool = False) -> Iterator[Path]:
+    """A temporary path to write; renamed over ``destination`` when the block ends without error.
+
+    Args:
+        destination: the final file (its folder is created if missing).
+        durable: fsync the file before the rename (survives a power cut, costs a disk flush).
+
+    On any error, or an interruption, the temporary file is removed and the error re-raised.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}{TMP_MARK}")
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb+") as stream:
+                os.fsync(stream.fileno())
+        os.replace(tmp, destination)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(destination: Path, data: bytes, durable: bool = False) -> None:
+    """Write ``data`` to ``destination`` whole or not at all (see :func:`atomic_path`)."""
+    with atomic_path(destination, durable) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(destination: Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``destination`` whole or not at all."""
+    with atomic_path(destination) as tmp:
+        tmp.write_text(text, encoding="utf-8")
