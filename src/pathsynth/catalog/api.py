@@ -1,7 +1,9 @@
-"""What the other stages ask of the catalog, by workspace path.
+"""The catalog facade: everything the later stages ask of the catalog, one calling convention.
 
-The GAN and classifier stages never import the database layer at module level; their CLI commands
-import these functions lazily when the user names a workspace instead of a folder.
+Every function takes the :class:`~pathsynth.catalog.workspace.Workspace` first and opens (and
+closes) its catalog itself, so nothing above this package imports the models or SQLAlchemy. The
+GAN and classifier stages never import the database layer at module level; the experiment and the
+CLI import these functions where a workspace is named.
 """
 
 from __future__ import annotations
@@ -12,12 +14,22 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from pathsynth.catalog.db import Catalog
-from pathsynth.catalog.models import Image, Patient, Run, Study, image_features, image_parents
-from pathsynth.catalog.queries import fold_images
+from pathsynth.catalog.models import (
+    Image,
+    Patient,
+    Run,
+    Split,
+    SplitMember,
+    Study,
+    image_features,
+    image_parents,
+)
+from pathsynth.catalog.queries import FoldImage, fold_images
+from pathsynth.catalog.splits import SplitRequest, make_split
 from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.catalog.writer import BatchWriter
@@ -41,16 +53,86 @@ class GeneratedImageLike(Protocol):
     def png(self) -> bytes: ...
 
 
-def fold_files(workspace: Path, split: str, fold: str) -> list[tuple[Path, str]]:
+def split_fold(space: Workspace, split: str, fold: str) -> list[FoldImage]:
+    """The images of one fold of a split, ordered by id, with their files and patients.
+
+    Raises:
+        CatalogUnavailable, SplitError: no database, no such split or fold.
+    """
+    with space.open_catalog() as catalog:
+        return fold_images(catalog, space.store, split, fold)
+
+
+def fold_files(space: Workspace, split: str, fold: str) -> list[tuple[Path, str]]:
     """The (image file, class label) pairs of one fold of a split, real images only.
 
     Raises:
-        WorkspaceError, CatalogUnavailable, SplitError: no workspace, no database, no such split.
+        CatalogUnavailable, SplitError: no database, no such split or fold.
     """
-    space = Workspace(workspace)
-    with space.open_catalog() as catalog:
-        images = fold_images(catalog, space.store, split, fold)
+    images = split_fold(space, split, fold)
     return [(image.path, image.label) for image in images if image.origin == "real"]
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """A stored split: what it keeps whole, how it was made and its per-class counts per fold."""
+
+    name: str
+    unit: str
+    params: dict[str, Any]
+    counts: dict[str, dict[str, int]]
+    image_level: bool
+
+
+def patient_key_kinds(space: Workspace, modality: str, source: str) -> set[str]:
+    """What the patient rows of a source's real images stand for (``patient``, ``group``,
+    ``image``): a split can keep patients whole only where the catalog knows them.
+
+    Args:
+        space: the workspace.
+        modality: the studies' modality.
+        source: the source folder's name, as ingest recorded it.
+    """
+    with space.open_catalog() as catalog, catalog.session() as session:
+        return set(
+            session.scalars(
+                select(Patient.key_kind)
+                .join(Study, Study.patient_id == Patient.id)
+                .where(Study.modality == modality, Study.source == source)
+            )
+        )
+
+
+def find_split(space: Workspace, name: str) -> SplitSummary | None:
+    """The stored split called ``name``, or ``None``."""
+    with space.open_catalog() as catalog, catalog.session() as session:
+        split = session.scalar(select(Split).where(Split.name == name))
+        if split is None:
+            return None
+        rows = session.execute(
+            select(SplitMember.fold, Image.label, func.count())
+            .join(Image, Image.id == SplitMember.image_id)
+            .where(SplitMember.split_id == split.id)
+            .group_by(SplitMember.fold, Image.label)
+        ).all()
+        counts: dict[str, dict[str, int]] = {}
+        for fold, label, count in rows:
+            counts.setdefault(fold, {})[label] = int(count)
+        image_level = bool(split.params.get("image_level", split.unit == "image"))
+        return SplitSummary(split.name, split.unit, dict(split.params), counts, image_level)
+
+
+def create_split(space: Workspace, request: SplitRequest) -> SplitSummary:
+    """Make and store a split of the catalog's real images (see :func:`make_split`).
+
+    Raises:
+        SplitError: what :func:`~pathsynth.catalog.splits.make_split` refuses.
+    """
+    with space.open_catalog() as catalog:
+        make_split(catalog, request)
+    made = find_split(space, request.name)
+    assert made is not None  # just committed
+    return made
 
 
 @dataclass(frozen=True)
@@ -148,7 +230,7 @@ def _store_derived(space: Workspace, catalog: Catalog, items: Iterable[_Derived]
 
 
 def store_affine(
-    workspace: Path, children: Iterable[AffineChild], run: dict[str, Any]
+    space: Workspace, children: Iterable[AffineChild], run: dict[str, Any]
 ) -> list[int]:
     """Store affine children beside their parents, origin ``affine``, with parameters and lineage.
 
@@ -156,7 +238,7 @@ def store_affine(
     row names the parent (``image_parents``), the transform parameters and the run that made it.
 
     Args:
-        workspace: the workspace folder.
+        space: the workspace.
         children: the children to store.
         run: ``name`` of the augmentation run and its ``config``.
 
@@ -166,7 +248,6 @@ def store_affine(
     Raises:
         DataError: a parent id that is not a real image of the catalog.
     """
-    space = Workspace(workspace)
     with space.open_catalog() as catalog:
         with catalog.session() as session:
             run_id = _run_id(session, "augment", str(run["name"]), run.get("config") or {})
@@ -200,20 +281,22 @@ def store_affine(
 
 
 def store_generated(
-    workspace: Path, images: Iterable[GeneratedImageLike], run: dict[str, Any]
+    space: Workspace, images: Iterable[GeneratedImageLike], run: dict[str, Any]
 ) -> int:
     """Store generated images in the catalog, origin ``synthetic``, with full provenance.
 
     Each image becomes ``store/<generator code>/<study code>/<class>-s<seed>-<index>.png`` and an
-    image row naming the GAN run, checkpoint step, seed and class, with its features. Images whose
-    content is already catalogued (the same seed regenerated) are skipped.
+    image row naming the generator run, checkpoint step, seed and class, with its features. The
+    run is keyed on its unique ``run_id`` (two runs in different folders with the same folder name
+    are two runs). Images whose content is already catalogued (the same seed regenerated) are
+    skipped.
 
     Args:
-        workspace: the workspace folder.
+        space: the workspace.
         images: the generated images.
-        run: ``run_name``, ``run_dir``, ``checkpoint_step``, ``config`` (resolved config), and
-            optionally ``modality``; without it the modality is taken from the catalog if it holds
-            only one.
+        run: ``run_id``, ``run_name``, ``run_dir``, ``checkpoint_step``, ``config`` (resolved
+            config), optionally ``kind`` (default ``gan``) and ``modality``; without a modality
+            it is taken from the catalog if it holds only one.
 
     Returns:
         The number of images added.
@@ -222,24 +305,25 @@ def store_generated(
         DataError: the modality cannot be told.
         CatalogUnavailable: the catalog cannot be reached.
     """
-    return len(store_generated_ids(workspace, images, run)[1])
+    return len(store_generated_ids(space, images, run)[1])
 
 
 def store_generated_ids(
-    workspace: Path, images: Iterable[GeneratedImageLike], run: dict[str, Any]
+    space: Workspace, images: Iterable[GeneratedImageLike], run: dict[str, Any]
 ) -> tuple[list[int], set[int]]:
     """As :func:`store_generated`; returns the id of every image and the set of new ids."""
-    space = Workspace(workspace)
-    generator_key = f"generator:{run['run_name']}"
+    run_id = str(run["run_id"])
+    run_name = f"{run['run_name']}-{run_id[:12]}"
+    generator_key = f"generator:{run_id}"
     patient_code = space.pseudonym("patient", generator_key)
     study_code = space.pseudonym("study", f"{generator_key}\0step{run['checkpoint_step']}")
     with space.open_catalog() as catalog:
         with catalog.session() as session:
             modality = run.get("modality") or _only_modality(session)
             before = set(session.scalars(select(Image.id).where(Image.origin == "synthetic")))
-            run_id = _run_id(
-                session, "gan", str(run["run_name"]), run.get("config") or {},
-                {"run_dir": str(run.get("run_dir", ""))},
+            run_row = _run_id(
+                session, str(run.get("kind", "gan")), run_name, run.get("config") or {},
+                {"run_dir": str(run.get("run_dir", "")), "run_id": run_id},
             )  # fmt: skip
             patient = session.scalar(select(Patient).where(Patient.code == patient_code))
             if patient is None:
@@ -249,7 +333,7 @@ def store_generated_ids(
             if study is None:
                 study = Study(
                     code=study_code, patient=patient, modality=modality,
-                    source=str(run["run_name"]),
+                    source=run_name,
                 )  # fmt: skip
                 session.add(study)
             session.flush()
@@ -264,7 +348,7 @@ def store_generated_ids(
                         f"{image.class_name}-s{image.seed}-{image.index:06d}.png"
                     ),
                     study_id=study_id,
-                    row={"label": image.class_name, "origin": "synthetic", "run_id": run_id,
+                    row={"label": image.class_name, "origin": "synthetic", "run_id": run_row,
                          "checkpoint_step": image.step, "seed": image.seed,
                          "transform": {"index": image.index}},
                 )  # fmt: skip

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pathsynth.config import resolve
 from pathsynth.errors import ConfigError
-from pathsynth.presets import resolve_preset
 
 NETWORKS = ("small_cnn", "resnet18")
 MONITORS = ("balanced_accuracy", "loss")
@@ -44,7 +44,7 @@ class ClassifierConfig:
     augment: bool = True  # random horizontal/vertical flips and 90-degree rotations
     # run
     seed: int = 0  # seeds weights, batch order, augmentation and the validation split
-    device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
+    device: str = "cpu"  # "auto" (CUDA when present) | "cpu" | "cuda" | "cuda:N"
     bf16: bool = True  # bf16 autocast, used on CUDA only (CPU autocast does not pay here)
     channels_last: bool = True  # NHWC memory layout, used on CUDA only
     eval_batch_size: int = 256  # images per forward pass when evaluating
@@ -90,4 +90,4 @@ def classifier_config(preset: str = "quick", **overrides: Any) -> ClassifierConf
     Raises:
         ConfigError: an unknown preset or field, or a value ``ClassifierConfig`` refuses.
     """
-    return resolve_preset(ClassifierConfig, PRESETS, preset, overrides, "classifier")
+    return resolve(ClassifierConfig, PRESETS, preset, overrides, "classifier")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,6 @@ from pathsynth.errors import DataError
 
 if TYPE_CHECKING:
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.experiment.pipeline import Experiment
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
@@ -28,53 +26,6 @@ def _open_or_create(workspace: Path) -> Workspace:
         return Workspace(workspace)
     console.print(f"creating workspace {workspace}")
     return Workspace.create(workspace)
-
-
-def _experiment(
-    workspace: Path | None, name: str, source: Path | None, modality: str | None, **settings: Any
-) -> Experiment:
-    """The named experiment: a new one from SOURCE and MODALITY, else the recorded one."""
-    from pathsynth.catalog.workspace import Workspace
-    from pathsynth.experiment.config import experiment_config
-    from pathsynth.experiment.pipeline import Experiment
-
-    root = resolve_workspace(workspace)
-    space = _open_or_create(root) if source is not None else Workspace(root)
-    state_path = space.root / "experiments" / name / "state.json"
-    if source is None or modality is None:
-        if not state_path.exists():
-            raise DataError(f"no experiment {name!r} in {root}; run `pathsynth reproduce` first")
-        recorded = json.loads(state_path.read_text())
-        source = Path(recorded["experiment"]["source"])
-        modality = recorded["experiment"]["modality"]
-        settings.setdefault("classes", recorded["experiment"]["classes"])
-        preset = recorded["config"]["preset"]
-    else:
-        preset = str(settings.pop("preset", "quick"))
-    classes = settings.pop("classes", None)
-    config = experiment_config(str(preset), modality, **settings)
-    return Experiment(
-        space,
-        source,
-        modality,
-        config,
-        tuple(classes) if classes else None,
-        name,
-        log=console.print,
-    )
-
-
-def _classifier_overrides(
-    preset: str, network: str | None, weights: Path | None
-) -> dict[str, Any] | None:
-    """The preset's classifier overrides plus the network options given on the command line."""
-    from pathsynth.experiment.config import PRESETS
-
-    chosen = {"network": network, "weights_path": str(weights) if weights else None}
-    chosen = {key: value for key, value in chosen.items() if value is not None}
-    if not chosen or preset not in PRESETS:
-        return None
-    return {**PRESETS[preset].get("classifier_overrides", {}), **chosen}
 
 
 @app.command()
@@ -101,26 +52,47 @@ def reproduce(
     inception_weights: Path | None = typer.Option(
         None, "--inception-weights", help="Local Inception-v3 state dict: adds standard FID/KID."
     ),
-    until: str = typer.Option("results", "--until", help="Stop after this stage."),
+    assignments: list[str] = typer.Option(
+        [], "--set", help="Any config key: --set gan.optim.steps=500, --set classifier.epochs=30."
+    ),
+    until: str = typer.Option("report", "--until", help="Stop after this stage."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
-    """The whole experiment: ingest, split, expand, GAN, generate, classify, metrics, report.
+    """The whole experiment: ingest, split, expand, generator, generate, classify, metrics, report.
 
     Resumable: a rerun skips finished stages and continues a killed one.
     """
+    from pathsynth.config import parse_assignments, to_json
+    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.pipeline import Experiment, check_stage
+
+    check_stage(until)
+    overrides: dict[str, Any] = {
+        "seeds": seeds,
+        "protocols": _names(protocols),
+        "conditions": _names(train_on),
+        "device": device,
+        "inception_weights": str(inception_weights) if inception_weights else None,
+        "classifier.network": network,
+        "classifier.weights_path": str(classifier_weights) if classifier_weights else None,
+        **parse_assignments(assignments),
+    }
+    config = experiment_config(preset, modality, overrides)
+    if dry_run:
+        console.print_json(to_json(config))
+        return
+    if not source.is_dir():
+        raise DataError(f"source {source} is not a folder of images")
+    chosen = _names(classes)
     label = name or f"{source.resolve().name}-{preset}" + (
-        f"-{len(_names(classes) or ())}classes" if classes else ""
+        f"-{len(chosen)}classes" if chosen else ""
     )
-    experiment = _experiment(
-        workspace, label, source, modality, preset=preset, classes=_names(classes), seeds=seeds,
-        protocols=_names(protocols), conditions=_names(train_on), device=device,
-        inception_weights=str(inception_weights) if inception_weights else None,
-        classifier_overrides=_classifier_overrides(preset, network, classifier_weights),
-    )  # fmt: skip
+    space = _open_or_create(resolve_workspace(workspace))
+    experiment = Experiment.create(space, source, config, chosen, label, log=console.print)
     results = experiment.run(until=until)
     if results.exists():
-        _print_results(json.loads(results.read_text()))
-        _write_report(results)
+        _print_results(results)
 
 
 @app.command()
@@ -134,19 +106,15 @@ def classify(
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
     """Train and test the classifiers of an experiment under a protocol, over K seeds."""
-    experiment = _experiment(
-        workspace, name, None, None, seeds=seeds, protocols=_names(protocol),
-        conditions=_names(train_on),
-    )  # fmt: skip
-    missing = [
-        s for s in ("inputs", "affine", "gan", "generate") if s not in experiment.state["stages"]
-    ]
-    if missing:
-        raise DataError(f"experiment {name!r} has not run {', '.join(missing)}; run `reproduce`")
-    for stage in ("classify", "quality", "results"):
-        experiment.state["stages"].pop(stage, None)
-    results = experiment.run()
-    _print_results(json.loads(results.read_text()))
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.experiment.pipeline import Experiment
+
+    overrides = {"seeds": seeds, "protocols": _names(protocol), "conditions": _names(train_on)}
+    space = Workspace(resolve_workspace(workspace))
+    experiment = Experiment.open(space, name, overrides, log=console.print)
+    experiment.require("inputs", "affine", "generator", "generate")
+    experiment.invalidate("classify")
+    _print_results(experiment.run())
 
 
 @app.command()
@@ -161,23 +129,23 @@ def augment(
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
     """Affine expansion (shift, zoom, rotation, reflection) of one fold, into the catalog."""
-    from pathsynth.catalog.queries import fold_images
+    from pathsynth.catalog.api import split_fold
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.experiment.pipeline import affine_expansion, network_inputs
+    from pathsynth.experiment.data import network_inputs
+    from pathsynth.experiment.expansion import affine_expansion
     from pathsynth.imaging.affine import AffineConfig
     from pathsynth.imaging.patches import preprocess_preset
 
     space = Workspace(resolve_workspace(workspace))
     inputs = preprocess_preset(preprocess, size=size)
-    with space.open_catalog() as catalog:
-        images = fold_images(catalog, space.store, split, fold)
+    images = split_fold(space, split, fold)
     if not images:
         raise DataError(f"fold {fold!r} of split {split!r} holds no images")
     originals = network_inputs(
         images, sorted({i.label for i in images}), inputs, space.root / "cache"
     )
     children = affine_expansion(
-        space.root, originals, AffineConfig(), inputs, per_class=per_class, total=total,
+        space, originals, AffineConfig(), inputs, per_class=per_class, total=total,
         seed=seed, run_name=f"{split}-{fold}-affine-seed{seed}",
     )  # fmt: skip
     counts = children.images.class_counts()
@@ -195,41 +163,33 @@ def report(
     ),
 ) -> None:
     """Write the experiment's HTML report with figures and a JSON of every number."""
+    from pathsynth.report import write_report
+
     results = run / "results.json" if run.is_dir() else run
     if not results.is_file():
         raise DataError(f"{run} holds no results.json; run `pathsynth reproduce` to the end first")
-    page = _write_report(results, out)
+    page = write_report(results, out or results.parent / "report")
     console.print(f"report: {page}")
 
 
-def _write_report(results: Path, out: Path | None = None) -> Path:
-    from pathsynth.report import write_report
+def _print_results(path: Path) -> None:
+    from pathsynth.report.numbers import interval
+    from pathsynth.report.schema import read_results
 
-    page = write_report(results, out or results.parent / "report")
-    console.print(f"report written to {page}")
-    return page
-
-
-def _print_results(results: dict[str, Any]) -> None:
+    results = read_results(path)
     table = Table()
     for column in ("protocol", "trained on", "train inputs", "accuracy (95% CI)", "balanced acc."):
         table.add_column(column)
-    for condition in results["conditions"].values():
-        cells = []
-        for metric in ("accuracy", "balanced_accuracy"):
-            summary = condition["summary"].get(metric)
-            if summary is None:
-                cells.append("n/a")
-            elif summary.get("low") is None:
-                cells.append(f"{summary['mean']:.3f}")
-            else:
-                cells.append(f"{summary['mean']:.3f} ({summary['low']:.3f}-{summary['high']:.3f})")
-        table.add_row(
-            condition["protocol"], condition["train_on"], str(condition["train_images"]), *cells
-        )
+    for condition in results.conditions.values():
+        cells = [
+            interval(condition.summary.get(metric), as_percent=False)
+            for metric in ("accuracy", "balanced_accuracy")
+        ]
+        table.add_row(condition.protocol, condition.train_on, str(condition.train_images), *cells)
     console.print(table)
-    paper = results["paper_reference"][results["experiment"]["modality"]]
+    modality = results.experiment.modality
+    paper = results.paper_reference[modality]
     console.print(
-        f"paper ({results['experiment']['modality']}): original {paper['original']:.3f}, "
+        f"paper ({modality}): original {paper['original']:.3f}, "
         f"generated {paper['synthetic']:.3f} (image-level split after expansion)"
     )

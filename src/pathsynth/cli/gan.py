@@ -7,11 +7,16 @@ catalog, so both commands run on machines with no SQL package at all.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from pathsynth.cli.app import WorkspaceOpt, app, console, resolve_workspace
-from pathsynth.errors import ConfigError, DataError
+from pathsynth.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathsynth.gan.config import TrainConfig
+    from pathsynth.imaging.tensorset import TensorImageSet
 
 
 @app.command("train-gan")
@@ -50,106 +55,83 @@ def train_gan(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
 ) -> None:
     """Train the class-conditional GAN (single process, or one rank of torchrun)."""
-    from pathsynth.gan.config import apply_overrides, from_dict, parse_assignments, validate
+    from pathsynth.config import parse_assignments
     from pathsynth.gan.presets import resolve_config
-    from pathsynth.gan.trainer import check_architecture
+    from pathsynth.gan.run import check_architecture, resumed_config
 
-    overrides: dict[str, object] = {}
     named = {
         "loss.kind": loss,
         "optim.steps": steps,
         "optim.batch_size": batch_size,
-        "data.resolution": resolution,
+        "data.preprocess.size": resolution,
         "run.seed": seed,
         "run.device": device,
     }
-    overrides.update({key: value for key, value in named.items() if value is not None})
-    if data is not None:
-        overrides["data.folder"] = str(data.resolve())
-    if split is not None:
-        overrides["data.workspace"] = str(resolve_workspace(workspace).resolve())
-        overrides["data.split"] = split
-        overrides["data.fold"] = fold
+    overrides = {key: value for key, value in named.items() if value is not None}
     overrides.update(parse_assignments(assignments))
-
-    state = None
     if resume is not None:
-        from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
-
-        state = load_checkpoint(find_checkpoint(resume, "last"))
-        config = apply_overrides(from_dict(state["config"]), overrides)
-        validate(config)
+        config = resumed_config(resume, overrides)
     else:
         config = resolve_config(preset, overrides)
     check_architecture(config)
     if dry_run:
         console.print_json(config.to_json())
         return
-    if bool(config.data.folder) == bool(config.data.split):
+    if (data is None) == (split is None):
         raise ConfigError(
             "give the training data as either --data FOLDER or --workspace W --split NAME"
         )
+    dataset, source = _training_images(config, data, workspace, split, fold)
+    _train(config, dataset, source, runs, name or config.preset, resume)
 
+
+def _training_images(
+    config: TrainConfig, data: Path | None, workspace: Path | None, split: str | None, fold: str
+) -> tuple[TensorImageSet, str]:
+    """The training images of ``--data`` or ``--workspace/--split``, prepared as ``reproduce``
+    prepares them, and a description of where they came from."""
     from pathsynth.gan.data import folder_files, load_image_set
-    from pathsynth.gan.distributed import init_distributed, shutdown_distributed
-    from pathsynth.gan.trainer import GanTrainer, new_run_dir, resolve_device
 
-    if config.data.folder:
-        files = folder_files(Path(config.data.folder))
-        source = f"data folder {config.data.folder}"
-    else:
-        from pathsynth.catalog.api import fold_files
+    if data is not None:
+        source = f"data folder {data.resolve()}"
+        return load_image_set(folder_files(data), config.data.preprocess, source), source
+    from pathsynth.catalog.api import fold_files
+    from pathsynth.catalog.workspace import Workspace
 
-        files = fold_files(Path(config.data.workspace), config.data.split, config.data.fold)
-        source = f"split {config.data.split} fold {config.data.fold}"
-    dataset = load_image_set(
-        files, config.data.resolution, fit=config.data.fit, fill=config.data.fill, source=source
+    space = Workspace(resolve_workspace(workspace))
+    source = f"split {split} fold {fold} of workspace {space.root.resolve()}"
+    files = fold_files(space, str(split), fold)
+    return load_image_set(files, config.data.preprocess, source, space.root / "cache"), source
+
+
+def _train(
+    config: TrainConfig,
+    dataset: TensorImageSet,
+    source: str,
+    runs: Path,
+    name: str,
+    resume: Path | None,
+) -> None:
+    from pathsynth.gan.run import train_run
+
+    def opened(run_dir: Path) -> None:
+        console.print(f"run folder: {run_dir}")
+
+    result = train_run(
+        config, dataset, runs, name, source, resume_dir=resume, log=console.print, on_open=opened
     )
-    if len(dataset) < config.optim.batch_size:
-        raise DataError(
-            f"{source} has {len(dataset)} images, fewer than one batch of {config.optim.batch_size}"
+    if result is None:  # not rank 0 under torchrun: rank 0 reports
+        return
+    best = f"; best {result.best_checkpoint.name}" if result.best_checkpoint else ""
+    if result.status == "interrupted":
+        console.print(
+            f"interrupted at step {result.step}; checkpoint {result.last_checkpoint}; "
+            f"continue with: pathsynth train-gan --resume {result.run_dir}",
+            soft_wrap=True,
         )
-
-    context = init_distributed(resolve_device(config.run.device))
-    try:
-        if resume is not None:
-            run_dir = resume
-        elif context.is_main:
-            run_dir = new_run_dir(runs, name or config.preset)
-        else:
-            run_dir = Path()
-        if context.enabled:
-            import torch.distributed as dist
-
-            shared = [str(run_dir)]
-            dist.broadcast_object_list(shared, src=0)
-            run_dir = Path(shared[0])
-        if context.is_main:
-            (run_dir / "config.json").write_text(config.to_json() + "\n", encoding="utf-8")
-            console.print(f"run folder: {run_dir}")
-        trainer = GanTrainer(
-            config,
-            dataset,
-            run_dir,
-            context=context,
-            resume=state,
-            log=console.print if context.is_main else None,
-        )
-        del state
-        result = trainer.train()
-        if context.is_main:
-            best = f"; best {result.best_checkpoint.name}" if result.best_checkpoint else ""
-            if result.status == "interrupted":
-                console.print(
-                    f"interrupted at step {result.step}; checkpoint {result.last_checkpoint}; "
-                    f"continue with: pathsynth train-gan --resume {run_dir}",
-                    soft_wrap=True,
-                )
-            else:
-                last = result.last_checkpoint.name if result.last_checkpoint else "none"
-                console.print(f"done: {result.step} steps; last {last}{best}", soft_wrap=True)
-    finally:
-        shutdown_distributed(context)
+    else:
+        last = result.last_checkpoint.name if result.last_checkpoint else "none"
+        console.print(f"done: {result.step} steps; last {last}{best}", soft_wrap=True)
 
 
 @app.command("generate")
@@ -168,13 +150,13 @@ def generate(
     """Sample images of every class with the run's EMA generator, into a folder or the catalog."""
     import time
 
+    from pathsynth.devices import resolve_device, use_bf16
     from pathsynth.gan.sampling import (
         generate_images,
         load_generator,
         run_provenance,
         write_class_folders,
     )
-    from pathsynth.gan.trainer import resolve_device, use_bf16
 
     target = resolve_device(device)
     loaded = load_generator(run, checkpoint, target)

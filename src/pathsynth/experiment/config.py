@@ -1,4 +1,9 @@
-"""The experiment's configuration: one dataclass per concern of the run, presets as overrides.
+"""The experiment's configuration: one frozen dataclass that holds every stage's config.
+
+The GAN and classifier configs are nested whole, so ``--set gan.optim.steps=500``,
+``--set classifier.epochs=30`` or ``--set preprocess.size=96`` reach any key through the one
+mechanism of :mod:`pathsynth.config`. The GAN trains on the experiment's network inputs, so its
+``data`` group always follows ``preprocess`` (set ``preprocess.*``, never ``gan.data.*``).
 
 ``smoke`` is for tests (under a minute on 2 CPU cores); ``quick`` finishes on 2 CPU cores in about
 20 minutes per modality and shows real, if modest, results; ``paper`` is the reference work's full
@@ -8,14 +13,20 @@ schedule (128x128, 3000 GAN epochs over a 1000-image expansion, 5 seeds) and wan
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathsynth.classify.config import ClassifierConfig, classifier_config
+from pathsynth.config import resolve, to_plain
 from pathsynth.errors import ConfigError
 from pathsynth.experiment.protocols import CONDITIONS, PROTOCOLS
+from pathsynth.gan.config import DataConfig, TrainConfig
+from pathsynth.gan.presets import resolve_config
 from pathsynth.imaging.affine import AffineConfig
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_preset
-from pathsynth.presets import resolve_preset
+
+MODALITIES = ("histology", "cytology")
 
 
 @dataclass(frozen=True)
@@ -26,17 +37,17 @@ class ExperimentConfig:
     """
 
     preset: str = "quick"  # the named preset this was resolved from
+    modality: str = "histology"  # "histology" | "cytology": chooses the inputs of each preset
     test_fraction: float = 0.3  # real images held out per class (the paper's 7:3)
     split_seed: int = 0  # seeds the patient-aware split of the real images
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)  # network inputs
     affine: AffineConfig = field(default_factory=AffineConfig)  # expansion ranges
     affine_per_class: int = 250  # training images per class after expansion (originals included)
-    gan_preset: str = "modern"  # pathsynth.gan preset the GAN starts from
-    gan_overrides: dict[str, Any] = field(default_factory=dict)  # dotted GAN config keys
-    synthetic_per_class: int = 250  # GAN images generated per class
+    generator: str = "gan"  # the generator trained on the expanded training fold
+    gan: TrainConfig = field(default_factory=lambda: resolve_config("modern"))  # its config
+    synthetic_per_class: int = 250  # generated images per class
     generate_seed: int = 0  # seed of the generation noise
-    classifier_preset: str = "quick"  # pathsynth.classify preset
-    classifier_overrides: dict[str, Any] = field(default_factory=dict)  # its fields
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # seed/device per run
     protocols: tuple[str, ...] = PROTOCOLS  # "honest" | "paper"
     conditions: tuple[str, ...] = CONDITIONS  # training sets compared
     seeds: int = 5  # classifier runs per condition (paired across conditions)
@@ -45,24 +56,38 @@ class ExperimentConfig:
     inception_weights: str | None = None  # local Inception-v3 state dict: adds standard FID/KID
 
     def __post_init__(self) -> None:
-        unknown = set(self.protocols) - set(PROTOCOLS)
-        if unknown:
-            raise ConfigError(
-                f"unknown protocol(s) {', '.join(sorted(unknown))}; known: {PROTOCOLS}"
-            )
-        unknown = set(self.conditions) - set(CONDITIONS)
-        if unknown:
-            raise ConfigError(
-                f"unknown condition(s) {', '.join(sorted(unknown))}; known: {', '.join(CONDITIONS)}"
-            )
+        if self.modality not in MODALITIES:
+            raise ConfigError(f"unknown modality {self.modality!r}; choose histology or cytology")
+        _known("protocol", self.protocols, PROTOCOLS)
+        _known("condition", self.conditions, CONDITIONS)
+        _known("generator", (self.generator,), GENERATORS)
         if self.seeds < 1:
             raise ConfigError(f"seeds must be at least 1, got {self.seeds}")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0 < self.validation_fraction < 1:
+            raise ConfigError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction}"
+            )
+        for name in ("affine_per_class", "synthetic_per_class"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.gan.data.preprocess != self.preprocess:  # the GAN sees the experiment's inputs
+            gan = dataclasses.replace(self.gan, data=DataConfig(preprocess=self.preprocess))
+            object.__setattr__(self, "gan", gan)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (saved with the results)."""
-        return dataclasses.asdict(self)
+        """JSON-able form (saved with the state and the results)."""
+        return to_plain(self)
+
+
+GENERATORS = ("gan",)
+
+
+def _known(what: str, given: tuple[str, ...], known: tuple[str, ...]) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
 
 # Per modality, the network input of each preset (see pathsynth.imaging.patches for the reasons).
@@ -79,59 +104,71 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "affine_per_class": 150,
         "synthetic_per_class": 8,
-        "gan_preset": "smoke",
-        "gan_overrides": {
-            "optim.steps": 6,
-            "run.quality_every": 3,
-            "run.sample_every": 3,
-            "run.checkpoint_every": 3,
-        },
-        "classifier_preset": "smoke",
+        "gan": resolve_config(
+            "smoke",
+            {
+                "optim.steps": 6,
+                "run.quality_every": 3,
+                "run.sample_every": 3,
+                "run.checkpoint_every": 3,
+            },
+        ),
+        "classifier": classifier_config("smoke"),
         "seeds": 2,
     },
     "quick": {
         "affine_per_class": 200,
         "synthetic_per_class": 150,
-        "gan_preset": "modern",
-        "gan_overrides": {
-            "data.resolution": 64,
-            "model.g_channel_base": 2048,
-            "model.g_channel_max": 128,
-            "model.d_channel_base": 2048,
-            "model.d_channel_max": 128,
-            "optim.batch_size": 32,
-            "optim.steps": 3000,
-            "run.quality_every": 500,
-            "run.sample_every": 500,
-            "run.checkpoint_every": 500,
-            "run.log_every": 50,
-        },
-        "classifier_preset": "quick",
-        "classifier_overrides": {"epochs": 12, "patience": 3, "min_epochs": 8, "batch_size": 64},
+        "gan": resolve_config(
+            "modern",
+            {
+                "model.g_channel_base": 2048,
+                "model.g_channel_max": 128,
+                "model.d_channel_base": 2048,
+                "model.d_channel_max": 128,
+                "optim.batch_size": 32,
+                "optim.steps": 3000,
+                "run.quality_every": 500,
+                "run.sample_every": 500,
+                "run.checkpoint_every": 500,
+                "run.log_every": 50,
+            },
+        ),
+        "classifier": classifier_config(
+            "quick", epochs=12, patience=3, min_epochs=8, batch_size=64
+        ),
         "seeds": 3,
     },
     "paper": {
         "affine_per_class": 250,  # 4 classes x 250 = the paper's 1000-image expansion
         "synthetic_per_class": 400,  # the paper generated about 320-475 per class
-        "gan_preset": "paper",
-        "gan_overrides": {"optim.epochs": 3000},
-        "classifier_preset": "paper",
+        "gan": resolve_config("paper", {"optim.epochs": 3000}),
+        "classifier": classifier_config("paper"),
         "seeds": 5,
     },
 }
 
 
-def experiment_config(preset: str, modality: str, **overrides: Any) -> ExperimentConfig:
-    """The named preset for a modality, with field overrides.
+def experiment_config(
+    preset: str, modality: str, overrides: Mapping[str, Any] | None = None
+) -> ExperimentConfig:
+    """The named preset for a modality, with dotted-key overrides (``None`` values ignored).
 
     Raises:
-        ConfigError: an unknown preset, modality or field.
+        ConfigError: an unknown preset, modality or key, a ``gan.data.*`` key (the GAN's inputs
+            follow ``preprocess``), or a value a config refuses.
     """
-    if (modality, preset) not in _INPUTS and preset in PRESETS:
+    if modality not in MODALITIES:
         raise ConfigError(f"unknown modality {modality!r}; choose histology or cytology")
+    chosen = {key: value for key, value in (overrides or {}).items() if value is not None}
+    for key in chosen:
+        if key.startswith("gan.data.") or key == "gan.data":
+            raise ConfigError(
+                f"{key} follows the experiment's inputs; set preprocess.* instead "
+                f"(e.g. --set preprocess.size=96)"
+            )
     presets = {
-        name: {"preset": name, "preprocess": _INPUTS.get((modality, name)), **values}
+        name: {"modality": modality, "preprocess": _INPUTS[(modality, name)], **values}
         for name, values in PRESETS.items()
     }
-    chosen = {key: value for key, value in overrides.items() if value is not None}
-    return resolve_preset(ExperimentConfig, presets, preset, chosen, "experiment")
+    return resolve(ExperimentConfig, presets, preset, chosen, "experiment")

@@ -21,6 +21,7 @@ Protocols say what it is tested on:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -57,6 +58,27 @@ class LabelledPart:
         """The images where ``mask`` is true."""
         return LabelledPart(
             self.images.subset(mask), self.ids[mask], self.parents[mask], self.groups[mask]
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        """The part as a dict of tensors and names (what the experiment's ``.pt`` files hold)."""
+        return {
+            "images": self.images.images,
+            "labels": self.images.labels,
+            "class_names": self.images.class_names,
+            "ids": self.ids,
+            "parents": self.parents,
+            "groups": self.groups,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LabelledPart:
+        """The part :meth:`to_state` saved."""
+        return cls(
+            TensorImageSet(state["images"], state["labels"], list(state["class_names"])),
+            state["ids"],
+            state["parents"],
+            state["groups"],
         )
 
 

@@ -1,41 +1,44 @@
-"""Training configuration: one dataclass per concern, flat dotted keys, presets that override defaults.
+"""GAN training configuration: one frozen dataclass per concern, dotted keys, presets as overrides.
 
-Every hyper-parameter lives here with its allowed values in a comment. A run resolves
-``defaults <- preset <- overrides`` (``--set group.key=value`` on the command line) and saves the
-result as ``config.json`` in its run folder, so any number in a run can be traced in seconds.
+Every hyper-parameter lives here with its allowed values in a comment, and each group refuses
+values no run can use when it is made (:mod:`pathsynth.config` is the mechanism every config
+shares). A run resolves ``defaults <- preset <- overrides`` (``--set group.key=value`` on the
+command line) and saves the result as ``config.json`` in its run folder, so any number in a run can
+be traced in seconds.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathsynth.config import dotted_keys, from_plain, to_json, to_plain, with_overrides
+from pathsynth.devices import AMP_MODES
 from pathsynth.errors import ConfigError
+from pathsynth.imaging.patches import PreprocessConfig
 
 LOSS_KINDS = ("bce", "wgan-gp", "hinge")
-FIT_MODES = ("pad", "crop", "stretch")
-AMP_MODES = ("auto", "bf16", "off")
 AUGMENT_OPS = ("color", "translation", "cutout")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and how they reach the network's square."""
+    """How images reach the network's square: the same preprocessing config ``reproduce`` uses.
 
-    folder: str = ""  # class-folder root FOLDER/<class>/<image>; "" when taken from a workspace
-    workspace: str = ""  # workspace folder when the images come from the catalog
-    split: str = ""  # catalog split name (with workspace)
-    fold: str = "train"  # catalog fold name (with workspace)
-    resolution: int = 128  # square side in pixels; must be one the networks can make (see networks)
-    fit: str = "pad"  # "pad" (keep aspect, pad onto canvas) | "crop" (center crop) | "stretch"
-    fill: str = (
-        "border"  # canvas colour for fit=pad: "border" (median border colour) | "black" | "white"
-    )
+    Where the images come from (a class-folder root or a catalog split) is the caller's business,
+    not part of the config: a run records it in ``run.json``.
+    """
+
+    preprocess: PreprocessConfig = field(default_factory=lambda: PreprocessConfig(mode="fit"))
+
+    @property
+    def resolution(self) -> int:
+        """Side of the square images, pixels (``preprocess.size``)."""
+        return self.preprocess.size
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """Network shapes. Widths follow ``min(channel_max, channel_base // side)`` per layer."""
 
@@ -58,8 +61,17 @@ class ModelConfig:
     spectral_norm: bool = False  # spectral normalisation on every discriminator layer
     d_minibatch_std_group: int = 0  # minibatch-stddev feature over groups of this size; 0 = off
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.g_dropout < 1.0 or not 0.0 <= self.d_dropout < 1.0:
+            raise ConfigError("model.g_dropout and model.d_dropout must be in [0, 1)")
+        if self.d_minibatch_std_group < 0:
+            raise ConfigError("model.d_minibatch_std_group must be 0 (off) or a group size")
+        for name in ("noise_dim", "class_embed_dim", "g_fc_side", "g_layers", "d_layers", "kernel"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be at least 1, got {getattr(self, name)}")
 
-@dataclass
+
+@dataclass(frozen=True)
 class LossConfig:
     """Adversarial loss and regularisers."""
 
@@ -70,8 +82,17 @@ class LossConfig:
     lecam_weight: float = 0.0  # LeCam regulariser weight; 0 = off
     lecam_decay: float = 0.99  # EMA decay of the LeCam anchors
 
+    def __post_init__(self) -> None:
+        if self.kind not in LOSS_KINDS:
+            raise ConfigError(f"loss.kind {self.kind!r} is not one of {', '.join(LOSS_KINDS)}")
+        for name in ("gp_weight", "r1_gamma", "lecam_weight"):
+            if getattr(self, name) < 0.0:
+                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+        if self.r1_interval < 1:
+            raise ConfigError(f"loss.r1_interval must be at least 1, got {self.r1_interval}")
 
-@dataclass
+
+@dataclass(frozen=True)
 class OptimConfig:
     """Optimisers and schedule."""
 
@@ -85,8 +106,25 @@ class OptimConfig:
     epochs: int = 3000  # passes over the data (paper: 3000); used when steps == 0
     steps: int = 0  # generator steps to train; 0 = derive from epochs
 
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError("optim.batch_size must be at least 1")
+        if self.n_critic < 1:
+            raise ConfigError("optim.n_critic must be at least 1")
+        if self.g_lr <= 0.0 or self.d_lr <= 0.0:
+            raise ConfigError(
+                f"optim.g_lr and optim.d_lr must be > 0, got {self.g_lr}, {self.d_lr}"
+            )
+        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0) or self.weight_decay < 0.0:
+            raise ConfigError("optim.beta1/beta2 must be in [0, 1) and optim.weight_decay >= 0")
+        if self.steps < 0 or self.epochs < 1:
+            raise ConfigError(
+                f"optim.steps must be >= 0 (0: from epochs) and optim.epochs >= 1, "
+                f"got {self.steps} and {self.epochs}"
+            )
 
-@dataclass
+
+@dataclass(frozen=True)
 class AugmentConfig:
     """Differentiable augmentation of everything the discriminator sees."""
 
@@ -97,8 +135,19 @@ class AugmentConfig:
     interval: int = 4  # generator steps between p updates
     speed_kimg: float = 20.0  # thousands of images for p to go 0 -> 1
 
+    def __post_init__(self) -> None:
+        for op in augment_ops(self.policy):
+            if op not in AUGMENT_OPS:
+                raise ConfigError(
+                    f"augment.policy names {op!r}; allowed: {', '.join(AUGMENT_OPS)} (comma separated)"
+                )
+        if not 0.0 <= self.p <= 1.0:
+            raise ConfigError("augment.p must be in [0, 1]")
+        if self.interval < 1 or self.speed_kimg <= 0.0:
+            raise ConfigError("augment.interval must be at least 1 and augment.speed_kimg > 0")
 
-@dataclass
+
+@dataclass(frozen=True)
 class EmaConfig:
     """Exponential moving average of the generator, used for samples and generation."""
 
@@ -106,8 +155,12 @@ class EmaConfig:
     start_step: int = 0  # copy G straight into EMA before this step
     warmup: bool = True  # use min(decay, (1 + step) / (10 + step)): early EMA not stuck at init
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.decay < 1.0:
+            raise ConfigError("ema.decay must be in [0, 1)")
 
-@dataclass
+
+@dataclass(frozen=True)
 class RunConfig:
     """Run bookkeeping and the speed options."""
 
@@ -124,8 +177,18 @@ class RunConfig:
     compile: bool = False  # torch.compile both networks (measured slower on the 2-core CPU)
     fused_adam: bool = True  # fused Adam kernels (CUDA and CPU); off = foreach kernels
 
+    def __post_init__(self) -> None:
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"run.amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
+        for name in ("sample_every", "checkpoint_every", "quality_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"run.{name} must be >= 0 (0: off), got {getattr(self, name)}")
+        for name in ("quality_samples", "log_every", "samples_per_class"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"run.{name} must be at least 1, got {getattr(self, name)}")
 
-@dataclass
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The whole resolved configuration of a training run."""
 
@@ -140,153 +203,51 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as nested plain data (what ``config.json`` holds)."""
-        return dataclasses.asdict(self)
+        return to_plain(self)
 
     def to_json(self) -> str:
         """The config as indented JSON."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
-
-
-_GROUPS = ("data", "model", "loss", "optim", "augment", "ema", "run")
+        return to_json(self)
 
 
 def valid_keys() -> list[str]:
     """Every dotted key a preset or ``--set`` may name, e.g. ``optim.batch_size``."""
-    base = TrainConfig()
-    keys = []
-    for group in _GROUPS:
-        for f in dataclasses.fields(getattr(base, group)):
-            keys.append(f"{group}.{f.name}")
-    return keys
+    return [key for key in dotted_keys(TrainConfig) if key != "preset"]
 
 
-def _coerce(key: str, current: Any, value: Any) -> Any:
-    """``value`` converted to the type of the default at ``key``."""
-    kind = type(current)
-    if isinstance(value, str) and kind is not str:
-        text = value.strip()
-        try:
-            if kind is bool:
-                if text.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if text.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(text)
-            if kind is int:
-                number = float(text)
-                if not number.is_integer():
-                    raise ValueError(text)
-                return int(number)
-            return kind(text)
-        except ValueError:
-            raise ConfigError(
-                f"config key {key!r} wants a {kind.__name__}, got {value!r}"
-            ) from None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"config key {key!r} wants a {kind.__name__}, got {value!r}")
-    return value
-
-
-def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    """A copy of ``config`` with dotted-key ``overrides`` applied.
-
-    Args:
-        config: the config to start from (left unchanged).
-        overrides: ``{"group.key": value}``; string values are converted to the key's type.
-
-    Returns:
-        The new config.
+def apply_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
+    """A copy of ``config`` with dotted-key ``overrides`` applied (strings converted).
 
     Raises:
-        ConfigError: an unknown key (the message names it and lists the valid keys) or a value
-            that cannot be converted to the key's type.
+        ConfigError: an unknown key (the message lists the valid keys), a value that cannot be
+            converted to the key's type, or one the config refuses.
     """
-    data = config.to_dict()
-    allowed = valid_keys()
-    for key, value in overrides.items():
-        if key not in allowed:
-            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(allowed)}")
-        group, name = key.split(".", 1)
-        data[group][name] = _coerce(key, data[group][name], value)
-    return from_dict(data)
+    return with_overrides(config, overrides, "GAN")
 
 
-def from_dict(data: dict[str, Any]) -> TrainConfig:
-    """A config from nested plain data (e.g. a run's ``config.json``).
+def from_dict(data: Mapping[str, Any]) -> TrainConfig:
+    """A config from nested plain data (a run's ``config.json`` or a checkpoint's copy).
+
+    Configs written before the data group carried a preprocessing config (``data.resolution``,
+    ``data.fit``, ``data.fill`` and the data source's location) are read as their equivalent.
 
     Raises:
-        ConfigError: a group or key the config does not have.
+        ConfigError: a group or key the config does not have, or a value it refuses.
     """
-    groups: dict[str, Any] = {}
-    defaults = TrainConfig()
-    allowed = valid_keys()
-    for group, values in data.items():
-        if group == "preset":
-            continue
-        if group not in _GROUPS or not isinstance(values, dict):
-            raise ConfigError(f"unknown config key {group!r}; valid keys: {', '.join(allowed)}")
-        default_group = getattr(defaults, group)
-        for name in values:
-            if not hasattr(default_group, name):
-                raise ConfigError(
-                    f"unknown config key {group}.{name!r}; valid keys: {', '.join(allowed)}"
-                )
-        typed = {
-            name: _coerce(f"{group}.{name}", getattr(default_group, name), value)
-            for name, value in values.items()
+    data = dict(data)
+    if isinstance(data.get("data"), Mapping) and "resolution" in data["data"]:
+        old = data["data"]
+        data["data"] = {
+            "preprocess": {
+                "mode": _OLD_FITS.get(str(old.get("fit", "pad")), "fit"),
+                "size": old["resolution"],
+                "fill": old.get("fill", "border"),
+            }
         }
-        groups[group] = dataclasses.replace(default_group, **typed)
-    return TrainConfig(**groups, preset=str(data.get("preset", defaults.preset)))
+    return from_plain(TrainConfig, data, "GAN")
 
 
-def parse_assignments(assignments: list[str]) -> dict[str, str]:
-    """``["optim.g_lr=2e-4", ...]`` as ``{"optim.g_lr": "2e-4"}``.
-
-    Raises:
-        ConfigError: an item without ``=``.
-    """
-    result: dict[str, str] = {}
-    for item in assignments:
-        if "=" not in item:
-            raise ConfigError(f"--set wants key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        result[key.strip()] = value.strip()
-    return result
-
-
-def validate(config: TrainConfig) -> None:
-    """Refuse values no run can use (before any data is loaded or network built).
-
-    Raises:
-        ConfigError: a value outside its allowed set or range, naming the key.
-    """
-    if config.loss.kind not in LOSS_KINDS:
-        raise ConfigError(f"loss.kind {config.loss.kind!r} is not one of {', '.join(LOSS_KINDS)}")
-    if config.data.fit not in FIT_MODES:
-        raise ConfigError(f"data.fit {config.data.fit!r} is not one of {', '.join(FIT_MODES)}")
-    if config.run.amp not in AMP_MODES:
-        raise ConfigError(f"run.amp {config.run.amp!r} is not one of {', '.join(AMP_MODES)}")
-    for op in augment_ops(config.augment.policy):
-        if op not in AUGMENT_OPS:
-            raise ConfigError(
-                f"augment.policy names {op!r}; allowed: {', '.join(AUGMENT_OPS)} (comma separated)"
-            )
-    if config.optim.batch_size < 1:
-        raise ConfigError("optim.batch_size must be at least 1")
-    if config.optim.n_critic < 1:
-        raise ConfigError("optim.n_critic must be at least 1")
-    if not 0.0 <= config.model.g_dropout < 1.0 or not 0.0 <= config.model.d_dropout < 1.0:
-        raise ConfigError("model.g_dropout and model.d_dropout must be in [0, 1)")
-    if config.model.d_minibatch_std_group < 0:
-        raise ConfigError("model.d_minibatch_std_group must be 0 (off) or a group size")
-    if not 0.0 <= config.augment.p <= 1.0:
-        raise ConfigError("augment.p must be in [0, 1]")
-    if not 0.0 <= config.ema.decay < 1.0:
-        raise ConfigError("ema.decay must be in [0, 1)")
+_OLD_FITS = {"pad": "fit", "crop": "crop", "stretch": "resize"}
 
 
 def augment_ops(policy: str) -> list[str]:

@@ -1,7 +1,7 @@
 """Training data for the GAN: class folders or catalog file lists into a :class:`TensorImageSet`.
 
-Images are decoded as at ingest (:mod:`pathsynth.imaging.decode`), fitted to the network's square by
-:func:`pathsynth.imaging.preprocess.fit_square` and stacked into one uint8 tensor; the sampler
+Images are decoded as at ingest and made network inputs by :mod:`pathsynth.imaging.patches`, the
+one preparation path ``reproduce`` uses too, then stacked into one uint8 tensor; the sampler
 draws batches from it by index, on the device, with an order that is a pure function of
 ``(seed, epoch)`` so that resuming mid-epoch needs only two counters.
 """
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pathsynth.errors import DataError, ImageRefused
-from pathsynth.imaging.decode import decode_file
-from pathsynth.imaging.preprocess import fit_square
+from pathsynth.imaging.cache import load_preprocessed
+from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.tensorset import TensorImageSet
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -41,22 +40,21 @@ def folder_files(folder: Path) -> list[tuple[Path, str]]:
 
 def load_image_set(
     files: list[tuple[Path, str]],
-    resolution: int,
-    fit: str = "pad",
-    fill: str = "border",
+    preprocess: PreprocessConfig,
     source: str = "data",
+    cache_dir: Path | None = None,
 ) -> TensorImageSet:
-    """Decode, fit and stack labelled images.
+    """Decode labelled images and make them network inputs, exactly as ``reproduce`` does.
 
     Args:
         files: ``(path, class name)`` pairs.
-        resolution: square side of the result.
-        fit: ``"pad"``, ``"crop"`` or ``"stretch"`` (see :func:`fit_square`).
-        fill: canvas colour for ``fit="pad"``.
+        preprocess: how images become squares (:mod:`pathsynth.imaging.patches`); its ``size``
+            is the GAN's resolution.
         source: how to name the data in error messages.
+        cache_dir: preprocessing cache folder (``None``: no cache).
 
     Returns:
-        The set, classes sorted by name.
+        The set, classes sorted by name (several rows per image in the patch modes).
 
     Raises:
         DataError: no images, fewer than two classes, or a file that cannot be decoded.
@@ -68,17 +66,11 @@ def load_image_set(
         raise DataError(
             f"{source} has one class ({class_names[0]}); a class-conditional GAN needs at least two"
         )
-    index = {name: i for i, name in enumerate(class_names)}
-    images = np.empty((len(files), 3, resolution, resolution), dtype=np.uint8)
-    for i, (path, _) in enumerate(files):
-        try:
-            rgb = decode_file(path).rgb  # converted exactly as at ingest (16-bit, RGBA, ...)
-        except ImageRefused as error:
-            raise DataError(f"cannot decode {path}: {error}") from None
-        fitted = fit_square(rgb, resolution, fit=fit, fill=fill)
-        images[i] = np.asarray(fitted).transpose(2, 0, 1)
-    labels = torch.tensor([index[label] for _, label in files], dtype=torch.int64)
-    return TensorImageSet(torch.from_numpy(images), labels, class_names)
+    try:
+        images, _ = load_preprocessed(files, class_names, preprocess, cache_dir)
+    except ImageRefused as error:
+        raise DataError(f"cannot decode {error}") from None
+    return images
 
 
 class EpochSampler:

@@ -49,10 +49,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pathsynth.errors import ConfigError
-from pathsynth.gan.config import TrainConfig, apply_overrides, validate
+from pathsynth.config import resolve
+from pathsynth.gan.config import TrainConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -84,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ema.decay": 0.999,
     },
     "smoke": {
-        "data.resolution": 32,
+        "data.preprocess.size": 32,
         "model.g_channel_base": 128,
         "model.g_channel_max": 32,
         "model.d_channel_base": 256,
@@ -102,24 +103,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def resolve_config(preset: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the preset, then ``overrides``; validated.
-
-    Args:
-        preset: a name in :data:`PRESETS`.
-        overrides: dotted keys to values (strings are converted to each key's type).
-
-    Returns:
-        The resolved config.
+def resolve_config(preset: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the preset, then ``overrides`` (dotted keys; strings converted).
 
     Raises:
         ConfigError: an unknown preset, an unknown key or a value no run can use.
     """
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
-    config = apply_overrides(TrainConfig(preset=preset), PRESETS[preset])
-    config.preset = preset
-    config = apply_overrides(config, overrides or {})
-    config.preset = preset
-    validate(config)
-    return config
+    return resolve(TrainConfig, PRESETS, preset, overrides, "GAN")

@@ -8,7 +8,6 @@ order; the same iterator feeds :func:`write_class_folders` (``--out DIR``) and t
 
 from __future__ import annotations
 
-import io
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -19,13 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.files import write_atomic
 from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
 from pathsynth.gan.config import TrainConfig, from_dict
 from pathsynth.gan.networks import Generator
+from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import to_uint8
 
 
@@ -51,13 +50,6 @@ class GeneratedImage:
     def file_name(self) -> str:
         """A file name that says where the image comes from."""
         return f"gen-step={self.step:08d}-seed={self.seed}-{self.index:06d}.png"
-
-
-def encode_png(pixels: np.ndarray, compress_level: int = 1) -> bytes:
-    """An HxWx3 uint8 array as PNG bytes (fast, low compression; PIL releases the GIL here)."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
 
 
 def image_grid(images: torch.Tensor, columns: int) -> np.ndarray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pathsynth.devices import resolve_device, use_bf16
 from pathsynth.errors import CheckpointError, ConfigError, PathsynthError
 from pathsynth.files import write_atomic
 from pathsynth.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, save_checkpoint
@@ -45,7 +45,8 @@ from pathsynth.gan.losses import (
 )
 from pathsynth.gan.networks import Discriminator, Generator, generator_stride2_layers
 from pathsynth.gan.quality import CheapFeatures, kid
-from pathsynth.gan.sampling import encode_png, image_grid
+from pathsynth.gan.sampling import image_grid
+from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float, to_uint8
 
 
@@ -74,37 +75,6 @@ class TrainResult:
     best_score: float | None
 
 
-def resolve_device(name: str) -> torch.device:
-    """The torch device for ``run.device`` ("auto" picks CUDA when present).
-
-    Raises:
-        ConfigError: CUDA asked for but not available.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"run.device {name!r} asked for but no CUDA device is available")
-    return device
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN runs bf16 natively here (AVX512-BF16 / AMX): bf16 measured faster."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def use_bf16(amp: str, device: torch.device) -> bool:
-    """Whether ``run.amp`` means bf16 autocast on ``device``."""
-    if amp == "bf16":
-        return True
-    if amp == "off":
-        return False
-    return device.type == "cuda" or cpu_has_native_bf16()
-
-
 def total_steps(config: TrainConfig, dataset_size: int) -> int:
     """Generator steps the run trains: ``optim.steps``, else epochs x batches / n_critic."""
     if config.optim.steps > 0:
@@ -120,35 +90,6 @@ def check_architecture(config: TrainConfig) -> None:
         ConfigError: the size and the sizes that work.
     """
     generator_stride2_layers(config.model, config.data.resolution)
-
-
-def new_run_dir(runs_root: Path, name: str) -> Path:
-    """Create the next numbered run folder ``runs_root/NNNNN-name``.
-
-    Safe when several runs start at once: a number is claimed with an exclusive lock file, and
-    taken only if no folder holds it once the lock is held.
-    """
-    runs_root.mkdir(parents=True, exist_ok=True)
-
-    def taken() -> set[int]:
-        return {int(p.name[:5]) for p in runs_root.iterdir() if p.is_dir() and p.name[:5].isdigit()}
-
-    number = max(taken(), default=-1) + 1
-    while True:
-        lock = runs_root / f".{number:05d}.lock"
-        try:
-            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            number += 1
-            continue
-        try:
-            if number not in taken():
-                path = runs_root / f"{number:05d}-{name}"
-                path.mkdir()
-                return path
-        finally:
-            lock.unlink()
-        number += 1
 
 
 class _StopFlag:

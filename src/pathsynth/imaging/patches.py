@@ -1,9 +1,10 @@
 """Turn decoded images into the networks' square inputs: whole images or patches of them.
 
-Five modes (:data:`MODES`):
+Six modes (:data:`MODES`), the one list every stage uses (``train-gan`` and ``reproduce`` alike):
 
 - ``resize``: the whole image stretched to ``size`` x ``size`` (the paper's 128x128 inputs);
 - ``crop``: short side scaled to ``size``, the central square kept;
+- ``fit``: long side scaled to ``size`` (aspect kept), centred on a square canvas of ``fill``;
 - ``pad``: the image shrunk by the fixed factor ``scale`` and centred on a ``size`` canvas of its
   border colour, larger ones centre-cropped: every image keeps the same pixels per micrometre, so a
   40 px cell stays 40 px (cell and nucleus size are diagnostic in cytology; resizing each crop to
@@ -29,11 +30,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pathsynth.config import resolve
 from pathsynth.errors import ConfigError, DataError
-from pathsynth.imaging.preprocess import FILLS, border_colour, fit_square, resize
-from pathsynth.presets import resolve_preset
+from pathsynth.imaging.preprocess import FILLS, canvas_colour, center_crop, pad_to_square, resize
 
-MODES = ("resize", "crop", "pad", "patches-grid", "patches-random")
+MODES = ("resize", "crop", "fit", "pad", "patches-grid", "patches-random")
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,12 @@ class PreprocessConfig:
     Args: see the comment on each field.
     """
 
-    mode: str = "resize"  # "resize" | "crop" | "pad" | "patches-grid" | "patches-random"
+    mode: str = "resize"  # "resize" | "crop" | "fit" | "pad" | "patches-grid" | "patches-random"
     size: int = 128  # side of the square output, pixels
     scale: float = 1.0  # pad and patches: shrink the image by this factor first (2 = half size)
     patches_per_image: int = 8  # patches-random: tiles per image
     seed: int = 0  # patches-random: seeds the tile positions
-    fill: str = "border"  # pad: canvas colour, "border" (edge median) | "black" | "white"
+    fill: str = "border"  # fit and pad: canvas colour, "border" (edge median) | "black" | "white"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -91,7 +92,7 @@ def preprocess_preset(name: str, **overrides: object) -> PreprocessConfig:
         ConfigError: an unknown preset or field, or an invalid value.
     """
     presets = {preset: config.as_dict() for preset, config in PRESETS.items()}
-    return resolve_preset(PreprocessConfig, presets, name, overrides, "preprocess")
+    return resolve(PreprocessConfig, presets, name, overrides, "preprocess")
 
 
 def preprocess_image(
@@ -119,7 +120,9 @@ def preprocess_image(
     if config.mode == "resize":
         squares = [np.asarray(resize(rgb, (size, size)))]
     elif config.mode == "crop":
-        squares = [np.asarray(fit_square(rgb, size, fit="crop"))]
+        squares = [np.asarray(center_crop(rgb, size))]
+    elif config.mode == "fit":
+        squares = [np.asarray(pad_to_square(rgb, size, config.fill))]
     elif config.mode == "pad":
         squares = [_on_canvas(_shrink(rgb, config.scale), size, config.fill)]
     else:
@@ -196,11 +199,7 @@ def _shrink(rgb: np.ndarray, scale: float) -> np.ndarray:
 def _on_canvas(rgb: np.ndarray, size: int, fill: str) -> np.ndarray:
     """``rgb`` centred on a ``size`` canvas without rescaling; a larger image keeps its centre."""
     image = Image.fromarray(rgb)
-    if fill == "border":
-        colour = border_colour(image)
-    else:
-        colour = (0, 0, 0) if fill == "black" else (255, 255, 255)
-    canvas = Image.new("RGB", (size, size), colour)
+    canvas = Image.new("RGB", (size, size), canvas_colour(image, fill))
     # Negative offsets paste only the centre of an image larger than the canvas.
     canvas.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
     return np.asarray(canvas)

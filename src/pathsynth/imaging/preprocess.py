@@ -1,6 +1,7 @@
-"""Bring an image to a network's square input: stretch, center-crop, or pad onto a canvas.
+"""Square-making steps behind :mod:`pathsynth.imaging.patches`: stretch, center-crop, pad onto a canvas.
 
-Used by the GAN and the classifiers alike. Everything takes a PIL image or an HxW / HxWxC uint8
+:func:`pathsynth.imaging.patches.preprocess_image` is the one way images become network inputs,
+for the GAN and the classifiers alike. Everything takes a PIL image or an HxW / HxWxC uint8
 array and returns an RGB PIL image of ``size`` x ``size``.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-FITS = ("pad", "crop", "stretch")
 FILLS = ("border", "black", "white")
 
 
@@ -19,6 +19,22 @@ def _as_rgb(image: Image.Image | np.ndarray) -> Image.Image:
             raise ValueError(f"array images must be uint8, got {image.dtype}")
         image = Image.fromarray(image)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def canvas_colour(image: Image.Image, fill: str) -> tuple[int, int, int]:
+    """The colour of a canvas an image is pasted on: ``"border"`` (its edge's median colour, so the
+    canvas continues the background), ``"black"`` or ``"white"``.
+
+    Raises:
+        ValueError: an unknown fill.
+    """
+    if fill == "border":
+        return border_colour(image)
+    if fill == "black":
+        return (0, 0, 0)
+    if fill == "white":
+        return (255, 255, 255)
+    raise ValueError(f"fill {fill!r} is not one of {', '.join(FILLS)}")
 
 
 def border_colour(image: Image.Image) -> tuple[int, int, int]:
@@ -57,41 +73,10 @@ def pad_to_square(image: Image.Image | np.ndarray, size: int, fill: str = "borde
         ValueError: an unknown fill.
     """
     rgb = _as_rgb(image)
-    if fill == "border":
-        colour = border_colour(rgb)
-    elif fill == "black":
-        colour = (0, 0, 0)
-    elif fill == "white":
-        colour = (255, 255, 255)
-    else:
-        raise ValueError(f"fill {fill!r} is not one of {', '.join(FILLS)}")
+    colour = canvas_colour(rgb, fill)
     scale = size / max(rgb.size)
     width, height = max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))
     scaled = rgb.resize((width, height), Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (size, size), colour)
     canvas.paste(scaled, ((size - width) // 2, (size - height) // 2))
     return canvas
-
-
-def fit_square(
-    image: Image.Image | np.ndarray, size: int, fit: str = "pad", fill: str = "border"
-) -> Image.Image:
-    """``image`` as an RGB ``size`` x ``size`` square.
-
-    Args:
-        image: PIL image or uint8 array (HxW or HxWxC).
-        size: side of the result.
-        fit: ``"pad"`` (keep aspect, pad; nothing cut off), ``"crop"`` (keep aspect, cut the long
-            side) or ``"stretch"`` (change aspect).
-        fill: canvas colour for ``"pad"``.
-
-    Raises:
-        ValueError: an unknown fit or fill, or a non-uint8 array.
-    """
-    if fit == "pad":
-        return pad_to_square(image, size, fill)
-    if fit == "crop":
-        return center_crop(image, size)
-    if fit == "stretch":
-        return resize(image, (size, size))
-    raise ValueError(f"fit {fit!r} is not one of {', '.join(FITS)}")

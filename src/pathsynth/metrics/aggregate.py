@@ -13,6 +13,7 @@ Wilcoxon p-value shows whether that assumption carries the conclusion (from abou
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -152,13 +153,17 @@ def paired_comparison(
 
 
 def summarise_over_seeds(
-    per_seed: Sequence[Mapping[str, float | None]], confidence: float = 0.95
+    per_seed: Sequence[Mapping[str, float | None]],
+    confidence: float = 0.95,
+    bounds: tuple[float, float] | None = None,
 ) -> dict[str, MeanInterval | None]:
     """Mean and interval of every number of a condition's per-seed summaries.
 
     Args:
         per_seed: one ``{name: value}`` dict per seed, e.g. ``ClassificationReport.summary()``.
         confidence: confidence level of the intervals.
+        bounds: the range the numbers can take (``(0, 1)`` for fractions); interval ends beyond
+            it, which a t-interval over few seeds can reach, are clipped to it.
 
     Returns:
         ``{name: interval}``; ``None`` for a name whose value is ``None`` (undefined, such as the
@@ -176,7 +181,21 @@ def summarise_over_seeds(
     for name in names:
         values = [seed_summary[name] for seed_summary in per_seed]
         defined = [value for value in values if value is not None]
-        summary[name] = (
-            mean_confidence_interval(defined, confidence) if len(defined) == len(values) else None
-        )
+        if len(defined) < len(values):
+            summary[name] = None
+            continue
+        interval = mean_confidence_interval(defined, confidence)
+        if bounds is not None:
+            interval = clipped(interval, bounds)
+        summary[name] = interval
     return summary
+
+
+def clipped(interval: MeanInterval, bounds: tuple[float, float]) -> MeanInterval:
+    """``interval`` with its ends clipped to ``bounds``."""
+    low, high = bounds
+    return dataclasses.replace(
+        interval,
+        low=None if interval.low is None else min(high, max(low, interval.low)),
+        high=None if interval.high is None else min(high, max(low, interval.high)),
+    )

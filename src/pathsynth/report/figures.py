@@ -1,6 +1,6 @@
 """The report's figures, drawn with matplotlib's object API on the Agg canvas (no display needed).
 
-Each function takes plain arrays or dicts and returns a :class:`~matplotlib.figure.Figure`, or
+Each function takes plain arrays, dicts or schema records and returns a :class:`~matplotlib.figure.Figure`, or
 ``None`` when there is nothing to draw; :func:`save_figure` writes it as PNG and SVG.
 """
 
@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pathsynth.report.numbers import finite, fmt
+from pathsynth.report.schema import SeedResult
 
 MAX_GRID_ROWS = 6  # originals shown in the affine grid
 MAX_GRID_COLUMNS = 8  # children (or images per row) shown
@@ -191,35 +192,31 @@ def gan_curves(records: Sequence[Mapping[str, Any]]) -> Figure | None:
     return figure
 
 
-def classifier_curves(condition: str, per_seed: Sequence[Mapping[str, Any]]) -> Figure | None:
+def classifier_curves(condition: str, per_seed: Sequence[SeedResult]) -> Figure | None:
     """One condition's training curves over epochs, every seed: losses and validation accuracy.
 
     Args:
         condition: shown in the title.
-        per_seed: the condition's per-seed results, each with ``seed`` and ``curves``
-            (``epoch``, ``train_loss``, ``val_loss``, ``val_balanced_accuracy``).
+        per_seed: the condition's per-seed results.
     """
-    runs = [run for run in per_seed if isinstance(run.get("curves"), Mapping)]
-    if not runs:
-        return None
     figure = Figure(figsize=(9.0, 3.2))
     loss_ax, accuracy_ax = figure.subplots(1, 2)
     drew = False
-    for index, run in enumerate(runs):
-        curves = run["curves"]
+    for index, run in enumerate(per_seed):
         colour = f"C{index % 10}"
-        epochs = curves.get("epoch") or list(range(1, len(curves.get("train_loss") or []) + 1))
-        for key, ax, style in (
-            ("train_loss", loss_ax, "-"),
-            ("val_loss", loss_ax, "--"),
-            ("val_balanced_accuracy", accuracy_ax, "-"),
+        for key, values, ax, style in (
+            ("train loss", run.curves.train_loss, loss_ax, "-"),
+            ("val loss", run.curves.val_loss, loss_ax, "--"),
+            ("val balanced accuracy", run.curves.val_balanced_accuracy, accuracy_ax, "-"),
         ):
-            values = curves.get(key) or []
-            pairs = [(finite(e), finite(v)) for e, v in zip(epochs, values, strict=False)]
-            pairs = [(e, v) for e, v in pairs if e is not None and v is not None]
+            pairs = [
+                (e, v)
+                for e, v in zip(run.curves.epoch, values, strict=False)
+                if finite(v) is not None
+            ]
             if pairs:
                 drew = True
-                label = f"seed {run.get('seed', index)} {key.replace('_', ' ')}"
+                label = f"seed {run.seed} {key}"
                 ax.plot(*zip(*pairs, strict=True), style, color=colour, linewidth=1.1, label=label)
     if not drew:
         return None
@@ -235,43 +232,35 @@ def classifier_curves(condition: str, per_seed: Sequence[Mapping[str, Any]]) -> 
     return figure
 
 
-def roc_figure(condition: str, run: Mapping[str, Any]) -> Figure | None:
+def roc_figure(condition: str, run: SeedResult) -> Figure | None:
     """One-vs-rest ROC curves of one seed of one condition: per class plus micro and macro.
 
     Args:
         condition: shown in the title.
-        run: a per-seed result with ``seed`` and ``roc``: ``{name: {"fpr", "tpr", "auc"}}`` where
-            ``micro`` and ``macro`` are the averages (``macro`` may be null).
+        run: a per-seed result; its ``roc`` holds one curve per class plus ``micro`` and
+            ``macro`` (``None`` where undefined).
     """
-    roc = run.get("roc")
-    if not isinstance(roc, Mapping):
-        return None
     figure = Figure(figsize=(4.8, 4.4))
     ax = figure.subplots()
     ax.plot([0, 1], [0, 1], color="0.7", linewidth=0.8, linestyle=":")
     styles = {"micro": ("k", "--"), "macro": ("0.35", "-.")}
     drew = False
-    classes = [key for key in roc if key not in styles]
-    for index, key in enumerate([*classes, *[k for k in styles if k in roc]]):
-        curve = roc.get(key)
-        if not isinstance(curve, Mapping):
-            continue
-        fpr, tpr = curve.get("fpr") or [], curve.get("tpr") or []
-        pairs = [(finite(f), finite(t)) for f, t in zip(fpr, tpr, strict=False)]
-        pairs = [(f, t) for f, t in pairs if f is not None and t is not None]
-        if not pairs:
+    classes = [key for key in run.roc if key not in styles]
+    for index, key in enumerate([*classes, *[k for k in styles if k in run.roc]]):
+        curve = run.roc[key]
+        if curve is None or not curve.fpr:
             continue
         drew = True
         colour, style = styles.get(key, (f"C{index % 10}", "-"))
-        label = f"{key} (AUC {fmt(curve.get('auc'))})"
-        ax.plot(*zip(*pairs, strict=True), style, color=colour, linewidth=1.3, label=label)
+        label = f"{key} (AUC {fmt(curve.auc)})"
+        ax.plot(curve.fpr, curve.tpr, style, color=colour, linewidth=1.3, label=label)
     if not drew:
         return None
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title(f"ROC: {condition} (seed {run.get('seed', 'n/a')})", fontsize=9)
+    ax.set_title(f"ROC: {condition} (seed {run.seed})", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     figure.tight_layout()

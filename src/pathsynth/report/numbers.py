@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pathsynth.config import sanitise
+
+__all__ = ["NOT_AVAILABLE", "finite", "fmt", "interval", "p_value", "percent", "sanitise"]
+
 NOT_AVAILABLE = "n/a"
 
 
@@ -41,22 +45,11 @@ def p_value(value: Any) -> str:
 
 
 def interval(summary: Any, as_percent: bool = True) -> str:
-    """A summary dict ``{"mean", "low", "high"}`` as ``mean [low, high]``; ``n/a`` when absent."""
-    if not isinstance(summary, dict) or finite(summary.get("mean")) is None:
+    """A mean with its interval (a :class:`~pathsynth.metrics.aggregate.MeanInterval`) as
+    ``mean [low, high]``; ``n/a`` when absent."""
+    if summary is None or finite(getattr(summary, "mean", None)) is None:
         return NOT_AVAILABLE
     show = percent if as_percent else fmt
-    low, high = summary.get("low"), summary.get("high")
-    if finite(low) is None or finite(high) is None:
-        return show(summary["mean"])
-    return f"{show(summary['mean'])} [{show(low)}, {show(high)}]"
-
-
-def sanitise(value: Any) -> Any:
-    """A JSON-able copy with every NaN or infinity replaced by ``None`` (strict JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(key): sanitise(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [sanitise(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    if finite(summary.low) is None or finite(summary.high) is None:
+        return show(summary.mean)
+    return f"{show(summary.mean)} [{show(summary.low)}, {show(summary.high)}]"

@@ -1,0 +1,43 @@
+"""Which torch device a stage computes on, and whether bf16 autocast pays there: decided once."""
+
+from __future__ import annotations
+
+import torch
+
+from pathsynth.errors import ConfigError
+
+AMP_MODES = ("auto", "bf16", "off")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a config's ``device`` value (``"auto"`` picks CUDA when present).
+
+    Raises:
+        ConfigError: CUDA asked for but not available, or a name torch does not know.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but no CUDA device is available")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN runs bf16 natively here (AVX512-BF16 / AMX): bf16 measured faster."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(amp: str, device: torch.device) -> bool:
+    """Whether an ``amp`` setting (``auto`` | ``bf16`` | ``off``) means bf16 autocast on ``device``."""
+    if amp == "bf16":
+        return True
+    if amp == "off":
+        return False
+    return device.type == "cuda" or cpu_has_native_bf16()

@@ -1,0 +1,148 @@
+"""The ``classify`` stage: one classifier per protocol x condition x seed, each tested once.
+
+Every run's numbers are written to its own JSON as soon as it finishes, so a killed stage goes
+on from the last finished run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pathsynth.classify.evaluate import evaluate_images
+from pathsynth.classify.trainer import TrainingResult, train_classifier, validation_split
+from pathsynth.config import load_record, save_record
+from pathsynth.experiment.context import StageContext
+from pathsynth.experiment.protocols import (
+    ConditionSets,
+    ExperimentSets,
+    honest_sets,
+    paper_pool,
+    paper_sets,
+)
+from pathsynth.metrics.classification import ClassificationReport, RocCurve, classification_report
+from pathsynth.report.schema import Curves, Roc
+
+
+@dataclass(frozen=True)
+class ClassifierRun:
+    """One classifier run as recorded in ``classify/<protocol>/<condition>/seed<k>.json``."""
+
+    protocol: str
+    condition: str
+    seed: int
+    train_inputs: int
+    test_images: int
+    summary: dict[str, float | None]
+    confusion_matrix: list[list[int]]
+    roc: dict[str, Roc | None]
+    curves: Curves
+    best_epoch: int
+    seconds: float
+    config: dict[str, Any]
+
+
+def classify(context: StageContext) -> dict[str, Any]:
+    """Every protocol x condition x seed not yet on disk."""
+    sets = context.sets()
+    done = 0
+    config = context.config
+    for protocol in config.protocols:
+        for condition in config.conditions:
+            for seed in range(config.seeds):
+                target = context.paths.classifier_run(protocol, condition, seed)
+                if target.exists():
+                    continue
+                run = classify_once(context, sets, protocol, condition, seed)
+                save_record(run, target)
+                done += 1
+    return {"runs": done}
+
+
+def read_run(
+    context: StageContext, protocol: str, condition: str, seed: int
+) -> ClassifierRun | None:
+    """The recorded run, or ``None`` when it has not finished."""
+    path = context.paths.classifier_run(protocol, condition, seed)
+    return load_record(ClassifierRun, path, "classifier run") if path.exists() else None
+
+
+def _condition_sets(
+    context: StageContext, sets: ExperimentSets, protocol: str, condition: str, seed: int
+) -> tuple[ConditionSets, torch.Tensor | None]:
+    """The sets of one run, and the image id of each test row (``None``: rows are images)."""
+    if protocol == "honest":
+        generator = torch.Generator().manual_seed(10_000 + seed)
+        _, held = validation_split(
+            sets.real_train.images.labels,
+            context.config.validation_fraction,
+            generator,
+            groups=sets.real_train.groups,
+        )
+        chosen = honest_sets(sets, condition, torch.unique(sets.real_train.groups[held]))
+        return chosen, chosen.test.ids  # aggregate patches per real image
+    pool = paper_pool(sets, condition)
+    # the paper's unit: every pooled image on its own
+    return paper_sets(pool, seed, context.config.test_fraction), None
+
+
+def classify_once(
+    context: StageContext, sets: ExperimentSets, protocol: str, condition: str, seed: int
+) -> ClassifierRun:
+    """Train one classifier on the condition's training set and test it under the protocol."""
+    config = dataclasses.replace(context.config.classifier, seed=seed, device=str(context.device))
+    chosen, test_ids = _condition_sets(context, sets, protocol, condition, seed)
+    start = time.perf_counter()
+    result = train_classifier(chosen.train.images, config, validation_set=chosen.validation.images)
+    predictions = evaluate_images(result.model, chosen.test.images, image_ids=test_ids)
+    report = classification_report(
+        predictions.labels.numpy(), predictions.probabilities.numpy(), predictions.class_names
+    )
+    if protocol == "honest" and condition == "original" and seed == 0:
+        torch.save(result.model.state_dict(), context.paths.reference_classifier)
+    context.log(
+        f"  {protocol}/{condition} seed {seed}: accuracy {report.accuracy:.3f}, "
+        f"balanced {report.balanced_accuracy:.3f} on {report.n_images} test images "
+        f"({len(chosen.train.images)} training inputs, {time.perf_counter() - start:.0f} s)"
+    )
+    return ClassifierRun(
+        protocol=protocol,
+        condition=condition,
+        seed=seed,
+        train_inputs=len(chosen.train.images),
+        test_images=report.n_images,
+        summary=report.summary(),
+        confusion_matrix=report.confusion_matrix,
+        roc=_rocs(report),
+        curves=_curves(result),
+        best_epoch=result.best_epoch,
+        seconds=round(time.perf_counter() - start, 2),
+        config=dataclasses.asdict(config),
+    )
+
+
+def _roc(curve: RocCurve | None) -> Roc | None:
+    if curve is None:
+        return None
+    return Roc(curve.false_positive_rate, curve.true_positive_rate, curve.auc)
+
+
+def _rocs(report: ClassificationReport) -> dict[str, Roc | None]:
+    rocs = {name: _roc(curve) for name, curve in report.roc_per_class.items()}
+    rocs["micro"] = _roc(report.roc_micro)
+    rocs["macro"] = _roc(report.roc_macro)
+    return rocs
+
+
+def _curves(result: TrainingResult) -> Curves:
+    history = result.history
+    return Curves(
+        epoch=[r.epoch for r in history],
+        train_loss=[r.train_loss for r in history],
+        val_loss=[r.validation_loss for r in history],
+        val_balanced_accuracy=[r.validation_balanced_accuracy for r in history],
+    )

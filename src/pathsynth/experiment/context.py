@@ -1,0 +1,81 @@
+"""What every stage gets: the workspace, the resolved config, the folder, the device, the state.
+
+Stages read what earlier stages recorded through :class:`StageContext` and return their own
+outputs; they never write ``state.json`` themselves (the driver in ``pipeline`` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pathsynth.catalog.workspace import Workspace
+from pathsynth.experiment.config import ExperimentConfig
+from pathsynth.experiment.protocols import ExperimentSets, LabelledPart
+from pathsynth.experiment.state import ExperimentPaths, ExperimentState, StageRecord
+from pathsynth.files import atomic_path
+
+
+@dataclass
+class StageContext:
+    """One experiment as its stages see it.
+
+    Args:
+        workspace: the workspace (its catalog, store, runs and cache).
+        config: the resolved experiment config.
+        state: the recorded state (stages read earlier stages' outputs here).
+        paths: the experiment folder's files.
+        device: where networks run.
+        log: called with one line of progress text.
+        checkpoint: saves the state now (a stage records a run folder before a long step).
+        record: the record of the stage now running (its outputs so far).
+    """
+
+    workspace: Workspace
+    config: ExperimentConfig
+    state: ExperimentState
+    paths: ExperimentPaths
+    device: torch.device
+    log: Callable[[str], None]
+    checkpoint: Callable[[], None]
+    record: StageRecord = field(default_factory=StageRecord)
+
+    @property
+    def source(self) -> Path:
+        """The folder of real images."""
+        return Path(self.state.source)
+
+    @property
+    def name(self) -> str:
+        """The experiment's name."""
+        return self.state.name
+
+    @property
+    def split_name(self) -> str:
+        """The catalog split of the real images this experiment made."""
+        return f"{self.name}-real"
+
+    def sets(self) -> ExperimentSets:
+        """The real folds and whatever affine and synthetic images the stages have made."""
+        inputs = torch.load(self.paths.inputs, weights_only=False)
+        sets = ExperimentSets(
+            LabelledPart.from_state(inputs["train"]), LabelledPart.from_state(inputs["test"])
+        )
+        if self.paths.affine.exists():
+            affine = torch.load(self.paths.affine, weights_only=False)
+            sets.affine_train = LabelledPart.from_state(affine["train"])
+            sets.affine_all = LabelledPart.from_state(affine["all"])
+        if self.paths.synthetic.exists():
+            synthetic = torch.load(self.paths.synthetic, weights_only=False)
+            sets.synthetic = LabelledPart.from_state(synthetic)
+        return sets
+
+
+def save_tensors(path: Path, data: dict[str, Any]) -> None:
+    """``torch.save`` of ``data``, atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)

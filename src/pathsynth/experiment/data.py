@@ -1,0 +1,100 @@
+"""The real-data stages: ``ingest`` the source, ``split`` its real images, make the ``inputs``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pathsynth.catalog.api import (
+    FoldImage,
+    create_split,
+    find_split,
+    patient_key_kinds,
+    split_fold,
+)
+from pathsynth.catalog.ingest import IngestOptions, ingest_source
+from pathsynth.catalog.splits import SplitRequest
+from pathsynth.experiment.context import StageContext, save_tensors
+from pathsynth.experiment.protocols import LabelledPart
+from pathsynth.imaging.cache import load_preprocessed
+from pathsynth.imaging.patches import PreprocessConfig
+
+
+def ingest(context: StageContext) -> dict[str, Any]:
+    """The source into the catalog (idempotent); refusals are logged and recorded."""
+    report = ingest_source(
+        context.workspace, context.source, IngestOptions(modality=context.config.modality)
+    )
+    for refusal in report.refused:
+        context.log(f"  refused {refusal.path}: {refusal.reason}")
+    return {
+        "added": report.added_total,
+        "already_present": report.already_present,
+        "refused": [dataclasses.asdict(r) for r in report.refused],
+    }
+
+
+def split(context: StageContext) -> dict[str, Any]:
+    """The real images stratified 7:3, keeping patients or slide groups whole where known."""
+    existing = find_split(context.workspace, context.split_name)
+    if existing is not None:  # made by an earlier, killed run of this stage
+        return {
+            "unit": existing.unit,
+            "image_level": existing.image_level,
+            "counts": existing.counts,
+        }
+    kinds = patient_key_kinds(
+        context.workspace, context.config.modality, context.source.resolve().name
+    )
+    unit = "patient" if kinds & {"patient", "group"} else "image"
+    request = SplitRequest(
+        name=context.split_name,
+        unit=unit,
+        test=context.config.test_fraction,
+        seed=context.config.split_seed,
+        modality=context.config.modality,
+        classes=tuple(context.state.classes) if context.state.classes else None,
+    )
+    made = create_split(context.workspace, request)
+    context.log(
+        f"  split by {unit}: {sum(made.counts['train'].values())} train, "
+        f"{sum(made.counts['test'].values())} test real images"
+    )
+    return {"unit": unit, "image_level": made.image_level, "counts": made.counts}
+
+
+def inputs(context: StageContext) -> dict[str, Any]:
+    """Both folds preprocessed to network inputs (cached), each row tied to its image."""
+    folds = {
+        fold: split_fold(context.workspace, context.split_name, fold) for fold in ("train", "test")
+    }
+    class_names = sorted({image.label for image in folds["train"]})
+    cache = context.workspace.root / "cache"
+    parts = {
+        fold: network_inputs(images, class_names, context.config.preprocess, cache)
+        for fold, images in folds.items()
+    }
+    save_tensors(context.paths.inputs, {fold: part.to_state() for fold, part in parts.items()})
+    return {
+        "class_names": class_names,
+        "rows": {fold: len(part.images) for fold, part in parts.items()},
+        "images": {fold: len(images) for fold, images in folds.items()},
+    }
+
+
+def network_inputs(
+    images: list[FoldImage], class_names: list[str], preprocess: PreprocessConfig, cache: Path
+) -> LabelledPart:
+    """Catalog images as preprocessed network inputs, each row tied to its image and patient.
+
+    Raises:
+        DataError: what :func:`~pathsynth.imaging.cache.load_preprocessed` refuses.
+    """
+    files = [(image.path, image.label) for image in images]
+    tensors, index = load_preprocessed(files, class_names, preprocess, cache)
+    ids = torch.tensor([image.image_id for image in images], dtype=torch.int64)[index]
+    groups = torch.tensor([image.patient_id for image in images], dtype=torch.int64)[index]
+    return LabelledPart(tensors, ids, ids.clone(), groups)

@@ -1,0 +1,101 @@
+"""The ``affine`` stage: class-balanced affine expansion, stored in the catalog with its lineage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from pathsynth.catalog.api import AffineChild, store_affine
+from pathsynth.catalog.workspace import Workspace
+from pathsynth.experiment.context import StageContext, save_tensors
+from pathsynth.experiment.protocols import LabelledPart, concatenate
+from pathsynth.imaging.affine import AffineConfig, class_balanced_plan, random_affine
+from pathsynth.imaging.patches import PreprocessConfig
+from pathsynth.imaging.png import encode_png
+from pathsynth.imaging.tensorset import TensorImageSet
+
+
+def affine(context: StageContext) -> dict[str, Any]:
+    """Children of the training fold (honest protocol) and of every real image (paper protocol)."""
+    config = context.config
+    sets = context.sets()
+
+    def expand(originals: LabelledPart, which: str, per_class: int, seed: int) -> LabelledPart:
+        return affine_expansion(
+            context.workspace, originals, config.affine, config.preprocess,
+            per_class=per_class, seed=config.split_seed * 1000 + seed,
+            run_name=f"{context.name}-affine-{which}",
+        )  # fmt: skip
+
+    train = expand(sets.real_train, "train", config.affine_per_class, seed=1)
+    pool = concatenate([sets.real_train, sets.real_test])
+    # the paper expanded every image before its split: the same target for the whole pool
+    pool_target = round(config.affine_per_class / (1 - config.test_fraction))
+    everything = expand(pool, "all", pool_target, seed=2)
+    save_tensors(context.paths.affine, {"train": train.to_state(), "all": everything.to_state()})
+    return {"train_children": len(train.images), "all_children": len(everything.images)}
+
+
+def affine_expansion(
+    space: Workspace,
+    originals: LabelledPart,
+    affine: AffineConfig,
+    preprocess: PreprocessConfig,
+    per_class: int | None = None,
+    total: int | None = None,
+    seed: int = 0,
+    run_name: str = "affine",
+) -> LabelledPart:
+    """Class-balanced affine children of ``originals``, stored in the catalog with their parents.
+
+    Args:
+        space: the workspace.
+        originals: the real network inputs to expand (one fold only: children inherit it).
+        affine: the parameter ranges.
+        preprocess: how the inputs were made (recorded with each child).
+        per_class: images per class after expansion, originals included.
+        total: images over all classes after expansion (instead of ``per_class``).
+        seed: seeds the plan and the parameters.
+        run_name: the augmentation run's name in the catalog.
+
+    Returns:
+        The children, with their catalog ids, parents and patient groups.
+
+    Raises:
+        ConfigError: neither or both of ``per_class``/``total``, or a target below the originals.
+    """
+    names = originals.images.class_names
+    labels = originals.images.labels
+    counts = {name: int((labels == i).sum()) for i, name in enumerate(names)}
+    plan = class_balanced_plan(counts, per_class=per_class, total=total, seed=seed)
+    rows: list[int] = []
+    for i, name in enumerate(names):
+        members = torch.nonzero(labels == i).flatten().tolist()
+        for member, count in zip(members, plan[name], strict=True):
+            rows.extend([member] * count)
+    source_rows = torch.tensor(rows, dtype=torch.int64)
+    generator = torch.Generator().manual_seed(seed)
+    images, params = random_affine(originals.images.images[source_rows], affine, generator)
+    child_number: dict[int, int] = {}
+    children = []
+    pixels = images.permute(0, 2, 3, 1).contiguous().numpy()
+    for k, row in enumerate(rows):
+        parent = int(originals.ids[row])
+        number = child_number.get(parent, 0)
+        child_number[parent] = number + 1
+        children.append(
+            AffineChild(
+                parent_id=parent,
+                index=number,
+                png=encode_png(pixels[k]),
+                params={**params[k], "input_row": row, "preprocess": preprocess.as_dict()},
+            )
+        )
+    ids = store_affine(space, children, {"name": run_name, "config": affine.as_dict()})
+    return LabelledPart(
+        TensorImageSet(images, labels[source_rows], list(names)),
+        torch.tensor(ids, dtype=torch.int64),
+        originals.ids[source_rows],
+        originals.groups[source_rows],
+    )

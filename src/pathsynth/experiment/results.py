@@ -1,0 +1,240 @@
+"""The ``results`` stage: every number of the experiment in the report's schema, in one place,
+and the example arrays the report draws its figures from."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pathsynth import __version__
+from pathsynth.catalog.licence import source_licence
+from pathsynth.config import load_record, to_plain
+from pathsynth.errors import DataError
+from pathsynth.experiment.classification import ClassifierRun, read_run
+from pathsynth.experiment.config import ExperimentConfig
+from pathsynth.experiment.context import StageContext
+from pathsynth.experiment.protocols import ExperimentSets
+from pathsynth.experiment.synthesis import experiment_generator
+from pathsynth.metrics.aggregate import MeanInterval, paired_comparison, summarise_over_seeds
+from pathsynth.report.schema import (
+    SUMMARY_METRICS,
+    Comparison,
+    ConditionResult,
+    DataInfo,
+    Examples,
+    ExperimentInfo,
+    GeneratorInfo,
+    QualityRecord,
+    Results,
+    SeedResult,
+    SplitInfo,
+    StageTiming,
+    write_results,
+)
+
+COMPARED_METRICS = ("accuracy", "balanced_accuracy")
+
+
+def results(context: StageContext) -> dict[str, Any]:
+    """Write ``results.json`` and the example arrays."""
+    built = build_results(context)
+    write_results(built, context.paths.results)
+    write_examples(context)
+    return {"conditions": len(built.conditions)}
+
+
+def build_results(context: StageContext) -> Results:
+    """Every number of the experiment, typed."""
+    config = context.config
+    conditions = _conditions(context)
+    quality = (
+        load_record(QualityRecord, context.paths.quality, "quality record")
+        if context.paths.quality.exists()
+        else None
+    )
+    return Results(
+        experiment=ExperimentInfo(
+            name=context.name,
+            modality=config.modality,
+            source=str(context.source),
+            preset=config.preset,
+            protocols=list(config.protocols),
+            seeds=config.seeds,
+            classes=list(context.state.outputs("inputs")["class_names"]),
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            pathsynth_version=__version__,
+        ),
+        data=_data(context),
+        stages=[
+            StageTiming(name, record.seconds, record.status)
+            for name, record in context.state.stages.items()
+            if record.status == "finished"
+        ],
+        conditions=conditions,
+        comparisons=comparisons(conditions, config.protocols, config.conditions),
+        synthesis_quality=quality.quality if quality else None,
+        memorisation=quality.memorisation if quality else None,
+        generator=_generator(context),
+        configs=_configs(config),
+        examples=Examples("examples/affine.npz", "examples/real_vs_synthetic.npz"),
+    )
+
+
+def _configs(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
+    """The resolved configs, one per concern (the report shows one block each)."""
+    everything = to_plain(config)
+    nested = ("preprocess", "affine", "gan", "classifier")
+    configs = {name: everything.pop(name) for name in nested}
+    return {"experiment": everything, **configs}
+
+
+def _data(context: StageContext) -> DataInfo:
+    split = context.state.outputs("split")
+    licence = source_licence(context.source)
+    return DataInfo(
+        source=str(context.source),
+        licence=licence.licence,
+        citation=licence.citation,
+        split=SplitInfo(
+            name=context.split_name,
+            unit=split["unit"],
+            test=context.config.test_fraction,
+            val=0.0,
+            seed=context.config.split_seed,
+            image_level=bool(split.get("image_level")),
+        ),
+        counts=split.get("counts", {}),
+    )
+
+
+def _generator(context: StageContext) -> GeneratorInfo | None:
+    if not context.state.finished("generator"):
+        return None
+    record = context.state.stages["generator"]
+    generator = experiment_generator(context.config, context.device)
+    summary = generator.describe(Path(record.outputs["run_dir"]))
+    return GeneratorInfo(
+        kind=summary.kind,
+        run_id=summary.run_id,
+        run_dir=summary.run_dir,
+        stats_jsonl=summary.stats_jsonl,
+        seconds=record.seconds,
+        steps=int(record.outputs["steps"]),
+    )
+
+
+def _conditions(context: StageContext) -> dict[str, ConditionResult]:
+    config = context.config
+    found: dict[str, ConditionResult] = {}
+    for protocol in config.protocols:
+        for condition in config.conditions:
+            runs = [read_run(context, protocol, condition, seed) for seed in range(config.seeds)]
+            done = [run for run in runs if run is not None]
+            if done:
+                found[f"{protocol}/{condition}"] = _condition(protocol, condition, done)
+    return found
+
+
+def _condition(protocol: str, condition: str, runs: list[ClassifierRun]) -> ConditionResult:
+    per_seed = [
+        SeedResult(
+            seed=run.seed,
+            accuracy=_defined(run.summary["accuracy"]),
+            balanced_accuracy=_defined(run.summary["balanced_accuracy"]),
+            macro_f1=_defined(run.summary["macro_f1"]),
+            macro_auc=run.summary.get("macro_auc"),
+            confusion_matrix=run.confusion_matrix,
+            roc=run.roc,
+            curves=run.curves,
+        )
+        for run in runs
+    ]
+    # every summary metric is a fraction: with few seeds the t-interval can pass [0, 1]
+    summary = summarise_over_seeds(
+        [{metric: run.summary.get(metric) for metric in SUMMARY_METRICS} for run in runs],
+        bounds=(0.0, 1.0),
+    )
+    return ConditionResult(protocol, condition, runs[0].train_inputs, per_seed, summary)
+
+
+def _defined(value: float | None) -> float:
+    if value is None:  # accuracy, balanced accuracy and F1 exist for any non-empty test set
+        raise DataError("a classifier run recorded no accuracy; rerun `pathsynth classify`")
+    return float(value)
+
+
+def comparisons(
+    conditions: dict[str, ConditionResult], protocols: tuple[str, ...], names: tuple[str, ...]
+) -> list[Comparison]:
+    """Every condition against ``original`` under the same protocol, paired by seed."""
+    found = []
+    for protocol in protocols:
+        base = conditions.get(f"{protocol}/original")
+        if base is None:
+            continue
+        for condition in names[1:]:
+            other = conditions.get(f"{protocol}/{condition}")
+            if other is None:
+                continue
+            for metric in COMPARED_METRICS:
+                a = [getattr(seed, metric) for seed in base.per_seed]
+                b = [getattr(seed, metric) for seed in other.per_seed]
+                if len(a) != len(b) or len(a) < 2:
+                    continue
+                paired = paired_comparison(a, b)
+                difference: MeanInterval = paired.difference
+                found.append(
+                    Comparison(
+                        protocol=protocol, a="original", b=condition, metric=metric,
+                        difference=difference.mean,
+                        difference_interval=[difference.low, difference.high],
+                        t_p_value=paired.t_p_value, wilcoxon_p_value=paired.wilcoxon_p_value,
+                        n=paired.n,
+                    )
+                )  # fmt: skip
+    return found
+
+
+def write_examples(context: StageContext) -> None:
+    """The arrays behind the report's example figures (affine children, real vs synthetic)."""
+    sets = context.sets()
+    folder = context.paths.examples
+    folder.mkdir(exist_ok=True)
+    affine = _affine_examples(sets)
+    if affine is not None:
+        np.savez_compressed(folder / "affine.npz", **affine)
+    if sets.synthetic is not None:
+        arrays: dict[str, Any] = {}
+        for i, name in enumerate(sets.real_train.images.class_names):
+            real = sets.real_train.images.images[sets.real_train.images.labels == i][:8]
+            fake = sets.synthetic.images.images[sets.synthetic.images.labels == i][:8]
+            arrays[f"real_{name}"] = real.permute(0, 2, 3, 1).numpy()
+            arrays[f"synthetic_{name}"] = fake.permute(0, 2, 3, 1).numpy()
+        np.savez_compressed(folder / "real_vs_synthetic.npz", **arrays)
+
+
+def _affine_examples(sets: ExperimentSets) -> dict[str, np.ndarray] | None:
+    """The four originals with the most children, each with up to five of them."""
+    if sets.affine_train is None or not len(sets.affine_train.images):
+        return None
+    children_of = sets.affine_train
+    real_ids = sets.real_train.ids
+    counts = torch.stack([(children_of.parents == i).sum() for i in real_ids])
+    rows = torch.argsort(counts, descending=True, stable=True)[:4]
+    per_row = int(min(5, int(counts[rows].min())))
+    if per_row == 0:
+        return None
+    children = [
+        children_of.images.images[
+            torch.nonzero(children_of.parents == real_ids[row]).flatten()[:per_row]
+        ]
+        for row in rows
+    ]
+    return {
+        "originals": sets.real_train.images.images[rows].permute(0, 2, 3, 1).numpy(),
+        "children": torch.stack(children).permute(0, 1, 3, 4, 2).numpy(),
+    }

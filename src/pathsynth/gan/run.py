@@ -1,0 +1,225 @@
+"""One GAN training run from start to end: the entry point ``train-gan`` and ``reproduce`` share.
+
+As in stylegan2-ada-pytorch (``train.py`` -> ``training_loop.py``), this module owns everything
+around the loop and :class:`~pathsynth.gan.trainer.GanTrainer` only the loop:
+
+- the numbered run folder ``runs/NNNNN-name`` (claimed safely when runs start at once) and its
+  identity ``run.json``: a unique id made at creation (catalog provenance keys on it, never on
+  the folder's name), where the training images came from, when and by which version;
+- the resolved ``config.json``, written atomically;
+- resume from the folder's last checkpoint (config, networks, optimisers, RNG and data order);
+- the torchrun hand-off: join the process group when launched by torchrun, rank 0 makes the
+  folder and tells the others, everyone leaves the group at the end.
+
+Nothing here touches the catalog: the GAN runs on machines without any SQL package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pathsynth import __version__
+from pathsynth.devices import resolve_device
+from pathsynth.errors import DataError
+from pathsynth.files import write_text_atomic
+from pathsynth.gan.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
+from pathsynth.gan.config import TrainConfig, apply_overrides, from_dict
+from pathsynth.gan.distributed import DistContext, init_distributed, shutdown_distributed
+from pathsynth.gan.trainer import GanTrainer, TrainResult, check_architecture
+from pathsynth.imaging.tensorset import TensorImageSet
+
+CONFIG_NAME = "config.json"
+IDENTITY_NAME = "run.json"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who a run is, independent of where its folder lies or what it is called.
+
+    Args:
+        run_id: unique id made when the folder was created (32 hex digits).
+        name: the folder's name (``NNNNN-name``), for people.
+        source: where the training images came from (a folder, a split, an experiment).
+    """
+
+    run_id: str
+    name: str
+    source: str
+
+
+def new_run_dir(runs_root: Path, name: str) -> Path:
+    """Create the next numbered run folder ``runs_root/NNNNN-name``.
+
+    Safe when several runs start at once: a number is claimed with an exclusive lock file, and
+    taken only if no folder holds it once the lock is held.
+    """
+    runs_root.mkdir(parents=True, exist_ok=True)
+
+    def taken() -> set[int]:
+        return {int(p.name[:5]) for p in runs_root.iterdir() if p.is_dir() and p.name[:5].isdigit()}
+
+    number = max(taken(), default=-1) + 1
+    while True:
+        lock = runs_root / f".{number:05d}.lock"
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            number += 1
+            continue
+        try:
+            if number not in taken():
+                path = runs_root / f"{number:05d}-{name}"
+                path.mkdir()
+                return path
+        finally:
+            lock.unlink()
+        number += 1
+
+
+def run_identity(run_dir: Path) -> RunIdentity:
+    """The identity recorded in ``run.json``; a run made before identities existed gets an id
+    derived from its folder's absolute path (stable for that folder, different for any other)."""
+    path = run_dir / IDENTITY_NAME
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return RunIdentity(str(data["run_id"]), run_dir.name, str(data.get("source", "")))
+    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:32]
+    return RunIdentity(digest, run_dir.name, "")
+
+
+def _write_identity(run_dir: Path, source: str) -> None:
+    identity = {
+        "run_id": uuid.uuid4().hex,
+        "source": source,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "pathsynth_version": __version__,
+    }
+    write_text_atomic(run_dir / IDENTITY_NAME, json.dumps(identity, indent=2) + "\n")
+
+
+def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> TrainConfig:
+    """The config of a run's last checkpoint with ``overrides`` applied (for ``--resume``).
+
+    Raises:
+        CheckpointError: no run folder or no checkpoint in it.
+        ConfigError: an override the config refuses.
+    """
+    state = load_checkpoint(find_checkpoint(run_dir, "last"))
+    return apply_overrides(from_dict(state["config"]), overrides)
+
+
+@dataclass
+class OpenedRun:
+    """A run folder ready to train in: a new one, or an existing one to continue.
+
+    Args:
+        run_dir: the folder (the same path on every rank).
+        resume: the last checkpoint's state, ``None`` when training starts at step 0.
+    """
+
+    run_dir: Path
+    resume: dict[str, Any] | None
+
+
+def open_run(
+    config: TrainConfig,
+    runs: Path,
+    name: str,
+    source: str,
+    resume_dir: Path | None = None,
+    context: DistContext | None = None,
+) -> OpenedRun:
+    """Make a new numbered run folder, or reopen ``resume_dir``; write its config and identity.
+
+    A reopened folder continues from its last checkpoint when it has one, and starts at step 0
+    otherwise (a run killed before its first checkpoint).
+
+    Raises:
+        ConfigError: an image size the networks cannot make.
+        CheckpointError: a last checkpoint that cannot be read.
+    """
+    check_architecture(config)
+    context = context or DistContext()
+    resume = None
+    if resume_dir is not None:
+        run_dir = resume_dir
+        if list_checkpoints(run_dir, "last"):
+            resume = load_checkpoint(find_checkpoint(run_dir, "last"))
+    else:
+        run_dir = new_run_dir(runs, name) if context.is_main else Path()
+    if context.enabled:
+        import torch.distributed as dist
+
+        shared = [str(run_dir)]
+        dist.broadcast_object_list(shared, src=0)
+        run_dir = Path(shared[0])
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / CONFIG_NAME, config.to_json() + "\n")
+        if not (run_dir / IDENTITY_NAME).is_file():
+            _write_identity(run_dir, source)
+    return OpenedRun(run_dir, resume)
+
+
+def train_run(
+    config: TrainConfig,
+    dataset: TensorImageSet,
+    runs: Path,
+    name: str,
+    source: str,
+    resume_dir: Path | None = None,
+    log: Callable[[str], None] | None = None,
+    on_open: Callable[[Path], None] | None = None,
+) -> TrainResult | None:
+    """Train one run, as a single process or as one rank of torchrun (DDP).
+
+    Args:
+        config: the resolved config.
+        dataset: the training images, already at ``config.data.resolution``.
+        runs: folder of the numbered run folders.
+        name: the new folder's name after its number.
+        source: where the images came from (recorded in ``run.json``).
+        resume_dir: continue this run folder instead of making a new one.
+        log: called with progress lines (rank 0 only).
+        on_open: called with the run folder once it exists, before training (rank 0 only), so a
+            caller can record it and continue it after a kill.
+
+    Returns:
+        How the run ended (``interrupted`` after SIGINT/SIGTERM, with a checkpoint written), on
+        rank 0; ``None`` on the other ranks.
+
+    Raises:
+        DataError: fewer images than one batch.
+        ConfigError, CheckpointError: what :func:`open_run` and the trainer refuse.
+    """
+    if len(dataset) < config.optim.batch_size:
+        raise DataError(
+            f"{source} has {len(dataset)} images, fewer than one batch of "
+            f"{config.optim.batch_size}; lower optim.batch_size"
+        )
+    context = init_distributed(resolve_device(config.run.device))
+    try:
+        opened = open_run(config, runs, name, source, resume_dir, context)
+        if context.is_main and on_open is not None:
+            on_open(opened.run_dir)
+        trainer = GanTrainer(
+            config,
+            dataset,
+            opened.run_dir,
+            context=context,
+            resume=opened.resume,
+            log=log if context.is_main else None,
+        )
+        opened.resume = None  # the trainer holds what it needs; free the checkpoint's copy
+        result = trainer.train()
+        return result if context.is_main else None
+    finally:
+        shutdown_distributed(context)

@@ -1,0 +1,25 @@
+"""Image generators behind one interface: train a run, resume it, sample from it, describe it.
+
+The experiment driver and the ``generate`` command speak only :class:`ImageGenerator`; each kind
+(the class-conditional GAN today) plugs in through :data:`GENERATORS` without touching them.
+"""
+
+from pathsynth.generators.base import (
+    GENERATORS,
+    GeneratorSummary,
+    ImageGenerator,
+    Samples,
+    TrainedRun,
+    generator_for,
+    store_samples,
+)
+
+__all__ = [
+    "GENERATORS",
+    "GeneratorSummary",
+    "ImageGenerator",
+    "Samples",
+    "TrainedRun",
+    "generator_for",
+    "store_samples",
+]
