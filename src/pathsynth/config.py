@@ -25,6 +25,7 @@ from pathsynth.errors import ConfigError, DataError
 from pathsynth.files import write_text_atomic
 
 Config = TypeVar("Config")
+_RECORDED = ("preset",)  # fields :func:`resolve` records; no preset or override may set them
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -42,7 +43,7 @@ def dotted_keys(config_type: type) -> list[str]:
     """Every key a preset or ``--set`` may name, nested configs flattened (``optim.g_lr``)."""
     keys = []
     for name, hint in _hints(config_type).items():
-        if name.startswith("_"):
+        if name.startswith("_") or name in _RECORDED:
             continue
         if isinstance(hint, type) and is_config(hint):
             keys.extend(f"{name}.{key}" for key in dotted_keys(hint))
@@ -173,7 +174,7 @@ def with_overrides(config: Config, overrides: Mapping[str, Any], what: str = "co
 def _assign(config: Any, path: list[str], value: Any, key: str, root: type, what: str) -> Any:
     hints = _hints(type(config))
     name = path[0]
-    if name not in hints or name.startswith("_"):
+    if name not in hints or name.startswith("_") or name in _RECORDED:
         raise _unknown(key, root, what)
     if len(path) == 1:
         new = _coerce(key, hints[name], value, what)

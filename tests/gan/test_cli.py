@@ -61,14 +61,15 @@ def test_dry_run_prints_the_resolved_config_with_overrides(class_folders: Path) 
     assert config["preset"] == "paper-wgan-gp"
     assert config["loss"]["kind"] == "hinge"
     assert config["optim"]["g_lr"] == 5e-4 and config["optim"]["n_critic"] == 5
-    assert config["data"]["folder"] == str(class_folders.resolve())
+    assert config["data"] == {"preprocess": {"mode": "fit", "size": 128, "scale": 1.0,
+                              "patches_per_image": 8, "seed": 0, "fill": "border"}}  # fmt: skip
 
 
 def test_unknown_key_is_one_line_naming_it_and_the_valid_keys(class_folders: Path) -> None:
     line = _one_error_line(
         _pathsynth("train-gan", "--data", str(class_folders), "--set", "model.depth=3")
     )
-    assert "unknown config key 'model.depth'" in line and "model.g_layers" in line
+    assert "unknown GAN setting 'model.depth'" in line and "model.g_layers" in line
 
 
 def test_impossible_image_size_is_refused_before_reading_any_data(tmp_path: Path) -> None:
@@ -160,18 +161,22 @@ def test_workspace_split_data_and_catalog_generation_go_through_the_catalog_api(
     calls: dict[str, object] = {}
     files = sorted((p, p.parent.name) for p in class_folders.rglob("*.png"))
 
+    def open_workspace(root: Path) -> Path:
+        return root  # stands in for the Workspace the real facade opens
+
     def fold_files(workspace: Path, split: str, fold: str) -> list[tuple[Path, str]]:
         calls["fold_files"] = (workspace, split, fold)
         return files
 
-    def store_generated(workspace: Path, images, run: dict) -> int:
+    def store_generated_ids(workspace: Path, images, run: dict) -> tuple[list[int], set[int]]:
         records = list(images)
         calls["store"] = (workspace, records, run)
-        return len(records)
+        return list(range(len(records))), set(range(len(records)))
 
     fake = types.ModuleType("pathsynth.catalog.api")
+    fake.open_workspace = open_workspace  # type: ignore[attr-defined]
     fake.fold_files = fold_files  # type: ignore[attr-defined]
-    fake.store_generated = store_generated  # type: ignore[attr-defined]
+    fake.store_generated_ids = store_generated_ids  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "pathsynth.catalog.api", fake)
     runner = CliRunner()
     ws = tmp_path / "ws"
@@ -195,7 +200,7 @@ def test_workspace_split_data_and_catalog_generation_go_through_the_catalog_api(
         ],
     )
     assert trained.exit_code == 0, trained.output
-    assert calls["fold_files"] == (ws.resolve(), "main", "train")
+    assert calls["fold_files"] == (ws.resolve(), "main", "train")  # the stand-in workspace
     (run_dir,) = (tmp_path / "runs").iterdir()
     made = runner.invoke(
         app,
@@ -219,7 +224,9 @@ def test_workspace_split_data_and_catalog_generation_go_through_the_catalog_api(
     assert workspace == ws and len(records) == 6
     assert all(isinstance(r, GeneratedImage) and r.seed == 9 and r.step == 1 for r in records)
     assert run["run_name"] == run_dir.name and run["checkpoint_step"] == 1
-    assert run["config"]["data"]["split"] == "main"
+    assert len(run["run_id"]) == 32  # made when the folder was, not taken from its name
+    identity = json.loads((run_dir / "run.json").read_text())
+    assert identity["run_id"] == run["run_id"] and "split main fold train" in identity["source"]
 
 
 def test_giving_both_or_no_data_sources_is_refused(class_folders: Path) -> None:

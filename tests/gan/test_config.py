@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from pathsynth.config import parse_assignments
 from pathsynth.errors import ConfigError
 from pathsynth.gan.config import (
     TrainConfig,
     apply_overrides,
     from_dict,
-    parse_assignments,
     valid_keys,
 )
 from pathsynth.gan.presets import PRESETS, resolve_config
@@ -71,6 +72,10 @@ def test_unknown_preset_lists_the_presets() -> None:
         ("optim.steps", "ten", "optim.steps"),
         ("augment.policy", "color,blur", "blur"),
         ("optim.batch_size", "0", "batch_size"),
+        ("optim.steps", "-5", "optim.steps"),
+        ("optim.g_lr", "nan", "optim.g_lr"),
+        ("optim.d_lr", "-1e-3", "optim.d_lr"),
+        ("data.preprocess.mode", "zoom", "mode"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(key: str, value: str, fragment: str) -> None:
@@ -99,3 +104,18 @@ def test_overrides_leave_the_original_unchanged() -> None:
     base = TrainConfig()
     apply_overrides(base, {"optim.g_lr": 0.5})
     assert base.optim.g_lr == 1e-3
+
+
+def test_configs_are_frozen() -> None:
+    config = resolve_config("paper")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.optim.g_lr = 0.5  # type: ignore[misc]
+
+
+def test_a_config_written_before_the_preprocessing_group_is_read_as_its_equivalent() -> None:
+    old = resolve_config("smoke").to_dict()
+    old["data"] = {"folder": "/x", "workspace": "", "split": "", "fold": "train",
+                   "resolution": 32, "fit": "stretch", "fill": "black"}  # fmt: skip
+    config = from_dict(old)
+    assert config.data.preprocess.mode == "resize"  # the old "stretch"
+    assert config.data.resolution == 32 and config.data.preprocess.fill == "black"

@@ -9,12 +9,15 @@ import torch
 
 from pathsynth.errors import DataError
 from pathsynth.gan.data import EpochSampler, folder_files, load_image_set
+from pathsynth.imaging.patches import PreprocessConfig
 
 from .conftest import write_class_folders
 
+SQUARE_32 = PreprocessConfig(mode="fit", size=32)  # what the GAN's default inputs are, at 32 px
+
 
 def test_class_folders_load_as_uint8_squares_with_sorted_classes(class_folders: Path) -> None:
-    data = load_image_set(folder_files(class_folders), 32)
+    data = load_image_set(folder_files(class_folders), SQUARE_32)
     assert data.images.shape == (24, 3, 32, 32) and data.images.dtype == torch.uint8
     assert data.class_names == ["alpha", "beta", "gamma"]
     assert data.class_counts() == {"alpha": 8, "beta": 8, "gamma": 8}
@@ -23,7 +26,7 @@ def test_class_folders_load_as_uint8_squares_with_sorted_classes(class_folders: 
 def test_folder_with_one_class_is_refused(tmp_path: Path) -> None:
     write_class_folders(tmp_path, {"only": 3})
     with pytest.raises(DataError, match="one class"):
-        load_image_set(folder_files(tmp_path), 32)
+        load_image_set(folder_files(tmp_path), SQUARE_32)
 
 
 def test_folder_without_images_is_refused(tmp_path: Path) -> None:
@@ -31,7 +34,7 @@ def test_folder_without_images_is_refused(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "notes.txt").write_text("no images here")
     with pytest.raises(DataError, match="no images"):
-        load_image_set(folder_files(tmp_path), 32)
+        load_image_set(folder_files(tmp_path), SQUARE_32)
 
 
 def test_missing_folder_is_refused(tmp_path: Path) -> None:
@@ -43,7 +46,7 @@ def test_undecodable_file_is_named(tmp_path: Path) -> None:
     write_class_folders(tmp_path, {"a": 2, "b": 2})
     (tmp_path / "a" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"broken\.png"):
-        load_image_set(folder_files(tmp_path), 32)
+        load_image_set(folder_files(tmp_path), SQUARE_32)
 
 
 def test_sampler_covers_each_epoch_once_and_resumes_mid_epoch() -> None:

@@ -19,14 +19,17 @@ from pathsynth.gan.sampling import (
     write_class_folders,
 )
 from pathsynth.gan.trainer import GanTrainer
+from pathsynth.imaging.patches import PreprocessConfig
 
 from .conftest import smoke_config
+
+SQUARE_32 = PreprocessConfig(mode="fit", size=32)  # what the GAN's default inputs are, at 32 px
 
 
 @pytest.fixture(scope="module")
 def run_dir(class_folders: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("run")
-    data = load_image_set(folder_files(class_folders), 32)
+    data = load_image_set(folder_files(class_folders), SQUARE_32)
     GanTrainer(smoke_config(optim__steps=2, run__quality_every=1), data, folder).train()
     return folder
 

@@ -15,10 +15,14 @@ from pathsynth.gan import trainer as trainer_module
 from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
 from pathsynth.gan.config import apply_overrides
 from pathsynth.gan.data import folder_files, load_image_set
-from pathsynth.gan.trainer import GanTrainer, TrainingDiverged, new_run_dir
+from pathsynth.gan.run import new_run_dir
+from pathsynth.gan.trainer import GanTrainer, TrainingDiverged
+from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.tensorset import TensorImageSet
 
 from .conftest import smoke_config
+
+SQUARE_32 = PreprocessConfig(mode="fit", size=32)  # what the GAN's default inputs are, at 32 px
 
 EVERYTHING_ON = {
     "augment__policy": "color,translation,cutout",
@@ -36,7 +40,7 @@ EVERYTHING_ON = {
 
 @pytest.fixture(scope="module")
 def data(class_folders: Path) -> TensorImageSet:
-    return load_image_set(folder_files(class_folders), 32)
+    return load_image_set(folder_files(class_folders), SQUARE_32)
 
 
 def _weights(state: dict) -> dict[str, torch.Tensor]:
@@ -134,7 +138,7 @@ def test_resume_with_a_different_class_set_is_refused(data, tmp_path: Path) -> N
 
 
 def test_data_of_another_size_is_refused(data, tmp_path: Path) -> None:
-    config = smoke_config(data__resolution=64)
+    config = smoke_config(data__preprocess__size=64)
     with pytest.raises(ConfigError, match="32px"):
         GanTrainer(config, data, tmp_path)
 

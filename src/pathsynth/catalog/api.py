@@ -53,6 +53,15 @@ class GeneratedImageLike(Protocol):
     def png(self) -> bytes: ...
 
 
+def open_workspace(root: Path) -> Workspace:
+    """The workspace at ``root``.
+
+    Raises:
+        WorkspaceError: no workspace there.
+    """
+    return Workspace(root)
+
+
 def split_fold(space: Workspace, split: str, fold: str) -> list[FoldImage]:
     """The images of one fold of a split, ordered by id, with their files and patients.
 

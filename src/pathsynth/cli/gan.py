@@ -77,37 +77,47 @@ def train_gan(
     if dry_run:
         console.print_json(config.to_json())
         return
-    if (data is None) == (split is None):
-        raise ConfigError(
-            "give the training data as either --data FOLDER or --workspace W --split NAME"
-        )
-    dataset, source = _training_images(config, data, workspace, split, fold)
-    _train(config, dataset, source, runs, name or config.preset, resume)
+    if data is not None and split is not None:
+        raise ConfigError("give the training data as --data FOLDER or --workspace W --split NAME")
+    if data is not None:
+        origin = {"folder": str(data.resolve())}
+    elif split is not None:
+        origin = {"workspace": str(resolve_workspace(workspace).resolve()), "split": split,
+                  "fold": fold}  # fmt: skip
+    else:
+        from pathsynth.gan.run import recorded_data
+
+        origin = recorded_data(resume) if resume is not None else {}
+        if not origin:
+            raise ConfigError(
+                "give the training data as either --data FOLDER or --workspace W --split NAME"
+            )
+    dataset, source = _training_images(config, origin)
+    _train(config, dataset, source, origin, runs, name or config.preset, resume)
 
 
-def _training_images(
-    config: TrainConfig, data: Path | None, workspace: Path | None, split: str | None, fold: str
-) -> tuple[TensorImageSet, str]:
-    """The training images of ``--data`` or ``--workspace/--split``, prepared as ``reproduce``
+def _training_images(config: TrainConfig, origin: dict[str, str]) -> tuple[TensorImageSet, str]:
+    """The training images of a class-folder root or a catalog split, prepared as ``reproduce``
     prepares them, and a description of where they came from."""
     from pathsynth.gan.data import folder_files, load_image_set
 
-    if data is not None:
-        source = f"data folder {data.resolve()}"
-        return load_image_set(folder_files(data), config.data.preprocess, source), source
-    from pathsynth.catalog.api import fold_files
-    from pathsynth.catalog.workspace import Workspace
+    if "folder" in origin:
+        source = f"data folder {origin['folder']}"
+        files = folder_files(Path(origin["folder"]))
+        return load_image_set(files, config.data.preprocess, source), source
+    from pathsynth.catalog.api import fold_files, open_workspace
 
-    space = Workspace(resolve_workspace(workspace))
-    source = f"split {split} fold {fold} of workspace {space.root.resolve()}"
-    files = fold_files(space, str(split), fold)
-    return load_image_set(files, config.data.preprocess, source, space.root / "cache"), source
+    root = Path(origin["workspace"])
+    source = f"split {origin['split']} fold {origin['fold']} of workspace {root}"
+    files = fold_files(open_workspace(root), origin["split"], origin["fold"])
+    return load_image_set(files, config.data.preprocess, source, root / "cache"), source
 
 
 def _train(
     config: TrainConfig,
     dataset: TensorImageSet,
     source: str,
+    origin: dict[str, str],
     runs: Path,
     name: str,
     resume: Path | None,
@@ -118,8 +128,9 @@ def _train(
         console.print(f"run folder: {run_dir}")
 
     result = train_run(
-        config, dataset, runs, name, source, resume_dir=resume, log=console.print, on_open=opened
-    )
+        config, dataset, runs, name, source, resume_dir=resume, log=console.print,
+        on_open=opened, data=origin,
+    )  # fmt: skip
     if result is None:  # not rank 0 under torchrun: rank 0 reports
         return
     best = f"; best {result.best_checkpoint.name}" if result.best_checkpoint else ""
@@ -147,41 +158,26 @@ def generate(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
-    """Sample images of every class with the run's EMA generator, into a folder or the catalog."""
+    """Sample images of every class with a run's generator, into a folder or the catalog."""
     import time
 
-    from pathsynth.devices import resolve_device, use_bf16
-    from pathsynth.gan.sampling import (
-        generate_images,
-        load_generator,
-        run_provenance,
-        write_class_folders,
-    )
+    from pathsynth.gan.sampling import write_class_folders
+    from pathsynth.generators import generator_for, store_samples
 
-    target = resolve_device(device)
-    loaded = load_generator(run, checkpoint, target)
-    images = generate_images(
-        loaded.network,
-        loaded.class_names,
-        per_class,
-        seed,
-        loaded.step,
-        batch_size=batch_size,
-        amp=use_bf16(loaded.config.run.amp, target),
-    )
+    samples = generator_for("gan").sample(run, per_class, seed, checkpoint, device, batch_size)
     start = time.perf_counter()
     if out is not None:
-        count = write_class_folders(images, out)
+        count = write_class_folders(samples.images, out)
         where = str(out)
     else:
-        from pathsynth.catalog.api import store_generated
+        from pathsynth.catalog.api import open_workspace
 
-        ws = resolve_workspace(workspace)
-        count = store_generated(ws, images, run_provenance(loaded, run))
-        where = f"catalog of {ws}"
+        root = resolve_workspace(workspace)
+        count = len(store_samples(open_workspace(root), samples)[1])
+        where = f"catalog of {root}"
     elapsed = time.perf_counter() - start
     console.print(
-        f"{count} images from {loaded.checkpoint.name} (seed {seed}) into {where} "
+        f"{count} images from {samples.checkpoint.name} (seed {seed}) into {where} "
         f"in {elapsed:.1f}s ({count / max(elapsed, 1e-9):.0f} images/s)",
         soft_wrap=True,
     )

@@ -212,7 +212,7 @@ class TrainConfig:
 
 def valid_keys() -> list[str]:
     """Every dotted key a preset or ``--set`` may name, e.g. ``optim.batch_size``."""
-    return [key for key in dotted_keys(TrainConfig) if key != "preset"]
+    return dotted_keys(TrainConfig)
 
 
 def apply_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:

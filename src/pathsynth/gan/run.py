@@ -84,6 +84,18 @@ def new_run_dir(runs_root: Path, name: str) -> Path:
         number += 1
 
 
+def recorded_data(run_dir: Path) -> dict[str, str]:
+    """Where a run's training images came from, as the command that started it recorded it
+    (``{"folder": ...}`` or ``{"workspace": ..., "split": ..., "fold": ...}``; empty if unknown)."""
+    path = run_dir / IDENTITY_NAME
+    if not path.is_file():
+        return {}
+    return {
+        str(k): str(v)
+        for k, v in json.loads(path.read_text(encoding="utf-8")).get("data", {}).items()
+    }
+
+
 def run_identity(run_dir: Path) -> RunIdentity:
     """The identity recorded in ``run.json``; a run made before identities existed gets an id
     derived from its folder's absolute path (stable for that folder, different for any other)."""
@@ -95,10 +107,11 @@ def run_identity(run_dir: Path) -> RunIdentity:
     return RunIdentity(digest, run_dir.name, "")
 
 
-def _write_identity(run_dir: Path, source: str) -> None:
+def _write_identity(run_dir: Path, source: str, data: Mapping[str, str] | None) -> None:
     identity = {
         "run_id": uuid.uuid4().hex,
         "source": source,
+        "data": dict(data or {}),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "pathsynth_version": __version__,
     }
@@ -136,6 +149,7 @@ def open_run(
     source: str,
     resume_dir: Path | None = None,
     context: DistContext | None = None,
+    data: Mapping[str, str] | None = None,
 ) -> OpenedRun:
     """Make a new numbered run folder, or reopen ``resume_dir``; write its config and identity.
 
@@ -165,7 +179,7 @@ def open_run(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / CONFIG_NAME, config.to_json() + "\n")
         if not (run_dir / IDENTITY_NAME).is_file():
-            _write_identity(run_dir, source)
+            _write_identity(run_dir, source, data)
     return OpenedRun(run_dir, resume)
 
 
@@ -178,6 +192,7 @@ def train_run(
     resume_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
     on_open: Callable[[Path], None] | None = None,
+    data: Mapping[str, str] | None = None,
 ) -> TrainResult | None:
     """Train one run, as a single process or as one rank of torchrun (DDP).
 
@@ -191,6 +206,7 @@ def train_run(
         log: called with progress lines (rank 0 only).
         on_open: called with the run folder once it exists, before training (rank 0 only), so a
             caller can record it and continue it after a kill.
+        data: where the images came from, recorded so ``--resume`` can find them again.
 
     Returns:
         How the run ended (``interrupted`` after SIGINT/SIGTERM, with a checkpoint written), on
@@ -207,7 +223,7 @@ def train_run(
         )
     context = init_distributed(resolve_device(config.run.device))
     try:
-        opened = open_run(config, runs, name, source, resume_dir, context)
+        opened = open_run(config, runs, name, source, resume_dir, context, data)
         if context.is_main and on_open is not None:
             on_open(opened.run_dir)
         trainer = GanTrainer(
