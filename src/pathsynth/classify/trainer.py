@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -142,11 +142,69 @@ def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return weights
 
 
+def _uses_cuda(config: ClassifierConfig) -> bool:
+    return torch.device(config.device).type == "cuda"
+
+
+def _forward(
+    model: nn.Module, uint8_images: torch.Tensor, config: ClassifierConfig
+) -> torch.Tensor:
+    inputs = to_signed_float(uint8_images)
+    if config.channels_last and _uses_cuda(config):
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16 and _uses_cuda(config)):
+        return model(inputs)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    config: ClassifierConfig,
+    augment_generator: torch.Generator,
+) -> tuple[float, float]:
+    """One pass over the training batches, one optimiser step per batch.
+
+    Args:
+        model: the network (put in train mode here).
+        criterion: the training loss of ``(logits, labels)``.
+        optimiser: steps ``model``'s parameters.
+        batches: ``(uint8 images, labels)`` on the device, one epoch of them.
+        config: its ``augment``, ``bf16`` and ``channels_last`` are used.
+        augment_generator: draws the flips and rotations (on the device).
+
+    Returns:
+        ``(mean training loss, training accuracy)`` over the augmented batches.
+    """
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for images, labels in batches:
+        if config.augment:
+            images = random_dihedral(images, augment_generator)
+        logits = _forward(model, images, config).float()
+        loss = criterion(logits, labels)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        loss_sum += loss.item() * len(labels)
+        correct += int((logits.argmax(dim=1) == labels).sum())
+        seen += len(labels)
+    return loss_sum / seen, correct / seen
+
+
 @torch.no_grad()
-def _validate(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: ClassifierConfig
+def evaluate(
+    model: nn.Module, validation_set: TensorImageSet, config: ClassifierConfig
 ) -> tuple[float, float, float]:
+    """Score ``model`` (put in eval mode) on a validation set, in batches of ``eval_batch_size``.
+
+    Returns:
+        ``(mean unweighted cross-entropy, accuracy, balanced accuracy)``; a class absent from the
+        set does not count in the balanced accuracy.
+    """
     model.eval()
+    images, labels = validation_set.images, validation_set.labels
     logits = torch.cat(
         [
             _forward(model, images[start : start + config.eval_batch_size], config).float()
@@ -163,20 +221,6 @@ def _validate(
     return loss, accuracy, balanced
 
 
-def _uses_cuda(config: ClassifierConfig) -> bool:
-    return torch.device(config.device).type == "cuda"
-
-
-def _forward(
-    model: nn.Module, uint8_images: torch.Tensor, config: ClassifierConfig
-) -> torch.Tensor:
-    inputs = to_signed_float(uint8_images)
-    if config.channels_last and _uses_cuda(config):
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16 and _uses_cuda(config)):
-        return model(inputs)
-
-
 def _improved(record: EpochRecord, best: EpochRecord | None, monitor: str) -> bool:
     if best is None:
         return True
@@ -184,6 +228,144 @@ def _improved(record: EpochRecord, best: EpochRecord | None, monitor: str) -> bo
         return record.validation_loss < best.validation_loss
     gain = record.validation_balanced_accuracy - best.validation_balanced_accuracy
     return gain > _TIE or (abs(gain) <= _TIE and record.validation_loss < best.validation_loss)
+
+
+class _EarlyStopping:
+    """Keeps the best epoch's weights and says when ``patience`` epochs brought nothing better."""
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        self.config = config
+        self.best: EpochRecord | None = None
+        self.best_state: dict[str, torch.Tensor] = {}
+
+    def should_stop(self, record: EpochRecord, model: nn.Module) -> bool:
+        """Note one epoch (copying ``model``'s weights if it is the best yet); True: stop now."""
+        if _improved(record, self.best, self.config.monitor):
+            self.best = record
+            self.best_state = {
+                key: value.detach().clone() for key, value in model.state_dict().items()
+            }
+            return False
+        return (
+            self.best is not None
+            and record.epoch >= self.config.min_epochs
+            and record.epoch - self.best.epoch >= self.config.patience
+        )
+
+    def restore_best(self, model: nn.Module) -> int:
+        """Load the best epoch's weights into ``model``, put it in eval mode; returns that epoch."""
+        model.load_state_dict(self.best_state)
+        model.eval()
+        return self.best.epoch if self.best is not None else 0
+
+
+def _check_device(config: ClassifierConfig) -> torch.device:
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {config.device!r} asked for but CUDA is not available")
+    return device
+
+
+def _train_and_validation_sets(
+    train_set: TensorImageSet,
+    config: ClassifierConfig,
+    validation_set: TensorImageSet | None,
+    groups: torch.Tensor | None,
+) -> tuple[TensorImageSet, TensorImageSet]:
+    """The sets to train and validate on (held out of ``train_set`` if none is given), checked."""
+    if validation_set is None:
+        split_generator = torch.Generator().manual_seed(config.seed + 3)
+        train_index, validation_index = validation_split(
+            train_set.labels, config.validation_fraction, split_generator, groups
+        )
+        validation_set = train_set.subset(validation_index.to(train_set.labels.device))
+        train_set = train_set.subset(train_index.to(train_set.labels.device))
+    elif list(validation_set.class_names) != list(train_set.class_names):
+        raise DataError("the validation set's class names differ from the training set's")
+    if len(train_set) < 2:
+        raise DataError(f"a classifier needs at least 2 training images, got {len(train_set)}")
+    if len(validation_set) == 0:
+        raise DataError("the validation set is empty")
+    missing = [name for name, count in train_set.class_counts().items() if count == 0]
+    if missing:
+        raise DataError(f"no training image of class(es) {', '.join(missing)}")
+    if config.augment and train_set.images.shape[-1] != train_set.images.shape[-2]:
+        raise ConfigError("flip/rotation augmentation needs square images")
+    return train_set, validation_set
+
+
+def _seeded_model(
+    model: nn.Module | None,
+    config: ClassifierConfig,
+    train_set: TensorImageSet,
+    device: torch.device,
+) -> nn.Module:
+    """``model``, or a new one ``config`` builds after seeding torch, placed on ``device``."""
+    torch.manual_seed(config.seed)
+    if model is None:
+        num_classes = len(train_set.class_names)
+        model = build_classifier(config, num_classes, in_channels=train_set.images.shape[1])
+    model = model.to(device)
+    if config.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _epochs(
+    model: nn.Module,
+    train_set: TensorImageSet,
+    validation_set: TensorImageSet,
+    config: ClassifierConfig,
+    device: torch.device,
+) -> Iterator[EpochRecord]:
+    """Train epoch after epoch, up to ``config.epochs``, yielding each one's record."""
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    num_classes = len(train_set.class_names)
+    class_weights = (
+        _class_weights(train_set.labels.cpu(), num_classes).to(device)
+        if config.class_weighted_loss
+        else None
+    )
+    criterion = nn.CrossEntropyLoss(weight=class_weights)
+    order_generator = torch.Generator().manual_seed(config.seed + 1)
+    augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
+    drop_last = len(train_set) > config.batch_size
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        batches = train_set.batches(config.batch_size, order_generator, drop_last)
+        train_loss, train_accuracy = train_one_epoch(
+            model, criterion, optimiser, batches, config, augment_generator
+        )
+        validation_loss, validation_accuracy, validation_balanced = evaluate(
+            model, validation_set, config
+        )
+        yield EpochRecord(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            validation_loss=validation_loss,
+            validation_accuracy=validation_accuracy,
+            validation_balanced_accuracy=validation_balanced,
+            seconds=time.perf_counter() - started,
+        )
+
+
+def _epoch_line(record: EpochRecord) -> str:
+    return (
+        f"epoch {record.epoch:3d}  train loss {record.train_loss:.4f}  "
+        f"val loss {record.validation_loss:.4f}  "
+        f"val bal-acc {record.validation_balanced_accuracy:.3f}"
+    )
+
+
+def _check_finite(record: EpochRecord) -> None:
+    if not math.isfinite(record.train_loss):
+        raise ConfigError(
+            f"training diverged (loss {record.train_loss} at epoch {record.epoch}); "
+            "lower learning_rate"
+        )
 
 
 def train_classifier(
@@ -218,111 +400,28 @@ def train_classifier(
         CheckpointError: a ``weights_path`` the network refuses.
     """
     started = time.perf_counter()
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {config.device!r} asked for but CUDA is not available")
-    class_names = list(train_set.class_names)
-    num_classes = len(class_names)
-    if validation_set is None:
-        split_generator = torch.Generator().manual_seed(config.seed + 3)
-        train_index, validation_index = validation_split(
-            train_set.labels, config.validation_fraction, split_generator, groups
-        )
-        validation_set = train_set.subset(validation_index.to(train_set.labels.device))
-        train_set = train_set.subset(train_index.to(train_set.labels.device))
-    elif list(validation_set.class_names) != class_names:
-        raise DataError("the validation set's class names differ from the training set's")
-    if len(train_set) < 2:
-        raise DataError(f"a classifier needs at least 2 training images, got {len(train_set)}")
-    if len(validation_set) == 0:
-        raise DataError("the validation set is empty")
-    missing = [name for name, count in train_set.class_counts().items() if count == 0]
-    if missing:
-        raise DataError(f"no training image of class(es) {', '.join(missing)}")
-    if config.augment and train_set.images.shape[-1] != train_set.images.shape[-2]:
-        raise ConfigError("flip/rotation augmentation needs square images")
-
-    train_set = train_set.to(device)
-    validation_images = validation_set.images.to(device)
-    validation_labels = validation_set.labels.to(device)
-    torch.manual_seed(config.seed)
-    if model is None:
-        model = build_classifier(config, num_classes, in_channels=train_set.images.shape[1])
-    model = model.to(device)
-    if config.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    device = _check_device(config)
+    train_set, validation_set = _train_and_validation_sets(
+        train_set, config, validation_set, groups
     )
-    class_weights = (
-        _class_weights(train_set.labels.cpu(), num_classes).to(device)
-        if config.class_weighted_loss
-        else None
-    )
-    order_generator = torch.Generator().manual_seed(config.seed + 1)
-    augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
-    drop_last = len(train_set) > config.batch_size
-
+    train_set, validation_set = train_set.to(device), validation_set.to(device)
+    model = _seeded_model(model, config, train_set, device)
     result = TrainingResult(
         model=model,
         config=config,
-        class_names=class_names,
+        class_names=list(train_set.class_names),
         train_size=len(train_set),
-        validation_size=len(validation_images),
+        validation_size=len(validation_set),
     )
-    best: EpochRecord | None = None
-    best_state: dict[str, torch.Tensor] = {}
-    for epoch in range(1, config.epochs + 1):
-        epoch_started = time.perf_counter()
-        model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        for images, labels in train_set.batches(config.batch_size, order_generator, drop_last):
-            if config.augment:
-                images = random_dihedral(images, augment_generator)
-            logits = _forward(model, images, config).float()
-            loss = F.cross_entropy(logits, labels, weight=class_weights)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            loss_sum += loss.item() * len(labels)
-            correct += int((logits.argmax(dim=1) == labels).sum())
-            seen += len(labels)
-        validation_loss, validation_accuracy, validation_balanced = _validate(
-            model, validation_images, validation_labels, config
-        )
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=loss_sum / seen,
-            train_accuracy=correct / seen,
-            validation_loss=validation_loss,
-            validation_accuracy=validation_accuracy,
-            validation_balanced_accuracy=validation_balanced,
-            seconds=time.perf_counter() - epoch_started,
-        )
+    early_stopping = _EarlyStopping(config)
+    for record in _epochs(model, train_set, validation_set, config, device):
         result.history.append(record)
         if log is not None:
-            log(
-                f"epoch {epoch:3d}  train loss {record.train_loss:.4f}  "
-                f"val loss {validation_loss:.4f}  val bal-acc {validation_balanced:.3f}"
-            )
-        if not math.isfinite(record.train_loss):
-            raise ConfigError(
-                f"training diverged (loss {record.train_loss} at epoch {epoch}); "
-                "lower learning_rate"
-            )
-        if _improved(record, best, config.monitor):
-            best = record
-            best_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-        elif (
-            best is not None
-            and epoch >= config.min_epochs
-            and epoch - best.epoch >= config.patience
-        ):
+            log(_epoch_line(record))
+        _check_finite(record)
+        if early_stopping.should_stop(record, model):
             result.stopped_early = True
             break
-
-    model.load_state_dict(best_state)
-    model.eval()
-    result.best_epoch = best.epoch if best is not None else 0
+    result.best_epoch = early_stopping.restore_best(model)
     result.seconds = time.perf_counter() - started
     return result

@@ -116,6 +116,30 @@ class _StopFlag:
                 signal.signal(sig, old)
 
 
+class _LossWindow:
+    """Loss sums and timing since the last stats line (stylegan2-ada's tick).
+
+    Args:
+        device: where the loss sums live.
+        step: the step training starts from.
+    """
+
+    def __init__(self, device: torch.device, step: int) -> None:
+        self.loss_sum = torch.zeros(2, device=device)  # D, G
+        self.steps = 0
+        self.started = time.perf_counter()
+        self.checked_step = step  # the last step whose losses were found finite
+
+    def add(self, loss_d: torch.Tensor, loss_g: torch.Tensor) -> None:
+        """Count one step's losses."""
+        self.loss_sum += torch.stack([loss_d, loss_g])
+        self.steps += 1
+
+    def restart(self) -> None:
+        """Start timing a new window (the loss sums are zeroed where they are read)."""
+        self.steps, self.started = 0, time.perf_counter()
+
+
 class GanTrainer:
     """Trains the class-conditional GAN of a resolved config on one labelled image set.
 
@@ -147,22 +171,8 @@ class GanTrainer:
         self.context = context or DistContext()
         self.run_dir = run_dir
         self.log = log or (lambda line: None)
-        self.device = resolve_device(config.run.device)
-        if self.context.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.context.local_rank)
-            torch.cuda.set_device(self.device)
-        batch = config.optim.batch_size
-        if batch % self.context.world_size:
-            raise ConfigError(
-                f"optim.batch_size {batch} does not split evenly over {self.context.world_size} ranks"
-            )
-        self.local_batch = batch // self.context.world_size
-        group = config.model.d_minibatch_std_group
-        if group and self.local_batch % group:
-            raise ConfigError(
-                f"the per-rank batch {self.local_batch} is not a multiple of "
-                f"model.d_minibatch_std_group {group} (real and fake would share a group)"
-            )
+        self.device = self._compute_device()
+        self.local_batch = self._local_batch()
         self.offset = self.context.rank * self.local_batch
         if dataset.resolution != config.data.resolution:
             raise ConfigError(
@@ -176,15 +186,7 @@ class GanTrainer:
         )
         self.ops = augment_ops(config.augment.policy)
 
-        torch.manual_seed(config.run.seed)
-        num_classes = len(self.class_names)
-        self.G = Generator(config.model, config.data.resolution, num_classes)
-        self.D = Discriminator(config.model, config.data.resolution, num_classes)
-        self.G.to(self.device).to(memory_format=self.memory_format)
-        self.D.to(self.device).to(memory_format=self.memory_format)
-        if self.context.enabled:
-            convert_batchnorm(self.G, self.device)
-        self.G_ema = make_ema(self.G)
+        self.G, self.D, self.G_ema = self._seeded_networks(len(self.class_names))
         self.opt_g = self._adam(self.G, config.optim.g_lr)
         self.opt_d = self._adam(self.D, config.optim.d_lr)
         self.ada = AdaptiveProbability(
@@ -193,7 +195,7 @@ class GanTrainer:
         self.lecam = LeCam(
             config.loss.lecam_decay, self._all_reduce_mean if self.context.enabled else None
         ).to(self.device)
-        self.sampler = EpochSampler(len(dataset), batch, config.run.seed)
+        self.sampler = EpochSampler(len(dataset), config.optim.batch_size, config.run.seed)
         self.step = 0
         self.d_steps = 0
         self.best_score: float | None = None
@@ -201,30 +203,73 @@ class GanTrainer:
         self.total_steps = total_steps(config, len(dataset))
         if resume is not None:
             self._load_state(resume)
+        self.G_train, self.D_train = self._training_wrappers()
 
-        self.G_train: nn.Module = self.G
-        self.D_train: nn.Module = self.D
+        self.grid_noise, self.grid_labels = self._grid_inputs()
+        self.quality_features: CheapFeatures | None = None
+        self.real_features: torch.Tensor | None = None
+        self.quality_noise = torch.empty(0)
+        self.quality_labels = torch.empty(0, dtype=torch.long)
+
+    def _grid_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample grid's fixed noise and labels, ``run.samples_per_class`` per class."""
+        # Own generator, so drawing them never moves the training RNG (resume stays exact); the
+        # quality signal's noise comes from another one, drawn when it is first computed.
+        fixed = torch.Generator().manual_seed(self.config.run.seed + 1)
+        k = self.config.run.samples_per_class
+        num_classes = len(self.class_names)
+        noise = torch.randn(num_classes * k, self.config.model.noise_dim, generator=fixed)
+        return noise, torch.arange(num_classes).repeat_interleave(k)
+
+    def _compute_device(self) -> torch.device:
+        device = resolve_device(self.config.run.device)
+        if self.context.enabled and device.type == "cuda":
+            device = torch.device("cuda", self.context.local_rank)
+            torch.cuda.set_device(device)
+        return device
+
+    def _local_batch(self) -> int:
+        batch = self.config.optim.batch_size
+        if batch % self.context.world_size:
+            raise ConfigError(
+                f"optim.batch_size {batch} does not split evenly over {self.context.world_size} ranks"
+            )
+        local_batch = batch // self.context.world_size
+        group = self.config.model.d_minibatch_std_group
+        if group and local_batch % group:
+            raise ConfigError(
+                f"the per-rank batch {local_batch} is not a multiple of "
+                f"model.d_minibatch_std_group {group} (real and fake would share a group)"
+            )
+        return local_batch
+
+    def _seeded_networks(self, num_classes: int) -> tuple[Generator, Discriminator, nn.Module]:
+        """G, D and the EMA copy of G, initialised from ``run.seed`` (the same on every rank)."""
+        config = self.config
+        torch.manual_seed(config.run.seed)
+        G = Generator(config.model, config.data.resolution, num_classes)
+        D = Discriminator(config.model, config.data.resolution, num_classes)
+        G.to(self.device).to(memory_format=self.memory_format)
+        D.to(self.device).to(memory_format=self.memory_format)
+        if self.context.enabled:
+            convert_batchnorm(G, self.device)
+        return G, D, make_ema(G)
+
+    def _training_wrappers(self) -> tuple[nn.Module, nn.Module]:
+        """G and D as the steps call them: wrapped in DDP over ranks, compiled if asked."""
+        G_train: nn.Module = self.G
+        D_train: nn.Module = self.D
         if self.context.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             # BatchNorm statistics are synced by the cross-rank BatchNorm; nothing else to sync.
-            self.G_train = DDP(self.G, device_ids=ids, forward_sync_buffers=False)
-            self.D_train = DDP(self.D, device_ids=ids, forward_sync_buffers=False)
-        if config.run.compile:
-            self.G_train = torch.compile(self.G_train)  # type: ignore[assignment]
-            self.D_train = torch.compile(self.D_train)  # type: ignore[assignment]
-
-        # Fixed noise for the sample grids and the quality signal: own generators, so drawing
-        # them never moves the training RNG (resume stays exact).
-        fixed = torch.Generator().manual_seed(config.run.seed + 1)
-        k = config.run.samples_per_class
-        self.grid_noise = torch.randn(num_classes * k, config.model.noise_dim, generator=fixed)
-        self.grid_labels = torch.arange(num_classes).repeat_interleave(k)
-        self.quality_features: CheapFeatures | None = None
-        self.real_features: torch.Tensor | None = None
-        self.quality_noise = torch.empty(0)
-        self.quality_labels = torch.empty(0, dtype=torch.long)
+            G_train = DDP(self.G, device_ids=ids, forward_sync_buffers=False)
+            D_train = DDP(self.D, device_ids=ids, forward_sync_buffers=False)
+        if self.config.run.compile:
+            G_train = torch.compile(G_train)  # type: ignore[assignment]
+            D_train = torch.compile(D_train)  # type: ignore[assignment]
+        return G_train, D_train
 
     def _adam(self, module: nn.Module, lr: float) -> torch.optim.Adam:
         optim = self.config.optim
@@ -334,68 +379,95 @@ class GanTrainer:
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One generator step (after ``n_critic`` discriminator steps); returns both losses."""
-        cfg = self.config
-        kind = cfg.loss.kind
-        reuse = cfg.optim.n_critic == 1
-        fake: torch.Tensor | None = None
-        loss_d = torch.zeros((), device=self.device)
-        for _ in range(cfg.optim.n_critic):
-            real, labels = self._real_batch()
-            noise = self._noise()
-            with self._autocast():
-                if reuse:
-                    fake = self.G_train(noise, labels)
-                else:
-                    with torch.no_grad():
-                        fake = self.G(noise, labels)
-                assert fake is not None
-                logits = self.D_train(
-                    torch.cat([self._augment(real), self._augment(fake.detach())]),
-                    torch.cat([labels, labels]),
-                )
-            real_logits, fake_logits = logits.float().split(self.local_batch)
-            loss_d = discriminator_loss(kind, real_logits, fake_logits)
-            if kind == "wgan-gp":
-                mix = torch.rand(cfg.optim.batch_size, device=self.device)
-                mix = mix[self.offset : self.offset + self.local_batch]
-                with self._autocast():
-                    penalty = gradient_penalty(self.D, real, fake.detach(), labels, mix)
-                loss_d = loss_d + cfg.loss.gp_weight * penalty
-            if cfg.loss.r1_gamma > 0 and self.d_steps % cfg.loss.r1_interval == 0:
-                with self._autocast():
-                    penalty = r1_penalty(self.D, self._augment(real), labels)
-                loss_d = loss_d + cfg.loss.r1_gamma / 2 * cfg.loss.r1_interval * penalty
-            if cfg.loss.lecam_weight > 0:
-                loss_d = loss_d + cfg.loss.lecam_weight * self.lecam(real_logits, fake_logits)
-            if cfg.augment.adaptive:
-                self.ada.accumulate(real_logits)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
-            self.d_steps += 1
+        reuse = self.config.optim.n_critic == 1
+        for _ in range(self.config.optim.n_critic):  # at least 1: the config refuses fewer
+            loss_d, fake, labels = self._discriminator_step(reuse)
+        loss_g = self._generator_step(fake if reuse else None, labels)
+        self.step += 1
+        self._update_ema()
+        self._update_augment_p()
+        return loss_d.detach(), loss_g.detach()
 
+    def _discriminator_step(self, reuse: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One D update on a real and a generated batch; returns the loss, the fakes, the labels.
+
+        With ``reuse`` the fakes keep their graph, for the generator step to learn through.
+        """
+        real, labels = self._real_batch()
+        noise = self._noise()
+        with self._autocast():
+            if reuse:
+                fake = self.G_train(noise, labels)
+            else:
+                with torch.no_grad():
+                    fake = self.G(noise, labels)
+            logits = self.D_train(
+                torch.cat([self._augment(real), self._augment(fake.detach())]),
+                torch.cat([labels, labels]),
+            )
+        real_logits, fake_logits = logits.float().split(self.local_batch)
+        loss_d = discriminator_loss(self.config.loss.kind, real_logits, fake_logits)
+        loss_d = self._regularised(loss_d, real, fake, labels, real_logits, fake_logits)
+        if self.config.augment.adaptive:
+            self.ada.accumulate(real_logits)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        self.d_steps += 1
+        return loss_d, fake, labels
+
+    def _regularised(
+        self,
+        loss_d: torch.Tensor,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor,
+        real_logits: torch.Tensor,
+        fake_logits: torch.Tensor,
+    ) -> torch.Tensor:
+        """``loss_d`` plus the configured penalties: gradient penalty, lazy R1, LeCam."""
+        cfg = self.config
+        if cfg.loss.kind == "wgan-gp":
+            mix = torch.rand(cfg.optim.batch_size, device=self.device)
+            mix = mix[self.offset : self.offset + self.local_batch]
+            with self._autocast():
+                penalty = gradient_penalty(self.D, real, fake.detach(), labels, mix)
+            loss_d = loss_d + cfg.loss.gp_weight * penalty
+        if cfg.loss.r1_gamma > 0 and self.d_steps % cfg.loss.r1_interval == 0:
+            with self._autocast():
+                penalty = r1_penalty(self.D, self._augment(real), labels)
+            loss_d = loss_d + cfg.loss.r1_gamma / 2 * cfg.loss.r1_interval * penalty
+        if cfg.loss.lecam_weight > 0:
+            loss_d = loss_d + cfg.loss.lecam_weight * self.lecam(real_logits, fake_logits)
+        return loss_d
+
+    def _generator_step(self, fake: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+        """One G update through the frozen D, on ``fake`` or (``None``) on a new batch."""
         self.D.requires_grad_(False)
-        if not reuse:
+        if fake is None:
             noise = self._noise()
             with self._autocast():
                 fake = self.G_train(noise, labels)
-        assert fake is not None
         with self._autocast():
             fake_logits = self.D(self._augment(fake), labels)
-        loss_g = generator_loss(kind, fake_logits.float())
+        loss_g = generator_loss(self.config.loss.kind, fake_logits.float())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
+        return loss_g
 
-        self.step += 1
-        decay = 0.0 if self.step <= cfg.ema.start_step else cfg.ema.decay
-        if cfg.ema.warmup:
+    def _update_ema(self) -> None:
+        ema = self.config.ema
+        decay = 0.0 if self.step <= ema.start_step else ema.decay
+        if ema.warmup:
             decay = min(decay, (1 + self.step) / (10 + self.step))
         update_ema(self.G_ema, self.G, decay)
-        if cfg.augment.adaptive and self.step % cfg.augment.interval == 0:
+
+    def _update_augment_p(self) -> None:
+        augment = self.config.augment
+        if augment.adaptive and self.step % augment.interval == 0:
             self.ada.update(all_reduce_sum if self.context.enabled else None)
-        return loss_d.detach(), loss_g.detach()
 
     # ----------------------------------------------------------------------------- outputs
 
@@ -476,13 +548,9 @@ class GanTrainer:
         Raises:
             TrainingDiverged: a loss became NaN or infinite (the last good checkpoint is kept).
         """
-        cfg = self.config.run
-        main = self.context.is_main
         stop = _StopFlag()
-        loss_sum = torch.zeros(2, device=self.device)
-        window_steps, window_start = 0, time.perf_counter()
-        last_check = self.step
-        if main:
+        window = _LossWindow(self.device, self.step)
+        if self.context.is_main:
             self.log(
                 f"training {self.total_steps} steps of {self.config.optim.batch_size} images from "
                 f"step {self.step} on {self.device} (bf16 {'on' if self.bf16 else 'off'}, "
@@ -491,72 +559,13 @@ class GanTrainer:
         status = "finished"
         with stop.installed():
             while self.step < self.total_steps:
-                loss_d, loss_g = self.train_step()
-                loss_sum += torch.stack([loss_d, loss_g])
-                window_steps += 1
-                at = self.step
-                done = at >= self.total_steps
+                window.add(*self.train_step())
                 interrupted = self._agree(stop.raised)
-                log_now = done or interrupted or at % cfg.log_every == 0
-                ckpt_now = (
-                    done or interrupted or (cfg.checkpoint_every and at % cfg.checkpoint_every == 0)
-                )
-                if log_now or ckpt_now:
-                    losses = loss_sum.clone()
-                    if self.context.enabled:
-                        all_reduce_sum(losses)
-                        losses /= self.context.world_size
-                    losses /= window_steps
-                    if not bool(torch.isfinite(losses).all()):
-                        last = self._last_checkpoint()
-                        raise TrainingDiverged(
-                            f"loss became NaN or infinite between steps {last_check} and {at} "
-                            f"(D {losses[0].item():.4g}, G {losses[1].item():.4g}); last good "
-                            f"checkpoint: {last if last else 'none written yet'}"
-                        )
-                    last_check = at
-                    if main and log_now:
-                        elapsed = time.perf_counter() - window_start
-                        record = {
-                            "step": at,
-                            "epoch": self.sampler.epoch,
-                            "kimg": at
-                            * self.config.optim.batch_size
-                            * self.config.optim.n_critic
-                            / 1000,
-                            "loss_d": round(float(losses[0]), 6),
-                            "loss_g": round(float(losses[1]), 6),
-                            "augment_p": round(self.ada.p, 6),
-                            "ada_signal": round(self.ada.last_signal, 4),
-                            "sec_per_step": round(elapsed / window_steps, 5),
-                            "images_per_s": round(
-                                window_steps * self.config.optim.batch_size / max(elapsed, 1e-9), 2
-                            ),
-                        }
-                        self._stats_line(record)
-                        self.log(
-                            f"step {at}/{self.total_steps} D {record['loss_d']:.3f} "
-                            f"G {record['loss_g']:.3f} p {record['augment_p']:.3f} "
-                            f"{record['images_per_s']:.1f} img/s"
-                        )
-                    loss_sum.zero_()
-                if main and (done or (cfg.sample_every and at % cfg.sample_every == 0)):
-                    self._write_grid()
-                if main and cfg.quality_every and (done or at % cfg.quality_every == 0):
-                    score = self.quality_signal()
-                    self._stats_line({"step": at, "quality_kid": score})
-                    if math.isfinite(score) and (
-                        self.best_score is None or score < self.best_score
-                    ):
-                        self.best_score, self.best_step = score, at
-                        self._save("best")
-                if ckpt_now:
-                    self._save("last")
-                if log_now:  # time the next window without the grids, signals and saves above
-                    window_steps, window_start = 0, time.perf_counter()
+                self._tick(window, interrupted)
                 if interrupted:
                     status = "interrupted"
                     break
+        main = self.context.is_main
         return TrainResult(
             self.run_dir,
             self.step,
@@ -565,6 +574,87 @@ class GanTrainer:
             self._best_checkpoint() if main else None,
             self.best_score,
         )
+
+    def _tick(self, window: _LossWindow, interrupted: bool) -> None:
+        """After a step: stats and log line, sample grid, quality signal and checkpoints when due.
+
+        The run's last step and an interrupted one always log and checkpoint.
+        """
+        cfg = self.config.run
+        main = self.context.is_main
+        at = self.step
+        done = at >= self.total_steps
+        log_now = done or interrupted or at % cfg.log_every == 0
+        ckpt_now = (
+            done or interrupted or bool(cfg.checkpoint_every and at % cfg.checkpoint_every == 0)
+        )
+        if log_now or ckpt_now:
+            losses = self._window_losses(window)
+            if main and log_now:
+                self._write_stats(losses, window)
+            # Zeroed at a checkpoint between stats lines too, while window.steps runs on to the
+            # next line, whose means then divide fewer steps' losses by all the window's steps
+            # (kept as it was: only stats.jsonl and the log show it, training does not).
+            window.loss_sum.zero_()
+        if main and (done or (cfg.sample_every and at % cfg.sample_every == 0)):
+            self._write_grid()
+        if main and cfg.quality_every and (done or at % cfg.quality_every == 0):
+            self._check_quality()
+        if ckpt_now:
+            self._save("last")
+        if log_now:  # time the next window without the grids, signals and saves above
+            window.restart()
+
+    def _window_losses(self, window: _LossWindow) -> torch.Tensor:
+        """Mean D and G loss of the window over all ranks.
+
+        Raises:
+            TrainingDiverged: either is NaN or infinite.
+        """
+        losses = window.loss_sum.clone()
+        if self.context.enabled:
+            all_reduce_sum(losses)
+            losses /= self.context.world_size
+        losses /= window.steps
+        if not bool(torch.isfinite(losses).all()):
+            last = self._last_checkpoint()
+            raise TrainingDiverged(
+                f"loss became NaN or infinite between steps {window.checked_step} and {self.step} "
+                f"(D {losses[0].item():.4g}, G {losses[1].item():.4g}); last good "
+                f"checkpoint: {last if last else 'none written yet'}"
+            )
+        window.checked_step = self.step
+        return losses
+
+    def _write_stats(self, losses: torch.Tensor, window: _LossWindow) -> None:
+        """One stats.jsonl line and one log line for the window."""
+        elapsed = time.perf_counter() - window.started
+        batch = self.config.optim.batch_size
+        record = {
+            "step": self.step,
+            "epoch": self.sampler.epoch,
+            "kimg": self.step * batch * self.config.optim.n_critic / 1000,
+            "loss_d": round(float(losses[0]), 6),
+            "loss_g": round(float(losses[1]), 6),
+            "augment_p": round(self.ada.p, 6),
+            "ada_signal": round(self.ada.last_signal, 4),
+            "sec_per_step": round(elapsed / window.steps, 5),
+            "images_per_s": round(window.steps * batch / max(elapsed, 1e-9), 2),
+        }
+        self._stats_line(record)
+        self.log(
+            f"step {self.step}/{self.total_steps} D {record['loss_d']:.3f} "
+            f"G {record['loss_g']:.3f} p {record['augment_p']:.3f} "
+            f"{record['images_per_s']:.1f} img/s"
+        )
+
+    def _check_quality(self) -> None:
+        """Log the quality signal; keep a 'best' checkpoint when it is the best yet."""
+        score = self.quality_signal()
+        self._stats_line({"step": self.step, "quality_kid": score})
+        if math.isfinite(score) and (self.best_score is None or score < self.best_score):
+            self.best_score, self.best_step = score, self.step
+            self._save("best")
 
     def _all_reduce_mean(self, tensor: torch.Tensor) -> None:
         all_reduce_sum(tensor)
