@@ -41,7 +41,7 @@ def _hints(config_type: type) -> dict[str, Any]:
 
 def dotted_keys(config_type: type) -> list[str]:
     """Every key a preset or ``--set`` may name, nested configs flattened (``optim.g_lr``)."""
-    keys = []
+    keys: list[str] = []
     for name, hint in _hints(config_type).items():
         if name.startswith("_") or name in _RECORDED:
             continue
@@ -131,8 +131,8 @@ def _coerce(key: str, hint: Any, value: Any, what: str) -> Any:
             mapping = json.loads(value) if isinstance(value, str) else value
             if not isinstance(mapping, Mapping):
                 raise ValueError(value)
-            inner = args[1] if args else Any
-            return {k: _coerce(f"{key}.{k}", inner, item, what) for k, item in mapping.items()}
+            value_hint = args[1] if args else Any
+            return {k: _coerce(f"{key}.{k}", value_hint, item, what) for k, item in mapping.items()}
     except (ValueError, TypeError, json.JSONDecodeError):
         wanted = getattr(hint, "__name__", str(hint))
         raise ConfigError(f"{what} setting {key!r} wants a {wanted}, got {value!r}") from None
@@ -269,8 +269,8 @@ def load_record(
     if version is not None and data.get(version[0]) != version[1]:
         found = data.get(version[0], "none")
         raise DataError(
-            f"{what} {path} is of {version[0]} {found}, this version reads {version[1]}; "
-            f"{version[2]}"
+            f"{what} {path} was written by another pathsynth version ({version[0]} {found}, "
+            f"this one reads {version[1]}); {version[2]}"
         )
     try:
         return from_plain(record_type, data, what)

@@ -47,9 +47,9 @@ def test_affine_children_sit_beside_their_parent_with_parameters(workspace, clas
         for k in range(3)
     ]
     run = {"name": "expand-1", "config": {"per_class": 3}}
-    ids = store_affine(workspace.root, children, run)
+    ids = store_affine(workspace, children, run)
     assert len(set(ids)) == 3
-    assert store_affine(workspace.root, children, run) == ids  # a rerun stores nothing new
+    assert store_affine(workspace, children, run) == ids  # a rerun stores nothing new
     with workspace.open_catalog() as catalog, catalog.session() as session:
         rows = session.scalars(select(ImageRow).where(ImageRow.id.in_(ids))).all()
         lineage = session.execute(select(image_parents)).all()
@@ -61,24 +61,45 @@ def test_affine_children_sit_beside_their_parent_with_parameters(workspace, clas
     assert augment_runs == ["expand-1"]
     assert assert_consistent(workspace) == 12 + 3
     with pytest.raises(DataError, match="image 99999 is not a real image"):
-        store_affine(workspace.root, [AffineChild(99999, 0, png(50), {})], run)
+        store_affine(workspace, [AffineChild(99999, 0, png(50), {})], run)
     assert assert_consistent(workspace) == 15
 
 
 def test_generated_images_carry_run_step_seed_and_class(workspace, class_source):
     ingest_source(workspace, class_source, IngestOptions(modality="histology", workers=0))
     images = [Generated("benign", 7, i, 500, png(100 + i)) for i in range(4)]
-    run = {"run_name": "00003-paper", "run_dir": "/runs/00003-paper", "checkpoint_step": 500}
-    assert store_generated(workspace.root, images, run) == 4
-    assert store_generated(workspace.root, images, run) == 0
+    run = {"run_id": "ab" * 16, "run_name": "00003-paper", "run_dir": "/runs/00003-paper",
+           "checkpoint_step": 500}  # fmt: skip
+    assert store_generated(workspace, images, run) == 4
+    assert store_generated(workspace, images, run) == 0
     with workspace.open_catalog() as catalog, catalog.session() as session:
         rows = session.scalars(select(ImageRow).where(ImageRow.origin == "synthetic")).all()
         gan = session.scalar(select(Run).where(Run.kind == "gan"))
         kinds = set(session.scalars(select(Patient.key_kind)))
-    assert len(rows) == 4 and gan is not None and gan.name == "00003-paper"
+    assert len(rows) == 4 and gan is not None and gan.name == "00003-paper-" + "ab" * 6
     assert {(r.seed, r.checkpoint_step, r.label, r.run_id) for r in rows} == {
         (7, 500, "benign", gan.id)
     }
     assert sorted(r.store_path.rsplit("/", 1)[1] for r in rows)[0] == "benign-s7-000000.png"
     assert "generator" in kinds
     assert assert_consistent(workspace) == 16
+
+
+def test_two_runs_with_the_same_folder_name_stay_two_runs(workspace, class_source):
+    ingest_source(workspace, class_source, IngestOptions(modality="histology", workers=0))
+    for number, run_id in enumerate(("11" * 16, "22" * 16)):
+        images = [Generated("benign", 0, i, 4, png(200 + 10 * number + i)) for i in range(2)]
+        run = {"run_id": run_id, "run_name": "00000-smoke", "run_dir": f"/runs{number}/00000-smoke",
+               "checkpoint_step": 4}  # fmt: skip
+        assert store_generated(workspace, images, run) == 2
+    with workspace.open_catalog() as catalog, catalog.session() as session:
+        runs = session.execute(select(Run.name, Run.metrics).where(Run.kind == "gan")).all()
+    assert sorted(name for name, _ in runs) == [
+        "00000-smoke-111111111111",
+        "00000-smoke-222222222222",
+    ]
+    assert {metrics["run_dir"] for _, metrics in runs} == {
+        "/runs0/00000-smoke",
+        "/runs1/00000-smoke",
+    }
+    assert assert_consistent(workspace) == 12 + 4

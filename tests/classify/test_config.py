@@ -31,7 +31,11 @@ def test_overrides_replace_preset_values() -> None:
     ("preset", "overrides", "message"),
     [
         ("fast", {}, "unknown classifier preset"),
-        ("quick", {"learning_rat": 0.1}, r"unknown classifier setting\(s\) learning_rat; valid: "),
+        (
+            "quick",
+            {"learning_rat": 0.1},
+            r"unknown classifier setting 'learning_rat'; valid keys: ",
+        ),
         ("quick", {"network": "vgg"}, "network must be one of"),
         ("quick", {"min_epochs": 30}, r"min_epochs must be in \[0, epochs\], got 30"),
         ("quick", {"monitor": "accuracy"}, "monitor must be one of"),

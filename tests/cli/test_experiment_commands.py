@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,10 +45,9 @@ def test_augment_expands_only_the_asked_fold_into_the_catalog(tmp_path, class_so
         children = session.scalars(select(Image).where(Image.origin == "affine")).all()
         parent_folds = {parent.id for child in children for parent in child.parents}
     assert len(children) == 12
-    from pathsynth.catalog.queries import fold_images
+    from pathsynth.catalog.api import split_fold
 
-    with space.open_catalog() as catalog:
-        train = {image.image_id for image in fold_images(catalog, space.store, "s", "train")}
+    train = {image.image_id for image in split_fold(space, "s", "train")}
     assert parent_folds <= train
     assert all(
         set(child.transform) >= {"dx", "dy", "zoom", "angle", "hflip", "vflip"}
@@ -71,3 +71,22 @@ def test_report_and_classify_refuse_what_does_not_exist(tmp_path):
     )
     assert done.returncode == 1
     assert "unknown experiment preset 'fast'; known: smoke, quick, paper" in done.stderr
+    assert not (tmp_path / "ws2").exists()
+    done = pathsynth(
+        "reproduce", str(tmp_path), "-m", "cytology", "--until", "gan", "-w", str(tmp_path / "ws2")
+    )
+    assert done.returncode == 1
+    assert "unknown stage 'gan'; stages: ingest, split, inputs, affine, generator" in done.stderr
+    assert not (tmp_path / "ws2").exists()  # refused before anything was made
+
+
+def test_reproduce_dry_run_prints_the_resolved_config(tmp_path):
+    done = pathsynth(
+        "reproduce", str(tmp_path), "-m", "histology", "--preset", "smoke", "--dry-run",
+        "--set", "gan.optim.steps=9", "--set", "classifier.epochs=3", "--seeds", "4",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)
+    assert config["gan"]["optim"]["steps"] == 9 and config["classifier"]["epochs"] == 3
+    assert config["seeds"] == 4 and config["preset"] == "smoke"
+    assert config["gan"]["data"]["preprocess"] == config["preprocess"]

@@ -120,22 +120,24 @@ def test_paper_protocol_pools_and_splits_at_image_level():
         paper_sets(part([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 1, 1]), seed=0)
 
 
-def test_command_line_network_options_reach_the_classifier_config():
-    from pathsynth.classify.config import classifier_config
-    from pathsynth.cli.experiment import _classifier_overrides
+def test_dotted_overrides_reach_every_nested_config():
     from pathsynth.experiment.config import experiment_config
 
-    overrides = _classifier_overrides("quick", "resnet18", None)
-    config = experiment_config("quick", "cytology", classifier_overrides=overrides)
-    assert config.classifier_overrides == {
-        "epochs": 12,
-        "patience": 3,
-        "min_epochs": 8,
-        "batch_size": 64,
-        "network": "resnet18",
-    }
-    assert (
-        classifier_config(config.classifier_preset, **config.classifier_overrides).network
-        == "resnet18"
-    )
-    assert _classifier_overrides("quick", None, None) is None
+    config = experiment_config(
+        "quick", "cytology",
+        {"classifier.network": "resnet18", "gan.optim.steps": "40", "preprocess.size": "48"},
+    )  # fmt: skip
+    assert config.classifier.network == "resnet18"
+    assert config.classifier.epochs == 12 and config.classifier.min_epochs == 8  # the preset's
+    assert config.gan.optim.steps == 40 and config.gan.loss.kind == "hinge"  # modern GAN preset
+    assert config.gan.data.preprocess == config.preprocess and config.preprocess.size == 48
+
+
+def test_the_gan_inputs_follow_the_experiment_inputs_and_cannot_be_set_apart():
+    from pathsynth.errors import ConfigError
+    from pathsynth.experiment.config import experiment_config
+
+    with pytest.raises(ConfigError, match=r"set preprocess\.\* instead"):
+        experiment_config("quick", "histology", {"gan.data.preprocess.size": "96"})
+    with pytest.raises(ConfigError, match=r"unknown experiment setting 'gan\.optim\.stepz'"):
+        experiment_config("quick", "histology", {"gan.optim.stepz": "1"})

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from pathsynth.catalog.models import Image, Run, SplitMember, image_parents
 from pathsynth.catalog.workspace import Workspace
-from pathsynth.errors import DataError
+from pathsynth.errors import ConfigError, DataError
 from pathsynth.experiment.config import experiment_config
 from pathsynth.experiment.pipeline import STAGES, Experiment
 
@@ -22,7 +22,7 @@ def finished(herlev, tmp_path_factory):
     space = Workspace.create(tmp_path_factory.mktemp("reproduce") / "ws")
     lines: list[str] = []
     config = experiment_config("smoke", "cytology")
-    experiment = Experiment(space, herlev, "cytology", config, CLASSES, "smoke", log=lines.append)
+    experiment = Experiment.create(space, herlev, config, CLASSES, "smoke", log=lines.append)
     results_path = experiment.run()
     return space, experiment, json.loads(results_path.read_text()), lines
 
@@ -45,9 +45,15 @@ def test_every_condition_of_both_protocols_has_a_result_per_seed(finished):
     compared = {(c["protocol"], c["b"], c["metric"]) for c in results["comparisons"]}
     assert ("honest", "synthetic", "accuracy") in compared
     assert all(isinstance(c["difference"], float) for c in results["comparisons"])
-    assert results["synthesis_quality"]["kid_mean"] is not None or results["synthesis_quality"]
-    assert results["memorisation"]["total"] == 8 * len(CLASSES)
-    assert [stage["name"] for stage in results["stages"]][: len(STAGES) - 1] == list(STAGES[:-1])
+    assert isinstance(results["synthesis_quality"]["kid_mean"], float)
+    assert isinstance(results["synthesis_quality"]["frechet_distance"], float)
+    memorisation = results["memorisation"]
+    assert memorisation["total"] == 8 * len(CLASSES)
+    assert 0.0 <= memorisation["pixel"]["real_flag_rate"] <= 1.0
+    # every stage before `results` finished and is timed (results and report come after)
+    assert [stage["name"] for stage in results["stages"]] == list(STAGES)[:-2]
+    assert results["data"]["licence"].startswith("Herlev Pap-smear data")  # from the README
+    assert len(results["generator"]["run_id"]) == 32
 
 
 def test_affine_children_and_the_gan_only_saw_the_training_fold(finished):
@@ -68,43 +74,61 @@ def test_affine_children_and_the_gan_only_saw_the_training_fold(finished):
     assert parents and parents <= split_train
     assert len(synthetic) == 8 * len(CLASSES)
     assert {image.label for image in synthetic} == set(CLASSES)
-    gan_outputs = experiment.state["stages"]["gan"]["outputs"]
-    inputs = experiment.state["stages"]["inputs"]["outputs"]["rows"]["train"]
-    affine = experiment.state["stages"]["affine"]["outputs"]["train_children"]
-    assert gan_outputs["training_images"] == inputs + affine
+    generator = experiment.state.outputs("generator")
+    inputs = experiment.state.outputs("inputs")["rows"]["train"]
+    affine = experiment.state.outputs("affine")["train_children"]
+    assert generator["training_images"] == inputs + affine
 
 
-def test_report_page_holds_the_accuracy_table(finished):
-    _, experiment, _, _ = finished
-    from pathsynth.report import write_report
-
-    page = write_report(experiment.folder / "results.json", experiment.folder / "report")
+def test_the_report_stage_wrote_the_page_with_the_measured_quality(finished):
+    _, experiment, results, _ = finished
+    page = experiment.paths.report / "report.html"
     text = re.sub(r"base64,[A-Za-z0-9+/=]+", "", page.read_text())
     assert "honest" in text and "95.5" in text
     assert not re.search(r"\bnan\b", text, flags=re.IGNORECASE)
+    kid = results["synthesis_quality"]["kid_mean"]
+    assert f"{kid:.5f}" in text  # the page shows what quality.json holds, not n/a
+    assert f"{results['synthesis_quality']['frechet_distance']:.2f}" in text
 
 
 def test_a_rerun_skips_finished_stages_and_a_lost_run_is_redone(finished, herlev):
     space, experiment, _, _ = finished
-    lost = experiment.folder / "classify" / "paper" / "synthetic" / "seed1.json"
+    lost = experiment.paths.classifier_run("paper", "synthetic", 1)
     lost.unlink()
-    state = json.loads(experiment.state_path.read_text())
-    for stage in ("classify", "quality", "results"):  # as if killed during classify
-        state["stages"].pop(stage)
-    experiment.state_path.write_text(json.dumps(state))
+    experiment.invalidate("classify")  # as if killed during classify
     lines: list[str] = []
-    again = Experiment(
-        space, herlev, "cytology", experiment.config, CLASSES, "smoke", log=lines.append
-    )
+    again = Experiment.create(space, herlev, experiment.config, CLASSES, "smoke", log=lines.append)
     again.run()
     skipped = [line for line in lines if "already finished" in line]
-    assert len(skipped) == STAGES.index("classify")
+    assert len(skipped) == list(STAGES).index("classify")
     retrained = [line for line in lines if "seed" in line and "accuracy" in line]
     assert len(retrained) == 1 and "paper/synthetic seed 1" in retrained[0]
     assert lost.exists()
 
 
 def test_an_experiment_of_another_modality_is_refused(finished, herlev):
-    space, experiment, _, _ = finished
+    space, _, _, _ = finished
+    other = experiment_config("smoke", "histology")
     with pytest.raises(DataError, match="experiment 'smoke' was made for cytology"):
-        Experiment(space, herlev, "histology", experiment.config, CLASSES, "smoke")
+        Experiment.create(space, herlev, other, CLASSES, "smoke")
+
+
+def test_the_experiment_opens_from_its_record_with_overrides(finished):
+    space, experiment, _, _ = finished
+    opened = Experiment.open(space, "smoke", {"seeds": 1, "classifier.epochs": "1"})
+    assert opened.config.seeds == 1 and opened.config.classifier.epochs == 1
+    assert opened.config.gan == experiment.config.gan
+    with pytest.raises(ConfigError, match="unknown stage 'clasify'; stages: ingest, split"):
+        opened.run(until="clasify")
+
+
+def test_a_folder_an_older_version_wrote_is_refused_with_what_to_do(finished, tmp_path):
+    space, _, _, _ = finished
+    old = space.root / "experiments" / "old"
+    old.mkdir()
+    (old / "state.json").write_text(json.dumps({"experiment": {}, "stages": {}, "config": {}}))
+    with pytest.raises(
+        DataError,
+        match=r"another pathsynth version \(format none.*another --name, or delete the folder",
+    ):
+        Experiment.open(space, "old")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -9,62 +10,76 @@ from typing import Any
 
 import numpy as np
 import pytest
+from jinja2 import UndefinedError
 
 from pathsynth.errors import DataError
+from pathsynth.metrics.aggregate import MeanInterval
 from pathsynth.report import write_report
+from pathsynth.report.build import _environment
 from pathsynth.report.numbers import fmt, interval, percent, sanitise
+from pathsynth.report.schema import (
+    Comparison,
+    ConditionResult,
+    Curves,
+    DataInfo,
+    Examples,
+    ExperimentInfo,
+    GeneratorInfo,
+    Memorisation,
+    Neighbours,
+    Results,
+    Roc,
+    SeedResult,
+    SplitInfo,
+    StageTiming,
+    SynthesisQuality,
+    read_results,
+    write_results,
+)
 
 CLASSES = ["benign", "malignant", "normal"]
 
 
-def _roc(seed: int, auc: float | None) -> dict[str, Any]:
+def _roc(seed: int, auc: float | None) -> dict[str, Roc | None]:
     rng = np.random.default_rng(seed)
     curve = lambda: sorted(rng.uniform(0, 1, 5).tolist())  # noqa: E731
-    roc: dict[str, Any] = {
-        name: {"fpr": [0.0, *curve(), 1.0], "tpr": [0.0, *curve(), 1.0], "auc": auc}
-        for name in CLASSES
+    roc: dict[str, Roc | None] = {
+        name: Roc([0.0, *curve(), 1.0], [0.0, *curve(), 1.0], auc) for name in CLASSES
     }
-    roc["micro"] = {"fpr": [0.0, 0.2, 1.0], "tpr": [0.0, 0.8, 1.0], "auc": 0.8}
+    roc["micro"] = Roc([0.0, 0.2, 1.0], [0.0, 0.8, 1.0], 0.8)
     roc["macro"] = None  # undefined when a class is absent from the test fold
     return roc
 
 
-def _summary(mean: float, half_width: float, n: int = 2) -> dict[str, Any]:
-    return {
-        "mean": mean,
-        "std": half_width / 2,
-        "low": mean - half_width,
-        "high": mean + half_width,
-        "n": n,
-        "confidence": 0.95,
+def _summary(mean: float, half_width: float, n: int = 2) -> MeanInterval:
+    return MeanInterval(mean, half_width / 2, mean - half_width, mean + half_width, n, 0.95)
+
+
+def _condition(train_on: str, accuracies: list[float], auc: float | None) -> ConditionResult:
+    per_seed = [
+        SeedResult(
+            seed=seed,
+            accuracy=accuracy,
+            balanced_accuracy=accuracy - 0.01,
+            macro_f1=accuracy - 0.02,
+            macro_auc=auc,
+            confusion_matrix=[[3, 1, 0], [0, 4, 0], [1, 0, 2]],
+            roc=_roc(seed, auc),
+            curves=Curves([1, 2, 3], [1.0, 0.7, 0.5], [1.1, None, 0.8], [0.4, 0.5, 0.6]),
+        )
+        for seed, accuracy in enumerate(accuracies)
+    ]
+    summary = {
+        "accuracy": _summary(float(np.mean(accuracies)), 0.0456),
+        "balanced_accuracy": _summary(float(np.mean(accuracies)) - 0.01, 0.05),
+        "macro_f1": None,
+        "macro_auc": None if auc is None else _summary(auc, 0.01),
     }
+    return ConditionResult("honest", train_on, 63, per_seed, summary)
 
 
-def example_results(folder: Path) -> Path:
-    """A complete results JSON as the experiment writes it, with its example arrays beside it.
-
-    The schema, section by section (any optional section may be missing or null):
-
-    - ``experiment``: modality, source, preset, protocols, seeds (K), classes, created,
-      pathsynth_version;
-    - ``data``: source, licence, citation, split {name, unit, test, val, seed}, counts per fold
-      and class;
-    - ``stages``: [{name, seconds, status}];
-    - ``conditions``: ``"<protocol>/<train_on>"`` -> {protocol, train_on, train_images,
-      per_seed: [{seed, accuracy, balanced_accuracy, macro_f1, macro_auc (float|null),
-      confusion_matrix, roc {class|micro|macro: {fpr, tpr, auc}|null}, curves {epoch, train_loss,
-      val_loss, val_balanced_accuracy}}], summary {metric: {mean, std, low, high, n,
-      confidence}|null}};
-    - ``comparisons``: [{protocol, a, b, metric, difference, t_p_value, wilcoxon_p_value, n}];
-    - ``paper_reference``: {modality: {original, synthetic}};
-    - ``synthesis_quality``: {feature_extractor, kid {mean, std}, fd, precision, recall, density,
-      coverage} | null;
-    - ``memorisation``: {threshold_ratio, flagged, total, real_flag_rate, pixel, feature} | null;
-    - ``gan``: {run_dir, stats_jsonl (relative to the results file or absolute), seconds} | null;
-    - ``configs``: {gan, classifier, affine, preprocess};
-    - ``examples``: {affine: npz with ``originals`` (N,H,W,3) and ``children`` (N,K,H,W,3),
-      real_vs_synthetic: npz with ``real_<class>`` and ``synthetic_<class>`` (M,H,W,3)}, all uint8.
-    """
+def example_results(folder: Path, **changes: Any) -> Path:
+    """A complete results file as the experiment writes it, with its example arrays beside it."""
     rng = np.random.default_rng(0)
     examples = folder / "examples"
     examples.mkdir(parents=True)
@@ -79,115 +94,69 @@ def example_results(folder: Path) -> Path:
             record = {"step": step, "loss_d": 1.0 / (step + 1), "loss_g": 2.0, "ada_p": step / 1000}
             stream.write(json.dumps(record) + "\n")
         stream.write('{"step": 500, "loss_d"')  # a line cut short by a killed run
-
-    def condition(train_on: str, accuracies: list[float], auc: float | None) -> dict[str, Any]:
-        per_seed = [
-            {
-                "seed": seed,
-                "accuracy": accuracy,
-                "balanced_accuracy": accuracy - 0.01,
-                "macro_f1": accuracy - 0.02,
-                "macro_auc": auc,
-                "confusion_matrix": [[3, 1, 0], [0, 4, 0], [1, 0, 2]],
-                "roc": _roc(seed, auc),
-                "curves": {
-                    "epoch": [1, 2, 3],
-                    "train_loss": [1.0, 0.7, 0.5],
-                    "val_loss": [1.1, float("nan"), 0.8],
-                    "val_balanced_accuracy": [0.4, 0.5, 0.6],
-                },
-            }
-            for seed, accuracy in enumerate(accuracies)
-        ]
-        return {
-            "protocol": "honest",
-            "train_on": train_on,
-            "train_images": 63,
-            "per_seed": per_seed,
-            "summary": {
-                "accuracy": _summary(float(np.mean(accuracies)), 0.0456),
-                "balanced_accuracy": _summary(float(np.mean(accuracies)) - 0.01, 0.05),
-                "macro_f1": None,
-                "macro_auc": None if auc is None else _summary(auc, 0.01),
-            },
-        }
-
-    results = {
-        "experiment": {
-            "modality": "histology",
-            "source": "bach",
-            "preset": "smoke",
-            "protocols": ["honest"],
-            "seeds": 2,
-            "classes": CLASSES,
-            "created": "2026-11-26T04:00:00Z",
-            "pathsynth_version": "0.1.0",
+    neighbours = Neighbours(1234.5, 800.25, 2000.0, 0.025)
+    results = Results(
+        experiment=ExperimentInfo(
+            "bach-smoke",
+            "histology",
+            "bach",
+            "smoke",
+            ["honest"],
+            2,
+            CLASSES,
+            "2026-11-26T04:00:00Z",
+            "0.1.0",
+        ),
+        data=DataInfo(
+            "BACH 2018 (ICIAR grand challenge)",
+            "CC BY-NC-ND 4.0",
+            "Aresta et al., Medical Image Analysis 2019",
+            SplitInfo("honest-0", "image", 0.3, 0.15, 0, True),
+            {"train": {"benign": 21, "malignant": 21}, "test": {"benign": 9, "normal": 9}},
+        ),
+        stages=[StageTiming("ingest", 3.25, "finished"), StageTiming("generator", None, "running")],
+        conditions={
+            "honest/original": _condition("original", [0.8123, 0.8321], 0.9),
+            "honest/synthetic": _condition("synthetic", [0.85, 0.87], None),
         },
-        "data": {
-            "source": "BACH 2018 (ICIAR grand challenge)",
-            "licence": "CC BY-NC-ND 4.0",
-            "citation": "Aresta et al., Medical Image Analysis 2019",
-            "split": {"name": "honest-0", "unit": "image", "test": 0.3, "val": 0.15, "seed": 0},
-            "counts": {
-                "train": {"benign": 21, "malignant": 21},
-                "test": {"benign": 9, "normal": 9},
-            },
-        },
-        "stages": [
-            {"name": "ingest", "seconds": 3.25, "status": "done"},
-            {"name": "gan", "seconds": None, "status": "skipped"},
+        comparisons=[
+            Comparison(
+                "honest",
+                "original",
+                "synthetic",
+                "accuracy",
+                0.0378,
+                [0.01, 0.06],
+                0.0213,
+                float("nan"),
+                2,
+            )
         ],
-        "conditions": {
-            "honest/original": condition("original", [0.8123, 0.8321], 0.9),
-            "honest/synthetic": condition("synthetic", [0.85, 0.87], None),
-        },
-        "comparisons": [
-            {
-                "protocol": "honest",
-                "a": "synthetic",
-                "b": "original",
-                "metric": "accuracy",
-                "difference": 0.0378,
-                "t_p_value": 0.0213,
-                "wilcoxon_p_value": float("nan"),
-                "n": 2,
-            }
-        ],
-        "paper_reference": {
-            "histology": {"original": 0.84, "synthetic": 0.965},
-            "cytology": {"original": 0.75, "synthetic": 0.955},
-        },
-        "synthesis_quality": {
-            "feature_extractor": "classifier:resnet18",
-            "kid": {"mean": 0.01234, "std": 0.002},
-            "fd": 12.5,
-            "precision": 0.61,
-            "recall": None,
-            "density": 0.9,
-            "coverage": 0.5,
-        },
-        "memorisation": {
-            "threshold_ratio": 0.5,
-            "flagged": 3,
-            "total": 40,
-            "real_flag_rate": 0.025,
-            "pixel": {"median_nearest": 1234.5},
-            "feature": {"median_nearest": 0.4},
-        },
-        "gan": {"run_dir": "runs/gan/00001", "stats_jsonl": "gan_stats.jsonl", "seconds": 93.0},
-        "configs": {
+        synthesis_quality=SynthesisQuality(
+            "classifier:resnet18",
+            kid_mean=0.01234,
+            kid_std=0.002,
+            kid_subset_size=20,
+            frechet_distance=43.95,
+            precision=0.61,
+            recall=None,
+            density=0.9,
+            coverage=0.5,
+            inception_kid_mean=0.3456,
+            inception_kid_std=0.01,
+            inception_kid_subset_size=20,
+            inception_frechet_distance=77.25,
+        ),
+        memorisation=Memorisation(0.25, 3, 40, neighbours, Neighbours(0.4, 0.1, 0.9, 0.05)),
+        generator=GeneratorInfo("gan", "ab" * 16, "runs/00001-gan", "gan_stats.jsonl", 93.0, 500),
+        configs={
             "gan": {"resolution": 64, "lr": 0.002, "ema_half_life": float("nan")},
             "classifier": {"network": "small_cnn"},
-            "affine": {"max_rotation": 180.0},
-            "preprocess": {"mode": "patches-random"},
         },
-        "examples": {
-            "affine": "examples/affine.npz",
-            "real_vs_synthetic": "examples/real_vs_synthetic.npz",
-        },
-    }
+        examples=Examples("examples/affine.npz", "examples/real_vs_synthetic.npz"),
+    )
     path = folder / "results.json"
-    path.write_text(json.dumps(results))  # NaN written as the JSON extension Python reads back
+    write_results(dataclasses.replace(results, **changes), path)
     return path
 
 
@@ -229,7 +198,7 @@ def test_figures_exist_as_png_and_svg_and_are_embedded(report):
         "real_vs_synthetic_benign",
         "real_vs_synthetic_malignant",
         "real_vs_synthetic_normal",
-        "gan_training",
+        "generator_training",
         "classifier_honest-original",
         "classifier_honest-synthetic",
         "roc_honest-original",
@@ -256,19 +225,52 @@ def test_report_json_holds_every_number_as_strict_json(report):
 def test_provenance_timings_and_configs_are_on_the_page(report):
     _, html = report
     assert "CC BY-NC-ND 4.0" in html and "Aresta et al." in html
-    assert "3.2" in html and "skipped" in html
+    assert "3.2" in html and "running" in html
     assert "&#34;network&#34;: &#34;small_cnn&#34;" in html or '"network": "small_cnn"' in html
 
 
 def test_a_run_without_optional_sections_says_what_is_missing(tmp_path):
-    results = tmp_path / "results.json"
-    results.write_text(json.dumps({"experiment": {"modality": "cytology"}, "gan": None}))
+    results = example_results(
+        tmp_path, conditions={}, comparisons=[], synthesis_quality=None, memorisation=None,
+        generator=None, examples=Examples(),
+    )  # fmt: skip
     html = visible_text(write_report(results, tmp_path / "out"))
     assert "No classifier results in this run." in html
     assert "Synthesis quality was not measured in this run." in html
-    assert "No GAN was trained in this run." in html
+    assert "No generator was trained in this run." in html
     assert "No affine examples in this run." in html
     assert "75.0%" in html and "95.5%" in html  # the paper's figures are always shown
+
+
+def test_the_quality_and_memorisation_numbers_reach_the_page(report):
+    _, html = report
+    assert "0.01234 ± 0.00200" in html and "43.95" in html  # KID and FD, never n/a
+    assert "0.34560 ± 0.01000" in html and "77.25" in html  # Inception numbers when supplied
+    assert "pixel: flag rate among real images (baseline)" in html and "0.025" in html
+    assert "3 of 40" in html
+
+
+def test_a_template_field_the_schema_lacks_fails_the_render(report):
+    page, _ = report
+    results = read_results(page.parent.parent / "results.json")
+    environment = _environment()
+    ok = environment.from_string("{{ results.synthesis_quality.kid_mean }}")
+    assert ok.render(results=results) == "0.01234"
+    wrong = environment.from_string("{{ results.synthesis_quality.kid.mean }}")  # the old bug
+    with pytest.raises(UndefinedError):
+        wrong.render(results=results)
+
+
+def test_a_results_file_that_does_not_match_the_schema_is_refused(tmp_path):
+    good = json.loads(example_results(tmp_path).read_text())
+    del good["synthesis_quality"]["kid_mean"]
+    (tmp_path / "bad.json").write_text(json.dumps(good))
+    with pytest.raises(DataError, match=r"does not match its schema.*kid_mean"):
+        write_report(tmp_path / "bad.json", tmp_path / "out")
+    good["schema"] = 0
+    (tmp_path / "old.json").write_text(json.dumps(good))
+    with pytest.raises(DataError, match=r"another pathsynth version.*rerun `pathsynth reproduce`"):
+        write_report(tmp_path / "old.json", tmp_path / "out")
 
 
 def test_refuses_a_results_file_that_is_not_a_json_object(tmp_path):
@@ -286,5 +288,6 @@ def test_number_formatting_refuses_to_show_non_numbers():
     assert [fmt(v) for v in (None, float("nan"), float("inf"), "x", True)] == ["n/a"] * 5
     assert fmt(0.12345) == "0.123" and fmt(7) == "7"
     assert percent(0.965) == "96.5%" and percent(None) == "n/a"
-    assert interval({"mean": float("nan")}) == "n/a"
+    assert interval(MeanInterval(float("nan"), None, None, None, 1, 0.95)) == "n/a"
+    assert interval(None) == "n/a"
     assert sanitise({"a": [1.0, float("-inf")]}) == {"a": [1.0, None]}

@@ -28,6 +28,7 @@ from torch import nn
 from pathsynth.classify.augment import random_dihedral
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.classify.networks import build_classifier
+from pathsynth.devices import resolve_device
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float
 
@@ -143,7 +144,7 @@ def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def _uses_cuda(config: ClassifierConfig) -> bool:
-    return torch.device(config.device).type == "cuda"
+    return resolve_device(config.device).type == "cuda"
 
 
 def _forward(
@@ -257,13 +258,6 @@ class _EarlyStopping:
         model.load_state_dict(self.best_state)
         model.eval()
         return self.best.epoch if self.best is not None else 0
-
-
-def _check_device(config: ClassifierConfig) -> torch.device:
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {config.device!r} asked for but CUDA is not available")
-    return device
 
 
 def _train_and_validation_sets(
@@ -400,7 +394,7 @@ def train_classifier(
         CheckpointError: a ``weights_path`` the network refuses.
     """
     started = time.perf_counter()
-    device = _check_device(config)
+    device = resolve_device(config.device)
     train_set, validation_set = _train_and_validation_sets(
         train_set, config, validation_set, groups
     )

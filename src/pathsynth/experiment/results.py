@@ -206,7 +206,7 @@ def write_examples(context: StageContext) -> None:
     folder.mkdir(exist_ok=True)
     affine = _affine_examples(sets)
     if affine is not None:
-        np.savez_compressed(folder / "affine.npz", **affine)
+        np.savez_compressed(folder / "affine.npz", originals=affine[0], children=affine[1])
     if sets.synthetic is not None:
         arrays: dict[str, Any] = {}
         for i, name in enumerate(sets.real_train.images.class_names):
@@ -217,7 +217,7 @@ def write_examples(context: StageContext) -> None:
         np.savez_compressed(folder / "real_vs_synthetic.npz", **arrays)
 
 
-def _affine_examples(sets: ExperimentSets) -> dict[str, np.ndarray] | None:
+def _affine_examples(sets: ExperimentSets) -> tuple[np.ndarray, np.ndarray] | None:
     """The four originals with the most children, each with up to five of them."""
     if sets.affine_train is None or not len(sets.affine_train.images):
         return None
@@ -234,7 +234,5 @@ def _affine_examples(sets: ExperimentSets) -> dict[str, np.ndarray] | None:
         ]
         for row in rows
     ]
-    return {
-        "originals": sets.real_train.images.images[rows].permute(0, 2, 3, 1).numpy(),
-        "children": torch.stack(children).permute(0, 1, 3, 4, 2).numpy(),
-    }
+    originals = sets.real_train.images.images[rows].permute(0, 2, 3, 1).numpy()
+    return originals, torch.stack(children).permute(0, 1, 3, 4, 2).numpy()
