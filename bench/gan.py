@@ -27,12 +27,13 @@ from pathlib import Path
 
 import torch
 
+from pathsynth.devices import resolve_device
 from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.losses import discriminator_loss, generator_loss
 from pathsynth.gan.networks import Discriminator, Generator
 from pathsynth.gan.presets import resolve_config
 from pathsynth.gan.sampling import generate_images, write_class_folders
-from pathsynth.gan.trainer import GanTrainer, resolve_device
+from pathsynth.gan.trainer import GanTrainer
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float
 
 PAPER_STEPS = 3000 * 1000 // 64  # 46,875

@@ -90,3 +90,22 @@ def test_reproduce_dry_run_prints_the_resolved_config(tmp_path):
     assert config["gan"]["optim"]["steps"] == 9 and config["classifier"]["epochs"] == 3
     assert config["seeds"] == 4 and config["preset"] == "smoke"
     assert config["gan"]["data"]["preprocess"] == config["preprocess"]
+
+
+def test_options_are_named_as_the_user_typed_them_and_unknown_classes_listed(
+    tmp_path, class_source
+):
+    ws = str(tmp_path / "ws")
+    assert pathsynth("init", ws).returncode == 0
+    done = pathsynth("augment", "-w", ws, "--split", "s", "--per-class", "7", "--total", "9")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: give exactly one of --per-class and --total"
+    done = pathsynth(
+        "reproduce", str(class_source), "-m", "cytology", "--preset", "smoke", "-w", ws,
+        "--classes", "benign,benignn", "--until", "split",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert (
+        "error: class(es) benignn are not in "
+        f"{class_source.name}; its classes: benign, insitu, invasive" in done.stderr
+    )

@@ -137,10 +137,16 @@ def test_resume_continues_the_run_in_its_folder(class_folders: Path, tmp_path: P
     first = _train_smoke(runner, class_folders, tmp_path, 2, *QUIET)
     assert first.exit_code == 0, first.output
     (run_dir,) = tmp_path.iterdir()
+    stats = run_dir / "stats.jsonl"
+    with stats.open("a") as handle:  # what a run killed after its last checkpoint leaves
+        handle.write(json.dumps({"step": 3, "loss_d": 9.0}) + "\n" + '{"step": 4, "lo')
     again = runner.invoke(app, ["train-gan", "--resume", str(run_dir), "--steps", "3"])
     assert again.exit_code == 0, again.output
     assert [p.name for p in run_dir.glob("last-*.pt")] == ["last-step=00000003.pt"]
     assert json.loads((run_dir / "config.json").read_text())["optim"]["steps"] == 3
+    steps = [json.loads(line)["step"] for line in stats.read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 3  # each step once, the resumed ones
+    assert 9.0 not in [json.loads(line).get("loss_d") for line in stats.read_text().splitlines()]
 
 
 def test_resume_on_other_classes_is_refused(class_folders: Path, tmp_path: Path) -> None:

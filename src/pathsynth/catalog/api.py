@@ -112,6 +112,19 @@ def patient_key_kinds(space: Workspace, modality: str, source: str) -> set[str]:
         )
 
 
+def source_labels(space: Workspace, modality: str, source: str) -> set[str]:
+    """The class labels of a source's real images (``source``: the folder name ingest recorded)."""
+    with space.open_catalog() as catalog, catalog.session() as session:
+        return set(
+            session.scalars(
+                select(Image.label)
+                .join(Study, Study.id == Image.study_id)
+                .where(Image.origin == "real", Study.modality == modality, Study.source == source)
+                .distinct()
+            )
+        )
+
+
 def find_split(space: Workspace, name: str) -> SplitSummary | None:
     """The stored split called ``name``, or ``None``."""
     with space.open_catalog() as catalog, catalog.session() as session:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
 from pathsynth.catalog.db import Catalog
 from pathsynth.catalog.models import FOLDS, Image, Patient, Split, SplitMember, Study
@@ -115,6 +117,21 @@ def make_split(catalog: Catalog, request: SplitRequest, replace: bool = False) -
             ``replace``), no images, or a class with too few patients/groups to appear in
             every fold.
     """
+    fractions = _fractions(request)
+    with catalog.session() as session:
+        if session.scalar(select(Split.id).where(Split.name == request.name)) is not None:
+            if not replace:
+                raise SplitError(f"split {request.name!r} exists; use --replace to remake it")
+            session.execute(delete(Split).where(Split.name == request.name))
+        rows = _real_images(session, request)
+        folds, counts = _assign(rows, request, fractions)
+        image_level = request.unit == "image" or all(kind == "image" for *_, kind in rows)
+        _store(session, request, folds, image_level)
+    return SplitResult(request.name, request.unit, folds, counts, image_level)
+
+
+def _fractions(request: SplitRequest) -> dict[str, float]:
+    """The share of each fold, checked."""
     if request.unit not in SPLIT_UNITS:
         raise SplitError(
             f"unknown split unit {request.unit!r}; choose one of patient, group, image"
@@ -126,64 +143,79 @@ def make_split(catalog: Catalog, request: SplitRequest, replace: bool = False) -
     fractions = {"train": 1 - request.test - request.val, "test": request.test}
     if request.val > 0:
         fractions["val"] = request.val
-    with catalog.session() as session:
-        if session.scalar(select(Split.id).where(Split.name == request.name)) is not None:
-            if not replace:
-                raise SplitError(f"split {request.name!r} exists; use --replace to remake it")
-            session.execute(delete(Split).where(Split.name == request.name))
-        query = (
-            select(Image.id, Image.label, Study.patient_id, Patient.key_kind)
-            .join(Study, Image.study_id == Study.id)
-            .join(Patient, Study.patient_id == Patient.id)
-            .where(Image.origin == "real")
-        )
-        if request.modality is not None:
-            query = query.where(Study.modality == request.modality)
-        if request.classes is not None:
-            query = query.where(Image.label.in_(request.classes))
-        rows = session.execute(query).all()
-        if not rows:
-            raise SplitError("no real images to split (ingest some first)")
-        units: dict[object, Counter[str]] = defaultdict(Counter)
-        unit_of: dict[int, object] = {}
-        for image_id, label, patient_id, _ in rows:
-            unit = image_id if request.unit == "image" else patient_id
-            units[unit][label] += 1
-            unit_of[image_id] = unit
-        assignment = assign_folds(units, fractions, request.seed)
-        folds = {image_id: assignment[unit] for image_id, unit in unit_of.items()}
-        counts: dict[str, Counter[str]] = {fold: Counter() for fold in FOLDS if fold in fractions}
-        for image_id, label, _, _ in rows:
-            counts[folds[image_id]][label] += 1
-        for label in sorted({label for _, label, _, _ in rows}):
-            empty = [fold for fold in counts if counts[fold][label] == 0]
-            if empty:
-                holders = sum(1 for c in units.values() if c[label])
-                raise SplitError(
-                    f"class {label!r} has {holders} {request.unit}(s) with images, too few to "
-                    f"appear in every fold ({', '.join(empty)} would have none)"
-                )
-        image_level = request.unit == "image" or all(kind == "image" for *_, kind in rows)
-        split = Split(
-            name=request.name,
-            unit=request.unit,
-            params={
-                "test": request.test,
-                "val": request.val,
-                "seed": request.seed,
-                "modality": request.modality,
-                "classes": list(request.classes) if request.classes else None,
-                "method": "greedy stratified assignment of whole units",
-                "image_level": image_level,
-            },
-        )
-        session.add(split)
-        session.flush()
-        session.execute(
-            insert(SplitMember),
-            [
-                {"split_id": split.id, "image_id": image_id, "fold": fold}
-                for image_id, fold in folds.items()
-            ],
-        )
-    return SplitResult(request.name, request.unit, folds, counts, image_level)
+    return fractions
+
+
+def _real_images(session: Session, request: SplitRequest) -> list[Any]:
+    """(image id, label, patient id, patient key kind) of the real images the request covers."""
+    query = (
+        select(Image.id, Image.label, Study.patient_id, Patient.key_kind)
+        .join(Study, Image.study_id == Study.id)
+        .join(Patient, Study.patient_id == Patient.id)
+        .where(Image.origin == "real")
+    )
+    if request.modality is not None:
+        query = query.where(Study.modality == request.modality)
+    if request.classes is not None:
+        query = query.where(Image.label.in_(request.classes))
+    rows = list(session.execute(query).all())
+    if not rows:
+        raise SplitError("no real images to split (ingest some first)")
+    return rows
+
+
+def _assign(
+    rows: list[Any], request: SplitRequest, fractions: dict[str, float]
+) -> tuple[dict[int, str], dict[str, Counter[str]]]:
+    """The fold of every image (whole units at a time) and per-class counts per fold.
+
+    Raises:
+        SplitError: a class with too few units to appear in every fold.
+    """
+    units: dict[object, Counter[str]] = defaultdict(Counter)
+    unit_of: dict[int, object] = {}
+    for image_id, label, patient_id, _ in rows:
+        unit = image_id if request.unit == "image" else patient_id
+        units[unit][label] += 1
+        unit_of[image_id] = unit
+    assignment = assign_folds(units, fractions, request.seed)
+    folds = {image_id: assignment[unit] for image_id, unit in unit_of.items()}
+    counts: dict[str, Counter[str]] = {fold: Counter() for fold in FOLDS if fold in fractions}
+    for image_id, label, _, _ in rows:
+        counts[folds[image_id]][label] += 1
+    for label in sorted({label for _, label, _, _ in rows}):
+        empty = [fold for fold in counts if counts[fold][label] == 0]
+        if empty:
+            holders = sum(1 for c in units.values() if c[label])
+            raise SplitError(
+                f"class {label!r} has {holders} {request.unit}(s) with images, too few to "
+                f"appear in every fold ({', '.join(empty)} would have none)"
+            )
+    return folds, counts
+
+
+def _store(
+    session: Session, request: SplitRequest, folds: dict[int, str], image_level: bool
+) -> None:
+    split = Split(
+        name=request.name,
+        unit=request.unit,
+        params={
+            "test": request.test,
+            "val": request.val,
+            "seed": request.seed,
+            "modality": request.modality,
+            "classes": list(request.classes) if request.classes else None,
+            "method": "greedy stratified assignment of whole units",
+            "image_level": image_level,
+        },
+    )
+    session.add(split)
+    session.flush()
+    session.execute(
+        insert(SplitMember),
+        [
+            {"split_id": split.id, "image_id": image_id, "fold": fold}
+            for image_id, fold in folds.items()
+        ],
+    )

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from pathsynth.cli.app import WorkspaceOpt, app, console, resolve_workspace
-from pathsynth.errors import DataError
+from pathsynth.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from pathsynth.catalog.workspace import Workspace
@@ -28,6 +28,7 @@ def _open_or_create(workspace: Path) -> Workspace:
     return Workspace.create(workspace)
 
 
+# One piece: typer reads the command's options from this signature (most of its lines).
 @app.command()
 def reproduce(
     source: Path = typer.Argument(..., help="Folder of labelled real images."),
@@ -136,6 +137,8 @@ def augment(
     from pathsynth.imaging.affine import AffineConfig
     from pathsynth.imaging.patches import preprocess_preset
 
+    if (per_class is None) == (total is None):
+        raise ConfigError("give exactly one of --per-class and --total")
     space = Workspace(resolve_workspace(workspace))
     inputs = preprocess_preset(preprocess, size=size)
     images = split_fold(space, split, fold)

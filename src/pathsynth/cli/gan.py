@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pathsynth.imaging.tensorset import TensorImageSet
 
 
+# One piece: typer reads the command's options from this signature (most of its lines).
 @app.command("train-gan")
 def train_gan(
     data: Path | None = typer.Option(

@@ -13,10 +13,12 @@ from pathsynth.catalog.api import (
     create_split,
     find_split,
     patient_key_kinds,
+    source_labels,
     split_fold,
 )
 from pathsynth.catalog.ingest import IngestOptions, ingest_source
 from pathsynth.catalog.splits import SplitRequest
+from pathsynth.errors import DataError
 from pathsynth.experiment.context import StageContext, save_tensors
 from pathsynth.experiment.protocols import LabelledPart
 from pathsynth.imaging.cache import load_preprocessed
@@ -46,9 +48,16 @@ def split(context: StageContext) -> dict[str, Any]:
             "image_level": existing.image_level,
             "counts": existing.counts,
         }
-    kinds = patient_key_kinds(
-        context.workspace, context.config.modality, context.source.resolve().name
-    )
+    source = context.source.resolve().name
+    if context.state.classes:
+        known = source_labels(context.workspace, context.config.modality, source)
+        unknown = sorted(set(context.state.classes) - known)
+        if unknown:
+            raise DataError(
+                f"class(es) {', '.join(unknown)} are not in {source}; its classes: "
+                f"{', '.join(sorted(known))}"
+            )
+    kinds = patient_key_kinds(context.workspace, context.config.modality, source)
     unit = "patient" if kinds & {"patient", "group"} else "image"
     request = SplitRequest(
         name=context.split_name,

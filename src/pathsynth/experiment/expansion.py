@@ -37,6 +37,32 @@ def affine(context: StageContext) -> dict[str, Any]:
     return {"train_children": len(train.images), "all_children": len(everything.images)}
 
 
+def _children(
+    originals: LabelledPart,
+    rows: list[int],
+    images: torch.Tensor,
+    params: list[dict[str, Any]],
+    preprocess: PreprocessConfig,
+) -> list[AffineChild]:
+    """The catalog records of the transformed ``images``, numbered per parent."""
+    child_number: dict[int, int] = {}
+    children = []
+    pixels = images.permute(0, 2, 3, 1).contiguous().numpy()
+    for k, row in enumerate(rows):
+        parent = int(originals.ids[row])
+        number = child_number.get(parent, 0)
+        child_number[parent] = number + 1
+        children.append(
+            AffineChild(
+                parent_id=parent,
+                index=number,
+                png=encode_png(pixels[k]),
+                params={**params[k], "input_row": row, "preprocess": preprocess.as_dict()},
+            )
+        )
+    return children
+
+
 def affine_expansion(
     space: Workspace,
     originals: LabelledPart,
@@ -77,21 +103,7 @@ def affine_expansion(
     source_rows = torch.tensor(rows, dtype=torch.int64)
     generator = torch.Generator().manual_seed(seed)
     images, params = random_affine(originals.images.images[source_rows], affine, generator)
-    child_number: dict[int, int] = {}
-    children = []
-    pixels = images.permute(0, 2, 3, 1).contiguous().numpy()
-    for k, row in enumerate(rows):
-        parent = int(originals.ids[row])
-        number = child_number.get(parent, 0)
-        child_number[parent] = number + 1
-        children.append(
-            AffineChild(
-                parent_id=parent,
-                index=number,
-                png=encode_png(pixels[k]),
-                params={**params[k], "input_row": row, "preprocess": preprocess.as_dict()},
-            )
-        )
+    children = _children(originals, rows, images, params, preprocess)
     ids = store_affine(space, children, {"name": run_name, "config": affine.as_dict()})
     return LabelledPart(
         TensorImageSet(images, labels[source_rows], list(names)),

@@ -38,6 +38,7 @@ from pathsynth.imaging.tensorset import TensorImageSet
 
 CONFIG_NAME = "config.json"
 IDENTITY_NAME = "run.json"
+STATS_NAME = "stats.jsonl"
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,23 @@ def _write_identity(run_dir: Path, source: str, data: Mapping[str, str] | None) 
     write_text_atomic(run_dir / IDENTITY_NAME, json.dumps(identity, indent=2) + "\n")
 
 
+def trim_stats(run_dir: Path, step: int) -> None:
+    """Drop the statistics lines a killed run wrote after the checkpoint it resumes from, so the
+    resumed run writes each step once (and a line cut short by the kill goes too)."""
+    path = run_dir / STATS_NAME
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and int(record.get("step", 0)) <= step:
+            kept.append(line)
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+
+
 def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> TrainConfig:
     """The config of a run's last checkpoint with ``overrides`` applied (for ``--resume``).
 
@@ -167,6 +185,8 @@ def open_run(
         run_dir = resume_dir
         if list_checkpoints(run_dir, "last"):
             resume = load_checkpoint(find_checkpoint(run_dir, "last"))
+        if context.is_main:
+            trim_stats(run_dir, int(resume["step"]) if resume else 0)
     else:
         run_dir = new_run_dir(runs, name) if context.is_main else Path()
     if context.enabled:

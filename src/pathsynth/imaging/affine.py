@@ -264,6 +264,20 @@ def _theta(params: Mapping[str, Any], width: int, height: int) -> torch.Tensor:
     return torch.cat([linear, offset[:, None]], dim=1)
 
 
+def _class_targets(names: list[str], per_class: int | None, total: int | None) -> dict[str, int]:
+    """Images each class must reach: ``per_class``, or ``total`` shared out as evenly as possible
+    (the first ``total % classes`` classes one more)."""
+    if (per_class is None) == (total is None):
+        raise ConfigError("give exactly one of per_class and total")
+    if not names:
+        raise DataError("no classes to expand")
+    if per_class is not None:
+        return dict.fromkeys(names, per_class)
+    assert total is not None
+    base, extra = divmod(total, len(names))
+    return {name: base + (1 if i < extra else 0) for i, name in enumerate(names)}
+
+
 def class_balanced_plan(
     counts_per_class: Mapping[str, int],
     per_class: int | None = None,
@@ -295,17 +309,8 @@ def class_balanced_plan(
             below a class's originals when they count.
         DataError: a class with no originals that must still reach a positive target.
     """
-    if (per_class is None) == (total is None):
-        raise ConfigError("give exactly one of per_class and total")
     names = list(counts_per_class)
-    if not names:
-        raise DataError("no classes to expand")
-    if per_class is not None:
-        targets = dict.fromkeys(names, per_class)
-    else:
-        assert total is not None
-        base, extra = divmod(total, len(names))
-        targets = {name: base + (1 if i < extra else 0) for i, name in enumerate(names)}
+    targets = _class_targets(names, per_class, total)
     generator = torch.Generator().manual_seed(seed)
     plan: dict[str, list[int]] = {}
     for name in names:

@@ -134,6 +134,25 @@ def _checked_inputs(
     return labels, scores
 
 
+def _present_classes(
+    labels: np.ndarray, class_names: list[str], require_all: bool
+) -> tuple[list[int], list[str]]:
+    """The class indices the test set holds and the names of those it lacks.
+
+    Raises:
+        DataError: one class only, or (with ``require_all``) a class with no image.
+    """
+    present = sorted(set(labels.tolist()))
+    absent = [name for i, name in enumerate(class_names) if i not in present]
+    if len(present) < 2:
+        raise DataError(
+            f"the test set holds only class {class_names[present[0]]!r}: no ROC curve is defined"
+        )
+    if absent and require_all:
+        raise DataError(f"the test set has no image of class(es) {', '.join(absent)}")
+    return present, absent
+
+
 def classification_report(
     y_true: np.ndarray | list[int],
     probabilities: np.ndarray,
@@ -162,15 +181,7 @@ def classification_report(
     labels, scores = _checked_inputs(y_true, probabilities, class_names)
     n_classes = len(class_names)
     predicted = scores.argmax(axis=1)
-    present = sorted(set(labels.tolist()))
-    absent = [class_names[i] for i in range(n_classes) if i not in present]
-    if len(present) < 2:
-        raise DataError(
-            f"the test set holds only class {class_names[present[0]]!r}: no ROC curve is defined"
-        )
-    if absent and require_all_classes:
-        raise DataError(f"the test set has no image of class(es) {', '.join(absent)}")
-
+    present, absent = _present_classes(labels, class_names, require_all_classes)
     one_hot = np.eye(n_classes, dtype=np.int64)[labels]
     roc_per_class: dict[str, RocCurve | None] = {
         name: (_roc(one_hot[:, i], scores[:, i]) if i in present else None)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from matplotlib.figure import Figure
 
 from pathsynth.config import to_plain
 from pathsynth.files import write_text_atomic
@@ -49,7 +50,7 @@ class _Figures:
         self.out_dir = out_dir
         self.saved: list[SavedFigure] = []
 
-    def keep(self, figure: Any, name: str) -> SavedFigure | None:
+    def keep(self, figure: Figure | None, name: str) -> SavedFigure | None:
         if figure is None:
             return None
         item = save_figure(figure, self.out_dir, name)

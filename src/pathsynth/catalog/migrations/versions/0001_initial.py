@@ -16,6 +16,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# One piece: the initial schema, table by table, as Alembic applies it in one transaction.
 def upgrade() -> None:
 
     op.create_table(
