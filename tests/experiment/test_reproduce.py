@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from pathsynth.catalog.models import Image, Run, SplitMember, image_parents
+from pathsynth.catalog.models import Image, Run, SplitMember, Study, image_parents
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.experiment.config import experiment_config
@@ -17,12 +21,42 @@ from pathsynth.experiment.pipeline import STAGES, Experiment
 CLASSES = ("normal_intermediate", "normal_superficiel")
 
 
+def two_sites(herlev: Path, root: Path) -> tuple[Path, Path]:
+    """Herlev's slide groups dealt to two sources, as two sites would hold them: ``site-a`` (the
+    experiment's, with a LICENSE file) and ``site-b`` (an external test set whose labels.csv
+    states its licence, with a few cells of a class the experiment does not have)."""
+    with (herlev / "labels.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    sites = {name: root / name for name in ("site-a", "site-b")}
+    listed: dict[str, list[str]] = {name: [] for name in sites}
+    for row in rows:
+        digest = int(hashlib.sha256(row["slide_group"].encode()).hexdigest(), 16)
+        name = "site-b" if digest % 4 == 0 else "site-a"
+        if row["label"] not in CLASSES and (name == "site-a" or len(listed[name]) > 60):
+            continue
+        target = sites[name] / row["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(herlev / row["path"], target)  # ingest refuses links out of a source
+        extra = ",CC0 (test copy)" if name == "site-b" else ""
+        listed[name].append(f"{row['path']},{row['label']},{row['slide_group']}{extra}")
+    (sites["site-a"] / "labels.csv").write_text(
+        "path,label,slide_group\n" + "\n".join(listed["site-a"])
+    )
+    (sites["site-b"] / "labels.csv").write_text(
+        "path,label,slide_group,licence\n" + "\n".join(listed["site-b"])
+    )
+    (sites["site-a"] / "LICENSE").write_text("Herlev test copy, for research\n")
+    return sites["site-a"], sites["site-b"]
+
+
 @pytest.fixture(scope="module")
 def finished(herlev, tmp_path_factory):
-    space = Workspace.create(tmp_path_factory.mktemp("reproduce") / "ws")
+    root = tmp_path_factory.mktemp("reproduce")
+    site_a, site_b = two_sites(herlev, root)
+    space = Workspace.create(root / "ws")
     lines: list[str] = []
-    config = experiment_config("smoke", "cytology")
-    experiment = Experiment.create(space, herlev, config, CLASSES, "smoke", log=lines.append)
+    config = experiment_config("smoke", "cytology", {"external_test": str(site_b)})
+    experiment = Experiment.create(space, site_a, config, CLASSES, "smoke", log=lines.append)
     results_path = experiment.run()
     return space, experiment, json.loads(results_path.read_text()), lines
 
@@ -52,7 +86,7 @@ def test_every_condition_of_both_protocols_has_a_result_per_seed(finished):
     assert 0.0 <= memorisation["pixel"]["real_flag_rate"] <= 1.0
     # every stage before `results` finished and is timed (results and report come after)
     assert [stage["name"] for stage in results["stages"]] == list(STAGES)[:-2]
-    assert results["data"]["licence"].startswith("Herlev Pap-smear data")  # from the README
+    assert results["data"]["licence"] == "Herlev test copy, for research"  # its LICENSE file
     assert len(results["generator"]["run_id"]) == 32
 
 
@@ -132,3 +166,34 @@ def test_a_folder_an_older_version_wrote_is_refused_with_what_to_do(finished, tm
         match=r"another pathsynth version \(format none.*another --name, or delete the folder",
     ):
         Experiment.open(space, "old")
+
+
+def test_every_classifier_is_tested_on_the_external_set_it_never_saw(finished):
+    space, _, results, lines = finished
+    external = results["data"]["external"]
+    assert external["licence"] == "CC0 (test copy)" and external["images"] > 10
+    assert external["other_classes"] and sum(external["other_classes"].values()) <= 61
+    assert set(results["external"]) == set(results["conditions"])
+    for condition in results["external"].values():
+        for seed in condition["per_seed"]:
+            assert sum(map(sum, seed["confusion_matrix"])) == external["images"]
+    with space.open_catalog() as catalog, catalog.session() as session:
+        sources = dict(
+            session.execute(
+                select(SplitMember.image_id, Study.source)
+                .join(Image, Image.id == SplitMember.image_id)
+                .join(Study, Study.id == Image.study_id)
+            ).all()
+        )
+    assert set(sources.values()) == {"site-a"}  # no external image is in the split
+    assert any("left out classes" in line for line in lines)
+
+
+def test_a_training_set_that_holds_an_external_image_is_refused(finished):
+    from pathsynth.experiment.protocols import check_external
+
+    _, experiment, _, _ = finished
+    sets = experiment.context.sets()
+    assert sets.external is not None
+    with pytest.raises(DataError, match="external test image or its affine child reached training"):
+        check_external(sets.external, sets.real_train, sets.external.select(sets.external.ids >= 0))

@@ -28,7 +28,7 @@ from pathsynth.catalog.models import (
     image_features,
     image_parents,
 )
-from pathsynth.catalog.queries import FoldImage, fold_images
+from pathsynth.catalog.queries import FoldImage, fold_images, source_images
 from pathsynth.catalog.splits import SplitRequest, make_split
 from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.workspace import Workspace
@@ -110,6 +110,12 @@ def patient_key_kinds(space: Workspace, modality: str, source: str) -> set[str]:
                 .where(Study.modality == modality, Study.source == source)
             )
         )
+
+
+def source_fold(space: Workspace, modality: str, source: str) -> list[FoldImage]:
+    """Every real image of one ingested source (``source``: its folder's name), ordered by id."""
+    with space.open_catalog() as catalog:
+        return source_images(catalog, space.store, modality, source)
 
 
 def source_labels(space: Workspace, modality: str, source: str) -> set[str]:

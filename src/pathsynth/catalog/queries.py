@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, Select, func, select
 
 from pathsynth.catalog.db import Catalog
 from pathsynth.catalog.models import FOLDS, Image, Patient, Split, SplitMember, Study
@@ -93,20 +94,34 @@ def fold_images(catalog: Catalog, store: Path, split: str, fold: str) -> list[Fo
             known = ", ".join(names) if names else "none yet; make one with `pathsynth split`"
             raise SplitError(f"no split named {split!r} (known: {known})")
         rows = session.execute(
-            select(
-                Image.id,
-                Image.store_path,
-                Image.label,
-                Image.origin,
-                Study.patient_id,
-                Image.sha256,
-            )
+            _image_rows()
             .join(SplitMember, SplitMember.image_id == Image.id)
-            .join(Study, Study.id == Image.study_id)
             .where(SplitMember.split_id == split_id, SplitMember.fold == fold)
             .order_by(Image.id)
         ).all()
+    return _fold_images(rows, store)
+
+
+def source_images(catalog: Catalog, store: Path, modality: str, source: str) -> list[FoldImage]:
+    """The real images of one ingested source (``source``: its folder's name), ordered by id."""
+    with catalog.session() as session:
+        rows = session.execute(
+            _image_rows()
+            .where(Image.origin == "real", Study.modality == modality, Study.source == source)
+            .order_by(Image.id)
+        ).all()
+    return _fold_images(rows, store)
+
+
+def _fold_images(rows: Sequence[Row[int, str, str, str, int, str]], store: Path) -> list[FoldImage]:
     return [
         FoldImage(image_id, store / path, label, origin, patient_id, digest)
         for image_id, path, label, origin, patient_id, digest in rows
     ]
+
+
+def _image_rows() -> Select[int, str, str, str, int, str]:
+    """The columns of a :class:`FoldImage`, images joined to their studies."""
+    return select(
+        Image.id, Image.store_path, Image.label, Image.origin, Study.patient_id, Image.sha256
+    ).join(Study, Study.id == Image.study_id)

@@ -39,6 +39,7 @@ class SplitRequest:
         seed: seed of the random order.
         modality: only images of this modality (None: all).
         classes: only these labels (None: all).
+        source: only images of this ingested source (its folder's name; None: all).
     """
 
     name: str
@@ -48,6 +49,7 @@ class SplitRequest:
     seed: int = 0
     modality: str | None = None
     classes: tuple[str, ...] | None = None
+    source: str | None = None
 
 
 @dataclass
@@ -158,6 +160,8 @@ def _real_images(session: Session, request: SplitRequest) -> list[Any]:
         query = query.where(Study.modality == request.modality)
     if request.classes is not None:
         query = query.where(Image.label.in_(request.classes))
+    if request.source is not None:
+        query = query.where(Study.source == request.source)
     rows = list(session.execute(query).all())
     if not rows:
         raise SplitError("no real images to split (ingest some first)")
@@ -206,6 +210,7 @@ def _store(
             "seed": request.seed,
             "modality": request.modality,
             "classes": list(request.classes) if request.classes else None,
+            "source": request.source,
             "method": "greedy stratified assignment of whole units",
             "image_level": image_level,
         },

@@ -53,6 +53,12 @@ def reproduce(
     inception_weights: Path | None = typer.Option(
         None, "--inception-weights", help="Local Inception-v3 state dict: adds standard FID/KID."
     ),
+    external_test: Path | None = typer.Option(
+        None,
+        "--external-test",
+        help="Folder of real images from other patients or sites (layouts as for ingest): every "
+        "classifier is also tested there; never used for training, validation or the generator.",
+    ),
     assignments: list[str] = typer.Option(
         [], "--set", help="Any config key: --set gan.optim.steps=500, --set classifier.epochs=30."
     ),
@@ -75,6 +81,7 @@ def reproduce(
         "conditions": _names(train_on),
         "device": device,
         "inception_weights": str(inception_weights) if inception_weights else None,
+        "external_test": str(external_test.resolve()) if external_test else None,
         "classifier.network": network,
         "classifier.weights_path": str(classifier_weights) if classifier_weights else None,
         **parse_assignments(assignments),
@@ -83,8 +90,9 @@ def reproduce(
     if dry_run:
         console.print_json(to_json(config))
         return
-    if not source.is_dir():
-        raise DataError(f"source {source} is not a folder of images")
+    for folder in (source, external_test):
+        if folder is not None and not folder.is_dir():
+            raise DataError(f"{folder} is not a folder of images")
     chosen = _names(classes)
     label = name or f"{source.resolve().name}-{preset}" + (
         f"-{len(chosen)}classes" if chosen else ""

@@ -20,6 +20,8 @@ from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.protocols import (
     ConditionSets,
     ExperimentSets,
+    LabelledPart,
+    check_external,
     honest_sets,
     paper_pool,
     paper_sets,
@@ -29,17 +31,26 @@ from pathsynth.report.schema import Curves, Roc
 
 
 @dataclass(frozen=True)
+class TestScore:
+    """A classifier's numbers on one test set, one prediction per image."""
+
+    images: int
+    summary: dict[str, float | None]
+    confusion_matrix: list[list[int]]
+    roc: dict[str, Roc | None]
+
+
+@dataclass(frozen=True)
 class ClassifierRun:
-    """One classifier run as recorded in ``classify/<protocol>/<condition>/seed<k>.json``."""
+    """One classifier run as recorded in ``classify/<protocol>/<condition>/seed<k>.json``: its
+    held-out test set's numbers and, where the experiment has one, the external test set's."""
 
     protocol: str
     condition: str
     seed: int
     train_inputs: int
-    test_images: int
-    summary: dict[str, float | None]
-    confusion_matrix: list[list[int]]
-    roc: dict[str, Roc | None]
+    test: TestScore
+    external: TestScore | None
     curves: Curves
     best_epoch: int
     seconds: float
@@ -96,33 +107,47 @@ def classify_once(
     """Train one classifier on the condition's training set and test it under the protocol."""
     config = dataclasses.replace(context.config.classifier, seed=seed, device=str(context.device))
     chosen, test_ids = _condition_sets(context, sets, protocol, condition, seed)
+    if sets.external is not None:
+        check_external(sets.external, chosen.train, chosen.validation)
     start = time.perf_counter()
     result = train_classifier(chosen.train.images, config, validation_set=chosen.validation.images)
-    predictions = evaluate_images(result.model, chosen.test.images, image_ids=test_ids)
-    report = classification_report(
-        predictions.labels.numpy(), predictions.probabilities.numpy(), predictions.class_names
-    )
+    test = _score(result.model, chosen.test, test_ids)
+    external = None
+    if sets.external is not None:
+        external = _score(result.model, sets.external, sets.external.ids)
     if protocol == "honest" and condition == "original" and seed == 0:
         torch.save(result.model.state_dict(), context.paths.reference_classifier)
     context.log(
-        f"  {protocol}/{condition} seed {seed}: accuracy {report.accuracy:.3f}, "
-        f"balanced {report.balanced_accuracy:.3f} on {report.n_images} test images "
-        f"({len(chosen.train.images)} training inputs, {time.perf_counter() - start:.0f} s)"
+        f"  {protocol}/{condition} seed {seed}: accuracy {test.summary['accuracy']:.3f}, "
+        f"balanced {test.summary['balanced_accuracy']:.3f} on {test.images} test images"
+        + (
+            f"; external balanced {external.summary['balanced_accuracy']:.3f}"
+            if external is not None
+            else ""
+        )
+        + f" ({len(chosen.train.images)} training inputs, {time.perf_counter() - start:.0f} s)"
     )
     return ClassifierRun(
         protocol=protocol,
         condition=condition,
         seed=seed,
         train_inputs=len(chosen.train.images),
-        test_images=report.n_images,
-        summary=report.summary(),
-        confusion_matrix=report.confusion_matrix,
-        roc=_rocs(report),
+        test=test,
+        external=external,
         curves=_curves(result),
         best_epoch=result.best_epoch,
         seconds=round(time.perf_counter() - start, 2),
         config=dataclasses.asdict(config),
     )
+
+
+def _score(model: torch.nn.Module, part: LabelledPart, ids: torch.Tensor | None) -> TestScore:
+    """The model's numbers on one test part (rows of one image id averaged when ids are given)."""
+    predictions = evaluate_images(model, part.images, image_ids=ids)
+    report = classification_report(
+        predictions.labels.numpy(), predictions.probabilities.numpy(), predictions.class_names
+    )
+    return TestScore(report.n_images, report.summary(), report.confusion_matrix, _rocs(report))
 
 
 def _roc(curve: RocCurve | None) -> Roc | None:

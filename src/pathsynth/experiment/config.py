@@ -54,6 +54,8 @@ class ExperimentConfig:
     validation_fraction: float = 0.15  # real training groups held out for early stopping
     device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda"
     inception_weights: str | None = None  # local Inception-v3 state dict: adds standard FID/KID
+    external_test: str | None = None  # folder of real images from other patients/sites: every
+    #   classifier is also tested there; never used for training, validation or the generator
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:

@@ -65,6 +65,8 @@ class StageContext:
         sets = ExperimentSets(
             LabelledPart.from_state(inputs["train"]), LabelledPart.from_state(inputs["test"])
         )
+        if "external" in inputs:
+            sets.external = LabelledPart.from_state(inputs["external"])
         if self.paths.affine.exists():
             affine = torch.load(self.paths.affine, weights_only=False)
             sets.affine_train = LabelledPart.from_state(affine["train"])

@@ -13,6 +13,7 @@ from pathsynth.catalog.api import (
     create_split,
     find_split,
     patient_key_kinds,
+    source_fold,
     source_labels,
     split_fold,
 )
@@ -26,9 +27,33 @@ from pathsynth.imaging.patches import PreprocessConfig
 
 
 def ingest(context: StageContext) -> dict[str, Any]:
-    """The source into the catalog (idempotent); refusals are logged and recorded."""
+    """The source, and the external test set if there is one, into the catalog (idempotent);
+    refusals are logged and recorded.
+
+    Raises:
+        DataError: an external test folder that is the source, or that has the source's folder
+            name (the catalog tells sources apart by it).
+    """
+    outputs = {"source": _ingest(context, context.source)}
+    external = external_folder(context)
+    if external is not None:
+        if external.resolve().name == context.source.resolve().name:
+            raise DataError(
+                f"the external test set {external} has the same folder name as the source "
+                f"{context.source}; rename one (the catalog tells sources apart by folder name)"
+            )
+        outputs["external"] = _ingest(context, external)
+    return outputs
+
+
+def external_folder(context: StageContext) -> Path | None:
+    """The external test set's folder, if the experiment has one."""
+    return Path(context.config.external_test) if context.config.external_test else None
+
+
+def _ingest(context: StageContext, folder: Path) -> dict[str, Any]:
     report = ingest_source(
-        context.workspace, context.source, IngestOptions(modality=context.config.modality)
+        context.workspace, folder, IngestOptions(modality=context.config.modality)
     )
     for refusal in report.refused:
         context.log(f"  refused {refusal.path}: {refusal.reason}")
@@ -66,6 +91,7 @@ def split(context: StageContext) -> dict[str, Any]:
         seed=context.config.split_seed,
         modality=context.config.modality,
         classes=tuple(context.state.classes) if context.state.classes else None,
+        source=source,  # never another source of the workspace (an external test set included)
     )
     made = create_split(context.workspace, request)
     context.log(
@@ -86,12 +112,44 @@ def inputs(context: StageContext) -> dict[str, Any]:
         fold: network_inputs(images, class_names, context.config.preprocess, cache)
         for fold, images in folds.items()
     }
+    outputs: dict[str, Any] = {}
+    external = external_folder(context)
+    if external is not None:
+        images = external_images(context, external, class_names, outputs)
+        parts["external"] = network_inputs(images, class_names, context.config.preprocess, cache)
+        folds["external"] = images
     save_tensors(context.paths.inputs, {fold: part.to_state() for fold, part in parts.items()})
     return {
         "class_names": class_names,
         "rows": {fold: len(part.images) for fold, part in parts.items()},
         "images": {fold: len(images) for fold, images in folds.items()},
+        **outputs,
     }
+
+
+def external_images(
+    context: StageContext, folder: Path, class_names: list[str], outputs: dict[str, Any]
+) -> list[FoldImage]:
+    """The external test set's images of the experiment's classes; the others are counted in
+    ``outputs["external_other_classes"]`` and logged.
+
+    Raises:
+        DataError: no external image of the experiment's classes.
+    """
+    images = source_fold(context.workspace, context.config.modality, folder.resolve().name)
+    other: dict[str, int] = {}
+    for image in images:
+        if image.label not in class_names:
+            other[image.label] = other.get(image.label, 0) + 1
+    if other:
+        context.log(f"  external test set: left out classes the classifiers do not know: {other}")
+    kept = [image for image in images if image.label in class_names]
+    if not kept:
+        raise DataError(
+            f"the external test set {folder} has no image of the classes {', '.join(class_names)}"
+        )
+    outputs["external_other_classes"] = other
+    return kept
 
 
 def network_inputs(

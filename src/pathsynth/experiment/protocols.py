@@ -109,6 +109,8 @@ class ExperimentSets:
         affine_train: affine children of the training fold's images (honest protocol).
         affine_all: affine children of every real image (paper protocol); may be None.
         synthetic: GAN images (from a GAN trained on the training fold); may be None.
+        external: real images of an external test source (other patients, another site); never
+            used for training, validation or the generator; may be None.
     """
 
     real_train: LabelledPart
@@ -116,6 +118,7 @@ class ExperimentSets:
     affine_train: LabelledPart | None = None
     affine_all: LabelledPart | None = None
     synthetic: LabelledPart | None = None
+    external: LabelledPart | None = None
 
 
 @dataclass
@@ -192,6 +195,21 @@ def check_honest(train: LabelledPart, validation: LabelledPart, test: LabelledPa
                 f"a patient/group of the test set also has images in the {name} set; "
                 "the split must keep patients whole for the honest protocol"
             )
+
+
+def check_external(external: LabelledPart, *seen: LabelledPart) -> None:
+    """Refuse an external test set that any training or validation image comes from.
+
+    Raises:
+        DataError: an external image, an image derived from one, or an image of an external
+            patient among the ``seen`` parts.
+    """
+    groups = external.groups[external.groups >= 0]
+    for part in seen:
+        if torch.isin(part.ids, external.ids).any() or torch.isin(part.parents, external.ids).any():
+            raise DataError("an external test image or its affine child reached training")
+        if torch.isin(part.groups[part.groups >= 0], groups).any():
+            raise DataError("a patient of the external test set has images in training")
 
 
 def paper_pool(sets: ExperimentSets, condition: str) -> LabelledPart:

@@ -14,7 +14,7 @@ from pathsynth import __version__
 from pathsynth.catalog.licence import source_licence
 from pathsynth.config import load_record, to_plain
 from pathsynth.errors import DataError
-from pathsynth.experiment.classification import ClassifierRun, read_run
+from pathsynth.experiment.classification import ClassifierRun, TestScore, read_run
 from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.protocols import ExperimentSets
@@ -27,6 +27,7 @@ from pathsynth.report.schema import (
     DataInfo,
     Examples,
     ExperimentInfo,
+    ExternalInfo,
     GeneratorInfo,
     QualityRecord,
     Results,
@@ -51,6 +52,7 @@ def build_results(context: StageContext) -> Results:
     """Every number of the experiment, typed."""
     config = context.config
     conditions = _conditions(context)
+    external = _conditions(context, external=True)
     quality = (
         load_record(QualityRecord, context.paths.quality, "quality record")
         if context.paths.quality.exists()
@@ -76,6 +78,8 @@ def build_results(context: StageContext) -> Results:
         ],
         conditions=conditions,
         comparisons=comparisons(conditions, config.protocols, config.conditions),
+        external=external,
+        external_comparisons=comparisons(external, config.protocols, config.conditions),
         synthesis_quality=quality.quality if quality else None,
         memorisation=quality.memorisation if quality else None,
         generator=_generator(context),
@@ -108,6 +112,22 @@ def _data(context: StageContext) -> DataInfo:
             image_level=bool(split.get("image_level")),
         ),
         counts=split.get("counts", {}),
+        external=_external_data(context),
+    )
+
+
+def _external_data(context: StageContext) -> ExternalInfo | None:
+    if not context.config.external_test:
+        return None
+    folder = Path(context.config.external_test)
+    licence = source_licence(folder)
+    inputs = context.state.outputs("inputs")
+    return ExternalInfo(
+        source=str(folder),
+        licence=licence.licence,
+        citation=licence.citation,
+        images=int(inputs["images"]["external"]),
+        other_classes=inputs.get("external_other_classes", {}),
     )
 
 
@@ -127,38 +147,45 @@ def _generator(context: StageContext) -> GeneratorInfo | None:
     )
 
 
-def _conditions(context: StageContext) -> dict[str, ConditionResult]:
+def _conditions(context: StageContext, external: bool = False) -> dict[str, ConditionResult]:
+    """Every protocol x condition with a finished run, scored on the held-out test set or (with
+    ``external``) on the external test set."""
     config = context.config
     found: dict[str, ConditionResult] = {}
     for protocol in config.protocols:
         for condition in config.conditions:
             runs = [read_run(context, protocol, condition, seed) for seed in range(config.seeds)]
-            done = [run for run in runs if run is not None]
+            scored = [
+                (run, run.external if external else run.test) for run in runs if run is not None
+            ]
+            done = [(run, score) for run, score in scored if score is not None]
             if done:
                 found[f"{protocol}/{condition}"] = _condition(protocol, condition, done)
     return found
 
 
-def _condition(protocol: str, condition: str, runs: list[ClassifierRun]) -> ConditionResult:
+def _condition(
+    protocol: str, condition: str, runs: list[tuple[ClassifierRun, TestScore]]
+) -> ConditionResult:
     per_seed = [
         SeedResult(
             seed=run.seed,
-            accuracy=_defined(run.summary["accuracy"]),
-            balanced_accuracy=_defined(run.summary["balanced_accuracy"]),
-            macro_f1=_defined(run.summary["macro_f1"]),
-            macro_auc=run.summary.get("macro_auc"),
-            confusion_matrix=run.confusion_matrix,
-            roc=run.roc,
+            accuracy=_defined(score.summary["accuracy"]),
+            balanced_accuracy=_defined(score.summary["balanced_accuracy"]),
+            macro_f1=_defined(score.summary["macro_f1"]),
+            macro_auc=score.summary.get("macro_auc"),
+            confusion_matrix=score.confusion_matrix,
+            roc=score.roc,
             curves=run.curves,
         )
-        for run in runs
+        for run, score in runs
     ]
     # every summary metric is a fraction: with few seeds the t-interval can pass [0, 1]
     summary = summarise_over_seeds(
-        [{metric: run.summary.get(metric) for metric in SUMMARY_METRICS} for run in runs],
+        [{metric: score.summary.get(metric) for metric in SUMMARY_METRICS} for _, score in runs],
         bounds=(0.0, 1.0),
     )
-    return ConditionResult(protocol, condition, runs[0].train_inputs, per_seed, summary)
+    return ConditionResult(protocol, condition, runs[0][0].train_inputs, per_seed, summary)
 
 
 def _defined(value: float | None) -> float:

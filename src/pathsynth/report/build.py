@@ -79,7 +79,8 @@ def write_report(results_json: Path, out_dir: Path) -> Path:
     drawn = _Figures(out_dir)
     context = {
         "results": results,
-        "conditions": _condition_views(results, drawn),
+        "conditions": _condition_views(results, results.conditions, drawn),
+        "external": _condition_views(results, results.external, drawn, "external_"),
         **_example_figures(results, base, drawn),
         **_generator_figure(results, base, drawn),
         "stages_total": sum(s.seconds for s in results.stages if s.seconds is not None),
@@ -101,17 +102,24 @@ def write_report(results_json: Path, out_dir: Path) -> Path:
     return page
 
 
-def _condition_views(results: Results, drawn: _Figures) -> list[ConditionView]:
+def _condition_views(
+    results: Results, conditions: dict[str, ConditionResult], drawn: _Figures, prefix: str = ""
+) -> list[ConditionView]:
+    """One table row per condition, with its training curves and ROC figure (figure names start
+    with ``prefix``; the external test set's rows draw no training curves, they are the same)."""
     paper = results.paper_reference.get(results.experiment.modality, {})
     views = []
-    for key, condition in results.conditions.items():
+    for key, condition in conditions.items():
         cells = {
             metric: interval(condition.summary.get(metric), as_percent=metric != "macro_auc")
             for metric in SUMMARY_METRICS
         }
-        curves = drawn.keep(figures.classifier_curves(key, condition.per_seed), f"classifier_{key}")
+        curves = None
+        if not prefix:
+            drawing = figures.classifier_curves(key, condition.per_seed)
+            curves = drawn.keep(drawing, f"classifier_{key}")
         roc = (
-            drawn.keep(figures.roc_figure(key, condition.per_seed[0]), f"roc_{key}")
+            drawn.keep(figures.roc_figure(key, condition.per_seed[0]), f"{prefix}roc_{key}")
             if condition.per_seed
             else None
         )

@@ -53,14 +53,28 @@ class SplitInfo:
 
 
 @dataclass(frozen=True)
+class ExternalInfo:
+    """The external test set: its source, licence, images tested, and the images of classes the
+    classifiers do not know (left out, per class)."""
+
+    source: str
+    licence: str
+    citation: str
+    images: int
+    other_classes: dict[str, int]
+
+
+@dataclass(frozen=True)
 class DataInfo:
-    """The real data: source, its licence and citation, the split and per-fold class counts."""
+    """The real data: source, its licence and citation, the split and per-fold class counts, and
+    the external test set where there is one."""
 
     source: str
     licence: str
     citation: str
     split: SplitInfo
     counts: dict[str, dict[str, int]]
+    external: ExternalInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +230,8 @@ class Results:
     generator: GeneratorInfo | None
     configs: dict[str, dict[str, Any]]
     examples: Examples = field(default_factory=Examples)
+    external: dict[str, ConditionResult] = field(default_factory=dict)  # on the external test set
+    external_comparisons: list[Comparison] = field(default_factory=list)
     paper_reference: dict[str, dict[str, float]] = field(default_factory=lambda: PAPER_REFERENCE)
     schema: int = SCHEMA_VERSION
 
