@@ -13,6 +13,7 @@ config object for a nested field. Saved configs (``config.json``) are read back 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import types
@@ -25,7 +26,9 @@ from pathsynth.errors import ConfigError, DataError
 from pathsynth.files import write_text_atomic
 
 Config = TypeVar("Config")
-_RECORDED = ("preset",)  # fields :func:`resolve` records; no preset or override may set them
+# fields set once, by :func:`resolve` (``preset``) or by the caller that resolves (``modality``):
+# no preset or override may change them
+_RECORDED = ("preset", "modality")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -58,8 +61,16 @@ def to_plain(config: Any) -> dict[str, Any]:
 
 
 def _unknown(key: str, config_type: type, what: str) -> ConfigError:
-    valid = ", ".join(dotted_keys(config_type))
-    return ConfigError(f"unknown {what} setting {key!r}; valid keys: {valid}")
+    """The error for an unknown key: the valid keys of its group (the top level's names for a
+    key without a known group), and the closest one when there is a close one."""
+    every = dotted_keys(config_type)
+    group = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    valid = [k for k in every if group and k.startswith(group)]
+    if not valid:
+        valid = list(dict.fromkeys(k if "." not in k else k.split(".")[0] + ".*" for k in every))
+    close = difflib.get_close_matches(key, every, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ConfigError(f"unknown {what} setting {key!r}{hint}; valid keys: {', '.join(valid)}")
 
 
 def _number(key: str, kind: type, value: Any) -> Any:
@@ -133,7 +144,7 @@ def _coerce(key: str, hint: Any, value: Any, what: str) -> Any:
                 raise ValueError(value)
             value_hint = args[1] if args else Any
             return {k: _coerce(f"{key}.{k}", value_hint, item, what) for k, item in mapping.items()}
-    except (ValueError, TypeError, json.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, json.JSONDecodeError):
         wanted = getattr(hint, "__name__", str(hint))
         raise ConfigError(f"{what} setting {key!r} wants a {wanted}, got {value!r}") from None
     raise ConfigError(f"{what} setting {key!r} has a type this reader does not know: {hint}")
@@ -183,7 +194,12 @@ def _assign(config: Any, path: list[str], value: Any, key: str, root: type, what
         if not is_config(inner):
             raise _unknown(key, root, what)
         new = _assign(inner, path[1:], value, key, root, what)
-    return dataclasses.replace(config, **{name: new})
+    try:
+        return dataclasses.replace(config, **{name: new})
+    except ConfigError as error:
+        if key in str(error) or len(path) > 1:
+            raise
+        raise ConfigError(f"{what} setting {key}={value!r}: {error}") from None
 
 
 def resolve(

@@ -137,7 +137,18 @@ def test_the_gan_inputs_follow_the_experiment_inputs_and_cannot_be_set_apart():
     from pathsynth.errors import ConfigError
     from pathsynth.experiment.config import experiment_config
 
-    with pytest.raises(ConfigError, match=r"set preprocess\.\* instead"):
+    with pytest.raises(ConfigError, match=r"follows the experiment's settings; set preprocess\.\*"):
         experiment_config("quick", "histology", {"gan.data.preprocess.size": "96"})
-    with pytest.raises(ConfigError, match=r"unknown experiment setting 'gan\.optim\.stepz'"):
+    with pytest.raises(ConfigError, match=r"set device \(--device\)"):
+        experiment_config("quick", "histology", {"gan.run.device": "cpu"})
+    with pytest.raises(
+        ConfigError,
+        match=r"'gan\.optim\.stepz' \(did you mean gan\.optim\.steps\?\); valid keys: gan\.optim\.",
+    ):
         experiment_config("quick", "histology", {"gan.optim.stepz": "1"})
+    with pytest.raises(ConfigError, match=r"preprocess\.size='4': size must be at least 8"):
+        experiment_config("quick", "histology", {"preprocess.size": "4"})
+    with pytest.raises(ConfigError, match="at least one entry"):
+        experiment_config("quick", "histology", {"protocols": ""})
+    with pytest.raises(ConfigError, match="unknown experiment setting 'modality'"):
+        experiment_config("quick", "histology", {"modality": "cytology"})

@@ -129,7 +129,11 @@ def test_a_rerun_skips_finished_stages_and_a_lost_run_is_redone(finished, herlev
     space, experiment, _, _ = finished
     lost = experiment.paths.classifier_run("paper", "synthetic", 1)
     lost.unlink()
-    experiment.invalidate("classify")  # as if killed during classify
+    state = experiment.state  # as if killed during classify: its record says running
+    state.stages["classify"].status = "running"
+    for later in ("quality", "results", "report"):
+        state.stages.pop(later)
+    state.save(experiment.paths.state)
     lines: list[str] = []
     again = Experiment.create(space, herlev, experiment.config, CLASSES, "smoke", log=lines.append)
     again.run()
@@ -147,6 +151,14 @@ def test_an_experiment_of_another_modality_is_refused(finished, herlev):
         Experiment.create(space, herlev, other, CLASSES, "smoke")
 
 
+def test_other_settings_for_a_started_experiment_are_refused(finished):
+    space, experiment, _, _ = finished
+    other = experiment_config("smoke", "cytology", {"external_test": experiment.config.external_test,
+                                                    "affine_per_class": 151})  # fmt: skip
+    with pytest.raises(DataError, match=r"other settings \(affine_per_class\); rerun it"):
+        Experiment.create(space, Path(experiment.state.source), other, CLASSES, "smoke")
+
+
 def test_the_experiment_opens_from_its_record_with_overrides(finished):
     space, experiment, _, _ = finished
     opened = Experiment.open(space, "smoke", {"seeds": 1, "classifier.epochs": "1"})
@@ -154,6 +166,8 @@ def test_the_experiment_opens_from_its_record_with_overrides(finished):
     assert opened.config.gan == experiment.config.gan
     with pytest.raises(ConfigError, match="unknown stage 'clasify'; stages: ingest, split"):
         opened.run(until="clasify")
+    with pytest.raises(ConfigError, match=r"gan\.data\.preprocess\.size follows"):
+        Experiment.open(space, "smoke", {"gan.data.preprocess.size": "64"})
 
 
 def test_a_folder_an_older_version_wrote_is_refused_with_what_to_do(finished, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from pathsynth.cli.app import app
@@ -140,6 +142,7 @@ def test_resume_continues_the_run_in_its_folder(class_folders: Path, tmp_path: P
     stats = run_dir / "stats.jsonl"
     with stats.open("a") as handle:  # what a run killed after its last checkpoint leaves
         handle.write(json.dumps({"step": 3, "loss_d": 9.0}) + "\n" + '{"step": 4, "lo')
+    shutil.copyfile(run_dir / "last-step=00000002.pt", run_dir / "best-step=00000004.pt")
     again = runner.invoke(app, ["train-gan", "--resume", str(run_dir), "--steps", "3"])
     assert again.exit_code == 0, again.output
     assert [p.name for p in run_dir.glob("last-*.pt")] == ["last-step=00000003.pt"]
@@ -147,6 +150,22 @@ def test_resume_continues_the_run_in_its_folder(class_folders: Path, tmp_path: P
     steps = [json.loads(line)["step"] for line in stats.read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 3  # each step once, the resumed ones
     assert 9.0 not in [json.loads(line).get("loss_d") for line in stats.read_text().splitlines()]
+    assert not (run_dir / "best-step=00000004.pt").exists()  # made by steps trained again
+
+
+def test_resume_of_a_run_made_before_run_json_finds_its_data(class_folders, tmp_path) -> None:
+    runner = CliRunner()
+    assert _train_smoke(runner, class_folders, tmp_path, 2, *QUIET).exit_code == 0
+    (run_dir,) = tmp_path.iterdir()
+    (run_dir / "run.json").unlink()
+    checkpoint = run_dir / "last-step=00000002.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"]["data"] = {"folder": str(class_folders), "workspace": "", "split": "",
+                               "fold": "train", "resolution": 32, "fit": "pad", "fill": "border"}  # fmt: skip
+    torch.save(state, checkpoint)
+    again = runner.invoke(app, ["train-gan", "--resume", str(run_dir), "--steps", "3"])
+    assert again.exit_code == 0, again.output
+    assert (run_dir / "last-step=00000003.pt").exists()
 
 
 def test_resume_on_other_classes_is_refused(class_folders: Path, tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ def test_unknown_key_names_itself_and_the_valid_keys() -> None:
         resolve_config("paper", {"optim.learning_rate": "1"})
     message = str(error.value)
     assert "'optim.learning_rate'" in message
-    assert "optim.g_lr" in message and "augment.policy" in message
+    assert "(did you mean optim.g_lr?)" in message  # the closest key
+    assert "valid keys: optim.batch_size, optim.g_lr" in message  # the keys of its group
 
 
 def test_unknown_preset_lists_the_presets() -> None:

@@ -88,11 +88,11 @@ def train_gan(
     else:
         from pathsynth.gan.run import recorded_data
 
-        origin = recorded_data(resume) if resume is not None else {}
-        if not origin:
+        if resume is None:
             raise ConfigError(
                 "give the training data as either --data FOLDER or --workspace W --split NAME"
             )
+        origin = recorded_data(resume)
     dataset, source = _training_images(config, origin)
     _train(config, dataset, source, origin, runs, name or config.preset, resume)
 

@@ -62,6 +62,8 @@ class ExperimentConfig:
             raise ConfigError(f"unknown modality {self.modality!r}; choose histology or cytology")
         _known("protocol", self.protocols, PROTOCOLS)
         _known("condition", self.conditions, CONDITIONS)
+        if not self.protocols or not self.conditions:
+            raise ConfigError("protocols and conditions need at least one entry each")
         _known("generator", (self.generator,), GENERATORS)
         if self.seeds < 1:
             raise ConfigError(f"seeds must be at least 1, got {self.seeds}")
@@ -151,6 +153,27 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# keys the experiment sets from one of its own, and what to set instead
+_FOLLOWING = {
+    "gan.data": "preprocess.* (e.g. --set preprocess.size=96)",
+    "gan.run.device": "device (--device)",
+    "classifier.device": "device (--device)",
+    "classifier.seed": "seeds (every seed 0..seeds-1 is run)",
+}
+
+
+def check_overrides(overrides: Mapping[str, Any]) -> None:
+    """Refuse keys the experiment sets itself from another one.
+
+    Raises:
+        ConfigError: the key and what to set instead.
+    """
+    for key in overrides:
+        for following, instead in _FOLLOWING.items():
+            if key == following or key.startswith(following + "."):
+                raise ConfigError(f"{key} follows the experiment's settings; set {instead}")
+
+
 def experiment_config(
     preset: str, modality: str, overrides: Mapping[str, Any] | None = None
 ) -> ExperimentConfig:
@@ -163,14 +186,10 @@ def experiment_config(
     if modality not in MODALITIES:
         raise ConfigError(f"unknown modality {modality!r}; choose histology or cytology")
     chosen = {key: value for key, value in (overrides or {}).items() if value is not None}
-    for key in chosen:
-        if key.startswith("gan.data.") or key == "gan.data":
-            raise ConfigError(
-                f"{key} follows the experiment's inputs; set preprocess.* instead "
-                f"(e.g. --set preprocess.size=96)"
-            )
+    check_overrides(chosen)
     presets = {
-        name: {"modality": modality, "preprocess": _INPUTS[(modality, name)], **values}
+        name: {"preprocess": _INPUTS[(modality, name)], **values}
         for name, values in PRESETS.items()
     }
-    return resolve(ExperimentConfig, presets, preset, chosen, "experiment")
+    config = resolve(ExperimentConfig, presets, preset, chosen, "experiment")
+    return dataclasses.replace(config, modality=modality)

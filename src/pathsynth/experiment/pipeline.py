@@ -22,6 +22,7 @@ cleanly (the generator from its last checkpoint, the classifiers from the last f
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,7 +33,7 @@ from pathsynth.config import from_plain, to_plain, with_overrides
 from pathsynth.devices import resolve_device
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.experiment import classification, data, expansion, quality, results, synthesis
-from pathsynth.experiment.config import ExperimentConfig
+from pathsynth.experiment.config import ExperimentConfig, check_overrides
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.state import ExperimentPaths, ExperimentState, StageRecord
 from pathsynth.report import write_report
@@ -121,6 +122,12 @@ class Experiment:
                     f"experiment {name!r} was made for {state.modality} (classes "
                     f"{state.classes}); use another --name"
                 )
+            changed = _changed_keys(state.config, to_plain(config))
+            if changed and state.stages:
+                raise DataError(
+                    f"experiment {name!r} was started with other settings ({', '.join(changed)}); "
+                    "rerun it with the same options, or use another --name"
+                )
         else:
             state = ExperimentState(name, str(source.resolve()), config.modality, chosen, {})
         return cls(workspace, state, config, log)
@@ -147,6 +154,7 @@ class Experiment:
         state = ExperimentState.load(path)
         config = from_plain(ExperimentConfig, state.config, "experiment")
         chosen = {key: value for key, value in (overrides or {}).items() if value is not None}
+        check_overrides(chosen)
         return cls(workspace, state, with_overrides(config, chosen, "experiment"), log)
 
     def require(self, *stages: str) -> None:
@@ -163,10 +171,16 @@ class Experiment:
             )
 
     def invalidate(self, stage: str) -> None:
-        """Forget ``stage`` and every stage after it, so the next :meth:`run` redoes them."""
+        """Forget ``stage`` and every stage after it, and delete what they wrote in the experiment
+        folder, so the next :meth:`run` redoes them (generator runs and catalog rows stay)."""
         order = list(STAGES)
         for later in order[order.index(check_stage(stage)) :]:
             self.state.stages.pop(later, None)
+            for path in self.paths.written_by(later):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
         self._save()
 
     def run(self, until: str = "report") -> Path:
@@ -200,6 +214,20 @@ class Experiment:
 
     def _save(self) -> None:
         self.state.save(self.paths.state)
+
+
+def _changed_keys(
+    before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = ""
+) -> list[str]:
+    """The dotted keys whose values differ between two plain configs."""
+    changed = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            changed.extend(_changed_keys(old, new, f"{prefix}{key}."))
+        elif old != new:
+            changed.append(f"{prefix}{key}")
+    return changed
 
 
 def folder(workspace: Workspace, name: str) -> Path:

@@ -72,6 +72,19 @@ class ExperimentPaths:
         """The HTML report's folder."""
         return self.folder / "report"
 
+    def written_by(self, stage: str) -> list[Path]:
+        """The files and folders ``stage`` writes here (what :meth:`Experiment.invalidate`
+        deletes; generator runs live under the workspace's ``runs/`` and stay)."""
+        return {
+            "inputs": [self.inputs],
+            "affine": [self.affine],
+            "generate": [self.synthetic],
+            "classify": [self.folder / "classify", self.reference_classifier],
+            "quality": [self.quality],
+            "results": [self.results, self.examples],
+            "report": [self.report],
+        }.get(stage, [])
+
     def classifier_run(self, protocol: str, condition: str, seed: int) -> Path:
         """One classifier run's JSON (its folder is created)."""
         folder = self.folder / "classify" / protocol / condition.replace("+", "-")

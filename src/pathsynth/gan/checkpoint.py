@@ -27,6 +27,18 @@ def checkpoint_name(kind: str, step: int) -> str:
     return f"{kind}-step={step:08d}.pt"
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step of a checkpoint file named by :func:`checkpoint_name`.
+
+    Raises:
+        CheckpointError: a file name that is not a checkpoint's.
+    """
+    match = _NAME.match(path.name)
+    if match is None:
+        raise CheckpointError(f"{path.name} is not a checkpoint file name")
+    return int(match.group(2))
+
+
 def save_atomic(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` with ``torch.save`` to ``path`` atomically (tmp file + fsync + replace)."""
     with atomic_path(path, durable=True) as tmp:
@@ -81,9 +93,9 @@ def find_checkpoint(run_dir: Path, which: str = "last") -> Path:
         raise CheckpointError(f"checkpoint {which!r} is not best, last or a step number")
     step = int(which)
     for path in list_checkpoints(run_dir):
-        if int(_NAME.match(path.name).group(2)) == step:  # type: ignore[union-attr]
+        if checkpoint_step(path) == step:
             return path
-    steps = sorted({int(_NAME.match(p.name).group(2)) for p in list_checkpoints(run_dir)})  # type: ignore[union-attr]
+    steps = sorted({checkpoint_step(p) for p in list_checkpoints(run_dir)})
     raise CheckpointError(f"no checkpoint at step {step} in {run_dir}; steps kept: {steps}")
 
 

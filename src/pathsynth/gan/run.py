@@ -28,9 +28,15 @@ from typing import Any
 
 from pathsynth import __version__
 from pathsynth.devices import resolve_device
-from pathsynth.errors import DataError
+from pathsynth.errors import CheckpointError, DataError
 from pathsynth.files import write_text_atomic
-from pathsynth.gan.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
+from pathsynth.gan.checkpoint import (
+    checkpoint_name,
+    checkpoint_step,
+    find_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+)
 from pathsynth.gan.config import TrainConfig, apply_overrides, from_dict
 from pathsynth.gan.distributed import DistContext, init_distributed, shutdown_distributed
 from pathsynth.gan.trainer import GanTrainer, TrainResult, check_architecture
@@ -86,15 +92,33 @@ def new_run_dir(runs_root: Path, name: str) -> Path:
 
 
 def recorded_data(run_dir: Path) -> dict[str, str]:
-    """Where a run's training images came from, as the command that started it recorded it
-    (``{"folder": ...}`` or ``{"workspace": ..., "split": ..., "fold": ...}``; empty if unknown)."""
+    """Where a run's training images came from, as the command that started it recorded it:
+    ``{"folder": ...}`` or ``{"workspace": ..., "split": ..., "fold": ...}``.
+
+    A run made before ``run.json`` existed is read from its last checkpoint's config.
+
+    Raises:
+        CheckpointError: the run does not say (a run ``reproduce`` trained on its experiment's
+            inputs: rerun ``pathsynth reproduce`` to continue it) or has no checkpoint.
+    """
     path = run_dir / IDENTITY_NAME
-    if not path.is_file():
-        return {}
-    return {
-        str(k): str(v)
-        for k, v in json.loads(path.read_text(encoding="utf-8")).get("data", {}).items()
-    }
+    if path.is_file():
+        identity = json.loads(path.read_text(encoding="utf-8"))
+        data = {str(k): str(v) for k, v in identity.get("data", {}).items()}
+        if not data:
+            made_from = identity.get("source") or "images it does not name"
+            raise CheckpointError(
+                f"run {run_dir} was trained on {made_from}; rerun the command that made it "
+                "(`pathsynth reproduce` for an experiment's run) to continue it, or give --data"
+            )
+        return data
+    legacy = load_checkpoint(find_checkpoint(run_dir, "last"))["config"].get("data", {})
+    if legacy.get("folder"):
+        return {"folder": str(legacy["folder"])}
+    keys = ("workspace", "split", "fold")
+    if all(legacy.get(key) for key in keys):
+        return {key: str(legacy[key]) for key in keys}
+    raise CheckpointError(f"run {run_dir} does not say where its images came from; give --data")
 
 
 def run_identity(run_dir: Path) -> RunIdentity:
@@ -136,6 +160,14 @@ def trim_stats(run_dir: Path, step: int) -> None:
     write_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
 
+def discard_best_after(run_dir: Path, step: int) -> None:
+    """Delete 'best' checkpoints a killed run kept after ``step``, the step it resumes from: the
+    steps that made them are trained again, and their record is gone from the statistics."""
+    for path in list_checkpoints(run_dir, "best"):
+        if checkpoint_step(path) > step:
+            path.unlink(missing_ok=True)
+
+
 def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> TrainConfig:
     """The config of a run's last checkpoint with ``overrides`` applied (for ``--resume``).
 
@@ -160,6 +192,25 @@ class OpenedRun:
     resume: dict[str, Any] | None
 
 
+def _reopen(run_dir: Path, is_main: bool) -> dict[str, Any] | None:
+    """The last checkpoint's state of a run to continue (``None``: start at step 0); rank 0 drops
+    what a killed run left after it (statistics lines, a later 'best' checkpoint)."""
+    resume = (
+        load_checkpoint(find_checkpoint(run_dir, "last"))
+        if list_checkpoints(run_dir, "last")
+        else None
+    )
+    step = int(resume["step"]) if resume else 0
+    if is_main:
+        trim_stats(run_dir, step)
+        discard_best_after(run_dir, step)
+    if resume is not None and resume.get("best_step") is not None:
+        kept = run_dir / checkpoint_name("best", int(resume["best_step"]))
+        if not kept.is_file():  # its file went when a later, discarded best was saved
+            resume["best_score"] = resume["best_step"] = None
+    return resume
+
+
 def open_run(
     config: TrainConfig,
     runs: Path,
@@ -182,11 +233,7 @@ def open_run(
     context = context or DistContext()
     resume = None
     if resume_dir is not None:
-        run_dir = resume_dir
-        if list_checkpoints(run_dir, "last"):
-            resume = load_checkpoint(find_checkpoint(run_dir, "last"))
-        if context.is_main:
-            trim_stats(run_dir, int(resume["step"]) if resume else 0)
+        run_dir, resume = resume_dir, _reopen(resume_dir, context.is_main)
     else:
         run_dir = new_run_dir(runs, name) if context.is_main else Path()
     if context.enabled:

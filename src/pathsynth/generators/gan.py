@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 from pathsynth.devices import resolve_device, use_bf16
 from pathsynth.errors import ConfigError
 from pathsynth.gan.config import TrainConfig
-from pathsynth.gan.run import run_identity, train_run
+from pathsynth.gan.run import CONFIG_NAME, run_identity, train_run
 from pathsynth.gan.sampling import generate_images, load_generator
 from pathsynth.generators.base import GeneratorSummary, Samples, TrainedRun
 from pathsynth.imaging.tensorset import TensorImageSet
@@ -89,7 +90,7 @@ class GanGenerator:
     def describe(self, run_dir: Path) -> GeneratorSummary:
         """The run's identity, statistics file and config."""
         identity = run_identity(run_dir)
-        config = self.config.to_dict() if self.config is not None else {}
+        config = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
         return GeneratorSummary(
             self.kind, identity.run_id, str(run_dir), str(run_dir / "stats.jsonl"), config
         )
