@@ -127,7 +127,7 @@ def read_experiment_entry(folder: Path) -> ExperimentEntry:
     try:
         state = ExperimentState.load(paths.state)
     except PathsynthError as error:
-        return ExperimentEntry(folder.name, problem=str(error))
+        return ExperimentEntry(folder.name, problem=_short(error, paths.state))
     finished = [name for name, record in state.stages.items() if record.status == "finished"]
     running = [name for name, record in state.stages.items() if record.status != "finished"]
     progress = f"{len(finished)} stages finished" + (f", last {finished[-1]}" if finished else "")
@@ -165,7 +165,7 @@ def read_bundle_entry(path: Path) -> BundleEntry:
     try:
         manifest = read_manifest(path)
     except PathsynthError as error:
-        return BundleEntry(path, problem=str(error))
+        return BundleEntry(path, problem=_short(error, path))
     origin = manifest.provenance
     return BundleEntry(
         path=path,
@@ -200,6 +200,11 @@ def read_gan_run_entry(folder: Path) -> GanRunEntry:
         loss_g=float(losses[-1]["loss_g"]) if losses else None,
         best_kid=min(kids) if kids else None,
     )
+
+
+def _short(error: Exception, path: Path) -> str:
+    """The error's message with the file's full path cut to its name (the row names the file)."""
+    return str(error).replace(str(path), path.name)
 
 
 def _json_object(path: Path) -> dict[str, Any]:
