@@ -175,3 +175,20 @@ def test_unreadable_images_are_listed_with_their_reason_and_the_rest_predicted(t
     expected = reference_probabilities(bundle.model, files)
     np.testing.assert_allclose(result.probabilities.numpy(), expected, rtol=0, atol=1e-9)
     assert result.predicted() == [CLASS_NAMES[i] for i in expected.argmax(axis=1)]
+
+
+def test_bundles_predict_and_runs_need_no_sql_scipy_or_torchvision() -> None:
+    # The GPU machine has torch, numpy, pillow, typer and rich only.
+    code = (
+        "import sys\n"
+        "import pathsynth.classify.bundle, pathsynth.classify.predict, pathsynth.inventory\n"
+        "import pathsynth.cli.predict\n"
+        "heavy = ('sqlalchemy', 'alembic', 'scipy', 'sklearn', 'torchvision', 'pathsynth.catalog')\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith(heavy))))\n"
+    )
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
+
+    assert loaded == ""
