@@ -13,15 +13,17 @@ local state dict the user supplies. Nothing is ever downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torchvision.models import ResNet
-from torchvision.models import resnet18 as torchvision_resnet18
 
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.weights import read_state_dict
+
+if TYPE_CHECKING:
+    from torchvision.models import ResNet
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -84,6 +86,9 @@ def resnet18(num_classes: int, weights_path: Path | str | None = None) -> ResNet
         CheckpointError: the file is missing, unreadable, not a state dict, or not a ResNet-18
             state dict (missing, unexpected or mis-shaped tensors outside the head).
     """
+    # imported here so the small CNN (and its bundles) run where torchvision is not installed
+    from torchvision.models import resnet18 as torchvision_resnet18
+
     model = torchvision_resnet18(weights=None, num_classes=num_classes)
     if weights_path is None:
         return model

@@ -1,0 +1,159 @@
+"""Class probabilities per image file from a classifier bundle: what ``pathsynth predict`` runs.
+
+Each file is decoded as ingest decodes it (:func:`pathsynth.imaging.decode.decode_file`), prepared by
+the bundle's own :class:`~pathsynth.imaging.patches.PreprocessConfig`, and predicted; when the
+inputs are patches, their probabilities are averaged per image, as the experiment's test does
+(:func:`pathsynth.classify.evaluate.aggregate_patches`). A file that cannot be used is recorded
+with its reason and the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pathsynth.classify.bundle import ClassifierBundle
+from pathsynth.classify.evaluate import aggregate_patches, predict_probabilities
+from pathsynth.errors import DataError, ImageRefused
+from pathsynth.imaging.decode import decode_file
+from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
+
+# Suffixes taken from a folder (ingest's formats); other files there (notes, CSVs) are left alone.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class FilePredictions:
+    """Per-image class probabilities of image files, and the files that could not be used.
+
+    Args:
+        paths: the predicted files, in the order given.
+        probabilities: (len(paths), n_classes) float64, rows summing to 1.
+        class_names: class name per column.
+        refused: ``(path, reason)`` per file that could not be decoded or prepared.
+    """
+
+    paths: list[Path]
+    probabilities: torch.Tensor
+    class_names: list[str]
+    refused: list[tuple[Path, str]] = field(default_factory=list)
+
+    def predicted(self) -> list[str]:
+        """The most probable class name per predicted file."""
+        return [self.class_names[int(i)] for i in self.probabilities.argmax(dim=1)]
+
+
+def image_files(paths: Sequence[Path]) -> list[Path]:
+    """The image files named, folders walked recursively (sorted, hidden entries skipped).
+
+    A file named on its own is taken whatever its suffix (so a bad one is reported, not dropped);
+    in a folder only :data:`IMAGE_SUFFIXES` are taken.
+
+    Raises:
+        DataError: a path that does not exist, or nothing to predict.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise DataError(f"{path} does not exist")
+    if not found:
+        raise DataError(
+            f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}"
+        )
+    return list(dict.fromkeys(found))  # a file named twice is predicted once
+
+
+def prepare_file(path: Path, preprocess: PreprocessConfig) -> torch.Tensor:
+    """One image file as the network's uint8 (P, 3, S, S) inputs.
+
+    Raises:
+        ImageRefused: the file cannot be read or decoded, or the image cannot be prepared (for
+            example smaller than one patch).
+    """
+    decoded = decode_file(path)  # ingest's decoder, pixel limit included
+    try:
+        # the file's sha256 seeds random patch positions, as in the experiment's cache
+        return preprocess_image(decoded.rgb, preprocess, decoded.sha256)
+    except DataError as error:
+        raise ImageRefused(str(error)) from None
+
+
+def predict_files(
+    bundle: ClassifierBundle,
+    paths: Sequence[Path],
+    batch_size: int = 64,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> FilePredictions:
+    """Class probabilities per image file, patches averaged per image.
+
+    Args:
+        bundle: the loaded classifier (its model's device is used).
+        paths: image files (see :func:`image_files` for folders).
+        batch_size: image files decoded together; network inputs per forward pass.
+        workers: threads that read and decode (decoding releases the GIL).
+        progress: called with (files done, files in all) after each batch.
+
+    Returns:
+        The predictions of the usable files and the reason for each refused one.
+
+    Raises:
+        DataError: a batch size below 1.
+    """
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    files = [Path(p) for p in paths]
+    kept: list[Path] = []
+    rows: list[torch.Tensor] = []
+    refused: list[tuple[Path, str]] = []
+    preprocess = bundle.manifest.preprocess
+
+    def attempt(path: Path) -> torch.Tensor | str:
+        try:
+            return prepare_file(path, preprocess)
+        except ImageRefused as error:
+            return str(error)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
+            inputs: list[tuple[Path, torch.Tensor]] = []
+            for path, outcome in zip(chunk, pool.map(attempt, chunk), strict=True):
+                if isinstance(outcome, str):
+                    refused.append((path, outcome))
+                else:
+                    inputs.append((path, outcome))
+            if inputs:
+                kept.extend(path for path, _ in inputs)
+                rows.append(_image_probabilities(bundle, [t for _, t in inputs], batch_size))
+            if progress is not None:
+                progress(min(start + batch_size, len(files)), len(files))
+    n_classes = len(bundle.class_names)
+    probabilities = torch.cat(rows) if rows else torch.zeros(0, n_classes, dtype=torch.float64)
+    return FilePredictions(kept, probabilities, bundle.class_names, refused)
+
+
+def _image_probabilities(
+    bundle: ClassifierBundle, per_image: list[torch.Tensor], batch_size: int
+) -> torch.Tensor:
+    """(len(per_image), n_classes) mean patch probabilities of each image's inputs."""
+    patches = torch.cat(per_image)
+    image_ids = torch.cat([torch.full((len(t),), i) for i, t in enumerate(per_image)])
+    probabilities = predict_probabilities(bundle.model, patches, batch_size)
+    # Labels are unknown here; aggregate_patches only checks they agree within an image.
+    unknown = torch.zeros(len(patches), dtype=torch.long)
+    return aggregate_patches(probabilities, unknown, image_ids, bundle.class_names).probabilities

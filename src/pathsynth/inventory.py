@@ -1,0 +1,232 @@
+"""What a workspace holds: experiments, their classifier bundles and GAN runs, with headline numbers.
+
+Read-only, and tolerant: a damaged or old file becomes a ``problem`` on its own row instead of
+stopping the listing. Nothing here needs the catalog (no SQL package is imported), so
+``pathsynth runs`` works wherever the files are.
+
+Layout read:
+
+- ``experiments/<name>/state.json`` (:class:`~pathsynth.experiment.state.ExperimentState`) and
+  ``results.json`` (:func:`~pathsynth.report.schema.read_results`);
+- ``experiments/<name>/**/*.bundle`` (:func:`~pathsynth.classify.bundle.read_manifest`);
+- ``runs/<NNNNN-name>/run.json``, ``config.json`` and ``stats.jsonl`` (:mod:`pathsynth.gan.run`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pathsynth.classify.bundle import BUNDLE_SUFFIX, read_manifest
+from pathsynth.errors import PathsynthError, WorkspaceError
+from pathsynth.experiment.state import ExperimentPaths, ExperimentState
+
+HEADLINE_METRIC = "balanced_accuracy"
+
+
+@dataclass(frozen=True)
+class ExperimentEntry:
+    """One experiment folder.
+
+    Args:
+        name: the folder's name.
+        modality: ``histology`` / ``cytology`` (empty when the state cannot be read).
+        classes: the class subset, or ``all``.
+        progress: stages finished, the last one, and a stage left running (killed or running).
+        headline: ``protocol/condition`` -> mean balanced accuracy on the test images.
+        problem: why the state or results could not be read, else ``None``.
+    """
+
+    name: str
+    modality: str = ""
+    classes: str = ""
+    progress: str = ""
+    headline: dict[str, float] = field(default_factory=dict)
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class BundleEntry:
+    """One classifier bundle: where it is, what it was trained on, how it scored."""
+
+    path: Path
+    experiment: str | None = None
+    protocol: str | None = None
+    condition: str | None = None
+    seed: int | None = None
+    classes: list[str] = field(default_factory=list)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class GanRunEntry:
+    """One GAN run folder: identity, progress and its last losses and best quality signal."""
+
+    name: str
+    run_id: str = ""
+    created: str = ""
+    preset: str = ""
+    steps_done: int = 0
+    steps_planned: int | None = None  # None: derived from epochs (not known without the data)
+    loss_d: float | None = None
+    loss_g: float | None = None
+    best_kid: float | None = None
+    problem: str | None = None
+
+
+@dataclass
+class Inventory:
+    """Everything :func:`workspace_inventory` found, each list sorted by name."""
+
+    experiments: list[ExperimentEntry]
+    bundles: list[BundleEntry]
+    gan_runs: list[GanRunEntry]
+
+
+def workspace_inventory(root: Path) -> Inventory:
+    """List a workspace's experiments, classifier bundles and GAN runs.
+
+    Args:
+        root: the workspace folder; missing sub-folders just mean nothing of that kind.
+
+    Returns:
+        The listing; unreadable items carry a ``problem`` rather than being dropped.
+
+    Raises:
+        WorkspaceError: ``root`` is not a folder.
+    """
+    if not Path(root).is_dir():
+        raise WorkspaceError(f"workspace {root} does not exist")
+    experiments_root, runs_root = Path(root) / "experiments", Path(root) / "runs"
+    folders = (
+        sorted(p for p in experiments_root.glob("*") if p.is_dir())
+        if experiments_root.is_dir()
+        else []
+    )
+    bundles = [
+        read_bundle_entry(path)
+        for folder in folders
+        for path in sorted(folder.rglob(f"*{BUNDLE_SUFFIX}"))
+        if not path.name.startswith(".")  # an unfinished atomic write
+    ]
+    runs = sorted(p for p in runs_root.glob("*") if p.is_dir()) if runs_root.is_dir() else []
+    return Inventory(
+        experiments=[read_experiment_entry(folder) for folder in folders],
+        bundles=bundles,
+        gan_runs=[read_gan_run_entry(folder) for folder in runs],
+    )
+
+
+def read_experiment_entry(folder: Path) -> ExperimentEntry:
+    """One experiment's state and, once written, its results' headline numbers."""
+    paths = ExperimentPaths(folder)
+    try:
+        state = ExperimentState.load(paths.state)
+    except PathsynthError as error:
+        return ExperimentEntry(folder.name, problem=_short(error, paths.state))
+    finished = [name for name, record in state.stages.items() if record.status == "finished"]
+    running = [name for name, record in state.stages.items() if record.status != "finished"]
+    progress = f"{len(finished)} stages finished" + (f", last {finished[-1]}" if finished else "")
+    if running:
+        progress += f"; {running[0]} not finished"
+    entry = ExperimentEntry(
+        name=state.name,
+        modality=state.modality,
+        classes=", ".join(state.classes) if state.classes else "all",
+        progress=progress,
+    )
+    if not paths.results.is_file():
+        return entry
+    try:
+        headline = _headline(paths.results)
+    except (PathsynthError, ImportError) as error:  # ImportError: scipy absent on a GPU box
+        return dataclasses.replace(entry, problem=str(error))
+    return dataclasses.replace(entry, headline=headline)
+
+
+def _headline(results_path: Path) -> dict[str, float]:
+    from pathsynth.report.schema import read_results  # scipy, through the metrics it holds
+
+    results = read_results(results_path)
+    headline = {}
+    for key, condition in results.conditions.items():
+        summary = condition.summary.get(HEADLINE_METRIC)
+        if summary is not None:
+            headline[key] = summary.mean
+    return headline
+
+
+def read_bundle_entry(path: Path) -> BundleEntry:
+    """One bundle's provenance and metrics (its weights are not built)."""
+    try:
+        manifest = read_manifest(path)
+    except PathsynthError as error:
+        return BundleEntry(path, problem=_short(error, path))
+    origin = manifest.provenance
+    return BundleEntry(
+        path=path,
+        experiment=origin.experiment,
+        protocol=origin.protocol,
+        condition=origin.condition,
+        seed=origin.seed,
+        classes=list(manifest.class_names),
+        metrics=dict(manifest.metrics),
+    )
+
+
+def read_gan_run_entry(folder: Path) -> GanRunEntry:
+    """One GAN run's identity, config and statistics; files it lacks leave their fields empty."""
+    try:
+        identity = _json_object(folder / "run.json")
+        config = _json_object(folder / "config.json")
+        stats = _stats(folder / "stats.jsonl")
+    except (OSError, ValueError) as error:
+        return GanRunEntry(folder.name, problem=f"{folder.name}: {error}")
+    losses = [record for record in stats if "loss_d" in record]
+    kids = [float(r["quality_kid"]) for r in stats if isinstance(r.get("quality_kid"), int | float)]
+    planned = config.get("optim", {}).get("steps")
+    return GanRunEntry(
+        name=folder.name,
+        run_id=str(identity.get("run_id", "")),
+        created=str(identity.get("created", "")),
+        preset=str(config.get("preset", "")),
+        steps_done=max((int(record.get("step", 0)) for record in stats), default=0),
+        steps_planned=int(planned) if isinstance(planned, int) and planned > 0 else None,
+        loss_d=float(losses[-1]["loss_d"]) if losses else None,
+        loss_g=float(losses[-1]["loss_g"]) if losses else None,
+        best_kid=min(kids) if kids else None,
+    )
+
+
+def _short(error: Exception, path: Path) -> str:
+    """The error's message with the file's full path cut to its name (the row names the file)."""
+    return str(error).replace(str(path), path.name)
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file's content; an absent file reads as empty."""
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} holds a {type(data).__name__}, not an object")
+    return data
+
+
+def _stats(path: Path) -> list[dict[str, Any]]:
+    """The stats lines that parse (a line cut short by a kill is skipped)."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

@@ -1,0 +1,194 @@
+"""A classifier bundle holds everything needed to predict, loads anywhere, and refuses other files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from bundles import (
+    CLASS_NAMES,
+    CONFIG,
+    METRICS,
+    PREPROCESS,
+    PROVENANCE,
+    image_folder,
+    make_bundle,
+    trained_model,
+)
+from helpers import write_image
+from torchvision.models import resnet18
+
+from pathsynth.classify.bundle import (
+    BUNDLE_MARK,
+    load_bundle,
+    read_manifest,
+    save_bundle,
+)
+from pathsynth.classify.config import ClassifierConfig
+from pathsynth.classify.evaluate import predict_probabilities
+from pathsynth.classify.networks import build_classifier
+from pathsynth.classify.predict import image_files, predict_files
+from pathsynth.errors import CheckpointError, ConfigError
+from pathsynth.imaging.decode import load_rgb
+from pathsynth.imaging.patches import preprocess_image
+
+FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from pathsynth.classify.bundle import load_bundle
+from pathsynth.classify.predict import predict_files
+bundle = load_bundle(Path(sys.argv[1]))
+result = predict_files(bundle, [Path(p) for p in sys.argv[2:]], batch_size=2)
+print(json.dumps({"paths": [str(p) for p in result.paths],
+                  "probabilities": result.probabilities.tolist()}))
+"""
+
+
+def reference_probabilities(model: torch.nn.Module, files: list[Path]) -> np.ndarray:
+    """Mean patch probability per file, computed without the predict module."""
+    rows = []
+    for path in files:
+        patches = preprocess_image(load_rgb(path), PREPROCESS)
+        rows.append(predict_probabilities(model, patches).mean(dim=0).numpy())
+    return np.stack(rows)
+
+
+def test_a_bundle_loads_in_a_fresh_process_and_gives_the_same_probabilities(tmp_path) -> None:
+    files = image_folder(tmp_path)
+    bundle = make_bundle(tmp_path / "model.bundle")
+    expected = reference_probabilities(trained_model(), files)
+
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(bundle), *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    fresh = json.loads(done.stdout)
+
+    assert fresh["paths"] == [str(p) for p in files]
+    np.testing.assert_allclose(np.array(fresh["probabilities"]), expected, rtol=0, atol=1e-6)
+    assert not np.allclose(expected, expected[0])  # the images really get different answers
+
+
+def test_the_manifest_keeps_config_preprocessing_classes_provenance_and_metrics(tmp_path) -> None:
+    manifest = read_manifest(make_bundle(tmp_path / "model.bundle"))
+
+    assert manifest.classifier == CONFIG
+    assert manifest.preprocess == PREPROCESS
+    assert manifest.class_names == CLASS_NAMES
+    assert manifest.metrics == METRICS
+    assert manifest.provenance.condition == "affine" and manifest.provenance.seed == 3
+    assert manifest.provenance.source_sha256 == PROVENANCE.source_sha256
+    assert manifest.provenance.created  # stamped when saved
+
+
+def test_a_resnet_bundle_loads_without_the_weights_file_it_started_from(tmp_path) -> None:
+    start = tmp_path / "imagenet.pt"
+    config = ClassifierConfig(network="resnet18", weights_path=str(start))
+    torch.save(resnet18(weights=None, num_classes=1000).state_dict(), start)
+    model = build_classifier(config, 2)
+    bundle = save_bundle(tmp_path / "r.bundle", model, config, PREPROCESS, ["a", "b"], PROVENANCE)
+    start.unlink()
+
+    loaded = load_bundle(bundle)
+
+    assert loaded.manifest.classifier.weights_path is None
+    probe = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    torch.testing.assert_close(
+        predict_probabilities(loaded.model, probe), predict_probabilities(model, probe)
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "does not exist"),
+        (b"class,path\n", "not a readable classifier bundle"),
+        ({"conv.weight": torch.zeros(2)}, "not a pathsynth classifier bundle"),
+        ("truncated", "not a readable classifier bundle"),
+        (
+            {"format": BUNDLE_MARK, "bundle_version": 99},
+            "bundle version 99, this pathsynth reads 1",
+        ),
+        ({"format": BUNDLE_MARK, "bundle_version": 1, "manifest": "{"}, "damaged manifest"),
+    ],
+    ids=["missing", "text", "weights-file", "truncated", "other-version", "damaged-manifest"],
+)
+def test_a_missing_foreign_or_damaged_bundle_is_refused_in_one_line(
+    tmp_path, content, reason
+) -> None:
+    path = tmp_path / "model.bundle"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content == "truncated":
+        data = make_bundle(tmp_path / "whole.bundle").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif content is not None:
+        torch.save(content, path)
+
+    with pytest.raises(CheckpointError) as refused:
+        load_bundle(path)
+
+    assert reason in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_weights_that_do_not_fit_the_recorded_network_are_refused(tmp_path) -> None:
+    path = make_bundle(tmp_path / "model.bundle")
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"].pop(next(iter(payload["state_dict"])))
+    torch.save(payload, path)
+
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        load_bundle(path)
+
+
+def test_class_names_that_do_not_match_the_outputs_are_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="one distinct class name per output"):
+        save_bundle(
+            tmp_path / "m.bundle", trained_model(), CONFIG, PREPROCESS, ["a", "b"], PROVENANCE
+        )
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_unreadable_images_are_listed_with_their_reason_and_the_rest_predicted(tmp_path) -> None:
+    files = image_folder(tmp_path, count=4)
+    (tmp_path / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    write_image(tmp_path / "sub" / "tiny.png", seed=1, size=(8, 8))  # smaller than one patch
+    (tmp_path / "sub" / "notes.txt").write_text("not an image, not a candidate")
+    bundle = load_bundle(make_bundle(tmp_path / "model.bundle"))
+
+    result = predict_files(bundle, image_files([tmp_path / "sub"]), batch_size=3)
+
+    assert result.paths == files
+    reasons = {path.name: reason for path, reason in result.refused}
+    assert set(reasons) == {"broken.png", "tiny.png"}
+    assert "corrupt" in reasons["broken.png"] or "not an image" in reasons["broken.png"]
+    assert "smaller than one 16 px patch" in reasons["tiny.png"]
+    expected = reference_probabilities(bundle.model, files)
+    np.testing.assert_allclose(result.probabilities.numpy(), expected, rtol=0, atol=1e-9)
+    assert result.predicted() == [CLASS_NAMES[i] for i in expected.argmax(axis=1)]
+
+
+def test_bundles_predict_and_runs_need_no_sql_scipy_or_torchvision() -> None:
+    # The GPU machine has torch, numpy, pillow, typer and rich only.
+    code = (
+        "import sys\n"
+        "import pathsynth.classify.bundle, pathsynth.classify.predict, pathsynth.inventory\n"
+        "import pathsynth.cli.predict\n"
+        "heavy = ('sqlalchemy', 'alembic', 'scipy', 'sklearn', 'torchvision', 'pathsynth.catalog')\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith(heavy))))\n"
+    )
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
+
+    assert loaded == ""
