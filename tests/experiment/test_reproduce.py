@@ -211,3 +211,25 @@ def test_a_training_set_that_holds_an_external_image_is_refused(finished):
     assert sets.external is not None
     with pytest.raises(DataError, match="external test image or its affine child reached training"):
         check_external(sets.external, sets.real_train, sets.external.select(sets.external.ids >= 0))
+
+
+def test_every_classifier_is_kept_as_a_bundle_that_predicts_as_tested(finished):
+    from pathsynth.classify.bundle import read_manifest
+
+    _, experiment, results, _ = finished
+    for protocol, condition in (("honest", "original"), ("paper", "synthetic")):
+        for seed in range(experiment.config.seeds):
+            manifest = read_manifest(
+                experiment.paths.classifier_run(protocol, condition, seed).with_suffix(".bundle")
+            )
+            assert (manifest.provenance.protocol, manifest.provenance.condition) == (
+                protocol,
+                condition,
+            )
+            assert manifest.class_names == list(CLASSES)
+            recorded = results["conditions"][f"{protocol}/{condition}"]["per_seed"][seed]
+            assert manifest.metrics["accuracy"] == recorded["accuracy"]
+    synthetic = read_manifest(
+        experiment.paths.classifier_run("honest", "synthetic", 0).with_suffix(".bundle")
+    )
+    assert synthetic.provenance.generator_run_id == results["generator"]["run_id"]

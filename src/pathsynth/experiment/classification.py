@@ -9,10 +9,13 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from pathsynth.classify.bundle import Provenance, save_bundle
+from pathsynth.classify.config import ClassifierConfig
 from pathsynth.classify.evaluate import evaluate_images
 from pathsynth.classify.trainer import TrainingResult, train_classifier, validation_split
 from pathsynth.config import load_record, save_record
@@ -26,6 +29,7 @@ from pathsynth.experiment.protocols import (
     paper_pool,
     paper_sets,
 )
+from pathsynth.gan.run import run_identity
 from pathsynth.metrics.classification import ClassificationReport, RocCurve, classification_report
 from pathsynth.report.schema import Curves, Roc
 
@@ -117,6 +121,7 @@ def classify_once(
         external = _score(result.model, sets.external, sets.external.ids)
     if protocol == "honest" and condition == "original" and seed == 0:
         torch.save(result.model.state_dict(), context.paths.reference_classifier)
+    _save_bundle(context, result.model, config, (protocol, condition, seed), chosen, test)
     context.log(
         f"  {protocol}/{condition} seed {seed}: accuracy {test.summary['accuracy']:.3f}, "
         f"balanced {test.summary['balanced_accuracy']:.3f} on {test.images} test images"
@@ -138,6 +143,41 @@ def classify_once(
         best_epoch=result.best_epoch,
         seconds=round(time.perf_counter() - start, 2),
         config=dataclasses.asdict(config),
+    )
+
+
+def _save_bundle(
+    context: StageContext,
+    model: torch.nn.Module,
+    config: ClassifierConfig,
+    run: tuple[str, str, int],
+    chosen: ConditionSets,
+    test: TestScore,
+) -> None:
+    """The trained classifier as a bundle beside its run's JSON, written before the JSON (which
+    marks the run done), so a run killed in between is trained and bundled again."""
+    protocol, condition, seed = run
+    generator_run = None
+    if "synthetic" in condition and context.state.finished("generator"):
+        run_dir = Path(context.state.outputs("generator")["run_dir"])
+        generator_run = run_identity(run_dir).run_id
+    save_bundle(
+        context.paths.classifier_run(protocol, condition, seed).with_suffix(".bundle"),
+        model,
+        config,
+        context.config.preprocess,
+        list(chosen.train.images.class_names),
+        Provenance(
+            experiment=context.name,
+            protocol=protocol,
+            condition=condition,
+            seed=seed,
+            training_images=len(chosen.train.images),
+            modality=context.config.modality,
+            source=str(context.source),
+            generator_run_id=generator_run,
+        ),
+        test.summary,
     )
 
 
