@@ -28,7 +28,7 @@ from pathsynth.files import write_text_atomic
 Config = TypeVar("Config")
 # fields set once, by :func:`resolve` (``preset``) or by the caller that resolves (``modality``):
 # no preset or override may change them
-_RECORDED = ("preset", "modality")
+_RECORDED = ("preset", "modality", "fold")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 

@@ -92,3 +92,32 @@ def test_assign_folds_keeps_units_whole_and_tracks_targets():
             test.update(counts)
     for label in total:
         assert abs(test[label] / total[label] - 0.3) < 0.05
+
+
+def test_cross_validation_tests_every_image_once_and_never_splits_a_group(workspace, herlev):
+    from pathsynth.catalog.splits import make_cv_splits
+
+    ingest_source(workspace, herlev, IngestOptions(modality="cytology", workers=2))
+    request = SplitRequest("cv", unit="group", seed=5, source="herlev")
+    with workspace.open_catalog() as catalog:
+        names = make_cv_splits(catalog, request, folds=5)
+        with pytest.raises(SplitError, match="cv-f0, cv-f1"):
+            make_cv_splits(catalog, request, folds=5)
+        with pytest.raises(SplitError, match="at least 2 folds"):
+            make_cv_splits(catalog, SplitRequest("one"), folds=1)
+        with catalog.session() as session:
+            rows = session.execute(
+                select(SplitMember.image_id, SplitMember.fold, Study.patient_id, Image.label)
+                .join(Image, Image.id == SplitMember.image_id)
+                .join(Study, Study.id == Image.study_id)
+            ).all()
+    assert names == [f"cv-f{k}" for k in range(5)]
+    tested = Counter(image for image, fold, _, _ in rows if fold == "test")
+    assert len(tested) == 631 and set(tested.values()) == {1}  # every image tested exactly once
+    test_groups: dict[int, set[int]] = defaultdict(set)
+    for name_index, name in enumerate(names):
+        with workspace.open_catalog() as catalog:
+            for image in fold_images(catalog, workspace.store, name, "test"):
+                test_groups[image.patient_id].add(name_index)
+    assert all(len(parts) == 1 for parts in test_groups.values())  # a group is in one test part
+    assert len(test_groups) == 223

@@ -29,7 +29,7 @@ from pathsynth.catalog.models import (
     image_parents,
 )
 from pathsynth.catalog.queries import FoldImage, fold_images, source_images
-from pathsynth.catalog.splits import SplitRequest, make_split
+from pathsynth.catalog.splits import SplitRequest, make_cv_splits, make_split
 from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.catalog.writer import BatchWriter
@@ -148,6 +148,18 @@ def find_split(space: Workspace, name: str) -> SplitSummary | None:
             counts.setdefault(fold, {})[label] = int(count)
         image_level = bool(split.params.get("image_level", split.unit == "image"))
         return SplitSummary(split.name, split.unit, dict(split.params), counts, image_level)
+
+
+def create_cv_splits(space: Workspace, request: SplitRequest, folds: int) -> list[SplitSummary]:
+    """Make and store patient-level K-fold splits (see :func:`make_cv_splits`).
+
+    Raises:
+        SplitError: what :func:`~pathsynth.catalog.splits.make_cv_splits` refuses.
+    """
+    with space.open_catalog() as catalog:
+        names = make_cv_splits(catalog, request, folds)
+    made = [find_split(space, name) for name in names]
+    return [split for split in made if split is not None]
 
 
 def create_split(space: Workspace, request: SplitRequest) -> SplitSummary:

@@ -12,6 +12,7 @@ where it most reduces the squared distance between each fold's per-class counts 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -132,6 +133,39 @@ def make_split(catalog: Catalog, request: SplitRequest, replace: bool = False) -
     return SplitResult(request.name, request.unit, folds, counts, image_level)
 
 
+def make_cv_splits(catalog: Catalog, request: SplitRequest, folds: int) -> list[str]:
+    """Patient-level K-fold cross-validation: the real images dealt to ``folds`` parts (whole
+    patients/groups at a time, stratified by class) and stored as ``folds`` train/test splits
+    named ``<request.name>-f<k>``, split k testing part k: every image is tested exactly once.
+
+    Returns:
+        The split names, fold by fold.
+
+    Raises:
+        SplitError: fewer than 2 folds, an unknown unit, a name already taken, no images, or a
+            class with fewer patients/groups than folds.
+    """
+    if folds < 2:
+        raise SplitError(f"cross-validation needs at least 2 folds, got {folds}")
+    _fractions(dataclasses.replace(request, test=1 / folds, val=0.0))
+    names = [f"{request.name}-f{k}" for k in range(folds)]
+    with catalog.session() as session:
+        taken = session.scalars(select(Split.name).where(Split.name.in_(names))).all()
+        if taken:
+            raise SplitError(f"split(s) {', '.join(taken)} exist; use another name")
+        rows = _real_images(session, request)
+        parts = {f"part{k}": 1 / folds for k in range(folds)}
+        part_of, _ = _assign(rows, request, parts)
+        image_level = request.unit == "image" or all(kind == "image" for *_, kind in rows)
+        for k, name in enumerate(names):
+            assignment = {
+                image: "test" if part == f"part{k}" else "train" for image, part in part_of.items()
+            }
+            fold_request = dataclasses.replace(request, name=name, test=1 / folds, val=0.0)
+            _store(session, fold_request, assignment, image_level, {"folds": folds, "fold": k})
+    return names
+
+
 def _fractions(request: SplitRequest) -> dict[str, float]:
     """The share of each fold, checked."""
     if request.unit not in SPLIT_UNITS:
@@ -184,7 +218,8 @@ def _assign(
         unit_of[image_id] = unit
     assignment = assign_folds(units, fractions, request.seed)
     folds = {image_id: assignment[unit] for image_id, unit in unit_of.items()}
-    counts: dict[str, Counter[str]] = {fold: Counter() for fold in FOLDS if fold in fractions}
+    names = [fold for fold in FOLDS if fold in fractions] or list(fractions)
+    counts: dict[str, Counter[str]] = {fold: Counter() for fold in names}
     for image_id, label, _, _ in rows:
         counts[folds[image_id]][label] += 1
     for label in sorted({label for _, label, _, _ in rows}):
@@ -199,7 +234,11 @@ def _assign(
 
 
 def _store(
-    session: Session, request: SplitRequest, folds: dict[int, str], image_level: bool
+    session: Session,
+    request: SplitRequest,
+    folds: dict[int, str],
+    image_level: bool,
+    cross_validation: dict[str, int] | None = None,
 ) -> None:
     split = Split(
         name=request.name,
@@ -213,6 +252,7 @@ def _store(
             "source": request.source,
             "method": "greedy stratified assignment of whole units",
             "image_level": image_level,
+            **({"cross_validation": cross_validation} if cross_validation else {}),
         },
     )
     session.add(split)

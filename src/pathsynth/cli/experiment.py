@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from pathsynth.catalog.workspace import Workspace
 
 
+def _log(line: str) -> None:
+    """One progress line, printed as it is (labels and paths are never read as rich markup)."""
+    console.print(line, markup=False)
+
+
 def _names(text: str | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in text.split(",") if part.strip()) if text else None
 
@@ -39,6 +44,12 @@ def reproduce(
         None, "--name", help="Experiment name (default SOURCE-PRESET)."
     ),
     seeds: int | None = typer.Option(None, "--seeds", help="Classifier runs per condition."),
+    folds: int | None = typer.Option(
+        None,
+        "--folds",
+        help="K >= 2: patient-level K-fold cross-validation (every real image tested once; "
+        "every stage after ingest runs per fold).",
+    ),
     protocols: str | None = typer.Option(None, "--protocols", help="honest,paper (default both)."),
     train_on: str | None = typer.Option(
         None, "--train-on", help="original,affine,synthetic,affine+synthetic (default all)."
@@ -77,6 +88,7 @@ def reproduce(
     check_stage(until)
     overrides: dict[str, Any] = {
         "seeds": seeds,
+        "folds": folds,
         "protocols": _names(protocols),
         "conditions": _names(train_on),
         "device": device,
@@ -98,7 +110,7 @@ def reproduce(
         f"-{len(chosen)}classes" if chosen else ""
     )
     space = _open_or_create(resolve_workspace(workspace))
-    experiment = Experiment.create(space, source, config, chosen, label, log=console.print)
+    experiment = Experiment.create(space, source, config, chosen, label, log=_log)
     results = experiment.run(until=until)
     if results.exists():
         _print_results(results)
@@ -120,7 +132,7 @@ def classify(
 
     overrides = {"seeds": seeds, "protocols": _names(protocol), "conditions": _names(train_on)}
     space = Workspace(resolve_workspace(workspace))
-    experiment = Experiment.open(space, name, overrides, log=console.print)
+    experiment = Experiment.open(space, name, overrides, log=_log)
     experiment.require("inputs", "affine", "generator", "generate")
     experiment.invalidate("classify")
     _print_results(experiment.run())

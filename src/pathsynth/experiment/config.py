@@ -38,7 +38,10 @@ class ExperimentConfig:
 
     preset: str = "quick"  # the named preset this was resolved from
     modality: str = "histology"  # "histology" | "cytology": chooses the inputs of each preset
-    test_fraction: float = 0.3  # real images held out per class (the paper's 7:3)
+    test_fraction: float = 0.3  # real images held out per class (the paper's 7:3); folds == 1
+    folds: int = 1  # 1: one split; K >= 2: patient-level K-fold cross-validation, each real image
+    #   tested once, every stage after ingest run per fold (generator included)
+    fold: int = -1  # the fold this experiment is, in a cross-validation (set by its parent)
     split_seed: int = 0  # seeds the patient-aware split of the real images
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)  # network inputs
     affine: AffineConfig = field(default_factory=AffineConfig)  # expansion ranges
@@ -65,6 +68,8 @@ class ExperimentConfig:
         if not self.protocols or not self.conditions:
             raise ConfigError("protocols and conditions need at least one entry each")
         _known("generator", (self.generator,), GENERATORS)
+        if self.folds < 1 or not -1 <= self.fold < max(self.folds, 1):
+            raise ConfigError(f"folds must be at least 1 (got {self.folds}), fold within them")
         if self.seeds < 1:
             raise ConfigError(f"seeds must be at least 1, got {self.seeds}")
         if not 0 < self.test_fraction < 1:

@@ -56,7 +56,10 @@ class StageContext:
 
     @property
     def split_name(self) -> str:
-        """The catalog split of the real images this experiment made."""
+        """The catalog split of the real images this experiment uses (in a cross-validation, its
+        fold's split of those its parent made)."""
+        if self.state.parent is not None:
+            return f"{self.state.parent}-real-f{self.config.fold}"
         return f"{self.name}-real"
 
     def sets(self) -> ExperimentSets:

@@ -10,6 +10,7 @@ import torch
 
 from pathsynth.catalog.api import (
     FoldImage,
+    create_cv_splits,
     create_split,
     find_split,
     patient_key_kinds,
@@ -85,7 +86,7 @@ def split(context: StageContext) -> dict[str, Any]:
     kinds = patient_key_kinds(context.workspace, context.config.modality, source)
     unit = "patient" if kinds & {"patient", "group"} else "image"
     request = SplitRequest(
-        name=context.split_name,
+        name=context.split_name if context.state.parent is None else f"{context.state.parent}-real",
         unit=unit,
         test=context.config.test_fraction,
         seed=context.config.split_seed,
@@ -93,7 +94,12 @@ def split(context: StageContext) -> dict[str, Any]:
         classes=tuple(context.state.classes) if context.state.classes else None,
         source=source,  # never another source of the workspace (an external test set included)
     )
-    made = create_split(context.workspace, request)
+    if context.state.parent is not None:  # the first fold makes every fold's split
+        create_cv_splits(context.workspace, request, context.config.folds)
+        made = find_split(context.workspace, context.split_name)
+        assert made is not None
+    else:
+        made = create_split(context.workspace, request)
     context.log(
         f"  split by {unit}: {sum(made.counts['train'].values())} train, "
         f"{sum(made.counts['test'].values())} test real images"

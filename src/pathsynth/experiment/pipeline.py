@@ -21,6 +21,7 @@ cleanly (the generator from its last checkpoint, the classifiers from the last f
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import time
@@ -32,7 +33,15 @@ from pathsynth.catalog.workspace import Workspace
 from pathsynth.config import from_plain, to_plain, with_overrides
 from pathsynth.devices import resolve_device
 from pathsynth.errors import ConfigError, DataError
-from pathsynth.experiment import classification, data, expansion, quality, results, synthesis
+from pathsynth.experiment import (
+    classification,
+    crossval,
+    data,
+    expansion,
+    quality,
+    results,
+    synthesis,
+)
 from pathsynth.experiment.config import ExperimentConfig, check_overrides
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.state import ExperimentPaths, ExperimentState, StageRecord
@@ -46,6 +55,24 @@ def _report(context: StageContext) -> dict[str, Any]:
     page = write_report(context.paths.results, context.paths.report)
     context.log(f"  report written to {page}")
     return {"page": str(page)}
+
+
+def _folds(context: StageContext) -> dict[str, Any]:
+    """Every fold of a cross-validation, run to its results (each a whole experiment)."""
+    parent = context.state
+    for k in range(context.config.folds):
+        config = dataclasses.replace(context.config, fold=k)
+        name = crossval.fold_name(parent.name, k)
+
+        def log(line: str, k: int = k) -> None:
+            context.log(f"  fold {k}: {line}")
+
+        classes = tuple(parent.classes) if parent.classes else None
+        fold = Experiment.create(
+            context.workspace, context.source, config, classes, name, log, parent=parent.name
+        )
+        fold.run(until="results")
+    return {"folds": context.config.folds}
 
 
 STAGES: dict[str, Stage] = {
@@ -62,13 +89,22 @@ STAGES: dict[str, Stage] = {
 }
 
 
+# A cross-validation runs its folds as experiments of their own, then pools their numbers.
+CV_STAGES: dict[str, Stage] = {
+    "ingest": data.ingest,
+    "folds": _folds,
+    "results": crossval.pooled_results,
+    "report": _report,
+}
+
+
 def check_stage(name: str) -> str:
     """``name`` when it is a stage.
 
     Raises:
         ConfigError: an unknown stage (the message lists the stages).
     """
-    if name not in STAGES:
+    if name not in STAGES and name not in CV_STAGES:
         raise ConfigError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     return name
 
@@ -107,8 +143,10 @@ class Experiment:
         classes: tuple[str, ...] | None,
         name: str,
         log: Callable[[str], None] = print,
+        parent: str | None = None,
     ) -> Experiment:
-        """A new experiment, or the recorded one of that name if it was made for the same data.
+        """A new experiment, or the recorded one of that name if it was made for the same data
+        (``parent``: the cross-validation it is a fold of).
 
         Raises:
             DataError: an experiment of that name made for another modality or class subset.
@@ -129,7 +167,9 @@ class Experiment:
                     "rerun it with the same options, or use another --name"
                 )
         else:
-            state = ExperimentState(name, str(source.resolve()), config.modality, chosen, {})
+            state = ExperimentState(
+                name, str(source.resolve()), config.modality, chosen, {}, parent=parent
+            )
         return cls(workspace, state, config, log)
 
     @classmethod
@@ -173,7 +213,7 @@ class Experiment:
     def invalidate(self, stage: str) -> None:
         """Forget ``stage`` and every stage after it, and delete what they wrote in the experiment
         folder, so the next :meth:`run` redoes them (generator runs and catalog rows stay)."""
-        order = list(STAGES)
+        order = list(self.stages)
         for later in order[order.index(check_stage(stage)) :]:
             self.state.stages.pop(later, None)
             for path in self.paths.written_by(later):
@@ -183,14 +223,26 @@ class Experiment:
                     path.unlink(missing_ok=True)
         self._save()
 
+    @property
+    def stages(self) -> dict[str, Stage]:
+        """This experiment's stages: a cross-validation's (folds, pooled results) or a fold's."""
+        is_parent = self.config.folds > 1 and self.state.parent is None
+        return CV_STAGES if is_parent else STAGES
+
     def run(self, until: str = "report") -> Path:
         """Run every unfinished stage up to and including ``until``; returns ``results.json``.
+        A cross-validation runs its folds to ``results``, then pools them.
 
         Raises:
             ConfigError: an unknown stage name.
         """
         check_stage(until)
-        for name, stage in STAGES.items():
+        stages = self.stages
+        if until not in stages:
+            raise ConfigError(
+                f"a cross-validation stops after one of {', '.join(stages)}, not {until!r}"
+            )
+        for name, stage in stages.items():
             if self.state.finished(name):
                 self.log(f"stage {name}: already finished, skipped")
             else:

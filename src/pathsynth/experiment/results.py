@@ -83,12 +83,12 @@ def build_results(context: StageContext) -> Results:
         synthesis_quality=quality.quality if quality else None,
         memorisation=quality.memorisation if quality else None,
         generator=_generator(context),
-        configs=_configs(config),
+        configs=configs_of(config),
         examples=Examples("examples/affine.npz", "examples/real_vs_synthetic.npz"),
     )
 
 
-def _configs(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
+def configs_of(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """The resolved configs, one per concern (the report shows one block each)."""
     everything = to_plain(config)
     nested = ("preprocess", "affine", "gan", "classifier")
@@ -180,12 +180,18 @@ def _condition(
         )
         for run, score in runs
     ]
-    # every summary metric is a fraction: with few seeds the t-interval can pass [0, 1]
-    summary = summarise_over_seeds(
-        [{metric: score.summary.get(metric) for metric in SUMMARY_METRICS} for _, score in runs],
+    return ConditionResult(
+        protocol, condition, runs[0][0].train_inputs, per_seed, summary_over_runs(per_seed)
+    )
+
+
+def summary_over_runs(runs: list[SeedResult]) -> dict[str, MeanInterval | None]:
+    """Mean and 95% interval of each summary metric over runs (seeds, or folds x seeds)."""
+    # every summary metric is a fraction: with few runs the t-interval can pass [0, 1]
+    return summarise_over_seeds(
+        [{metric: getattr(run, metric) for metric in SUMMARY_METRICS} for run in runs],
         bounds=(0.0, 1.0),
     )
-    return ConditionResult(protocol, condition, runs[0][0].train_inputs, per_seed, summary)
 
 
 def _defined(value: float | None) -> float:

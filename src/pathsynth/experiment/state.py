@@ -113,6 +113,7 @@ class ExperimentState:
         classes: the class subset, or ``None`` for every class of the source.
         config: the resolved :class:`~pathsynth.experiment.config.ExperimentConfig` as plain data.
         stages: the record of every stage started, in order.
+        parent: the cross-validation experiment this one is a fold of, if any.
         format: the state format (:data:`STATE_FORMAT`).
     """
 
@@ -122,6 +123,7 @@ class ExperimentState:
     classes: list[str] | None
     config: dict[str, Any]
     stages: dict[str, StageRecord] = field(default_factory=dict)
+    parent: str | None = None
     format: int = STATE_FORMAT
 
     def finished(self, stage: str) -> bool:

@@ -38,6 +38,7 @@ class ExperimentInfo:
     classes: list[str]
     created: str
     pathsynth_version: str
+    folds: int = 1  # K >= 2: patient-level K-fold cross-validation, every real image tested once
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class SeedResult:
     confusion_matrix: list[list[int]]
     roc: dict[str, Roc | None]
     curves: Curves
+    fold: int | None = None  # in a cross-validation, the fold it was trained and tested on
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,108 @@
+"""Patient-level K-fold cross-validation: K fold experiments, their numbers pooled.
+
+With ``folds = K >= 2`` the experiment deals its source's real images to K parts (whole patients
+or slide groups at a time) and runs K fold experiments, each an ordinary experiment whose test set
+is one part: affine expansion, the generator and every classifier see the other K-1 parts only, so
+every real image is tested exactly once per seed. The parent's results pool the folds: each
+condition holds folds x seeds runs, and the paired comparisons pair them by fold and seed.
+Synthesis quality, memorisation, the generator curves and the examples are those of fold 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from pathsynth.experiment.context import StageContext
+from pathsynth.experiment.results import comparisons, configs_of, summary_over_runs
+from pathsynth.report.schema import (
+    ConditionResult,
+    DataInfo,
+    Examples,
+    Results,
+    SplitInfo,
+    StageTiming,
+    read_results,
+    write_results,
+)
+
+
+def fold_name(name: str, fold: int) -> str:
+    """The experiment name of one fold of the cross-validation ``name``."""
+    return f"{name}-fold{fold}"
+
+
+def pooled_results(context: StageContext) -> dict[str, Any]:
+    """The parent's ``results.json``: every fold's numbers pooled."""
+    folders = [
+        context.paths.folder.parent / fold_name(context.name, k)
+        for k in range(context.config.folds)
+    ]
+    folds = [read_results(folder / "results.json") for folder in folders]
+    write_results(pool(context, folds, folders), context.paths.results)
+    return {"folds": len(folds)}
+
+
+def _pooled(per_fold: list[dict[str, ConditionResult]]) -> dict[str, ConditionResult]:
+    pooled: dict[str, ConditionResult] = {}
+    for key in per_fold[0]:
+        parts = [conditions[key] for conditions in per_fold if key in conditions]
+        runs = [
+            dataclasses.replace(seed, fold=k)
+            for k, part in enumerate(parts)
+            for seed in part.per_seed
+        ]
+        train_images = round(sum(part.train_images for part in parts) / len(parts))
+        pooled[key] = ConditionResult(
+            parts[0].protocol, parts[0].train_on, train_images, runs, summary_over_runs(runs)
+        )
+    return pooled
+
+
+def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Results:
+    """One :class:`Results` of K fold results (see the module text)."""
+    config = context.config
+    first = folds[0]
+    conditions = _pooled([result.conditions for result in folds])
+    external = _pooled([result.external for result in folds]) if first.external else {}
+    relative = Path("..") / folders[0].name
+    counts = {
+        f"fold {k} test": result.data.counts.get("test", {}) for k, result in enumerate(folds)
+    }
+    return Results(
+        experiment=dataclasses.replace(first.experiment, name=context.name, folds=config.folds),
+        data=DataInfo(
+            first.data.source,
+            first.data.licence,
+            first.data.citation,
+            SplitInfo(
+                f"{context.name}-real-f*",
+                first.data.split.unit,
+                1 / config.folds,
+                0.0,
+                config.split_seed,
+                first.data.split.image_level,
+            ),
+            counts,
+            first.data.external,
+        ),
+        stages=[
+            StageTiming(f"fold {k}", sum(s.seconds or 0.0 for s in result.stages), "finished")
+            for k, result in enumerate(folds)
+        ],
+        conditions=conditions,
+        comparisons=comparisons(conditions, config.protocols, config.conditions),
+        synthesis_quality=first.synthesis_quality,
+        memorisation=first.memorisation,
+        generator=first.generator,
+        configs=configs_of(config),
+        examples=Examples(
+            str(relative / first.examples.affine) if first.examples.affine else None,
+            str(relative / first.examples.real_vs_synthetic)
+            if first.examples.real_vs_synthetic
+            else None,
+        ),
+        external=external,
+        external_comparisons=comparisons(external, config.protocols, config.conditions),
+    )
