@@ -85,7 +85,8 @@ def test_refuses_an_image_smaller_than_one_patch_and_unknown_settings():
     with pytest.raises(ConfigError, match="mode"):
         PreprocessConfig(mode="tiles")
     with pytest.raises(
-        ConfigError, match=r"unknown preprocess setting 'sizes'; valid keys: mode, size"
+        ConfigError,
+        match=r"unknown preprocess setting 'sizes' \(did you mean size\?\); valid keys: mode, size",
     ):
         preprocess_preset("cytology", sizes=64)
 
