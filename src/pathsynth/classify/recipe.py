@@ -8,7 +8,9 @@ calls per optimiser step (schedule, EMA), per batch (mixup/cutmix) or per epoch 
   ``epochs`` full epochs; early stopping may end training before the decay finishes.
 - **weight EMA**: an exponential moving average of every floating-point weight and buffer (batch
   norm statistics included), updated after each optimiser step; validation, early stopping and the
-  returned model use the average.
+  returned model use the average. A small set gives few steps (a hundred or two in a whole run), so
+  the decay warms up as TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` does: update
+  ``t`` uses ``min(ema_decay, (1 + t) / (10 + t))``, and the random initial weights fade quickly.
 - **mixup / cutmix** (Zhang et al. 2018; Yun et al. 2019): a batch is blended with a seeded
   permutation of itself and the loss sees the matching soft targets, whose rows sum to 1.
 - **balanced batches**: every batch is drawn with replacement with inverse-class-frequency weights,
@@ -86,20 +88,26 @@ def step_scheduler(
 
 
 class WeightEMA:
-    """An exponential moving average of a model: ``average = decay * average + (1 - decay) * now``.
+    """An exponential moving average of a model: ``average = d * average + (1 - d) * now``.
 
-    Floating-point parameters and buffers are averaged; integer buffers (batch norm's
-    ``num_batches_tracked``) are copied. The average starts as a copy of the model.
+    Update ``t`` (counted from 1) uses ``d = min(decay, (1 + t) / (10 + t))``, a warm-up that keeps
+    the early average close to the trained weights. Floating-point parameters and buffers are
+    averaged; integer buffers (batch norm's ``num_batches_tracked``) are copied. The average starts
+    as a copy of the model.
 
     Args:
         model: the network being trained.
-        decay: weight of the old average per update, in (0, 1).
+        decay: the most weight the old average keeps per update, in (0, 1).
+
+    Raises:
+        ValueError: a decay outside (0, 1).
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema decay must be in (0, 1), got {decay}")
         self.decay = decay
+        self.updates = 0
         self.module = copy.deepcopy(model).eval()
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
@@ -107,10 +115,12 @@ class WeightEMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """Move the average one step towards ``model``'s current weights."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         current = model.state_dict()
         for key, average in self.module.state_dict().items():
             if average.is_floating_point():
-                average.mul_(self.decay).add_(current[key].detach(), alpha=1.0 - self.decay)
+                average.mul_(decay).add_(current[key].detach(), alpha=1.0 - decay)
             else:
                 average.copy_(current[key])
 
