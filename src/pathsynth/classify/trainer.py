@@ -10,6 +10,11 @@ epoch are restored.
 The data path is the GAN engine's: the whole set is a uint8 tensor on the device, batches are drawn
 by index, augmented there (flips and 90-degree rotations) and mapped to [-1, 1]. On CUDA the
 forward pass runs under bf16 autocast and in channels-last layout when the config asks for it.
+
+The small-data recipe (``classify/recipe.py``: step schedule, label smoothing, mixup/cutmix, weight
+EMA, class-balanced batches) hooks in per batch and per step; each part is off by default, and
+with all of them off training is bit-identical to the plain loop. With ``ema_decay`` on, the
+weight average is what is validated, kept at the best epoch and returned.
 """
 
 from __future__ import annotations
@@ -419,7 +424,8 @@ def train_classifier(
         log: called with one line per epoch.
 
     Returns:
-        The trained model with its per-epoch history.
+        The trained model (the best epoch's weight average when ``ema_decay`` is on) with its
+        per-epoch history.
 
     Raises:
         DataError: fewer than 2 training images, a class without training images, class names that
