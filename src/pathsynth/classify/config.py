@@ -107,7 +107,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"width": 8, "blocks": 3, "epochs": 2, "patience": 2, "batch_size": 16},
     "quick": {"width": 16, "epochs": 25, "patience": 6},
     "paper": {"epochs": 150, "patience": 20, "batch_size": 64, "device": "cuda"},
-    # quick's network with the modern small-data recipe on (see classify/recipe.py)
+    # quick's network with the modern small-data recipe on (see classify/recipe.py); on Herlev
+    #   validation patients it was not better than quick at the same budget (BENCHMARKS.md)
     "recipe": {
         "width": 16,
         "epochs": 40,
