@@ -13,6 +13,8 @@ from pathsynth.errors import ConfigError
 
 NETWORKS = ("small_cnn", "resnet18")
 MONITORS = ("balanced_accuracy", "loss")
+SCHEDULES = ("constant", "cosine")
+SAMPLERS = ("shuffle", "balanced")
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,19 @@ class ClassifierConfig:
     batch_size: int = 32  # images per step
     learning_rate: float = 1e-3  # Adam
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
-    class_weighted_loss: bool = True  # weight cross-entropy by inverse class frequency
+    class_weighted_loss: bool = True  # weight cross-entropy by inverse class frequency (of the
+    #   batches: with sampler="balanced" every class is equally frequent, so no weights apply)
+    # modern small-data recipe (classify/recipe.py); every option off by default
+    schedule: str = "constant"  # "constant" | "cosine" (to final_lr_fraction), per optimiser step
+    warmup_fraction: float = 0.0  # share of the planned steps (epochs x steps) of linear warm-up
+    final_lr_fraction: float = 0.0  # cosine: the last step's rate as a share of learning_rate
+    label_smoothing: float = 0.0  # training loss only (torch's label_smoothing), in [0, 1)
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup with soft targets, 0 = off
+    cutmix_alpha: float = 0.0  # Beta(alpha, alpha) cutmix with soft targets, 0 = off
+    mix_probability: float = 1.0  # share of batches mixed when an alpha is on (both: half each)
+    ema_decay: float = 0.0  # weight EMA per step, validated, kept and returned; 0 = off
+    sampler: str = "shuffle"  # "shuffle" (each image once per epoch) | "balanced" (inverse-class-
+    #   frequency draws with replacement; it replaces class_weighted_loss rather than doubling it)
     # validation and early stopping
     validation_fraction: float = 0.15  # share of the train set held out per class (by group)
     monitor: str = "balanced_accuracy"  # "balanced_accuracy" (ties -> lower loss) | "loss"
@@ -67,6 +81,25 @@ class ClassifierConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.learning_rate <= 0.0 or self.weight_decay < 0.0:
             raise ConfigError("learning_rate must be > 0 and weight_decay >= 0")
+        self._check_recipe()
+
+    def _check_recipe(self) -> None:
+        """Refuse recipe options no run can use, naming the key."""
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        for name in ("warmup_fraction", "label_smoothing", "ema_decay"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("final_lr_fraction", "mix_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) < 0.0:
+                raise ConfigError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
 
 
 # Each preset overrides only what differs from the defaults above.
@@ -74,6 +107,24 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"width": 8, "blocks": 3, "epochs": 2, "patience": 2, "batch_size": 16},
     "quick": {"width": 16, "epochs": 25, "patience": 6},
     "paper": {"epochs": 150, "patience": 20, "batch_size": 64, "device": "cuda"},
+    # quick's network with the modern small-data recipe on (see classify/recipe.py); on Herlev
+    #   validation patients it was not better than quick at the same budget (BENCHMARKS.md)
+    "recipe": {
+        "width": 16,
+        "epochs": 40,
+        "patience": 12,
+        "min_epochs": 10,
+        "weight_decay": 0.05,
+        "schedule": "cosine",
+        "warmup_fraction": 0.05,
+        "label_smoothing": 0.1,
+        "mixup_alpha": 0.2,
+        "cutmix_alpha": 1.0,
+        "mix_probability": 0.5,
+        "ema_decay": 0.99,
+        "sampler": "balanced",
+        "class_weighted_loss": False,
+    },
 }
 
 

@@ -10,6 +10,11 @@ epoch are restored.
 The data path is the GAN engine's: the whole set is a uint8 tensor on the device, batches are drawn
 by index, augmented there (flips and 90-degree rotations) and mapped to [-1, 1]. On CUDA the
 forward pass runs under bf16 autocast and in channels-last layout when the config asks for it.
+
+The small-data recipe (``classify/recipe.py``: step schedule, label smoothing, mixup/cutmix, weight
+EMA, class-balanced batches) hooks in per batch and per step; each part is off by default, and
+with all of them off training is bit-identical to the plain loop. With ``ema_decay`` on, the
+weight average is what is validated, kept at the best epoch and returned.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from torch import nn
 from pathsynth.classify.augment import random_dihedral
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.classify.networks import build_classifier
+from pathsynth.classify.recipe import RecipeSteps, balanced_batches
 from pathsynth.devices import resolve_device
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float
@@ -164,6 +170,7 @@ def train_one_epoch(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     config: ClassifierConfig,
     augment_generator: torch.Generator,
+    recipe: RecipeSteps | None = None,
 ) -> tuple[float, float]:
     """One pass over the training batches, one optimiser step per batch.
 
@@ -174,6 +181,8 @@ def train_one_epoch(
         batches: ``(uint8 images, labels)`` on the device, one epoch of them.
         config: its ``augment``, ``bf16`` and ``channels_last`` are used.
         augment_generator: draws the flips and rotations (on the device).
+        recipe: mixes each batch (the loss then sees soft targets) and advances the schedule
+            and weight average after each step; ``None`` for neither.
 
     Returns:
         ``(mean training loss, training accuracy)`` over the augmented batches.
@@ -183,11 +192,14 @@ def train_one_epoch(
     for images, labels in batches:
         if config.augment:
             images = random_dihedral(images, augment_generator)
+        images, targets = recipe.mix(images, labels) if recipe is not None else (images, labels)
         logits = _forward(model, images, config).float()
-        loss = criterion(logits, labels)
+        loss = criterion(logits, targets)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        if recipe is not None:
+            recipe.after_step(model)
         loss_sum += loss.item() * len(labels)
         correct += int((logits.argmax(dim=1) == labels).sum())
         seen += len(labels)
@@ -305,37 +317,65 @@ def _seeded_model(
     return model
 
 
+def _training_criterion(
+    config: ClassifierConfig, train_set: TensorImageSet, device: torch.device
+) -> nn.Module:
+    """Cross-entropy, class-weighted and label-smoothed as ``config`` asks.
+
+    Class weights are the inverse class frequency of the batches the loss sees: with
+    ``sampler="balanced"`` every class is drawn equally often, so none apply (the sampler already
+    does what ``class_weighted_loss`` does; both would weight rare classes twice). With soft
+    (mixup/cutmix) targets torch averages a weighted loss over the batch, with hard targets over
+    the batch's summed weights.
+    """
+    num_classes = len(train_set.class_names)
+    class_weights = (
+        _class_weights(train_set.labels.cpu(), num_classes).to(device)
+        if config.class_weighted_loss and config.sampler == "shuffle"
+        else None
+    )
+    return nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
+
+
+def _epoch_batches(
+    train_set: TensorImageSet, config: ClassifierConfig, generator: torch.Generator, drop_last: bool
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of ``(uint8 images, labels)``: shuffled, or class-balanced draws (``sampler``)."""
+    if config.sampler == "shuffle":
+        return train_set.batches(config.batch_size, generator, drop_last)
+    indices = balanced_batches(train_set.labels, config.batch_size, generator, drop_last)
+    return ((train_set.images[index], train_set.labels[index]) for index in indices)
+
+
 def _epochs(
     model: nn.Module,
     train_set: TensorImageSet,
     validation_set: TensorImageSet,
     config: ClassifierConfig,
     device: torch.device,
-) -> Iterator[EpochRecord]:
-    """Train epoch after epoch, up to ``config.epochs``, yielding each one's record."""
+) -> Iterator[tuple[EpochRecord, nn.Module]]:
+    """Train epoch after epoch, up to ``config.epochs``, yielding each one's record and the
+    network it scored (``model``, or its weight average when ``ema_decay`` is on)."""
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    num_classes = len(train_set.class_names)
-    class_weights = (
-        _class_weights(train_set.labels.cpu(), num_classes).to(device)
-        if config.class_weighted_loss
-        else None
-    )
-    criterion = nn.CrossEntropyLoss(weight=class_weights)
+    criterion = _training_criterion(config, train_set, device)
     order_generator = torch.Generator().manual_seed(config.seed + 1)
     augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
     drop_last = len(train_set) > config.batch_size
+    steps_per_epoch = len(train_set) // config.batch_size if drop_last else 1
+    recipe = RecipeSteps(config, model, optimiser, len(train_set.class_names), steps_per_epoch)
+    scored = recipe.scored_model(model)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        batches = train_set.batches(config.batch_size, order_generator, drop_last)
+        batches = _epoch_batches(train_set, config, order_generator, drop_last)
         train_loss, train_accuracy = train_one_epoch(
-            model, criterion, optimiser, batches, config, augment_generator
+            model, criterion, optimiser, batches, config, augment_generator, recipe
         )
         validation_loss, validation_accuracy, validation_balanced = evaluate(
-            model, validation_set, config
+            scored, validation_set, config
         )
-        yield EpochRecord(
+        record = EpochRecord(
             epoch=epoch,
             train_loss=train_loss,
             train_accuracy=train_accuracy,
@@ -344,6 +384,7 @@ def _epochs(
             validation_balanced_accuracy=validation_balanced,
             seconds=time.perf_counter() - started,
         )
+        yield record, scored
 
 
 def _epoch_line(record: EpochRecord) -> str:
@@ -383,7 +424,8 @@ def train_classifier(
         log: called with one line per epoch.
 
     Returns:
-        The trained model with its per-epoch history.
+        The trained model (the best epoch's weight average when ``ema_decay`` is on) with its
+        per-epoch history.
 
     Raises:
         DataError: fewer than 2 training images, a class without training images, class names that
@@ -408,12 +450,12 @@ def train_classifier(
         validation_size=len(validation_set),
     )
     early_stopping = _EarlyStopping(config)
-    for record in _epochs(model, train_set, validation_set, config, device):
+    for record, scored_model in _epochs(model, train_set, validation_set, config, device):
         result.history.append(record)
         if log is not None:
             log(_epoch_line(record))
         _check_finite(record)
-        if early_stopping.should_stop(record, model):
+        if early_stopping.should_stop(record, scored_model):
             result.stopped_early = True
             break
     result.best_epoch = early_stopping.restore_best(model)
