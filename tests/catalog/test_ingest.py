@@ -297,3 +297,36 @@ def test_sigterm_is_not_needed_for_consistency_of_sqlite_wal(tmp_path, class_sou
         mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
     assert mode == "wal"
     assert os.path.exists(space.root / "catalog.sqlite")
+
+
+def test_a_file_listed_twice_with_two_labels_is_refused_naming_both(workspace, tmp_path):
+    source = tmp_path / "src"
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(source / name, seed=len(name) + ord(name[0]))
+    (source / "labels.csv").write_text(
+        "path,label\na.png,benign\nb.png,benign\na.png,invasive\nc.png,benign\nc.png,benign\n"
+    )
+    report = ingest(workspace, source)
+    assert report.added_total == 2  # b and c; a's label cannot be trusted
+    assert reasons(report) == {
+        "a.png": "listed twice in labels CSV with labels 'benign' (line 2) and 'invasive' (line 4)",
+        "c.png": "listed twice in labels CSV (lines 5 and 6)",
+    }
+
+
+def test_an_unreadable_age_or_date_is_reported_not_dropped(workspace, tmp_path):
+    source = tmp_path / "src"
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(source / name, seed=ord(name[0]))
+    (source / "labels.csv").write_text(
+        "path,label,age,study_date\n"
+        "a.png,benign,fifty,2021-03-04\nb.png,benign,50,04/03/2021\nc.png,benign,50,2021-03-04\n"
+    )
+    report = ingest(workspace, source)
+    assert report.added_total == 1
+    assert reasons(report) == {
+        "a.png": "age 'fifty' in labels CSV is not a whole number of years",
+        "b.png": "study_date '04/03/2021' in labels CSV is not a date (YYYY-MM-DD)",
+    }
+    with workspace.open_catalog() as catalog, catalog.session() as session:
+        assert session.scalars(select(Patient.age)).all() == [50]

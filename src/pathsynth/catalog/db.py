@@ -61,7 +61,9 @@ def without_password(url: str) -> str:
     except ArgumentError:
         return url
     query = {k: v for k, v in parsed.query.items() if k.lower() not in ("password", "passwd")}
-    return parsed.set(password=None, query=query).render_as_string(hide_password=False)
+    # URL.set(password=None) keeps the password; the URL is a named tuple, so replace the field.
+    bare = parsed.set(query=query)._replace(password=None)
+    return bare.render_as_string(hide_password=False)
 
 
 def resolve_url(url: str) -> str:
@@ -85,7 +87,7 @@ def _engine_options(backend: str, read_only: bool) -> dict[str, Any]:
     """Connect/read timeouts per backend: a frozen server must not hang a command."""
     timeout = _timeout_s()
     if backend == "sqlite":
-        return {"connect_args": {"timeout": _timeout_s(SQLITE_BUSY_TIMEOUT_S), "uri": read_only}}
+        return {"connect_args": {"timeout": _timeout_s(SQLITE_BUSY_TIMEOUT_S)}}
     if backend in ("mysql", "mariadb"):
         connect_args = {"connect_timeout": timeout, "read_timeout": 4 * timeout,
                         "write_timeout": 4 * timeout, "charset": "utf8mb4"}  # fmt: skip
@@ -125,7 +127,11 @@ def create_catalog_engine(url: str, read_only: bool = False) -> Engine:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
         if backend == "sqlite" and read_only:
-            parsed = parsed.set(database=f"file:{parsed.database}?mode=ro&immutable=1")
+            # immutable: the folder cannot be written, so no other process can change the file
+            parsed = parsed.set(
+                database=f"file:{parsed.database}",
+                query={"mode": "ro", "immutable": "1", "uri": "true"},
+            )
         engine = create_engine(parsed, **_engine_options(backend, read_only))
     except (ArgumentError, NoSuchModuleError, ImportError) as error:
         raise CatalogUnavailable(f"cannot use catalog database {shown}: {error}") from None
