@@ -14,7 +14,9 @@ from pathsynth.catalog.models import Base
 from pathsynth.catalog.models import Image as ImageRow
 from pathsynth.catalog.queries import FoldImage
 
-IDENTIFIERS = ("SMITH", "JOHN", "778899", "ACC55501", "2021-03-04", "cards")
+# Everything below the source folder; the folder's own name ("cards") is kept as the studies'
+# source, so that an experiment can find the studies of its source.
+IDENTIFIERS = ("SMITH", "JOHN", "778899", "ACC55501", "2021-03-04", "slide")
 
 
 def patient_cards(tmp_path):

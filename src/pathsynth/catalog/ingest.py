@@ -2,9 +2,10 @@
 
 The work per image: hash the bytes (sha256), decode and validate them, compute the catalog
 features, copy the file atomically into ``store/<patient>/<study>/``, and insert its rows. The
-catalog and the store hold only codes: the source path is recorded as ``<source code>/<image
-code>`` and the stored file is named by the image code, since source folder and file names often
-hold patient names or record numbers. The way back to the source files is an optional CSV
+catalog and the store hold only codes below the source folder's own name (kept as the study's
+``source``): the source path is recorded as ``<source code>/<image code>`` and the stored file is
+named by the image code, since patient and study folder names and file names often hold patient
+names or record numbers. The way back to the source files is an optional CSV
 (:attr:`IngestOptions.source_map`) that the user keeps where they choose. Decoding
 and features run in a process pool; files and rows are written by this process only, in
 transactions of :attr:`IngestOptions.batch_size` images whose files are on disk before the rows
@@ -284,7 +285,7 @@ class _IngestRun:
                     )
                     rows = _image_rows(
                         writer, self.options, source_path, candidate, analysis, store_path,
-                        self.source_code,
+                        self.source_name,
                     )  # fmt: skip
                     self.pending[store_path] = candidate
                     writer.add(store_path, data, rows)
@@ -376,7 +377,7 @@ def _image_rows(
     candidate: Candidate,
     analysis: _Analysis,
     store_path: str,
-    source_code: str,
+    source_name: str,
 ) -> Callable[[Session], None]:
     """The function that inserts one real image's patient, study, image and feature rows."""
     patient_code, study_code, _ = store_path.split("/")
@@ -401,7 +402,7 @@ def _image_rows(
                 magnification=options.magnification,
                 pixel_size_um=options.pixel_size_um,
                 study_date=candidate.study_date,
-                source=source_code,
+                source=source_name,  # the experiment finds its studies by the folder's name
             ),
         )
         image = Image(
