@@ -13,7 +13,7 @@ import time
 
 import pytest
 from helpers import assert_consistent, catalog_files, run_pathsynth, write_image
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from pathsynth.catalog.db import Catalog, masked_url
@@ -208,3 +208,21 @@ def test_a_read_only_workspace_can_be_read_and_refuses_writes_in_one_line(tmp_pa
     finally:
         space.root.chmod(0o755)
         space.store.chmod(0o755)
+
+
+def test_a_connection_lost_mid_session_is_one_line_naming_the_server(mariadb_url):
+    catalog = Catalog(mariadb_url)
+    admin = create_engine(mariadb_url)
+    try:
+        with pytest.raises(CatalogUnavailable) as caught, catalog.session() as session:
+            own_id = session.execute(text("SELECT CONNECTION_ID()")).scalar()
+            with admin.begin() as connection:
+                connection.execute(text(f"KILL {int(own_id or 0)}"))
+            session.execute(text("SELECT 1"))
+    finally:
+        admin.dispose()
+        catalog.close()
+    url = make_url(mariadb_url)
+    message = str(caught.value)
+    assert message.startswith(f"catalog database {url.host}:{url.port}: ")
+    assert "\n" not in message and str(url.password) not in message
