@@ -3,7 +3,9 @@
 Every file is first written to a hidden temporary name beside its destination, flushed to disk,
 then renamed into place, so a reader never sees half a file. The database row for a file is
 committed only after the rename; a run killed between the two leaves a file without a row, which
-:func:`sweep_orphans` removes at the start of the next run (which then writes it again).
+:func:`sweep_orphans` removes at the start of the next run (which then writes it again). The sweep
+runs only under the workspace's write lock (:mod:`pathsynth.catalog.lock`): a file without a row is
+then certainly left by a dead run, never one a live run is about to commit.
 """
 
 from __future__ import annotations
