@@ -2,6 +2,7 @@
 
     python bench/faults.py                                 # SQLite, 12 pairs, 24 kills
     scripts/with-mariadb python bench/faults.py --backend mariadb
+    scripts/with-postgres python bench/faults.py --backend postgres
 
 Everything runs on generated images (never the licensed data sets) in a temporary folder, as real
 ``pathsynth`` processes:
@@ -153,10 +154,17 @@ def new_workspace(root: Path, backend: str) -> Workspace:
     folder = root / f"ws-{uuid.uuid4().hex[:8]}"
     if backend == "sqlite":
         return Workspace.create(folder)
-    server = make_url(os.environ["PATHSYNTH_TEST_MYSQL_URL"])
     name = f"faults_{uuid.uuid4().hex[:10]}"  # generated here, never user input
-    with create_engine(server).begin() as connection:
-        connection.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    if backend == "mariadb":
+        server = make_url(os.environ["PATHSYNTH_TEST_MYSQL_URL"])
+        with create_engine(server).begin() as connection:
+            connection.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    else:
+        server = make_url(os.environ["PATHSYNTH_TEST_POSTGRES_URL"])
+        engine = create_engine(server, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+        engine.dispose()
     return Workspace.create(folder, server.set(database=name).render_as_string(hide_password=False))
 
 
@@ -165,7 +173,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--kills", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", choices=("sqlite", "mariadb"), default="sqlite")
+    parser.add_argument("--backend", choices=("sqlite", "mariadb", "postgres"), default="sqlite")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     started = time.perf_counter()
