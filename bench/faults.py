@@ -11,7 +11,8 @@ Everything runs on generated images (never the licensed data sets) in a temporar
   ingests of different sources, the same source twice, and an ingest beside an affine expansion
   (``store_affine``) of images already catalogued. The second starts once the first has files in
   the store whose rows are not committed yet (the moment the old start-up sweep deleted them).
-- **kills**: an ingest killed with SIGKILL at a random moment (seeded), then run again to the end.
+- **kills**: an ingest killed with SIGKILL at a random moment (seeded, 0-4 s after its first store
+  file), then run again to the end.
 
 After each, rows and files are compared: a row without its file is a **lost** image; a file
 without a row after a completed run is a stray. Prints a Markdown table for BENCHMARKS.md; the
@@ -137,7 +138,8 @@ def run_pair(kind: str, space: Workspace, sources: list[Path]) -> Outcome:
 def run_kill(space: Workspace, source: Path, rng: random.Random) -> tuple[Outcome, Outcome]:
     """kill -9 an ingest at a random moment, then rerun it; rows vs files after each."""
     process = start(ingest_command(source, space))
-    time.sleep(rng.uniform(0.5, 6.0))
+    wait_for_files(space)  # timed from its first store file, so the kill lands while it writes
+    time.sleep(rng.uniform(0.0, 4.0))
     process.send_signal(signal.SIGKILL)
     process.wait()
     rows, files = count(space)
