@@ -40,12 +40,9 @@ def masked_url(url: str) -> str:
     """
     scheme, sep, rest = url.partition("://")
     if sep:
-        authority_end = len(rest)
-        for mark in ("/", "?"):
-            last_at = rest.rfind("@")
-            found = rest.find(mark, last_at + 1 if last_at >= 0 else 0)
-            if found >= 0:
-                authority_end = min(authority_end, found)
+        last_at = rest.rfind("@")  # the password may hold "@", "/" or "?"; the host cannot
+        ends = [i for i in (rest.find("/", last_at + 1), rest.find("?", last_at + 1)) if i >= 0]
+        authority_end = min(ends, default=len(rest))
         authority, tail = rest[:authority_end], rest[authority_end:]
         credentials, at, host = authority.rpartition("@")
         if at and ":" in credentials:
