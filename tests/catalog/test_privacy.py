@@ -85,3 +85,4 @@ def test_the_source_map_leads_back_to_each_file_and_only_when_asked(workspace, t
         f"SMITH_JOHN_MRN778899_slide{i}.png" for i in range(3)
     ]
     assert not list(workspace.root.rglob("*.csv"))  # nothing of it inside the workspace
+    assert oct(source_map.stat().st_mode)[-3:] == "600"

@@ -326,7 +326,8 @@ def _unstorable(candidate: Candidate) -> str | None:
 def _append_source_map(path: Path, pairs: list[tuple[str, str]]) -> None:
     """Append (catalog source code, source file) lines to the user's private source map CSV."""
     new = not path.exists()
-    with open(path, "a", newline="", encoding="utf-8") as handle:
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # yours only
+    with open(descriptor, "a", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         if new:
             writer.writerow(["source_code", "source_file"])
