@@ -1,15 +1,15 @@
 # pathsynth developer tasks. `make test` is the README's test command and what CI runs.
 PYTHON ?= python3
 
-.PHONY: install test check format bench-ingest
+.PHONY: install test check format bench-ingest bench-faults
 
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
 
-# Starts a throwaway MariaDB server when mariadbd is installed; its tests skip (visibly) otherwise,
-# and fail under CI=true.
+# Starts throwaway MariaDB and PostgreSQL servers when they are installed; their tests skip
+# (visibly) otherwise, and fail under CI=true.
 test:
-	scripts/with-mariadb $(PYTHON) -m pytest -q
+	scripts/with-mariadb scripts/with-postgres $(PYTHON) -m pytest -q
 
 check:
 	ruff check src tests bench
@@ -22,3 +22,6 @@ format:
 
 bench-ingest:
 	scripts/with-mariadb $(PYTHON) bench/ingest.py
+
+bench-faults:
+	$(PYTHON) bench/faults.py

@@ -1,5 +1,5 @@
-"""Shared fixtures: the catalog backends (SQLite and a real MariaDB), workspaces, the shared data
-sets, and small generated image sources."""
+"""Shared fixtures: the catalog backends (SQLite, a real MariaDB and a real PostgreSQL server),
+workspaces, the shared data sets, and small generated image sources."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from helpers import write_image
 
 REPO = Path(__file__).resolve().parents[1]
 MYSQL_ENV = "PATHSYNTH_TEST_MYSQL_URL"
+POSTGRES_ENV = "PATHSYNTH_TEST_POSTGRES_URL"
 
 
 def shared_data() -> Path:
@@ -36,14 +37,18 @@ def bach() -> Path:
     return path
 
 
-def _mariadb_server_url() -> str:
-    url = os.environ.get(MYSQL_ENV)
+def _server_url(variable: str, server: str, script: str) -> str:
+    url = os.environ.get(variable)
     if url:
         return url
-    reason = f"MariaDB tests need {MYSQL_ENV}: run them through scripts/with-mariadb (make test)"
+    reason = f"{server} tests need {variable}: run them through scripts/{script} (make test)"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}; under CI=true they must not be skipped")
     pytest.skip(reason)
+
+
+def _mariadb_server_url() -> str:
+    return _server_url(MYSQL_ENV, "MariaDB", "with-mariadb")
 
 
 @pytest.fixture
@@ -67,11 +72,33 @@ def mariadb_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty database on the test PostgreSQL server, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(_server_url(POSTGRES_ENV, "PostgreSQL", "with-postgres"))
+    name = f"pathsynth_{uuid.uuid4().hex[:12]}"  # generated here, never user input
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """Each catalog test runs on the embedded SQLite default and on a real MariaDB server."""
+    """Each catalog test runs on the embedded SQLite default and on real MariaDB and PostgreSQL
+    servers (started by scripts/with-mariadb and scripts/with-postgres)."""
     if request.param == "mariadb":
         return request.getfixturevalue("mariadb_url")
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
     return "sqlite"
 
 

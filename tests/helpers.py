@@ -39,3 +39,18 @@ def assert_consistent(workspace) -> int:
     rows, files = catalog_files(workspace)
     assert rows == files, f"rows without files: {rows - files}; files without rows: {files - rows}"
     return len(rows)
+
+
+def run_pathsynth(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()):
+    """Run ``python -m pathsynth ARGS`` as a user would; returns the completed process."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "pathsynth", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=300,
+    )

@@ -40,3 +40,7 @@ class DataError(PathsynthError):
 
 class CheckpointError(PathsynthError):
     """A checkpoint that is missing, corrupt or does not match the data."""
+
+
+class StoreUnwritable(PathsynthError):
+    """The image store cannot be written: disk full, read-only, no permission."""

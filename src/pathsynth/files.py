@@ -51,3 +51,38 @@ def write_text_atomic(destination: Path, text: str) -> None:
     """Write UTF-8 ``text`` to ``destination`` whole or not at all."""
     with atomic_path(destination) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+# Characters a label keeps in its folder name; every other one is written as %XX (UTF-8 bytes).
+_FOLDER_SAFE = frozenset(" _-.,+()=#&'@~")
+_NAME_BYTES = 255  # the longest file name most file systems accept
+
+
+def label_folder(label: str) -> str:
+    """The folder (or file name part) that stands for a class label: one safe path component.
+
+    Letters, digits and ``_-.,+()=#&'@~`` and spaces are kept; ``/``, ``\\``, ``%``, control and
+    other characters become ``%XX``, and so does a leading dot, so ``../x`` cannot leave its
+    parent folder and ``CIN 2/3`` stays one folder (``CIN 2%2F3``). :func:`label_from_folder`
+    gives the label back.
+
+    Raises:
+        ValueError: the label is empty or its folder name would be longer than 255 bytes.
+    """
+    if not label:
+        raise ValueError("an empty label has no folder name")
+    parts = []
+    for position, char in enumerate(label):
+        keep = (char.isalnum() or char in _FOLDER_SAFE) and not (position == 0 and char == ".")
+        parts.append(char if keep else "".join(f"%{byte:02X}" for byte in char.encode()))
+    name = "".join(parts)
+    if len(name.encode()) > _NAME_BYTES:
+        raise ValueError(f"label {label[:40]!r}... is too long for a folder name")
+    return name
+
+
+def label_from_folder(name: str) -> str:
+    """The class label a folder made by :func:`label_folder` stands for (other names unchanged)."""
+    from urllib.parse import unquote
+
+    return unquote(name) if "%" in name else name

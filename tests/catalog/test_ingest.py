@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +34,16 @@ def ingest(workspace, source: Path, **options):
 
 def reasons(report) -> dict[str, str]:
     return {refusal.path: refusal.reason for refusal in report.refused}
+
+
+def rows_by_source_file(workspace, source_map: Path) -> dict[str, ImageRow]:
+    """The catalog's image rows by source file name, found through the private source map."""
+    with open(source_map, newline="") as handle:
+        names = {
+            row["source_code"]: Path(row["source_file"]).name for row in csv.DictReader(handle)
+        }
+    with workspace.open_catalog() as catalog, catalog.session() as session:
+        return {names[r.source_path]: r for r in session.scalars(select(ImageRow))}
 
 
 def test_herlev_ingests_631_images_in_7_classes_and_a_rerun_adds_none(workspace, herlev):
@@ -68,7 +80,7 @@ def test_store_mirrors_patient_study_layout_and_records_features(workspace, clas
         features = session.execute(
             select(image_features).where(image_features.c.image_id == row.id)
         ).one()
-    assert name.startswith("img0-") and name.endswith(".png")
+    assert re.fullmatch(r"I[0-9a-f]{15}-[0-9a-f]{8}\.png", name), "named by codes, not the source"
     assert (workspace.store / row.store_path).read_bytes() == (
         class_source / "benign/img0.png"
     ).read_bytes()
@@ -91,10 +103,9 @@ def test_odd_formats_are_converted_to_rgb_and_their_original_mode_recorded(works
     pages = [Image.new("RGB", (16, 16), colour) for colour in ("red", "green", "blue")]
     pages[0].save(source / "a/pages.tif", save_all=True, append_images=pages[1:])
     write_image(source / "b/plain.jpg", seed=3)
-    report = ingest(workspace, source)
+    report = ingest(workspace, source, source_map=tmp_path / "map.csv")
     assert report.refused == [] and report.added_total == 6
-    with workspace.open_catalog() as catalog, catalog.session() as session:
-        rows = {Path(r.source_path).name: r for r in session.scalars(select(ImageRow))}
+    rows = rows_by_source_file(workspace, tmp_path / "map.csv")
     assert (rows["grey16.tif"].original_mode, rows["grey16.tif"].bit_depth) == ("I;16", 16)
     assert rows["alpha.png"].original_mode == "RGBA" and rows["alpha.png"].channels == 4
     assert rows["palette.png"].original_mode == "P"
@@ -168,7 +179,10 @@ def test_same_content_from_another_source_is_a_duplicate(workspace, class_source
     (other / "benign/again.png").write_bytes((class_source / "benign/img1.png").read_bytes())
     report = ingest(workspace, other)
     assert report.added_total == 0
-    assert reasons(report) == {"benign/again.png": "duplicate of source/benign/img1.png"}
+    assert list(reasons(report)) == ["benign/again.png"]
+    assert re.fullmatch(
+        r"duplicate of D[0-9a-f]{15}/I[0-9a-f]{15}", reasons(report)["benign/again.png"]
+    )
 
 
 def test_patient_study_tree_takes_patients_and_labels_from_metadata(workspace, tmp_path):
@@ -283,3 +297,36 @@ def test_sigterm_is_not_needed_for_consistency_of_sqlite_wal(tmp_path, class_sou
         mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
     assert mode == "wal"
     assert os.path.exists(space.root / "catalog.sqlite")
+
+
+def test_a_file_listed_twice_with_two_labels_is_refused_naming_both(workspace, tmp_path):
+    source = tmp_path / "src"
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(source / name, seed=len(name) + ord(name[0]))
+    (source / "labels.csv").write_text(
+        "path,label\na.png,benign\nb.png,benign\na.png,invasive\nc.png,benign\nc.png,benign\n"
+    )
+    report = ingest(workspace, source)
+    assert report.added_total == 2  # b and c; a's label cannot be trusted
+    assert reasons(report) == {
+        "a.png": "listed twice in labels CSV with labels 'benign' (line 2) and 'invasive' (line 4)",
+        "c.png": "listed twice in labels CSV (lines 5 and 6)",
+    }
+
+
+def test_an_unreadable_age_or_date_is_reported_not_dropped(workspace, tmp_path):
+    source = tmp_path / "src"
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(source / name, seed=ord(name[0]))
+    (source / "labels.csv").write_text(
+        "path,label,age,study_date\n"
+        "a.png,benign,fifty,2021-03-04\nb.png,benign,50,04/03/2021\nc.png,benign,50,2021-03-04\n"
+    )
+    report = ingest(workspace, source)
+    assert report.added_total == 1
+    assert reasons(report) == {
+        "a.png": "age 'fifty' in labels CSV is not a whole number of years",
+        "b.png": "study_date '04/03/2021' in labels CSV is not a date (YYYY-MM-DD)",
+    }
+    with workspace.open_catalog() as catalog, catalog.session() as session:
+        assert session.scalars(select(Patient.age)).all() == [50]

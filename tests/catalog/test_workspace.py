@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import inspect
 
-from pathsynth.catalog.db import Catalog, masked_url, schema_revision
+from pathsynth.catalog.db import Catalog, head_revision, masked_url, schema_revision
 from pathsynth.catalog.workspace import CONFIG_NAME, Workspace
 from pathsynth.errors import CatalogUnavailable, WorkspaceError
 
@@ -16,7 +16,7 @@ def test_new_workspace_has_config_store_and_migrated_catalog(workspace):
     assert (workspace.root / CONFIG_NAME).is_file()
     assert workspace.store.is_dir()
     with workspace.open_catalog() as catalog:
-        assert schema_revision(catalog.engine) == "0001"
+        assert schema_revision(catalog.engine) == head_revision() == "0002"
         tables = set(inspect(catalog.engine).get_table_names())
     assert {"patients", "studies", "images", "image_features", "splits", "runs"} <= tables
 

@@ -101,3 +101,28 @@ def test_main_module_runs_without_database_packages_imported():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert Path(sys.executable).exists()
+
+
+def test_markup_in_labels_and_file_names_is_printed_as_written(tmp_path):
+    source = tmp_path / "src"
+    write_image(source / "a.png", seed=1)
+    write_image(source / "b.png", seed=2)
+    (source / "[red]broken.png").write_bytes(b"not an image")
+    (source / "labels.csv").write_text(
+        "path,label\na.png,[/x]\nb.png,[bold]tumour\n[red]broken.png,[/x]\n"
+    )
+    ws = tmp_path / "ws"
+    assert pathsynth("init", str(ws)).returncode == 0
+    done = pathsynth("ingest", str(source), "-m", "cytology", "-w", str(ws), "--workers", "0")
+    assert done.returncode == 1, done.stderr
+    assert "refused [red]broken.png: not an image file" in done.stderr
+    assert "[/x]" in done.stdout and "[bold]tumour" in done.stdout
+    stats = pathsynth("stats", "-w", str(ws))
+    assert stats.returncode == 0, stats.stderr
+    assert "[/x]" in stats.stdout and "[bold]tumour" in stats.stdout
+
+
+def test_error_messages_keep_bracketed_text(tmp_path):
+    done = pathsynth("stats", "-w", str(tmp_path / "[red]none"))
+    assert done.returncode == 1
+    assert f"error: {tmp_path / '[red]none'} is not a pathsynth workspace" in done.stderr

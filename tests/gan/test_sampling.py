@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,18 @@ def test_missing_or_corrupt_checkpoints_are_refused(run_dir: Path, tmp_path: Pat
     (tmp_path / "last-step=00000005.pt").write_bytes(b"torn")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_generator(tmp_path, "last")
+
+
+def test_labels_that_look_like_paths_stay_one_class_folder_and_come_back(tmp_path) -> None:
+    from pathsynth.gan.data import folder_files
+    from pathsynth.gan.sampling import GeneratedImage, write_class_folders
+    from pathsynth.imaging.png import encode_png
+
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    images = [
+        GeneratedImage(label, 0, 0, 1, encode_png(pixels)) for label in ("CIN 2/3", "../../x")
+    ]
+    assert write_class_folders(images, tmp_path / "out") == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["%2E.%2F..%2Fx", "CIN 2%2F3"]
+    assert sorted(label for _, label in folder_files(tmp_path / "out")) == ["../../x", "CIN 2/3"]
+    assert not (tmp_path / "x").exists()

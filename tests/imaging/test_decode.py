@@ -58,3 +58,37 @@ def test_pixel_limit_refuses_before_decoding():
     with pytest.raises(ImageRefused, match="100x50 = 5000 pixels is over the limit of 4999"):
         decode_bytes(data, pixel_limit=4999)
     assert decode_bytes(data, pixel_limit=5000).width == 100
+
+
+def test_pillows_bomb_warning_does_not_refuse_an_image_under_our_limit(monkeypatch):
+    # Pillow warns above MAX_IMAGE_PIXELS (89.5 MP by default, under our documented 100 MP) and
+    # fails above twice that; scaled down here so the test needs no 100 MP image.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    data = encode(Image.new("RGB", (40, 40)), "PNG")  # 1600 pixels: Pillow warns
+    assert decode_bytes(data, pixel_limit=2000).width == 40
+    too_big = encode(Image.new("RGB", (50, 50)), "PNG")  # 2500 pixels: Pillow's hard error
+    with pytest.raises(ImageRefused, match="decompression-bomb limit"):
+        decode_bytes(too_big, pixel_limit=10_000)
+
+
+def test_exif_orientation_is_applied_to_pixels_and_size():
+    pixels = np.zeros((20, 60, 3), np.uint8)
+    pixels[:, :10] = (255, 0, 0)  # a red band on the left of the stored image
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    data = encode(Image.fromarray(pixels), "JPEG", exif=exif.tobytes(), quality=95)
+    decoded = decode_bytes(data)
+    assert (decoded.width, decoded.height) == (20, 60)
+    assert decoded.rgb[2, 10, 0] > 200 and decoded.rgb[-3, 10, 0] < 60  # the band is on top
+
+
+def test_16_bit_rgb_tiff_records_16_bits_and_an_8_bit_png_8():
+    import tifffile
+
+    ramp = (np.arange(20 * 30 * 3).reshape(20, 30, 3) * 50).astype(np.uint16)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, ramp, photometric="rgb")
+    decoded = decode_bytes(buffer.getvalue())
+    assert (decoded.original_mode, decoded.bit_depth, decoded.channels) == ("RGB", 16, 3)
+    assert decoded.rgb[5, 5].tolist() == (ramp[5, 5] >> 8).tolist()
+    assert decode_bytes(encode(Image.new("RGB", (4, 4)), "PNG")).bit_depth == 8

@@ -34,6 +34,7 @@ from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.catalog.writer import BatchWriter
 from pathsynth.errors import DataError
+from pathsynth.files import label_folder
 from pathsynth.imaging.decode import DecodedImage, decode_bytes
 from pathsynth.imaging.features import compute_features
 
@@ -210,8 +211,16 @@ def _store_derived(space: Workspace, catalog: Catalog, items: Iterable[_Derived]
     """Write derived images and their rows (with features and lineage); returns their ids.
 
     An image whose content is already catalogued is not written again; its existing id is
-    returned in its place, so a rerun yields the same ids.
+    returned in its place, so a rerun yields the same ids. Holds the workspace's write lock, so
+    the sweep of files left by a killed run never removes another live run's files.
     """
+    with space.write_lock():
+        return _store_derived_locked(space, catalog, items)
+
+
+def _store_derived_locked(
+    space: Workspace, catalog: Catalog, items: Iterable[_Derived]
+) -> list[int]:
     with catalog.session() as session:
         known = {sha: image_id for sha, image_id in session.execute(select(Image.sha256, Image.id))}
         catalogued = set(session.scalars(select(Image.store_path)))
@@ -385,7 +394,7 @@ def store_generated_ids(
                     png=image.png,
                     store_path=(
                         f"{patient_code}/{study_code}/"
-                        f"{image.class_name}-s{image.seed}-{image.index:06d}.png"
+                        f"{label_folder(image.class_name)}-s{image.seed}-{image.index:06d}.png"
                     ),
                     study_id=study_id,
                     row={"label": image.class_name, "origin": "synthetic", "run_id": run_row,

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from pathsynth.catalog.queries import FoldImage
 from pathsynth.errors import SplitError
+from pathsynth.files import label_folder
 
 
 def export_class_folders(images: list[FoldImage], out: Path) -> Counter[str]:
-    """Write ``out/<label>/<file>`` for each image: a hard link where the file system allows,
-    else a copy.
+    """Write ``out/<label folder>/<file>`` for each image: a hard link where the file system
+    allows, else a copy. The folder is :func:`~pathsynth.files.label_folder` of the label, so a
+    label such as ``../x`` or ``CIN 2/3`` stays one folder inside ``out``.
 
     Args:
         images: the images to export (e.g. one fold of a split).
@@ -31,7 +33,7 @@ def export_class_folders(images: list[FoldImage], out: Path) -> Counter[str]:
         raise SplitError("the fold holds no images to export")
     counts: Counter[str] = Counter()
     for image in images:
-        destination = out / image.label / image.path.name
+        destination = out / label_folder(image.label) / image.path.name
         destination.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(image.path, destination)

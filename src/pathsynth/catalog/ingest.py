@@ -1,17 +1,24 @@
 """Ingest a source folder into a workspace: validate, describe, copy into the store, catalog.
 
 The work per image: hash the bytes (sha256), decode and validate them, compute the catalog
-features, copy the file atomically into ``store/<patient>/<study>/``, and insert its rows. Decoding
+features, copy the file atomically into ``store/<patient>/<study>/``, and insert its rows. The
+catalog and the store hold only codes below the source folder's own name (kept as the study's
+``source``): the source path is recorded as ``<source code>/<image code>`` and the stored file is
+named by the image code, since patient and study folder names and file names often hold patient
+names or record numbers. The way back to the source files is an optional CSV
+(:attr:`IngestOptions.source_map`) that the user keeps where they choose. Decoding
 and features run in a process pool; files and rows are written by this process only, in
 transactions of :attr:`IngestOptions.batch_size` images whose files are on disk before the rows
 commit. A refused image is reported with its path and reason and the rest goes on.
 
 Idempotent: an image whose content (sha256) is already catalogued from the same source path is
-skipped; the same content under another path is refused as a duplicate.
+skipped; the same content under another path is refused as a duplicate. A row the database
+refuses (see :class:`~pathsynth.catalog.writer.BatchWriter`) is reported like any refused image.
 """
 
 from __future__ import annotations
 
+import csv
 import ctypes
 import os
 import signal
@@ -26,12 +33,14 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from pathsynth.catalog.models import MODALITIES, Image, Patient, Study, image_features
-from pathsynth.catalog.sources import Candidate, Refusal, plan_source
+from pathsynth.catalog.db import Catalog
+from pathsynth.catalog.models import MODALITIES, Image, Patient, Study, image_features, too_long
+from pathsynth.catalog.sources import Candidate, Refusal, SourcePlan, plan_source
 from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.catalog.writer import BatchWriter
 from pathsynth.errors import ImageRefused, IngestError
+from pathsynth.files import label_folder
 from pathsynth.imaging.decode import decode_bytes
 from pathsynth.imaging.features import compute_features
 
@@ -53,6 +62,8 @@ class IngestOptions:
         pixel_size_um: micrometres per pixel, if known.
         workers: decoding processes (0 decodes in this process).
         batch_size: images per catalog transaction.
+        source_map: a CSV to append (source code, source file) lines to, kept outside the
+            catalog; None keeps no way back from the catalog to the source files.
     """
 
     modality: str
@@ -64,6 +75,7 @@ class IngestOptions:
     pixel_size_um: float | None = None
     workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 8))
     batch_size: int = 64
+    source_map: Path | None = None
 
 
 @dataclass
@@ -134,8 +146,12 @@ def ingest_source(
     options: IngestOptions,
     on_progress: Callable[[int, int], None] | None = None,
     on_refusal: Callable[[Refusal], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Ingest every image under ``source`` into the workspace.
+
+    Holds the workspace's write lock while it writes, so two ingests (or an ingest and a
+    generation) into one workspace run one after the other, never over each other's files.
 
     Args:
         workspace: the target workspace.
@@ -143,107 +159,191 @@ def ingest_source(
         options: layout, labels, modality and study fields.
         on_progress: called with (images done, images planned) as the ingest advances.
         on_refusal: called with each refusal as it happens.
+        on_wait: called with the holder when another run holds the write lock (default: one
+            line on stderr).
 
     Returns:
         The report; refused images are in ``report.refused`` and nothing of them is stored.
 
     Raises:
-        IngestError: the modality is unknown or the source cannot be read at all (see
+        IngestError: the modality or stain is unusable or the source cannot be read at all (see
             :func:`~pathsynth.catalog.sources.plan_source`).
-        CatalogUnavailable: the catalog cannot be reached.
+        WorkspaceError: the workspace is read-only.
+        CatalogUnavailable: the catalog cannot be reached or was lost.
+        StoreUnwritable: the store cannot be written (disk full, read-only).
     """
     if options.modality not in MODALITIES:
         raise IngestError(
             f"unknown modality {options.modality!r}; choose one of {', '.join(MODALITIES)}"
         )
+    stain = options.stain or DEFAULT_STAIN[options.modality]
+    if (problem := too_long(Study, {"stain": stain})) is not None:
+        raise IngestError(problem)
     plan = plan_source(source, options.layout, options.labels_csv, options.classes)
-    report = IngestReport(layout=plan.layout)
-    done = 0
-
-    def refuse(refusal: Refusal) -> None:
-        report.refused.append(refusal)
-        if on_refusal is not None:
-            on_refusal(refusal)
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if on_progress is not None:
-            on_progress(done, len(plan.candidates))
-
+    run = _IngestRun(workspace, source.resolve().name, options, plan, on_progress, on_refusal)
     for refusal in plan.refusals:
-        refuse(refusal)
-    source_name = source.resolve().name
-    with workspace.open_catalog() as catalog:
+        run.refuse(refusal)
+    with workspace.write_lock(on_wait), workspace.open_catalog() as catalog:
+        run.read_catalog(catalog)
+        run.report.orphans_removed = sweep_orphans(workspace.store, run.catalogued)
+        run.write(catalog)
+    return run.report
+
+
+class _IngestRun:
+    """The state of one ingest: what the catalog holds, what was added, refused and skipped."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        source_name: str,
+        options: IngestOptions,
+        plan: SourcePlan,
+        on_progress: Callable[[int, int], None] | None,
+        on_refusal: Callable[[Refusal], None] | None,
+    ) -> None:
+        self.workspace = workspace
+        self.source_name = source_name
+        self.source_code = workspace.pseudonym("source", source_name)
+        self.options = options
+        self.plan = plan
+        self.report = IngestReport(layout=plan.layout)
+        self.on_progress = on_progress
+        self.on_refusal = on_refusal
+        self.done = 0
+        self.known: dict[str, str] = {}  # sha256 -> source path recorded in the catalog
+        self.catalogued: set[str] = set()
+        self.pending: dict[str, Candidate] = {}  # store path -> candidate, until committed
+
+    def refuse(self, refusal: Refusal) -> None:
+        self.report.refused.append(refusal)
+        if self.on_refusal is not None:
+            self.on_refusal(refusal)
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.on_progress is not None:
+            self.on_progress(self.done, len(self.plan.candidates))
+
+    def source_path(self, candidate: Candidate) -> str:
+        """What the catalog records as the image's source: codes, never the source's names."""
+        image_code = self.workspace.pseudonym("image", f"{self.source_name}/{candidate.relative}")
+        return f"{self.source_code}/{image_code}"
+
+    def read_catalog(self, catalog: Catalog) -> None:
+        """Read what the catalog holds (under the write lock, so nothing is added meanwhile)."""
         with catalog.session() as session:
-            known = {
-                digest: (source_path, store_path)
-                for digest, source_path, store_path in session.execute(
-                    select(Image.sha256, Image.source_path, Image.store_path)
-                )
-            }
-        report.orphans_removed = sweep_orphans(
-            workspace.store, {store_path for _, store_path in known.values()}
+            for digest, source_path, store_path in session.execute(
+                select(Image.sha256, Image.source_path, Image.store_path)
+            ):
+                self.known[digest] = source_path or ""
+                self.catalogued.add(store_path)
+
+    def new_files(self) -> Iterator[tuple[Candidate, bytes]]:
+        """Read and hash each candidate; yield only content the catalog does not hold."""
+        first_seen: dict[str, str] = {}
+        for candidate in self.plan.candidates:
+            try:
+                data = candidate.path.read_bytes()
+            except OSError as error:
+                self.refuse(Refusal(candidate.relative, f"cannot read file ({error.strerror})"))
+                self.tick()
+                continue
+            digest = sha256(data).hexdigest()
+            # The raw path is what catalogs made before pseudonymised source paths recorded.
+            ours = (self.source_path(candidate), f"{self.source_name}/{candidate.relative}")
+            if digest in self.known and self.known[digest] in ours:
+                self.report.already_present += 1
+            elif digest in self.known:
+                self.refuse(Refusal(candidate.relative, f"duplicate of {self.known[digest]}"))
+            elif digest in first_seen:
+                self.refuse(Refusal(candidate.relative, f"duplicate of {first_seen[digest]}"))
+            else:
+                first_seen[digest] = candidate.relative
+                yield candidate, data
+                continue
+            self.tick()
+
+    def write(self, catalog: Catalog) -> None:
+        """Analyse the new files in worker processes and write them with their rows."""
+        writer = BatchWriter(
+            self.workspace.store, catalog.session, self.options.batch_size,
+            on_commit=self.committed, on_reject=self.rejected,
+        )  # fmt: skip
+        analysed = _analyse_all(
+            self.new_files(), self.workspace.config.pixel_limit, self.options.workers
         )
-
-        def new_files() -> Iterator[tuple[Candidate, bytes]]:
-            """Read and hash each candidate; yield only content the catalog does not hold."""
-            first_seen: dict[str, str] = {}
-            for candidate in plan.candidates:
-                try:
-                    data = candidate.path.read_bytes()
-                except OSError as error:
-                    refuse(Refusal(candidate.relative, f"cannot read file ({error.strerror})"))
-                    tick()
-                    continue
-                digest = sha256(data).hexdigest()
-                if digest in known and known[digest][0] == f"{source_name}/{candidate.relative}":
-                    report.already_present += 1
-                elif digest in known:
-                    refuse(Refusal(candidate.relative, f"duplicate of {known[digest][0]}"))
-                elif digest in first_seen:
-                    refuse(Refusal(candidate.relative, f"duplicate of {first_seen[digest]}"))
-                else:
-                    first_seen[digest] = candidate.relative
-                    yield candidate, data
-                    continue
-                tick()
-
-        writer = BatchWriter(workspace.store, catalog.session, options.batch_size)
-        added_in_batch: list[str] = []
-
-        def count_committed(_: int) -> None:
-            report.added.update(added_in_batch)
-            added_in_batch.clear()
-
-        writer.on_commit = count_committed
-        analysed = _analyse_all(new_files(), workspace.config.pixel_limit, options.workers)
         try:
             for candidate, data, analysis in analysed:
-                if analysis.reason is not None:
-                    refuse(Refusal(candidate.relative, analysis.reason))
+                problem = analysis.reason or _unstorable(candidate)
+                if problem is not None:
+                    self.refuse(Refusal(candidate.relative, problem))
                 else:
-                    store_path = _store_path(workspace, candidate, analysis.sha256)
-                    rows = _image_rows(
-                        writer, options, source_name, candidate, analysis, store_path
+                    source_path = self.source_path(candidate)
+                    store_path = _store_path(
+                        self.workspace, candidate, analysis.sha256, source_path.split("/")[1]
                     )
-                    added_in_batch.append(candidate.label)
+                    rows = _image_rows(
+                        writer, self.options, source_path, candidate, analysis, store_path,
+                        self.source_name,
+                    )  # fmt: skip
+                    self.pending[store_path] = candidate
                     writer.add(store_path, data, rows)
-                tick()
+                self.tick()
             writer.commit()
         except BaseException:
             writer.discard()
             raise
-    return report
+
+    def committed(self, _: int) -> None:
+        self.report.added.update(candidate.label for candidate in self.pending.values())
+        if self.options.source_map is not None:
+            _append_source_map(
+                self.options.source_map,
+                [(self.source_path(c), str(c.path)) for c in self.pending.values()],
+            )
+        self.pending.clear()
+
+    def rejected(self, store_path: str, reason: str) -> None:
+        candidate = self.pending.pop(store_path)
+        self.refuse(Refusal(candidate.relative, f"refused by the catalog database: {reason}"))
 
 
-def _store_path(workspace: Workspace, candidate: Candidate, sha256_hex: str) -> str:
-    """``<patient code>/<study code>/<name>-<hash prefix><ext>``: BPCI2100's folder layout."""
+def _unstorable(candidate: Candidate) -> str | None:
+    """Why the catalog or a class folder cannot hold this candidate's fields, if it cannot."""
+    problem = too_long(Image, {"label": candidate.label}) or too_long(
+        Patient, {"sex": candidate.sex}
+    )
+    if problem is not None:
+        return problem
+    try:
+        label_folder(candidate.label)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _append_source_map(path: Path, pairs: list[tuple[str, str]]) -> None:
+    """Append (catalog source code, source file) lines to the user's private source map CSV."""
+    new = not path.exists()
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # yours only
+    with open(descriptor, "a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(["source_code", "source_file"])
+        writer.writerows(pairs)
+
+
+def _store_path(
+    workspace: Workspace, candidate: Candidate, sha256_hex: str, image_code: str
+) -> str:
+    """``<patient code>/<study code>/<image code>-<hash prefix><ext>``: BPCI2100's folder layout,
+    with names made of codes (the source's file names may hold patient identifiers)."""
     patient_key = candidate.patient_key or f"image:{sha256_hex}"
     patient_code = workspace.pseudonym("patient", patient_key)
     study_code = workspace.pseudonym("study", f"{patient_key}\0{candidate.study_key}")
-    name = Path(candidate.relative)
-    return f"{patient_code}/{study_code}/{name.stem}-{sha256_hex[:8]}{name.suffix.lower()}"
+    suffix = Path(candidate.relative).suffix.lower()
+    return f"{patient_code}/{study_code}/{image_code}-{sha256_hex[:8]}{suffix}"
 
 
 def _analyse_all(
@@ -274,10 +374,11 @@ def _analyse_all(
 def _image_rows(
     writer: BatchWriter,
     options: IngestOptions,
-    source_name: str,
+    source_path: str,
     candidate: Candidate,
     analysis: _Analysis,
     store_path: str,
+    source_name: str,
 ) -> Callable[[Session], None]:
     """The function that inserts one real image's patient, study, image and feature rows."""
     patient_code, study_code, _ = store_path.split("/")
@@ -302,7 +403,7 @@ def _image_rows(
                 magnification=options.magnification,
                 pixel_size_um=options.pixel_size_um,
                 study_date=candidate.study_date,
-                source=source_name,
+                source=source_name,  # the experiment finds its studies by the folder's name
             ),
         )
         image = Image(
@@ -317,7 +418,7 @@ def _image_rows(
             original_format=analysis.original_format,
             label=candidate.label,
             origin="real",
-            source_path=f"{source_name}/{candidate.relative}",
+            source_path=source_path,
             transform={"pages": analysis.pages} if analysis.pages > 1 else None,
         )
         session.add(image)

@@ -40,6 +40,20 @@ PATIENT_KEY_KINDS = ("patient", "group", "image", "generator")
 RUN_STATUSES = ("running", "finished", "failed")
 
 
+def too_long(model: type[Base], values: dict[str, Any]) -> str | None:
+    """Why one of ``values`` does not fit its bounded string column of ``model``, or None.
+
+    Checked before insert, so that one long value is reported with its field instead of failing a
+    whole transaction (MariaDB in strict mode) or being cut short (other modes).
+    """
+    columns = model.__table__.columns
+    for name, value in values.items():
+        length = getattr(columns[name].type, "length", None)
+        if isinstance(value, str) and length is not None and len(value) > length:
+            return f"{name} {value[:20]!r}... is {len(value)} characters long; at most {length}"
+    return None
+
+
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
     listed = ", ".join(f"'{value}'" for value in values)
     return CheckConstraint(f"{column} IN ({listed})", name=f"{column}_allowed")

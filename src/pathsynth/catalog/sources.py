@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pathsynth.errors import IngestError
+from pathsynth.files import label_from_folder
 
 LAYOUTS = ("auto", "class-folders", "patient-study", "csv")
 DEFAULT_LABELS_NAME = "labels.csv"
@@ -219,22 +220,41 @@ def _patient_of(row: dict[str, str]) -> tuple[str | None, str]:
 def _candidate(
     root: Path, path: Path, label: str, row: dict[str, str], patient: tuple[str | None, str],
     study_key: str,
-) -> Candidate:  # fmt: skip
+) -> Candidate | Refusal:  # fmt: skip
+    """The candidate for one file, or its refusal when an age or date in its row is unreadable."""
+    relative = _relative(path, root)
+    age, date = row.get("age") or None, row.get("study_date") or None
+    if age is not None and not (age.isdigit() and int(age) < 150):
+        return Refusal(relative, f"age {age!r} in labels CSV is not a whole number of years")
+    try:
+        study_date = dt.date.fromisoformat(date) if date else None
+    except ValueError:
+        return Refusal(relative, f"study_date {date!r} in labels CSV is not a date (YYYY-MM-DD)")
     return Candidate(
         path=path,
-        relative=_relative(path, root),
+        relative=relative,
         label=label,
         patient_key=patient[0],
         patient_kind=patient[1],
         study_key=study_key,
-        age=_optional_int(row.get("age")),
+        age=int(age) if age is not None else None,
         sex=row.get("sex") or None,
-        study_date=_optional_date(row.get("study_date")),
+        study_date=study_date,
     )
 
 
+def _add(plan: SourcePlan, found: Candidate | Refusal) -> None:
+    if isinstance(found, Refusal):
+        plan.refusals.append(found)
+    else:
+        plan.candidates.append(found)
+
+
 def _plan_csv(root: Path, rows: list[dict[str, str]], files: list[str], plan: SourcePlan) -> None:
-    listed: set[str] = set()
+    """One candidate per listed file; a file listed twice with different labels is refused with
+    both labels named, since neither can be trusted."""
+    listed: dict[str, tuple[int, str]] = {}  # relative path -> (first line, its label)
+    conflicting: set[str] = set()
     for number, row in enumerate(rows, start=2):
         raw = row.get("path", "")
         where = raw or f"labels CSV line {number}"
@@ -243,15 +263,24 @@ def _plan_csv(root: Path, rows: list[dict[str, str]], files: list[str], plan: So
             plan.refusals.append(Refusal(where, reason or "unusable row"))
             continue
         relative = _relative(path, root)
+        label = row.get("label", "")
         if relative in listed:
-            plan.refusals.append(Refusal(relative, f"listed twice in labels CSV (line {number})"))
+            first_line, first_label = listed[relative]
+            if first_label != label:
+                conflicting.add(relative)
+                why = f"listed twice in labels CSV with labels {first_label!r} (line "
+                why += f"{first_line}) and {label!r} (line {number})"
+            else:
+                why = f"listed twice in labels CSV (lines {first_line} and {number})"
+            plan.refusals.append(Refusal(relative, why))
             continue
-        listed.add(relative)
-        if not row.get("label"):
+        listed[relative] = (number, label)
+        if not label:
             plan.refusals.append(Refusal(relative, "missing label"))
             continue
         study = row.get("study") or root.name
-        plan.candidates.append(_candidate(root, path, row["label"], row, _patient_of(row), study))
+        _add(plan, _candidate(root, path, label, row, _patient_of(row), study))
+    plan.candidates = [c for c in plan.candidates if c.relative not in conflicting]
     for relative in files:
         if relative not in listed:
             plan.refusals.append(Refusal(relative, "not listed in labels CSV"))
@@ -274,16 +303,14 @@ def _plan_class_folders(
             plan.refusals.append(Refusal(relative, "not inside a class folder SOURCE/<class>/"))
             continue
         row = by_path.get(relative, {})
-        label = parts[0]
+        label = label_from_folder(parts[0])
         if row.get("label") and row["label"] != label:
             plan.refusals.append(
                 Refusal(relative, f"labels CSV says {row['label']!r} but the folder is {label!r}")
             )
             continue
         study = row.get("study") or root.name
-        plan.candidates.append(
-            _candidate(root, root / relative, label, row, _patient_of(row), study)
-        )
+        _add(plan, _candidate(root, root / relative, label, row, _patient_of(row), study))
 
 
 def _plan_patient_study(
@@ -308,20 +335,7 @@ def _plan_patient_study(
         if found is None or not found.get("label"):
             plan.refusals.append(Refusal(relative, "missing label (no row in metadata CSV)"))
             continue
-        plan.candidates.append(
-            _candidate(root, root / relative, found["label"], found, (patient, "patient"), study)
+        _add(
+            plan,
+            _candidate(root, root / relative, found["label"], found, (patient, "patient"), study),
         )
-
-
-def _optional_int(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
-
-
-def _optional_date(value: str | None) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value) if value else None
-    except ValueError:
-        return None

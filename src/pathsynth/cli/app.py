@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pathsynth.errors import PathsynthError
 
@@ -62,5 +63,5 @@ def main() -> None:
     except PathsynthError as error:
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/red] {error}", markup=True, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", markup=True, soft_wrap=True)
         sys.exit(1)

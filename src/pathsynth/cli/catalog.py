@@ -1,18 +1,32 @@
-"""Catalog commands: ``init``, ``ingest``, ``stats``, ``split``, ``export``.
+"""Catalog commands: ``init``, ``ingest``, ``stats``, ``split``, ``export``, ``check``.
 
 The catalog modules are imported inside each command, so ``pathsynth --help`` and the GAN commands
-work on machines without SQLAlchemy.
+work on machines without SQLAlchemy. Labels, file names and reasons are user data: every one is
+passed through :func:`rich.markup.escape` (``esc``) before it is printed, so ``[/x]`` in a label
+is shown as written instead of being read as markup.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape as esc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from pathsynth.cli.app import WorkspaceOpt, app, console, err_console, resolve_workspace
+
+if TYPE_CHECKING:
+    from pathsynth.catalog.ingest import IngestReport
+
+
+def _tell_waiting(holder: str) -> None:
+    err_console.print(
+        f"[yellow]waiting:[/yellow] another run is writing to this workspace ({esc(holder)}); "
+        "this one goes on when it has finished"
+    )
 
 
 def _progress() -> Progress:
@@ -41,7 +55,15 @@ def init(
     from pathsynth.catalog.workspace import Workspace
 
     workspace = Workspace.create(directory, db_url)
-    console.print(f"workspace {directory} created; catalog at {masked_url(workspace.db_url)}")
+    shown = esc(masked_url(workspace.db_url))
+    console.print(f"workspace {esc(str(directory))} created; catalog at {shown}")
+    if workspace.config.db_url is not None and masked_url(workspace.config.db_url) != (
+        workspace.config.db_url
+    ):
+        console.print(
+            "[yellow]note:[/yellow] the database password is stored in pathsynth.json (readable "
+            "by you only); to keep it out, give it as $PATHSYNTH_DB_PASSWORD instead"
+        )
 
 
 @app.command()
@@ -64,6 +86,12 @@ def ingest(
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Exit 0 even when some images were refused."
     ),
+    source_map: Path | None = typer.Option(
+        None,
+        "--source-map",
+        help="CSV to append (source code, source file) to: the only way back from the catalog's "
+        "codes to your files; keep it private. Default: none kept.",
+    ),
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
     """Ingest a folder of labelled images into the catalog (idempotent: reruns add nothing)."""
@@ -80,27 +108,31 @@ def ingest(
         stain=stain,
         magnification=magnification,
         pixel_size_um=pixel_size,
+        source_map=source_map,
     )
     if workers is not None:
         options.workers = workers
 
     def show_refusal(refusal: Refusal) -> None:
-        err_console.print(f"[yellow]refused[/yellow] {refusal.path}: {refusal.reason}")
+        err_console.print(f"[yellow]refused[/yellow] {esc(refusal.path)}: {esc(refusal.reason)}")
 
     with _progress() as progress:
-        task = progress.add_task(f"ingest {source.name}", total=None)
+        task = progress.add_task(f"ingest {esc(source.name)}", total=None)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        report = ingest_source(space, source, options, advance, show_refusal)
+        report = ingest_source(space, source, options, advance, show_refusal, _tell_waiting)
+    _print_ingest_report(str(source), report, skip_bad)
 
-    console.print(f"[bold]ingest of {source} ({report.layout} layout)[/bold]")
+
+def _print_ingest_report(source: str, report: IngestReport, skip_bad: bool) -> None:
+    console.print(f"[bold]ingest of {esc(source)} ({report.layout} layout)[/bold]")
     table = Table()
     table.add_column("class")
     table.add_column("added", justify="right")
     for label in sorted(report.added):
-        table.add_row(label, str(report.added[label]))
+        table.add_row(esc(label), str(report.added[label]))
     table.add_row("[bold]total[/bold]", f"[bold]{report.added_total}[/bold]")
     console.print(table)
     console.print(
@@ -117,7 +149,7 @@ def ingest(
         reasons.add_column("path")
         reasons.add_column("reason")
         for refusal in report.refused:
-            reasons.add_row(refusal.path, refusal.reason)
+            reasons.add_row(esc(refusal.path), esc(refusal.reason))
         console.print(reasons)
         if not skip_bad:
             raise typer.Exit(1)
@@ -133,7 +165,7 @@ def stats(workspace: Path | None = WorkspaceOpt) -> None:
     with space.open_catalog() as catalog:
         result = catalog_stats(catalog)
     origins = sorted({origin for _, _, origin in result.images})
-    console.print(f"[bold]catalog of {space.root}[/bold]")
+    console.print(f"[bold]catalog of {esc(str(space.root))}[/bold]")
     table = Table()
     table.add_column("modality")
     table.add_column("class")
@@ -141,7 +173,7 @@ def stats(workspace: Path | None = WorkspaceOpt) -> None:
         table.add_column(origin, justify="right")
     for modality, label in sorted({(m, c) for m, c, _ in result.images}):
         counts = [str(result.images.get((modality, label, o), 0)) for o in origins]
-        table.add_row(modality, label, *counts)
+        table.add_row(modality, esc(label), *counts)
     console.print(table)
     patients = ", ".join(f"{n} {kind}" for kind, n in sorted(result.patients.items()))
     console.print(
@@ -149,7 +181,7 @@ def stats(workspace: Path | None = WorkspaceOpt) -> None:
         f"{patients or 'none'}"
     )
     for name, fold_counts in sorted(result.splits.items()):
-        _print_split_counts(f"split {name} (by {result.split_units[name]})", fold_counts)
+        _print_split_counts(f"split {esc(name)} (by {result.split_units[name]})", fold_counts)
 
 
 def _print_split_counts(title: str, counts: dict[tuple[str, str], int]) -> None:
@@ -160,7 +192,7 @@ def _print_split_counts(title: str, counts: dict[tuple[str, str], int]) -> None:
     for fold in folds:
         table.add_column(fold, justify="right")
     for label in sorted({label for _, label in counts}):
-        table.add_row(label, *(str(counts.get((fold, label), 0)) for fold in folds))
+        table.add_row(esc(label), *(str(counts.get((fold, label), 0)) for fold in folds))
     table.add_row(
         "[bold]total[/bold]",
         *(str(sum(n for (f, _), n in counts.items() if f == fold)) for fold in folds),
@@ -205,7 +237,7 @@ def split(
         for fold, per_class in result.counts.items()
         for label, n in per_class.items()
     }
-    _print_split_counts(f"split {name} (by {by}, seed {seed})", counts)
+    _print_split_counts(f"split {esc(name)} (by {esc(by)}, seed {seed})", counts)
     if result.image_level:
         console.print(
             "[yellow]note:[/yellow] no patient or group identifiers are known for these images, "
@@ -230,6 +262,46 @@ def export(
         images = fold_images(catalog, space.store, split_name, fold)
     counts = export_class_folders(images, out)
     console.print(
-        f"exported {sum(counts.values())} images of {split_name}/{fold} in "
-        f"{len(counts)} classes to {out}"
+        f"exported {sum(counts.values())} images of {esc(split_name)}/{esc(fold)} in "
+        f"{len(counts)} classes to {esc(str(out))}"
     )
+
+
+@app.command()
+def check(
+    repair: bool = typer.Option(
+        False,
+        "--repair",
+        help="Remove stray and temporary files, drop rows whose file is gone, migrate the schema.",
+    ),
+    workspace: Path | None = WorkspaceOpt,
+) -> None:
+    """Check that every row has its file, every file its row, hashes match and the schema is new.
+
+    Exits 1 with a list of the problems when anything is wrong (after --repair: when anything
+    could not be repaired).
+    """
+    from pathsynth.catalog.check import check_workspace
+    from pathsynth.catalog.workspace import Workspace
+
+    space = Workspace(resolve_workspace(workspace))
+    report = check_workspace(space, repair=repair)
+    if not report.problems:
+        console.print(f"workspace {esc(str(space.root))}: catalog and store agree")
+        return
+    table = Table()
+    table.add_column("problem")
+    table.add_column("what")
+    for kind, what in report.problems:
+        table.add_row(kind, esc(what))
+    console.print(table)
+    if report.repaired:
+        console.print(
+            f"repaired {len(report.problems) - len(report.hash_mismatches)} problems; "
+            f"{len(report.hash_mismatches)} hash mismatches left to inspect"
+        )
+        if not report.hash_mismatches:
+            return
+    else:
+        console.print(f"{len(report.problems)} problems; `pathsynth check --repair` fixes them")
+    raise typer.Exit(1)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from pathsynth.errors import DataError, ImageRefused
+from pathsynth.files import label_from_folder
 from pathsynth.imaging.cache import load_preprocessed
 from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.tensorset import TensorImageSet
@@ -34,7 +35,7 @@ def folder_files(folder: Path) -> list[tuple[Path, str]]:
     ):
         for path in sorted(class_dir.rglob("*")):
             if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                files.append((path, class_dir.name))
+                files.append((path, label_from_folder(class_dir.name)))
     return files
 
 

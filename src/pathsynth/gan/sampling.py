@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pathsynth.errors import CheckpointError, ConfigError
-from pathsynth.files import write_atomic
+from pathsynth.files import label_folder, write_atomic
 from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
 from pathsynth.gan.config import TrainConfig, from_dict
 from pathsynth.gan.networks import Generator
@@ -175,11 +175,16 @@ def generate_images(
 
 
 def write_class_folders(images: Iterable[GeneratedImage], out_dir: Path) -> int:
-    """Write each image to ``out_dir/<class>/<file_name>`` atomically; returns the count."""
+    """Write each image to ``out_dir/<class folder>/<file_name>`` atomically (the class label as
+    one safe folder name, :func:`pathsynth.files.label_folder`); returns the count.
+
+    Raises:
+        ValueError: a label no folder can stand for (empty, or too long).
+    """
     count = 0
     made: set[str] = set()
     for image in images:
-        folder = out_dir / image.class_name
+        folder = out_dir / label_folder(image.class_name)
         if image.class_name not in made:
             folder.mkdir(parents=True, exist_ok=True)
             made.add(image.class_name)

@@ -1,9 +1,15 @@
 """Decode and validate microscopy image files into 8-bit RGB arrays.
 
 Accepted: JPEG, PNG, BMP and TIFF (8 or 16 bit; the first page of a multi-page file). Greyscale,
-palette, RGBA and 16-bit images are converted to 8-bit RGB; the original mode, bit depth and format
-are reported so the catalog can record them. Everything else is refused with an
+palette, RGBA and 16-bit images are converted to 8-bit RGB; the original mode, bit depth (as the
+file stores it: a 16-bit RGB TIFF or PNG is 16 even though Pillow opens it as 8-bit RGB) and
+format are reported so the catalog can record them. An EXIF orientation is applied, so the pixels
+and the recorded size are the image as a viewer shows it. Everything else is refused with an
 :class:`~pathsynth.errors.ImageRefused` whose message names the reason.
+
+The pixel limit is ours (``pixel_limit``, checked from the header before any pixel is decoded);
+Pillow's own decompression-bomb warning (at 89.5 MP) is ignored so that the documented 100 MP
+limit is reachable, and its hard error (at twice that) is reported as a refusal.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pathsynth.errors import ImageRefused
 
@@ -77,12 +83,12 @@ def decode_bytes(data: bytes, pixel_limit: int = DEFAULT_PIXEL_LIMIT) -> Decoded
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageRefused("not an image file") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageRefused("image larger than Pillow's decompression-bomb limit") from None
+    except Image.DecompressionBombError as error:
+        raise ImageRefused(f"image over Pillow's decompression-bomb limit ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageRefused(f"corrupt or truncated image header ({error})") from None
     with image:
@@ -103,18 +109,33 @@ def decode_bytes(data: bytes, pixel_limit: int = DEFAULT_PIXEL_LIMIT) -> Decoded
         try:
             image.seek(0)
             image.load()
-            rgb = _to_rgb(image)
+            rgb = _to_rgb(ImageOps.exif_transpose(image))
         except (OSError, ValueError, SyntaxError, EOFError) as error:
             raise ImageRefused(f"corrupt or truncated image data ({error})") from None
+        bit_depth = _stored_bit_depth(image, data)
     return DecodedImage(
         rgb=rgb,
         sha256=sha256,
         original_mode=mode,
         original_format="JPEG" if file_format == "MPO" else file_format,
-        bit_depth=_MODE_BITS[mode],
+        bit_depth=bit_depth,
         channels=len(image.getbands()),
         pages=pages,
     )
+
+
+def _stored_bit_depth(image: Image.Image, data: bytes) -> int:
+    """Bits per channel as the file stores them: from the TIFF tag or PNG header, where Pillow's
+    mode hides them (it opens 16-bit RGB as 8-bit ``RGB``), else from the mode."""
+    bits = _MODE_BITS[image.mode]
+    if image.format == "TIFF":
+        stored = image.tag_v2.get(258)  # type: ignore[attr-defined]  # BitsPerSample
+        values = stored if isinstance(stored, tuple) else (stored,)
+        if all(isinstance(v, int) for v in values) and values:
+            bits = max(bits, *values)
+    elif image.format == "PNG" and data[12:16] == b"IHDR":
+        bits = max(bits, data[24])
+    return bits
 
 
 def decode_file(path: Path, pixel_limit: int = DEFAULT_PIXEL_LIMIT) -> DecodedImage:
