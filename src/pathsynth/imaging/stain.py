@@ -35,7 +35,6 @@ _IO = 240.0  # transmitted light intensity (torchstain's and Macenko's default)
 _ALPHA = 1.0  # percentile of the stain angles taken as the extreme stain vectors
 _BETA = 0.15  # optical density below which a pixel counts as background (transparent)
 _MIN_TISSUE_PIXELS = 16  # fewer stained pixels than this: no stain estimate possible
-_MAX_FIT_PIXELS = 4_000_000  # pixels pooled to fit a reference; more are subsampled, seeded
 
 
 @dataclass(frozen=True)
@@ -150,13 +149,15 @@ def _max_concentrations(concentrations: torch.Tensor) -> torch.Tensor:
     return torch.stack([_percentile(concentrations[i], 99.0) for i in range(2)])
 
 
-def _fit_pixels(train_images: Sequence[torch.Tensor] | torch.Tensor, seed: int) -> torch.Tensor:
+def _fit_pixels(
+    train_images: Sequence[torch.Tensor] | torch.Tensor, max_pixels: int, seed: int
+) -> torch.Tensor:
     """All pixels of the training images as (P, 3) floats, subsampled (seeded) past the cap."""
     images = [_as_float_rgb(image.unsqueeze(0)).cpu() for image in train_images]
     if not images:
         raise DataError("a stain reference needs at least one training image")
     total = sum(image[0, 0].numel() for image in images)
-    share = min(1.0, _MAX_FIT_PIXELS / total)
+    share = min(1.0, max_pixels / total)
     generator = torch.Generator().manual_seed(seed)
     chosen = []
     for image in images:
@@ -175,7 +176,10 @@ def _lab_mean_std(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fit_stain_reference(
-    train_images: Sequence[torch.Tensor] | torch.Tensor, method: str, seed: int = 0
+    train_images: Sequence[torch.Tensor] | torch.Tensor,
+    method: str,
+    max_pixels: int = 4_000_000,
+    seed: int = 0,
 ) -> StainReference:
     """Fit a stain-normalisation reference on the training fold's images, and only on them.
 
@@ -183,18 +187,22 @@ def fit_stain_reference(
         train_images: the training images, each uint8 (3, H, W) (sizes may differ), or one
             (N, 3, H, W) uint8 batch. Never pass validation or test images here.
         method: ``"macenko"`` or ``"reinhard"``.
-        seed: picks the pixels when the set has more than 4 million (a uniform share per image).
+        max_pixels: pixels pooled at most; past it the same share of each image's pixels is
+            drawn at random (the percentiles and means of millions of pixels barely move).
+        seed: draws those pixels.
 
     Returns:
         The fitted reference; on one image it equals torchstain's ``fit`` on that image.
 
     Raises:
-        DataError: an unknown method, no images, images that are not uint8 RGB, or (macenko) too
+        DataError: an unknown method, no images, ``max_pixels`` below 1, images that are not uint8 RGB, or (macenko) too
             few stained pixels to estimate stain vectors.
     """
     if method not in STAIN_METHODS:
         raise DataError(f"stain method must be one of {', '.join(STAIN_METHODS)}, got {method!r}")
-    pixels = _fit_pixels(train_images, seed)
+    if max_pixels < 1:
+        raise DataError(f"max_pixels must be at least 1, got {max_pixels}")
+    pixels = _fit_pixels(train_images, max_pixels, seed)
     count = len(train_images)
     if method == "reinhard":
         mean, std = _lab_mean_std((pixels / 255.0).T.reshape(1, 3, 1, -1))
@@ -230,8 +238,21 @@ def _macenko_one(image: torch.Tensor, reference: StainReference) -> torch.Tensor
     return normalised.T.reshape(image.shape[1], image.shape[2], 3).permute(2, 0, 1)
 
 
-def _reinhard(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) RGB in [0, 1] with each image's LAB statistics moved to (mean, std) (N, 3)."""
+def transfer_lab_statistics(
+    images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """Each image's LAB mean and standard deviation moved to ``mean`` and ``std`` (Reinhard).
+
+    With fixed targets this is Reinhard normalisation; with targets drawn per image from a
+    :class:`LabStatistics` it is RandStainNA's augmentation (Shen et al. 2022).
+
+    Args:
+        images: (N, 3, H, W) float RGB in [0, 1].
+        mean, std: (N, 3) target L, a, b mean and standard deviation per image.
+
+    Returns:
+        (N, 3, H, W) float RGB in [0, 1].
+    """
     lab = rgb_to_lab(images)
     own_mean, own_std = _lab_mean_std(images)
     scale = std / own_std.clamp(min=1e-6)
@@ -260,7 +281,7 @@ def normalise_stain(images: torch.Tensor, reference: StainReference) -> torch.Te
     if reference.method == "reinhard":
         mean = torch.tensor(reference.lab_mean, device=rgb.device).expand(len(rgb), 3)
         std = torch.tensor(reference.lab_std, device=rgb.device).expand(len(rgb), 3)
-        out = _reinhard(rgb / 255.0, mean, std) * 255.0
+        out = transfer_lab_statistics(rgb / 255.0, mean, std) * 255.0
     else:
         out = torch.stack([_macenko_one(image, reference) for image in rgb]) if len(rgb) else rgb
     return out.round().clamp(0, 255).to(torch.uint8)
