@@ -13,6 +13,8 @@ Every function takes and returns float batches of shape (N, 3, H, W); RGB is in 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from pathsynth.errors import DataError
@@ -121,7 +123,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_hed(rgb: torch.Tensor) -> torch.Tensor:
     """RGB in [0, 1] to haematoxylin, eosin and DAB densities (skimage's ``rgb2hed``, >= 0)."""
-    log_adjust = torch.log(torch.tensor(_HED_FLOOR, dtype=torch.float64)).item()
+    log_adjust = math.log(_HED_FLOOR)
     density = torch.log(rgb.clamp(min=_HED_FLOOR)) / log_adjust
     hed_from_rgb = torch.linalg.inv(_matrix(_RGB_FROM_HED, rgb))
     return _mix(density, hed_from_rgb).clamp(min=0.0)
@@ -129,6 +131,6 @@ def rgb_to_hed(rgb: torch.Tensor) -> torch.Tensor:
 
 def hed_to_rgb(hed: torch.Tensor) -> torch.Tensor:
     """H, E and DAB densities back to RGB in [0, 1] (skimage's ``hed2rgb``)."""
-    log_adjust = -torch.log(torch.tensor(_HED_FLOOR, dtype=torch.float64)).item()
+    log_adjust = -math.log(_HED_FLOOR)
     log_rgb = -_mix(hed * log_adjust, _matrix(_RGB_FROM_HED, hed))
     return torch.exp(log_rgb).clamp(0.0, 1.0)
