@@ -10,8 +10,8 @@ epoch are restored.
 The data path is the GAN engine's: the whole set is a uint8 tensor on the device, batches are drawn
 by index, augmented there (flips and 90-degree rotations, then the configured colour and stain
 jitter, whose RandStainNA statistics are fitted on the training images after the validation split)
-and mapped to [-1, 1]. On CUDA the
-forward pass runs under bf16 autocast and in channels-last layout when the config asks for it.
+and mapped to [-1, 1]. On CUDA the forward pass runs under bf16 autocast and in channels-last
+layout when the config asks for it.
 """
 
 from __future__ import annotations
