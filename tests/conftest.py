@@ -118,3 +118,18 @@ def class_source(tmp_path: Path) -> Path:
         for i in range(4):
             write_image(root / label / f"img{i}.png", seed=100 * c + i)
     return root
+
+
+@pytest.fixture(scope="session")
+def bach_patches(bach: Path) -> object:
+    """Four real H&E patches (one per BACH class), uint8 (4, 3, 128, 128), read in place."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    patches = []
+    for name in ("Benign/b000.jpg", "InSitu/is005.jpg", "Invasive/iv001.jpg", "Normal/n003.jpg"):
+        with Image.open(bach / "images" / name) as image:
+            crop = image.convert("RGB").crop((512, 512, 640, 640))
+            patches.append(torch.from_numpy(np.array(crop)).permute(2, 0, 1))
+    return torch.stack(patches).contiguous()

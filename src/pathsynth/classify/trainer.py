@@ -8,8 +8,10 @@ validation loss. ``monitor="loss"`` watches the cross-entropy alone. Training st
 epoch are restored.
 
 The data path is the GAN engine's: the whole set is a uint8 tensor on the device, batches are drawn
-by index, augmented there (flips and 90-degree rotations) and mapped to [-1, 1]. On CUDA the
-forward pass runs under bf16 autocast and in channels-last layout when the config asks for it.
+by index, augmented there (flips and 90-degree rotations, then the configured colour and stain
+jitter, whose RandStainNA statistics are fitted on the training images after the validation split)
+and mapped to [-1, 1]. On CUDA the forward pass runs under bf16 autocast and in channels-last
+layout when the config asks for it.
 
 The small-data recipe (``classify/recipe.py``: step schedule, label smoothing, mixup/cutmix, weight
 EMA, class-balanced batches) hooks in per batch and per step; each part is off by default, and
@@ -30,12 +32,13 @@ import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 
-from pathsynth.classify.augment import random_dihedral
+from pathsynth.classify.augment import ColourAugment, random_dihedral
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.recipe import RecipeSteps, balanced_batches
 from pathsynth.devices import resolve_device
 from pathsynth.errors import ConfigError, DataError
+from pathsynth.imaging.stain import fit_lab_statistics
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float
 
 _TIE = 1e-9  # balanced accuracies closer than this count as equal
@@ -171,6 +174,7 @@ def train_one_epoch(
     config: ClassifierConfig,
     augment_generator: torch.Generator,
     recipe: RecipeSteps | None = None,
+    colour_augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
     """One pass over the training batches, one optimiser step per batch.
 
@@ -183,6 +187,8 @@ def train_one_epoch(
         augment_generator: draws the flips and rotations (on the device).
         recipe: mixes each batch (the loss then sees soft targets) and advances the schedule
             and weight average after each step; ``None`` for neither.
+        colour_augment: applied to each batch after the flips, before any mixing (its own
+            generator, so the flips' draws are the same with or without it); ``None`` for none.
 
     Returns:
         ``(mean training loss, training accuracy)`` over the augmented batches.
@@ -192,6 +198,8 @@ def train_one_epoch(
     for images, labels in batches:
         if config.augment:
             images = random_dihedral(images, augment_generator)
+        if colour_augment is not None:  # on unmixed images: mixup may turn them into floats
+            images = colour_augment(images)
         images, targets = recipe.mix(images, labels) if recipe is not None else (images, labels)
         logits = _forward(model, images, config).float()
         loss = criterion(logits, targets)
@@ -297,7 +305,24 @@ def _train_and_validation_sets(
         raise DataError(f"no training image of class(es) {', '.join(missing)}")
     if config.augment and train_set.images.shape[-1] != train_set.images.shape[-2]:
         raise ConfigError("flip/rotation augmentation needs square images")
+    if config.colour.enabled and train_set.images.shape[1] != 3:
+        raise ConfigError("colour augmentation needs RGB images (3 channels)")
     return train_set, validation_set
+
+
+def _colour_augment(
+    train_set: TensorImageSet, config: ClassifierConfig, device: torch.device
+) -> ColourAugment | None:
+    """The configured colour augmentation (``None`` when off), seeded with ``seed + 4``.
+
+    RandStainNA's LAB statistics come from ``train_set``, the images trained on (the validation
+    images are already held out).
+    """
+    if not config.colour.enabled:
+        return None
+    statistics = fit_lab_statistics(train_set.images) if config.colour.randstain_p > 0 else None
+    generator = torch.Generator(device=device).manual_seed(config.seed + 4)
+    return ColourAugment(config.colour, generator, statistics)
 
 
 def _seeded_model(
@@ -362,6 +387,7 @@ def _epochs(
     criterion = _training_criterion(config, train_set, device)
     order_generator = torch.Generator().manual_seed(config.seed + 1)
     augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
+    colour_augment = _colour_augment(train_set, config, device)
     drop_last = len(train_set) > config.batch_size
     steps_per_epoch = len(train_set) // config.batch_size if drop_last else 1
     recipe = RecipeSteps(config, model, optimiser, len(train_set.class_names), steps_per_epoch)
@@ -370,7 +396,14 @@ def _epochs(
         started = time.perf_counter()
         batches = _epoch_batches(train_set, config, order_generator, drop_last)
         train_loss, train_accuracy = train_one_epoch(
-            model, criterion, optimiser, batches, config, augment_generator, recipe
+            model,
+            criterion,
+            optimiser,
+            batches,
+            config,
+            augment_generator,
+            recipe,
+            colour_augment,
         )
         validation_loss, validation_accuracy, validation_balanced = evaluate(
             scored, validation_set, config
@@ -431,7 +464,8 @@ def train_classifier(
         DataError: fewer than 2 training images, a class without training images, class names that
             differ between the sets, an empty validation set, or a validation split with nothing to
             hold out.
-        ConfigError: augmentation asked for on non-square images, a CUDA device that is absent, or
+        ConfigError: augmentation asked for on non-square images, colour augmentation on images
+            that are not RGB, a CUDA device that is absent, or
             a training loss that becomes NaN / infinite (diverged).
         CheckpointError: a ``weights_path`` the network refuses.
     """
