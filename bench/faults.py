@@ -61,7 +61,7 @@ def png(seed):
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
 children = [AffineChild(i, k, png(10_000 * i + k), {"k": k}) for i in ids for k in range(2)]
-print(len(store_affine(space.root, children, {"name": "faults", "config": {}})))
+print(len(store_affine(space, children, {"name": "faults", "config": {}})))
 """
 
 

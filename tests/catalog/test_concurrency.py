@@ -125,8 +125,8 @@ def test_generated_images_with_path_like_labels_stay_in_their_study_folder(tmp_p
     space = Workspace.create(tmp_path / "ws")
     write_image(tmp_path / "src" / "a" / "x.png", seed=1)
     ingest_source(space, tmp_path / "src", IngestOptions(modality="histology", workers=0))
-    run = {"run_name": "00000-smoke", "checkpoint_step": 10}
-    assert store_generated(space.root, [Generated(label, 1, 0, 10, png(5))], run) == 1
+    run = {"run_id": "ab" * 16, "run_name": "00000-smoke", "checkpoint_step": 10}
+    assert store_generated(space, [Generated(label, 1, 0, 10, png(5))], run) == 1
     generated = [p for p in space.store.rglob("*-s1-000000.png")]
     assert len(generated) == 1 and generated[0].parent.parent.parent == space.store
     assert not (tmp_path / "pwned_label-s1-000000.png").exists()

@@ -17,7 +17,8 @@ CLASSES = ("normal_intermediate", "normal_superficiel")
 @pytest.fixture(scope="module")
 def pooled(herlev, tmp_path_factory):
     space = Workspace.create(tmp_path_factory.mktemp("crossval") / "ws")
-    overrides = {"folds": 2, "seeds": 1, "protocols": "honest", "conditions": "original,affine"}
+    overrides = {"folds": 2, "seeds": 1, "protocols": "honest", "conditions": "original,affine",
+                 "stain_normalisation": "reinhard"}  # fmt: skip
     config = experiment_config("smoke", "cytology", overrides)
     experiment = Experiment.create(space, herlev, config, CLASSES, "cv", log=lambda line: None)
     results = json.loads(experiment.run().read_text())
@@ -49,3 +50,21 @@ def test_a_fold_stage_is_no_place_to_stop_a_cross_validation(pooled):
     opened = Experiment.open(space, "cv")
     with pytest.raises(ConfigError, match="a cross-validation stops after one of ingest, folds"):
         opened.run(until="classify")
+
+
+def test_each_fold_normalises_stain_to_its_own_training_fold(pooled):
+    from pathsynth.classify.bundle import read_manifest
+    from pathsynth.experiment.state import ExperimentPaths, ExperimentState
+
+    space, _, _ = pooled
+    references = []
+    for k in (0, 1):
+        folder = space.root / "experiments" / f"cv-fold{k}"
+        state = ExperimentState.load(folder / "state.json")
+        reference = state.stages["inputs"].outputs["stain_reference"]
+        assert reference["method"] == "reinhard" and reference["fitted_images"] > 0
+        bundle = ExperimentPaths(folder).classifier_run("honest", "original", 0)
+        manifest = read_manifest(bundle.with_suffix(".bundle"))
+        assert manifest.stain is not None and list(manifest.stain.lab_mean) == reference["lab_mean"]
+        references.append(reference["lab_mean"])
+    assert references[0] != references[1]  # fitted on each fold's own training images

@@ -32,6 +32,7 @@ from pathsynth.config import from_plain, sanitise, to_plain
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.files import atomic_path
 from pathsynth.imaging.patches import PreprocessConfig
+from pathsynth.imaging.stain import StainReference
 
 BUNDLE_MARK = "pathsynth-classifier-bundle"
 BUNDLE_VERSION = 1
@@ -82,6 +83,8 @@ class BundleManifest:
         provenance: where the classifier came from.
         metrics: its test summary (``accuracy``, ``balanced_accuracy``, ``macro_f1``,
             ``macro_auc``), ``None`` where undefined; empty when it was never tested.
+        stain: the stain normalisation its inputs went through after ``preprocess`` (fitted on
+            its training fold), ``None`` for none; :func:`predict_files` applies it too.
     """
 
     classifier: ClassifierConfig
@@ -89,6 +92,7 @@ class BundleManifest:
     class_names: list[str]
     provenance: Provenance
     metrics: dict[str, float | None] = field(default_factory=dict)
+    stain: StainReference | None = None
 
 
 @dataclass
@@ -119,6 +123,7 @@ def save_bundle(
     class_names: list[str],
     provenance: Provenance,
     metrics: dict[str, float | None] | None = None,
+    stain: StainReference | None = None,
 ) -> Path:
     """Write a trained classifier as a bundle, atomically (whole or not at all).
 
@@ -130,6 +135,7 @@ def save_bundle(
         class_names: class name per output index.
         provenance: where it came from; an empty ``created`` is set to now.
         metrics: its test summary, if it was tested.
+        stain: the stain normalisation applied to its inputs after ``preprocess``, if any.
 
     Returns:
         ``path``.
@@ -156,6 +162,7 @@ def save_bundle(
         class_names=names,
         provenance=provenance,
         metrics=dict(metrics or {}),
+        stain=stain,
     )
     payload = {
         "format": BUNDLE_MARK,

@@ -21,6 +21,7 @@ from pathsynth.classify.evaluate import aggregate_patches, predict_probabilities
 from pathsynth.errors import DataError, ImageRefused
 from pathsynth.imaging.decode import decode_file
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
+from pathsynth.imaging.stain import StainReference, normalise_stain
 
 # Suffixes taken from a folder (ingest's formats); other files there (notes, CSVs) are left alone.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -77,8 +78,11 @@ def image_files(paths: Sequence[Path]) -> list[Path]:
     return list(dict.fromkeys(found))  # a file named twice is predicted once
 
 
-def prepare_file(path: Path, preprocess: PreprocessConfig) -> torch.Tensor:
-    """One image file as the network's uint8 (P, 3, S, S) inputs.
+def prepare_file(
+    path: Path, preprocess: PreprocessConfig, stain: StainReference | None = None
+) -> torch.Tensor:
+    """One image file as the network's uint8 (P, 3, S, S) inputs (stain-normalised to ``stain``
+    where the classifier's inputs were).
 
     Raises:
         ImageRefused: the file cannot be read or decoded, or the image cannot be prepared (for
@@ -87,7 +91,8 @@ def prepare_file(path: Path, preprocess: PreprocessConfig) -> torch.Tensor:
     decoded = decode_file(path)  # ingest's decoder, pixel limit included
     try:
         # the file's sha256 seeds random patch positions, as in the experiment's cache
-        return preprocess_image(decoded.rgb, preprocess, decoded.sha256)
+        inputs = preprocess_image(decoded.rgb, preprocess, decoded.sha256)
+        return normalise_stain(inputs, stain) if stain is not None else inputs
     except DataError as error:
         raise ImageRefused(str(error)) from None
 
@@ -120,11 +125,11 @@ def predict_files(
     kept: list[Path] = []
     rows: list[torch.Tensor] = []
     refused: list[tuple[Path, str]] = []
-    preprocess = bundle.manifest.preprocess
+    preprocess, stain = bundle.manifest.preprocess, bundle.manifest.stain
 
     def attempt(path: Path) -> torch.Tensor | str:
         try:
-            return prepare_file(path, preprocess)
+            return prepare_file(path, preprocess, stain)
         except ImageRefused as error:
             return str(error)
 

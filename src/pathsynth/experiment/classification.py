@@ -20,6 +20,7 @@ from pathsynth.classify.evaluate import evaluate_images
 from pathsynth.classify.trainer import TrainingResult, train_classifier, validation_split
 from pathsynth.config import load_record, save_record
 from pathsynth.experiment.context import StageContext
+from pathsynth.experiment.data import stain_reference
 from pathsynth.experiment.protocols import (
     ConditionSets,
     ExperimentSets,
@@ -178,6 +179,7 @@ def _save_bundle(
             generator_run_id=generator_run,
         ),
         test.summary,
+        stain_reference(context),
     )
 
 

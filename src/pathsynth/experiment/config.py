@@ -25,6 +25,7 @@ from pathsynth.gan.config import DataConfig, TrainConfig
 from pathsynth.gan.presets import resolve_config
 from pathsynth.imaging.affine import AffineConfig
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_preset
+from pathsynth.imaging.stain import STAIN_METHODS
 
 MODALITIES = ("histology", "cytology")
 
@@ -44,6 +45,8 @@ class ExperimentConfig:
     fold: int = -1  # the fold this experiment is, in a cross-validation (set by its parent)
     split_seed: int = 0  # seeds the patient-aware split of the real images
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)  # network inputs
+    stain_normalisation: str = "none"  # "none" | "macenko" | "reinhard": the network inputs
+    #   mapped to a reference fitted on the training fold only (external and test sets too)
     affine: AffineConfig = field(default_factory=AffineConfig)  # expansion ranges
     affine_per_class: int = 250  # training images per class after expansion (originals included)
     generator: str = "gan"  # the generator trained on the expanded training fold
@@ -68,6 +71,7 @@ class ExperimentConfig:
         if not self.protocols or not self.conditions:
             raise ConfigError("protocols and conditions need at least one entry each")
         _known("generator", (self.generator,), GENERATORS)
+        _known("stain normalisation", (self.stain_normalisation,), ("none", *STAIN_METHODS))
         if self.folds < 1 or not -1 <= self.fold < max(self.folds, 1):
             raise ConfigError(f"folds must be at least 1 (got {self.folds}), fold within them")
         if self.seeds < 1:

@@ -25,6 +25,12 @@ from pathsynth.experiment.context import StageContext, save_tensors
 from pathsynth.experiment.protocols import LabelledPart
 from pathsynth.imaging.cache import load_preprocessed
 from pathsynth.imaging.patches import PreprocessConfig
+from pathsynth.imaging.stain import (
+    StainReference,
+    fit_stain_reference,
+    normalise_stain,
+    stain_reference_from_plain,
+)
 
 
 def ingest(context: StageContext) -> dict[str, Any]:
@@ -124,6 +130,8 @@ def inputs(context: StageContext) -> dict[str, Any]:
         images = external_images(context, external, class_names, outputs)
         parts["external"] = network_inputs(images, class_names, context.config.preprocess, cache)
         folds["external"] = images
+    if context.config.stain_normalisation != "none":
+        outputs["stain_reference"] = _normalise(context, parts)
     save_tensors(context.paths.inputs, {fold: part.to_state() for fold, part in parts.items()})
     return {
         "class_names": class_names,
@@ -131,6 +139,28 @@ def inputs(context: StageContext) -> dict[str, Any]:
         "images": {fold: len(images) for fold, images in folds.items()},
         **outputs,
     }
+
+
+def _normalise(context: StageContext, parts: dict[str, LabelledPart]) -> dict[str, Any]:
+    """Every part's inputs mapped to a stain reference fitted on the training fold alone; returns
+    the reference as plain data (recorded, and kept in every classifier bundle)."""
+    train = parts["train"].images.images
+    reference = fit_stain_reference(
+        train, context.config.stain_normalisation, seed=context.config.split_seed
+    )
+    for part in parts.values():
+        images = part.images.images
+        part.images.images = torch.cat(
+            [normalise_stain(images[i : i + 256], reference) for i in range(0, len(images), 256)]
+        )
+    context.log(f"  {reference.method} stain reference fitted on {len(train)} training inputs")
+    return reference.to_plain()
+
+
+def stain_reference(context: StageContext) -> StainReference | None:
+    """The experiment's stain reference, if its inputs were normalised."""
+    plain = context.state.outputs("inputs").get("stain_reference")
+    return stain_reference_from_plain(plain) if plain else None
 
 
 def external_images(
