@@ -192,3 +192,32 @@ def test_bundles_predict_and_runs_need_no_sql_scipy_or_torchvision() -> None:
     ).stdout.strip()
 
     assert loaded == ""
+
+
+def test_a_bundle_with_a_stain_reference_normalises_what_it_predicts(tmp_path) -> None:
+    from bundles import CLASS_NAMES, CONFIG, PREPROCESS, PROVENANCE, image_folder, trained_model
+
+    from pathsynth.classify.bundle import load_bundle, save_bundle
+    from pathsynth.classify.evaluate import predict_probabilities
+    from pathsynth.classify.predict import predict_files, prepare_file
+    from pathsynth.imaging.stain import fit_stain_reference, normalise_stain
+
+    files = image_folder(tmp_path / "images", count=3)
+    raw = [prepare_file(path, PREPROCESS) for path in files]
+    reference = fit_stain_reference(torch.cat(raw), "reinhard")
+    path = save_bundle(
+        tmp_path / "stain.bundle", trained_model(), CONFIG, PREPROCESS, CLASS_NAMES, PROVENANCE,
+        stain=reference,
+    )  # fmt: skip
+    bundle = load_bundle(path)
+    assert bundle.manifest.stain == reference
+    predicted = predict_files(bundle, files).probabilities
+    expected = torch.stack(
+        [
+            predict_probabilities(bundle.model, normalise_stain(inputs, reference), 64).mean(0)
+            for inputs in raw
+        ]
+    )
+    assert torch.allclose(predicted, expected.double(), atol=1e-6)
+    plain = torch.stack([predict_probabilities(bundle.model, x, 64).mean(0) for x in raw])
+    assert not torch.allclose(predicted, plain.double(), atol=1e-6)  # normalisation mattered
