@@ -63,3 +63,22 @@ def test_evaluation_feeds_per_image_metrics() -> None:
         .sum(dim=1)
         .allclose(torch.ones(6, dtype=torch.float64))
     )
+
+
+def test_test_time_augmentation_averages_the_eight_dihedral_views() -> None:
+    from pathsynth.imaging.tensorset import to_signed_float
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    plain = predict_probabilities(model, images)
+    averaged = predict_probabilities(model, images, batch_size=2, tta=True)
+    views = [torch.rot90(images, k, dims=(2, 3)) for k in range(4)]
+    views += [view.flip(3) for view in views]
+    by_hand = torch.stack(
+        [torch.softmax(model(to_signed_float(view)), 1).double() for view in views]
+    ).mean(0)
+    assert torch.allclose(averaged, by_hand.detach(), atol=1e-12)
+    assert not torch.allclose(averaged, plain)  # a linear model sees the orientation
+    turned = predict_probabilities(model, torch.rot90(images, 1, dims=(2, 3)), tta=True)
+    assert torch.allclose(turned, averaged, atol=1e-9)  # the same for any orientation of the input

@@ -157,6 +157,7 @@ class ClassifierConfig:
     bf16: bool = True  # bf16 autocast, used on CUDA only (CPU autocast does not pay here)
     channels_last: bool = True  # NHWC memory layout, used on CUDA only
     eval_batch_size: int = 256  # images per forward pass when evaluating
+    tta: bool = False  # test: average each input's 8 dihedral views (microscopy has no "up")
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:

@@ -41,6 +41,7 @@ def predict_probabilities(
     model: nn.Module,
     images: torch.Tensor,
     batch_size: int = 256,
+    tta: bool = False,
 ) -> torch.Tensor:
     """Softmax class probabilities of uint8 NCHW images, in eval mode.
 
@@ -48,6 +49,8 @@ def predict_probabilities(
         model: the classifier (its device is used; mode restored afterwards).
         images: (N, C, H, W) uint8 images, on any device.
         batch_size: images per forward pass.
+        tta: average the probabilities of each image's 8 dihedral views (4 rotations, each
+            mirrored too): microscopy has no "up", so every view is the same specimen.
 
     Returns:
         (N, n_classes) float64 probabilities on the CPU.
@@ -62,14 +65,24 @@ def predict_probabilities(
     model.eval()
     try:
         chunks = [
-            torch.softmax(model(to_signed_float(images[start : start + batch_size].to(device))), 1)
-            .double()
-            .cpu()
+            _probabilities(
+                model, to_signed_float(images[start : start + batch_size].to(device)), tta
+            )
             for start in range(0, len(images), batch_size)
         ]
     finally:
         model.train(was_training)
     return torch.cat(chunks)
+
+
+def _probabilities(model: nn.Module, inputs: torch.Tensor, tta: bool) -> torch.Tensor:
+    """(N, classes) float64 CPU probabilities of a batch, over its dihedral views with ``tta``."""
+    views = [inputs]
+    if tta:
+        turned = [torch.rot90(inputs, k, dims=(2, 3)) for k in range(4)]
+        views = turned + [view.flip(3) for view in turned]
+    total = torch.stack([torch.softmax(model(view), 1).double() for view in views]).mean(0)
+    return total.cpu()
 
 
 def aggregate_patches(
@@ -124,6 +137,7 @@ def evaluate_images(
     test_set: TensorImageSet,
     image_ids: Sequence[Hashable] | torch.Tensor | None = None,
     batch_size: int = 256,
+    tta: bool = False,
 ) -> ImagePredictions:
     """Per-image class probabilities for a held-out set, patches averaged per image.
 
@@ -132,6 +146,7 @@ def evaluate_images(
         test_set: held-out images (or patches) with their labels.
         image_ids: image id per item when items are patches; ``None`` treats each item as an image.
         batch_size: images per forward pass.
+        tta: average each input's 8 dihedral views (see :func:`predict_probabilities`).
 
     Returns:
         One row per image.
@@ -141,6 +156,6 @@ def evaluate_images(
     """
     if len(test_set) == 0:
         raise DataError("the test set is empty")
-    probabilities = predict_probabilities(model, test_set.images, batch_size)
+    probabilities = predict_probabilities(model, test_set.images, batch_size, tta)
     ids = list(range(len(test_set))) if image_ids is None else image_ids
     return aggregate_patches(probabilities, test_set.labels, ids, test_set.class_names)

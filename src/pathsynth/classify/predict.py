@@ -158,7 +158,8 @@ def _image_probabilities(
     """(len(per_image), n_classes) mean patch probabilities of each image's inputs."""
     patches = torch.cat(per_image)
     image_ids = torch.cat([torch.full((len(t),), i) for i, t in enumerate(per_image)])
-    probabilities = predict_probabilities(bundle.model, patches, batch_size)
+    tta = bundle.manifest.classifier.tta
+    probabilities = predict_probabilities(bundle.model, patches, batch_size, tta)
     # Labels are unknown here; aggregate_patches only checks they agree within an image.
     unknown = torch.zeros(len(patches), dtype=torch.long)
     return aggregate_patches(probabilities, unknown, image_ids, bundle.class_names).probabilities

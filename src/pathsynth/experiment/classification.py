@@ -116,10 +116,10 @@ def classify_once(
         check_external(sets.external, chosen.train, chosen.validation)
     start = time.perf_counter()
     result = train_classifier(chosen.train.images, config, validation_set=chosen.validation.images)
-    test = _score(result.model, chosen.test, test_ids)
+    test = _score(result.model, chosen.test, test_ids, config)
     external = None
     if sets.external is not None:
-        external = _score(result.model, sets.external, sets.external.ids)
+        external = _score(result.model, sets.external, sets.external.ids, config)
     if protocol == "honest" and condition == "original" and seed == 0:
         torch.save(result.model.state_dict(), context.paths.reference_classifier)
     _save_bundle(context, result.model, config, (protocol, condition, seed), chosen, test)
@@ -183,9 +183,14 @@ def _save_bundle(
     )
 
 
-def _score(model: torch.nn.Module, part: LabelledPart, ids: torch.Tensor | None) -> TestScore:
-    """The model's numbers on one test part (rows of one image id averaged when ids are given)."""
-    predictions = evaluate_images(model, part.images, image_ids=ids)
+def _score(
+    model: torch.nn.Module, part: LabelledPart, ids: torch.Tensor | None, config: ClassifierConfig
+) -> TestScore:
+    """The model's numbers on one test part (rows of one image id averaged when ids are given;
+    each row's dihedral views averaged too with ``config.tta``)."""
+    predictions = evaluate_images(
+        model, part.images, image_ids=ids, batch_size=config.eval_batch_size, tta=config.tta
+    )
     report = classification_report(
         predictions.labels.numpy(), predictions.probabilities.numpy(), predictions.class_names
     )
