@@ -33,6 +33,7 @@ from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.files import atomic_path
 from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.stain import StainReference
+from pathsynth.weights import load_torch_file
 
 BUNDLE_MARK = "pathsynth-classifier-bundle"
 BUNDLE_VERSION = 1
@@ -213,16 +214,7 @@ def load_bundle(path: Path, device: torch.device | str = "cpu") -> ClassifierBun
 
 def _read_payload(path: Path) -> dict[str, Any]:
     """The archive's top-level dict, checked to be a bundle of this version."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"classifier bundle {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling and zip errors have no common type
-        raise CheckpointError(
-            f"{path} is not a readable classifier bundle ({type(error).__name__}); "
-            "it is damaged or another kind of file"
-        ) from None
+    payload = load_torch_file(Path(path), "classifier bundle")
     if not isinstance(payload, dict) or payload.get("format") != BUNDLE_MARK:
         raise CheckpointError(f"{path} is not a pathsynth classifier bundle")
     version = payload.get("bundle_version")

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pathsynth.errors import PathsynthError
 
@@ -39,6 +40,18 @@ WorkspaceOpt = typer.Option(
     help=f"Workspace folder (default: ${WORKSPACE_ENV}, else ./workspace).",
     show_default=False,
 )
+
+
+def progress_bar() -> Progress:
+    """The progress bar of long commands (ingest, predict), on stderr, gone when done."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
 
 
 def resolve_workspace(path: Path | None) -> Path:

@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape as esc
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pathsynth.cli.app import WorkspaceOpt, app, console, err_console, resolve_workspace
+from pathsynth.cli.app import (
+    WorkspaceOpt,
+    app,
+    console,
+    err_console,
+    progress_bar,
+    resolve_workspace,
+)
 
 if TYPE_CHECKING:
     from pathsynth.catalog.ingest import IngestReport
@@ -26,17 +32,6 @@ def _tell_waiting(holder: str) -> None:
     err_console.print(
         f"[yellow]waiting:[/yellow] another run is writing to this workspace ({esc(holder)}); "
         "this one goes on when it has finished"
-    )
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
     )
 
 
@@ -116,7 +111,7 @@ def ingest(
     def show_refusal(refusal: Refusal) -> None:
         err_console.print(f"[yellow]refused[/yellow] {esc(refusal.path)}: {esc(refusal.reason)}")
 
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"ingest {esc(source.name)}", total=None)
 
         def advance(done: int, total: int) -> None:

@@ -9,10 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pathsynth.cli.app import WorkspaceOpt, app, console, err_console, resolve_workspace
+from pathsynth.cli.app import (
+    WorkspaceOpt,
+    app,
+    console,
+    err_console,
+    progress_bar,
+    resolve_workspace,
+)
 from pathsynth.files import write_text_atomic
 
 if TYPE_CHECKING:
@@ -38,14 +44,7 @@ def predict(
 
     loaded = load_bundle(bundle, resolve_device(device))
     files = image_files(images)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"predict {len(files)} images", total=len(files))
         result = predict_files(
             loaded,

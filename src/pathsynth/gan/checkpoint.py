@@ -16,6 +16,7 @@ import torch
 
 from pathsynth.errors import CheckpointError
 from pathsynth.files import atomic_path
+from pathsynth.weights import load_torch_file
 
 CHECKPOINT_FORMAT = 1
 _NAME = re.compile(r"^(last|best)-step=(\d+)\.pt$")
@@ -106,14 +107,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         CheckpointError: the file is missing, unreadable, not a pathsynth GAN checkpoint or of
             another format version.
     """
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or unreadable ({type(error).__name__})"
-        ) from None
+    state = load_torch_file(path, "checkpoint", map_location)
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise CheckpointError(f"checkpoint {path} is not a pathsynth GAN checkpoint")
     if state["format"] != CHECKPOINT_FORMAT:
