@@ -330,3 +330,28 @@ def test_an_unreadable_age_or_date_is_reported_not_dropped(workspace, tmp_path):
     }
     with workspace.open_catalog() as catalog, catalog.session() as session:
         assert session.scalars(select(Patient.age)).all() == [50]
+
+
+def test_two_sources_with_the_same_patient_and_study_folders_keep_their_own_studies(
+    workspace, tmp_path
+):
+    from pathsynth.catalog.api import source_fold
+
+    for site, offset in (("site-a", 0), ("site-b", 500)):
+        for patient in ("g0", "g1"):
+            for i in range(2):
+                write_image(
+                    tmp_path / site / patient / "s1" / f"{i}.png",
+                    seed=offset + hash((patient, i)) % 400,
+                )
+        (tmp_path / site / "meta.csv").write_text(
+            "patient,study,label\ng0,s1,benign\ng1,s1,insitu\n"
+        )
+        report = ingest(workspace, tmp_path / site, labels_csv=tmp_path / site / "meta.csv",
+                        layout="patient-study")  # fmt: skip
+        assert report.added_total == 4
+    assert len(source_fold(workspace, "histology", "site-a")) == 4
+    assert len(source_fold(workspace, "histology", "site-b")) == 4  # not filed under site-a
+    with workspace.open_catalog() as catalog, catalog.session() as session:
+        assert session.scalar(select(func.count(Study.id))) == 4
+        assert session.scalar(select(func.count(Patient.id))) == 2  # a patient key is one patient

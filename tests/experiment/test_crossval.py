@@ -68,3 +68,13 @@ def test_each_fold_normalises_stain_to_its_own_training_fold(pooled):
         assert manifest.stain is not None and list(manifest.stain.lab_mean) == reference["lab_mean"]
         references.append(reference["lab_mean"])
     assert references[0] != references[1]  # fitted on each fold's own training images
+
+
+def test_neither_the_whole_nor_a_fold_can_be_invalidated_apart(pooled):
+    from pathsynth.errors import DataError
+
+    space, _, _ = pooled
+    with pytest.raises(DataError, match="'cv' is a cross-validation: its folds"):
+        Experiment.open(space, "cv").invalidate("classify")
+    with pytest.raises(DataError, match="'cv-fold0' is a fold of the cross-validation 'cv'"):
+        Experiment.open(space, "cv-fold0").invalidate("classify")

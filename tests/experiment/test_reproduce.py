@@ -233,3 +233,48 @@ def test_every_classifier_is_kept_as_a_bundle_that_predicts_as_tested(finished):
         experiment.paths.classifier_run("honest", "synthetic", 0).with_suffix(".bundle")
     )
     assert synthetic.provenance.generator_run_id == results["generator"]["run_id"]
+
+
+def test_a_record_without_a_newer_setting_resumes_with_its_default(finished):
+    space, experiment, _, _ = finished
+    state = json.loads(experiment.paths.state.read_text())
+    del state["config"]["classifier"]["tta"]  # as written before the setting existed
+    experiment.paths.state.write_text(json.dumps(state))
+    again = Experiment.create(
+        space, Path(experiment.state.source), experiment.config, CLASSES, "smoke"
+    )
+    assert again.state.finished("report")
+
+
+def test_a_split_of_the_same_name_made_otherwise_is_refused(finished):
+    from pathsynth.catalog.api import create_split
+    from pathsynth.catalog.splits import SplitRequest
+
+    space, experiment, _, _ = finished
+    create_split(space, SplitRequest("other-real", unit="group", seed=99, source="site-a"))
+    other = Experiment.create(
+        space, Path(experiment.state.source), experiment.config, CLASSES, "other"
+    )
+    with pytest.raises(DataError, match=r"split 'other-real' made with other settings \(classes"):
+        other.run(until="split")
+
+
+def test_an_external_set_sharing_patients_with_the_source_is_refused_before_training():
+    import torch
+
+    from pathsynth.experiment.data import _check_patients_apart
+    from pathsynth.experiment.protocols import LabelledPart
+    from pathsynth.imaging.tensorset import TensorImageSet
+
+    def part(groups: list[int]) -> LabelledPart:
+        images = TensorImageSet(
+            torch.zeros(len(groups), 3, 8, 8, dtype=torch.uint8),
+            torch.zeros(len(groups), dtype=torch.long),
+            ["a"],
+        )
+        ids = torch.arange(len(groups)) + 100 * groups[0]
+        return LabelledPart(images, ids, ids, torch.tensor(groups))
+
+    _check_patients_apart({"train": part([1, 2]), "test": part([3]), "external": part([7, 8])})
+    with pytest.raises(DataError, match="shares 1 patient"):
+        _check_patients_apart({"train": part([1, 2]), "test": part([3]), "external": part([2, 9])})

@@ -281,8 +281,9 @@ class _IngestRun:
                 else:
                     source_path = self.source_path(candidate)
                     store_path = _store_path(
-                        self.workspace, candidate, analysis.sha256, source_path.split("/")[1]
-                    )
+                        self.workspace, candidate, analysis.sha256, source_path.split("/")[1],
+                        self.source_name,
+                    )  # fmt: skip
                     rows = _image_rows(
                         writer, self.options, source_path, candidate, analysis, store_path,
                         self.source_name,
@@ -335,13 +336,18 @@ def _append_source_map(path: Path, pairs: list[tuple[str, str]]) -> None:
 
 
 def _store_path(
-    workspace: Workspace, candidate: Candidate, sha256_hex: str, image_code: str
+    workspace: Workspace, candidate: Candidate, sha256_hex: str, image_code: str, source: str
 ) -> str:
     """``<patient code>/<study code>/<image code>-<hash prefix><ext>``: BPCI2100's folder layout,
-    with names made of codes (the source's file names may hold patient identifiers)."""
+    with names made of codes (the source's file names may hold patient identifiers).
+
+    A patient key means the same patient in every source (the safe reading for leakage); a study
+    belongs to one source, so images of another source never join its studies (and its
+    ``studies.source``) because their folder or CSV keys look alike.
+    """
     patient_key = candidate.patient_key or f"image:{sha256_hex}"
     patient_code = workspace.pseudonym("patient", patient_key)
-    study_code = workspace.pseudonym("study", f"{patient_key}\0{candidate.study_key}")
+    study_code = workspace.pseudonym("study", f"{source}\0{patient_key}\0{candidate.study_key}")
     suffix = Path(candidate.relative).suffix.lower()
     return f"{patient_code}/{study_code}/{image_code}-{sha256_hex[:8]}{suffix}"
 

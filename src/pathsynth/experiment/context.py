@@ -59,8 +59,8 @@ class StageContext:
         """The catalog split of the real images this experiment uses (in a cross-validation, its
         fold's split of those its parent made)."""
         if self.state.parent is not None:
-            return f"{self.state.parent}-real-f{self.config.fold}"
-        return f"{self.name}-real"
+            return real_split_name(self.state.parent, self.config.fold)
+        return real_split_name(self.name)
 
     def sets(self) -> ExperimentSets:
         """The real folds and whatever affine and synthetic images the stages have made."""
@@ -78,6 +78,12 @@ class StageContext:
             synthetic = torch.load(self.paths.synthetic, weights_only=False)
             sets.synthetic = LabelledPart.from_state(synthetic)
         return sets
+
+
+def real_split_name(experiment: str, fold: int | None = None) -> str:
+    """The catalog split of an experiment's real images (``fold``: one fold's, in a
+    cross-validation; the folds' splits are ``<name>-real-f<k>``)."""
+    return f"{experiment}-real" if fold is None else f"{experiment}-real-f{fold}"
 
 
 def save_tensors(path: Path, data: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from pathsynth.experiment.context import StageContext
+from pathsynth.errors import DataError
+from pathsynth.experiment.context import StageContext, real_split_name
 from pathsynth.experiment.results import comparisons, configs_of, summary_over_runs
 from pathsynth.report.schema import (
     ConditionResult,
@@ -45,9 +46,23 @@ def pooled_results(context: StageContext) -> dict[str, Any]:
 
 
 def _pooled(per_fold: list[dict[str, ConditionResult]]) -> dict[str, ConditionResult]:
+    """Each condition's runs over the folds, fold by fold in seed order (comparisons pair runs by
+    position, so every fold must hold the same seeds of every condition).
+
+    Raises:
+        DataError: a fold that lacks a condition, or a seed of one, that another fold has.
+    """
+    keys = sorted({key for conditions in per_fold for key in conditions})
+    for k, conditions in enumerate(per_fold):
+        seeds = {key: [run.seed for run in conditions[key].per_seed] for key in conditions}
+        first = {key: [run.seed for run in per_fold[0][key].per_seed] for key in per_fold[0]}
+        if sorted(conditions) != keys or seeds != first:
+            raise DataError(
+                f"fold {k} lacks runs the other folds have; rerun `pathsynth reproduce`"
+            )
     pooled: dict[str, ConditionResult] = {}
     for key in per_fold[0]:
-        parts = [conditions[key] for conditions in per_fold if key in conditions]
+        parts = [conditions[key] for conditions in per_fold]
         runs = [
             dataclasses.replace(seed, fold=k)
             for k, part in enumerate(parts)
@@ -77,7 +92,7 @@ def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Re
             first.data.licence,
             first.data.citation,
             SplitInfo(
-                f"{context.name}-real-f*",
+                real_split_name(context.name) + "-f*",
                 first.data.split.unit,
                 1 / config.folds,
                 0.0,

@@ -21,7 +21,7 @@ from pathsynth.catalog.api import (
 from pathsynth.catalog.ingest import IngestOptions, ingest_source
 from pathsynth.catalog.splits import SplitRequest
 from pathsynth.errors import DataError
-from pathsynth.experiment.context import StageContext, save_tensors
+from pathsynth.experiment.context import StageContext, real_split_name, save_tensors
 from pathsynth.experiment.protocols import LabelledPart
 from pathsynth.imaging.cache import load_preprocessed
 from pathsynth.imaging.patches import PreprocessConfig
@@ -72,15 +72,22 @@ def _ingest(context: StageContext, folder: Path) -> dict[str, Any]:
 
 
 def split(context: StageContext) -> dict[str, Any]:
-    """The real images stratified 7:3, keeping patients or slide groups whole where known."""
+    """The real images stratified 7:3 (or dealt to K folds), keeping patients or slide groups
+    whole where known.
+
+    Raises:
+        DataError: unknown classes, or a split of this name in the catalog that was made with
+            other settings (an earlier experiment of this name).
+    """
+    source = context.source.resolve().name
     existing = find_split(context.workspace, context.split_name)
-    if existing is not None:  # made by an earlier, killed run of this stage
+    if existing is not None:  # made by an earlier, killed run of this stage (or by fold 0)
+        _check_same_split(context, existing.params, source)
         return {
             "unit": existing.unit,
             "image_level": existing.image_level,
             "counts": existing.counts,
         }
-    source = context.source.resolve().name
     if context.state.classes:
         known = source_labels(context.workspace, context.config.modality, source)
         unknown = sorted(set(context.state.classes) - known)
@@ -92,7 +99,7 @@ def split(context: StageContext) -> dict[str, Any]:
     kinds = patient_key_kinds(context.workspace, context.config.modality, source)
     unit = "patient" if kinds & {"patient", "group"} else "image"
     request = SplitRequest(
-        name=context.split_name if context.state.parent is None else f"{context.state.parent}-real",
+        name=real_split_name(context.state.parent or context.name),
         unit=unit,
         test=context.config.test_fraction,
         seed=context.config.split_seed,
@@ -113,6 +120,25 @@ def split(context: StageContext) -> dict[str, Any]:
     return {"unit": unit, "image_level": made.image_level, "counts": made.counts}
 
 
+def _check_same_split(context: StageContext, params: dict[str, Any], source: str) -> None:
+    classes = list(context.state.classes) if context.state.classes else None
+    folds = context.config.folds if context.state.parent is not None else None
+    wanted: dict[str, Any] = {
+        "seed": context.config.split_seed, "classes": classes, "source": source,
+        "modality": context.config.modality,
+        "cross_validation": {"folds": folds, "fold": context.config.fold} if folds else None,
+    }  # fmt: skip
+    if folds is None:
+        wanted["test"] = context.config.test_fraction
+    found = {key: params.get(key) for key in wanted}
+    if found != wanted:
+        differ = sorted(key for key in wanted if found[key] != wanted[key])
+        raise DataError(
+            f"the catalog already holds a split {context.split_name!r} made with other settings "
+            f"({', '.join(differ)}); use another --name for this experiment"
+        )
+
+
 def inputs(context: StageContext) -> dict[str, Any]:
     """Both folds preprocessed to network inputs (cached), each row tied to its image."""
     folds = {
@@ -130,6 +156,7 @@ def inputs(context: StageContext) -> dict[str, Any]:
         images = external_images(context, external, class_names, outputs)
         parts["external"] = network_inputs(images, class_names, context.config.preprocess, cache)
         folds["external"] = images
+        _check_patients_apart(parts)
     if context.config.stain_normalisation != "none":
         outputs["stain_reference"] = _normalise(context, parts)
     save_tensors(context.paths.inputs, {fold: part.to_state() for fold, part in parts.items()})
@@ -161,6 +188,22 @@ def stain_reference(context: StageContext) -> StainReference | None:
     """The experiment's stain reference, if its inputs were normalised."""
     plain = context.state.outputs("inputs").get("stain_reference")
     return stain_reference_from_plain(plain) if plain else None
+
+
+def _check_patients_apart(parts: dict[str, LabelledPart]) -> None:
+    """Refuse an external test set that shares patients with the source, before anything trains.
+
+    Raises:
+        DataError: patients (or slide groups) on both sides, with what to do.
+    """
+    external = set(parts["external"].groups.tolist())
+    shared = external & set(torch.cat([parts["train"].groups, parts["test"].groups]).tolist())
+    if shared:
+        raise DataError(
+            f"the external test set shares {len(shared)} patient(s)/group(s) with the source "
+            "(the same patient or group keys): a patient's images must not be on both sides; if "
+            "they are other people, give them other ids in the external set"
+        )
 
 
 def external_images(

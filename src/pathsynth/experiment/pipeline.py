@@ -160,7 +160,8 @@ class Experiment:
                     f"experiment {name!r} was made for {state.modality} (classes "
                     f"{state.classes}); use another --name"
                 )
-            changed = _changed_keys(state.config, to_plain(config))
+            recorded = to_plain(from_plain(ExperimentConfig, state.config, "experiment"))
+            changed = _changed_keys(recorded, to_plain(config))  # new keys: their defaults
             if changed and state.stages:
                 raise DataError(
                     f"experiment {name!r} was started with other settings ({', '.join(changed)}); "
@@ -203,7 +204,8 @@ class Experiment:
         Raises:
             DataError: the stages that have not, and what to run.
         """
-        missing = [stage for stage in stages if not self.state.finished(check_stage(stage))]
+        self._own_stages(*stages)
+        missing = [stage for stage in stages if not self.state.finished(stage)]
         if missing:
             raise DataError(
                 f"experiment {self.state.name!r} has not run {', '.join(missing)}; "
@@ -213,8 +215,14 @@ class Experiment:
     def invalidate(self, stage: str) -> None:
         """Forget ``stage`` and every stage after it, and delete what they wrote in the experiment
         folder, so the next :meth:`run` redoes them (generator runs and catalog rows stay)."""
+        self._own_stages(stage)
+        if self.state.parent is not None:
+            raise DataError(
+                f"experiment {self.state.name!r} is a fold of the cross-validation "
+                f"{self.state.parent!r}; rerun that one (its pooled results would go stale)"
+            )
         order = list(self.stages)
-        for later in order[order.index(check_stage(stage)) :]:
+        for later in order[order.index(stage) :]:
             self.state.stages.pop(later, None)
             for path in self.paths.written_by(later):
                 if path.is_dir():
@@ -222,6 +230,18 @@ class Experiment:
                 else:
                     path.unlink(missing_ok=True)
         self._save()
+
+    def _own_stages(self, *names: str) -> None:
+        """Refuse stage names this experiment does not have (a fold's, asked of a
+        cross-validation), naming what to use instead."""
+        for name in names:
+            check_stage(name)
+            if name not in self.stages:
+                raise DataError(
+                    f"experiment {self.state.name!r} is a cross-validation: its folds "
+                    f"({self.state.name}-fold0, ...) run {name!r}; it has "
+                    f"{', '.join(self.stages)}"
+                )
 
     @property
     def stages(self) -> dict[str, Stage]:
