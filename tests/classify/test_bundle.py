@@ -110,9 +110,9 @@ def test_a_resnet_bundle_loads_without_the_weights_file_it_started_from(tmp_path
     ("content", "reason"),
     [
         (None, "does not exist"),
-        (b"class,path\n", "cannot be read .*: it is damaged or another kind of file"),
+        (b"class,path\n", "cannot be read (UnpicklingError): it is damaged"),
         ({"conv.weight": torch.zeros(2)}, "not a pathsynth classifier bundle"),
-        ("truncated", "cannot be read .*: it is damaged or another kind of file"),
+        ("truncated", "): it is damaged or another kind of file"),
         (
             {"format": BUNDLE_MARK, "bundle_version": 99},
             "bundle version 99, this pathsynth reads 1",
