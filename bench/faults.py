@@ -72,7 +72,7 @@ GENERATE_PER_CLASS = 200  # generate: 600 images per kill, several transactions
 # checkpoint) every 3, so a kill can leave a best checkpoint newer than the last one
 TRAIN_STEPS, TRAIN_EVERY, TRAIN_QUALITY = 40, 5, 3
 # seconds after the first new store file (train-gan: after stats.jsonl appears) a kill may wait
-KILL_WINDOW_S = {"ingest": 4.0, "augment": 3.0, "generate": 4.0, "train-gan": 4.0, "restart": 2.0}
+KILL_WINDOW_S = {"ingest": 4.0, "augment": 3.0, "generate": 4.0, "train-gan": 3.0, "restart": 2.0}
 PATHSYNTH = [sys.executable, "-m", "pathsynth"]
 URL_VARIABLES = {"mariadb": "PATHSYNTH_TEST_MYSQL_URL", "postgres": "PATHSYNTH_TEST_POSTGRES_URL"}
 AFFINE_WRITER = """
@@ -113,7 +113,7 @@ class Outcome:
     expected: int
     errors: int  # writer processes that exited non-zero or printed a traceback
     exits: int = 0  # non-zero exits that were expected (an ingest whose server went away)
-    overlapped: int = 0  # the server went down while the writer still ran
+    overlapped: int = 0  # the kill or server stop came while the writer still ran
 
 
 def make_source(root: Path, seed: int, images: int = IMAGES) -> Path:
@@ -200,11 +200,12 @@ def kill_and_rerun(
     process = start(command)
     wait_for_new_files(space, len(files0))
     time.sleep(rng.uniform(0.0, KILL_WINDOW_S[kind]))
+    landed = int(process.poll() is None)  # 0: it had finished before the kill
     process.send_signal(signal.SIGKILL)
     errors = stopped(process)
     rows, files = count(space)
     killed = Outcome(kind, len(rows - rows0), len(files - files0), len(rows - files), 0,
-                     len(rows - rows0), errors)  # fmt: skip
+                     len(rows - rows0), errors, overlapped=landed)  # fmt: skip
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     rows, files = count(space)
     if expected < 0:
@@ -253,6 +254,7 @@ def train_small_gan(data: Path, runs: Path) -> Path:
 class TrainOutcome:
     """One GAN training run killed with SIGKILL and resumed to the end."""
 
+    landed: int  # the process still ran when killed
     resumed_from: int  # step of the last checkpoint at the kill (0: none yet)
     best_after: int  # best checkpoints newer than that step which the kill left
     stale_best: int  # best checkpoints after the resumed step that a kill left and survived
@@ -301,6 +303,7 @@ def run_train_kill(
     while not list(runs.glob("*/stats.jsonl")) and time.monotonic() < end:
         time.sleep(0.02)
     time.sleep(rng.uniform(0.0, KILL_WINDOW_S["train-gan"]))
+    landed = int(process.poll() is None)  # 0: it had finished before the kill
     process.send_signal(signal.SIGKILL)
     errors = stopped(process)
     run_dir = next(runs.iterdir())
@@ -311,7 +314,9 @@ def run_train_kill(
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     errors += int(resume.returncode != 0 or "Traceback" in resume.stderr)
     stale = sum(1 for p, mtime in newer.items() if p.exists() and p.stat().st_mtime_ns == mtime)
-    return TrainOutcome(resumed_from, len(newer), stale, *check_run(run_dir, reference), errors)
+    return TrainOutcome(
+        landed, resumed_from, len(newer), stale, *check_run(run_dir, reference), errors
+    )
 
 
 def new_workspace(root: Path, backend: str) -> Workspace:
@@ -537,7 +542,9 @@ def report(args: argparse.Namespace, results: dict, seconds: float) -> None:
     for kind in ("ingest", "augment", "generate"):
         group = [k for k in results["kills"] if k[0].kind == kind]
         if group:
-            print(row(f"kill -9 in {kind}: at the kill", [k for k, _ in group]))
+            landed = sum(k.overlapped for k, _ in group)
+            print(row(f"kill -9 in {kind}: at the kill ({landed} landed while it ran)",
+                      [k for k, _ in group]))  # fmt: skip
             print(row(f"kill -9 in {kind}: after the rerun", [d for _, d in group]))
     for kind in ("clean", "crash"):
         group = [r for r in results["restarts"] if r[0].kind == kind]
@@ -553,6 +560,7 @@ def report(args: argparse.Namespace, results: dict, seconds: float) -> None:
 
 
 TRAIN_COLUMNS = {
+    "landed": "kills that landed while it ran",
     "best_after": "best newer than the last checkpoint at the kill",
     "stale_best": "of those, left after the resume",
     "last_bad": "last checkpoint bad",
