@@ -429,6 +429,8 @@ def run_restart(
     except subprocess.TimeoutExpired:  # a hang is an error too
         process.kill()
         _, err = process.communicate()
+    if "Traceback" in err or process.returncode:
+        print(f"ingest exit {process.returncode}, stderr ends:\n{err[-1500:]}", file=sys.stderr)
     rows, files = count(space)
     kind = "crash" if crash else "clean"
     during = Outcome(kind, len(rows), len(files), len(rows - files), 0, len(rows),
