@@ -226,3 +226,25 @@ def test_a_connection_lost_mid_session_is_one_line_naming_the_server(mariadb_url
     message = str(caught.value)
     assert message.startswith(f"catalog database {url.host}:{url.port}: ")
     assert "\n" not in message and str(url.password) not in message
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "(2003, \"Can't connect to MySQL server on '127.0.0.1' ([Errno 111] Connection refused)\")",
+        'connection failed: connection to server at "127.0.0.1", port 5432 failed: Connection '
+        "refused",
+    ],
+)
+def test_a_server_down_when_a_run_reconnects_is_one_line(tmp_path, reason):
+    # What an ingest met when its MariaDB server restarted between two batches (bench/faults.py):
+    # the pool reconnects, the connection is refused, and the error is not marked invalidated.
+    from sqlalchemy.exc import OperationalError
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+    try:
+        with pytest.raises(CatalogUnavailable) as caught, catalog.translated_errors():
+            raise OperationalError("SELECT 1", {}, Exception(reason))
+    finally:
+        catalog.close()
+    assert "refused" in str(caught.value) and "\n" not in str(caught.value)

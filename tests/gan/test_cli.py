@@ -153,6 +153,21 @@ def test_resume_continues_the_run_in_its_folder(class_folders: Path, tmp_path: P
     assert not (run_dir / "best-step=00000004.pt").exists()  # made by steps trained again
 
 
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_at_step_0(
+    class_folders: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    assert _train_smoke(runner, class_folders, tmp_path, 2, *QUIET).exit_code == 0
+    (run_dir,) = tmp_path.iterdir()
+    for checkpoint in run_dir.glob("*-step=*.pt"):  # what kill -9 before step 2 leaves
+        checkpoint.unlink()
+    again = runner.invoke(app, ["train-gan", "--resume", str(run_dir), "--steps", "2"])
+    assert again.exit_code == 0, again.output
+    assert (run_dir / "last-step=00000002.pt").exists()
+    lines = (run_dir / "stats.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]  # each step once
+
+
 def test_resume_of_a_run_made_before_run_json_finds_its_data(class_folders, tmp_path) -> None:
     runner = CliRunner()
     assert _train_smoke(runner, class_folders, tmp_path, 2, *QUIET).exit_code == 0

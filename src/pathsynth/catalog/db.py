@@ -145,6 +145,13 @@ def create_catalog_engine(url: str, read_only: bool = False) -> Engine:
     return engine
 
 
+_SERVER_GONE = re.compile(
+    r"can't connect|connection refused|could not connect|lost connection|server has gone away"
+    r"|server closed the connection|connection reset",
+    re.IGNORECASE,
+)
+
+
 def _reason(error: DBAPIError) -> str:
     return str(error.orig if error.orig is not None else error).strip().splitlines()[0]
 
@@ -241,7 +248,12 @@ class Catalog:
                     f"catalog {where} stayed locked by another process for "
                     f"{_timeout_s(SQLITE_BUSY_TIMEOUT_S)} s; try again when it has finished"
                 ) from None
-            if error.connection_invalidated or "readonly" in reason or "timed out" in reason:
+            if (
+                error.connection_invalidated
+                or "readonly" in reason
+                or "timed out" in reason
+                or _SERVER_GONE.search(reason)  # a reconnect after a restart, refused
+            ):
                 raise CatalogUnavailable(f"catalog database {where}: {reason}") from None
             raise
 

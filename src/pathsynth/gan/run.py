@@ -169,12 +169,17 @@ def discard_best_after(run_dir: Path, step: int) -> None:
 
 
 def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> TrainConfig:
-    """The config of a run's last checkpoint with ``overrides`` applied (for ``--resume``).
+    """The config of a run's last checkpoint with ``overrides`` applied (for ``--resume``); of
+    its ``config.json`` when it has no checkpoint yet (killed before its first one: it starts
+    again at step 0).
 
     Raises:
-        CheckpointError: no run folder or no checkpoint in it.
+        CheckpointError: no run folder, or neither a checkpoint nor a config.json in it.
         ConfigError: an override the config refuses.
     """
+    saved = run_dir / CONFIG_NAME
+    if run_dir.is_dir() and not list_checkpoints(run_dir, "last") and saved.is_file():
+        return apply_overrides(from_dict(json.loads(saved.read_text(encoding="utf-8"))), overrides)
     state = load_checkpoint(find_checkpoint(run_dir, "last"))
     return apply_overrides(from_dict(state["config"]), overrides)
 
