@@ -187,12 +187,10 @@ def test_same_content_from_another_source_is_a_duplicate(workspace, class_source
 
 def test_patient_study_tree_takes_patients_and_labels_from_metadata(workspace, tmp_path):
     source = tmp_path / "cards"
-    for patient in ("card-001", "card-002"):
-        for study in ("s1", "s2"):
-            for i in range(2):
-                write_image(
-                    source / patient / study / f"{i}.png", seed=hash((patient, study, i)) % 1000
-                )
+    for p, patient in enumerate(("card-001", "card-002")):
+        for s, study in enumerate(("s1", "s2")):
+            for i in range(2):  # seeds fixed and distinct (hash() differs from run to run)
+                write_image(source / patient / study / f"{i}.png", seed=100 * p + 10 * s + i)
     (source / "meta.csv").write_text(
         "patient,study,label,age,sex\n"
         "card-001,s1,benign,54,F\ncard-001,s2,insitu,54,F\ncard-002,s1,benign,61,F\n"
@@ -338,12 +336,9 @@ def test_two_sources_with_the_same_patient_and_study_folders_keep_their_own_stud
     from pathsynth.catalog.api import source_fold
 
     for site, offset in (("site-a", 0), ("site-b", 500)):
-        for patient in ("g0", "g1"):
+        for p, patient in enumerate(("g0", "g1")):
             for i in range(2):
-                write_image(
-                    tmp_path / site / patient / "s1" / f"{i}.png",
-                    seed=offset + hash((patient, i)) % 400,
-                )
+                write_image(tmp_path / site / patient / "s1" / f"{i}.png", seed=offset + 10 * p + i)
         (tmp_path / site / "meta.csv").write_text(
             "patient,study,label\ng0,s1,benign\ng1,s1,insitu\n"
         )
