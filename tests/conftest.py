@@ -4,12 +4,11 @@ workspaces, the shared data sets, and small generated image sources."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import write_image
+from helpers import throwaway_database, write_image
 
 REPO = Path(__file__).resolve().parents[1]
 MYSQL_ENV = "PATHSYNTH_TEST_MYSQL_URL"
@@ -54,41 +53,23 @@ def _mariadb_server_url() -> str:
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A fresh, empty database on the test MariaDB server, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    server = make_url(_mariadb_server_url())
-    name = f"pathsynth_{uuid.uuid4().hex[:12]}"  # generated here, never user input
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(
-            text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-        )
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        admin.dispose()
+    with throwaway_database(
+        _mariadb_server_url(), "pathsynth",
+        "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        "DROP DATABASE IF EXISTS {name}",
+    ) as url:  # fmt: skip
+        yield url
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty database on the test PostgreSQL server, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    server = make_url(_server_url(POSTGRES_ENV, "PostgreSQL", "with-postgres"))
-    name = f"pathsynth_{uuid.uuid4().hex[:12]}"  # generated here, never user input
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    with throwaway_database(
+        _server_url(POSTGRES_ENV, "PostgreSQL", "with-postgres"), "pathsynth",
+        "CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0",
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+    ) as url:  # fmt: skip
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "mariadb", "postgres"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +57,23 @@ def run_pathsynth(*args: str, env: dict[str, str] | None = None, prefix: tuple[s
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         timeout=300,
     )
+
+
+@contextlib.contextmanager
+def throwaway_database(server_url: str, prefix: str, create: str, drop: str) -> Iterator[str]:
+    """A new database on a test server (``create``/``drop`` are SQL with ``{name}``), its URL
+    yielded, dropped afterwards. The name is generated here, never user input."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(server_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server.set(database=server.database or ""), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(create.format(name=name)))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(drop.format(name=name)))
+        admin.dispose()

@@ -3,11 +3,10 @@ isolated, text stored whole and labels compared exactly, on every backend."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import assert_consistent, write_image
+from helpers import assert_consistent, throwaway_database, write_image
 from sqlalchemy import insert, select
 
 from pathsynth.catalog.ingest import IngestOptions, ingest_source
@@ -60,22 +59,12 @@ def test_labels_differing_in_case_stay_two_classes(workspace, tmp_path):
 @pytest.fixture
 def latin1_mariadb_url(mariadb_url: str) -> Iterator[str]:
     """A database whose server default is latin1 with a case-insensitive collation."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    url = make_url(mariadb_url)
-    name = f"pathsynth_latin1_{uuid.uuid4().hex[:8]}"  # generated here, never user input
-    admin = create_engine(url.set(database=""))
-    with admin.begin() as connection:
-        connection.execute(
-            text(f"CREATE DATABASE {name} CHARACTER SET latin1 COLLATE latin1_swedish_ci")
-        )
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        admin.dispose()
+    with throwaway_database(
+        mariadb_url, "pathsynth_latin1",
+        "CREATE DATABASE {name} CHARACTER SET latin1 COLLATE latin1_swedish_ci",
+        "DROP DATABASE IF EXISTS {name}",
+    ) as url:  # fmt: skip
+        yield url
 
 
 def test_a_latin1_mariadb_database_gets_utf8mb4_tables_with_exact_labels(
