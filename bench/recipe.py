@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from pathsynth.classify.config import classifier_config
+from pathsynth.classify.config import COLOUR_PRESETS, classifier_config
 from pathsynth.classify.evaluate import evaluate_images
 from pathsynth.classify.trainer import train_classifier, validation_split
 from pathsynth.imaging.tensorset import TensorImageSet
@@ -30,30 +30,44 @@ from pathsynth.imaging.tensorset import TensorImageSet
 ASSESS_FRACTION, ASSESS_SEED = 0.3, 1234
 
 
-def assessment_parts(path: str) -> tuple[TensorImageSet, torch.Tensor, TensorImageSet]:
-    """(inner training set, its patient groups, assessment set) from a training fold."""
+def assessment_parts(
+    path: str,
+) -> tuple[TensorImageSet, torch.Tensor, TensorImageSet, torch.Tensor]:
+    """(inner training set, its patient groups, assessment set, its image ids) from a training
+    fold; the assessment is scored per image (patches and crops averaged)."""
     fold = torch.load(path, weights_only=False)["train"]
     full = TensorImageSet(fold["images"], fold["labels"], fold["class_names"])
     groups = fold["groups"]
     generator = torch.Generator().manual_seed(ASSESS_SEED)
     inner, assess = validation_split(full.labels, ASSESS_FRACTION, generator, groups)
     assert not set(groups[inner].tolist()) & set(groups[assess].tolist())
-    return full.subset(inner), groups[inner], full.subset(assess)
+    return full.subset(inner), groups[inner], full.subset(assess), fold["ids"][assess]
 
 
 def one_seed(
     train_set: TensorImageSet,
     groups: torch.Tensor,
     assess_set: TensorImageSet,
+    assess_ids: torch.Tensor,
     preset: str,
     overrides: dict[str, str],
     seed: int,
 ) -> dict[str, Any]:
     """Train one classifier and score it on the assessment part."""
-    config = classifier_config(preset, **overrides, seed=seed)
+    chosen: dict[str, Any] = dict(overrides)
+    if "colour" in chosen:  # a named colour preset (off | histology)
+        chosen["colour"] = COLOUR_PRESETS[str(chosen["colour"])]
+    config = classifier_config(preset, **chosen, seed=seed)
     started = time.perf_counter()
     result = train_classifier(train_set, config, groups=groups)
-    predictions = evaluate_images(result.model, assess_set)
+    predictions = evaluate_images(
+        result.model,
+        assess_set,
+        image_ids=assess_ids,
+        tta=config.tta,
+        crop_size=config.crop_size,
+        crop_stride=config.grid_stride,
+    )
     predicted = predictions.probabilities.argmax(dim=1)
     return {
         "seed": seed,
@@ -75,10 +89,10 @@ def main(argv: list[str]) -> None:
     overrides = dict(item.split("=", 1) for item in argv[3:])
     preset = overrides.pop("preset", "quick")
     torch.set_num_threads(2)
-    train_set, groups, assess_set = assessment_parts(path)
+    train_set, groups, assess_set, assess_ids = assessment_parts(path)
     rows = []
     for seed in range(seeds):
-        rows.append(one_seed(train_set, groups, assess_set, preset, overrides, seed))
+        rows.append(one_seed(train_set, groups, assess_set, assess_ids, preset, overrides, seed))
         print(name, rows[-1], flush=True)
     summary = {
         "name": name,
@@ -86,6 +100,7 @@ def main(argv: list[str]) -> None:
         "overrides": overrides,
         "train": len(train_set),
         "assess": len(assess_set),
+        "assess_images": len(torch.unique(assess_ids)),
         "balanced_accuracy_mean": sum(r["balanced_accuracy"] for r in rows) / len(rows),
         "accuracy_mean": sum(r["accuracy"] for r in rows) / len(rows),
         "rows": rows,

@@ -22,7 +22,7 @@ from pathsynth.catalog.ingest import IngestOptions, ingest_source
 from pathsynth.catalog.models import Image as ImageRow
 from pathsynth.catalog.models import Patient, Study, image_features
 from pathsynth.catalog.workspace import Workspace
-from pathsynth.errors import IngestError
+from pathsynth.errors import ConfigError, IngestError
 from pathsynth.imaging.features import FEATURE_NAMES
 
 
@@ -310,6 +310,47 @@ def test_a_file_listed_twice_with_two_labels_is_refused_naming_both(workspace, t
         "a.png": "listed twice in labels CSV with labels 'benign' (line 2) and 'invasive' (line 4)",
         "c.png": "listed twice in labels CSV (lines 5 and 6)",
     }
+
+
+def test_pixel_sizes_come_from_the_csv_column_or_the_option_and_bad_ones_are_refused(
+    workspace, tmp_path
+):
+    source = tmp_path / "src"
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        write_image(source / name, seed=ord(name[0]))
+    (source / "labels.csv").write_text(
+        "path,label,pixel_size_um\na.png,benign,0.5\nb.png,benign,\nc.png,benign,-1\n"
+        "d.png,benign,wide\n"
+    )
+    report = ingest(workspace, source, pixel_size_um=0.84)
+    assert report.added_total == 2
+    assert reasons(report) == {
+        "c.png": "pixel_size_um '-1' in labels CSV is not a positive number",
+        "d.png": "pixel_size_um 'wide' in labels CSV is not a positive number",
+    }
+    with workspace.open_catalog() as catalog, catalog.session() as session:
+        sizes = session.scalars(select(Study.pixel_size_um).order_by(Study.id)).all()
+    assert sorted(sizes) == [0.5, 0.84]  # the column wins; an empty cell takes --pixel-size
+    with pytest.raises(ConfigError, match=r"pixel_size_um must be a positive number, got 0\.0"):
+        IngestOptions(modality="histology", pixel_size_um=0.0)
+
+
+def test_a_rerun_with_a_pixel_size_fills_in_studies_without_one_and_changes_none(
+    workspace, tmp_path
+):
+    source = tmp_path / "src"
+    for name in ("a.png", "b.png"):
+        write_image(source / "benign" / name, seed=ord(name[0]))
+    assert ingest(workspace, source).pixel_sizes_filled == 0
+    write_image(source / "benign" / "c.png", seed=3)
+
+    again = ingest(workspace, source, pixel_size_um=0.84)
+    third = ingest(workspace, source, pixel_size_um=0.5)
+
+    assert (again.added_total, again.already_present, again.pixel_sizes_filled) == (1, 2, 2)
+    assert third.pixel_sizes_filled == 0
+    with workspace.open_catalog() as catalog, catalog.session() as session:
+        assert session.scalars(select(Study.pixel_size_um)).all() == [0.84] * 3
 
 
 def test_an_unreadable_age_or_date_is_reported_not_dropped(workspace, tmp_path):

@@ -221,3 +221,38 @@ def test_a_bundle_with_a_stain_reference_normalises_what_it_predicts(tmp_path) -
     assert torch.allclose(predicted, expected.double(), atol=1e-6)
     plain = torch.stack([predict_probabilities(bundle.model, x, 64).mean(0) for x in raw])
     assert not torch.allclose(predicted, plain.double(), atol=1e-6)  # normalisation mattered
+
+
+def test_a_bundle_at_a_magnification_with_crops_predicts_as_it_was_tested(tmp_path) -> None:
+    import dataclasses
+
+    from pathsynth.classify.evaluate import evaluate_images
+    from pathsynth.errors import DataError
+    from pathsynth.imaging.patches import PreprocessConfig
+    from pathsynth.imaging.tensorset import TensorImageSet
+
+    # 40x32 images at 0.5 um/px brought to 1 um/px: 20x16, on a 24 px canvas; 16 px grid crops
+    preprocess = PreprocessConfig(mode="pad", size=24, pixel_size_um=1.0)
+    config = dataclasses.replace(CONFIG, crop_size=16, crop_stride=4, tta=True)
+    files = image_folder(tmp_path / "images", count=3)
+    path = save_bundle(
+        tmp_path / "crops.bundle", trained_model(), config, preprocess, CLASS_NAMES, PROVENANCE
+    )
+    bundle = load_bundle(path)
+    with pytest.raises(DataError, match=r"inputs are at 1\.0 um/px: pass .*--pixel-size"):
+        predict_files(bundle, files)
+
+    predicted = predict_files(bundle, files, pixel_size_um=0.5).probabilities
+
+    inputs = torch.cat([preprocess_image(load_rgb(p), preprocess, pixel_size_um=0.5) for p in files])
+    assert inputs.shape == (3, 3, 24, 24)
+    expected = evaluate_images(
+        bundle.model,
+        TensorImageSet(inputs, torch.zeros(3, dtype=torch.long), CLASS_NAMES),
+        tta=True,
+        crop_size=16,
+        crop_stride=4,
+    ).probabilities
+    assert torch.allclose(predicted, expected, atol=1e-9)
+    whole = predict_probabilities(bundle.model, inputs, tta=True)  # the network takes any size
+    assert not torch.allclose(predicted, whole, atol=1e-6)  # the crops were used

@@ -82,3 +82,21 @@ def test_test_time_augmentation_averages_the_eight_dihedral_views() -> None:
     assert not torch.allclose(averaged, plain)  # a linear model sees the orientation
     turned = predict_probabilities(model, torch.rot90(images, 1, dims=(2, 3)), tta=True)
     assert torch.allclose(turned, averaged, atol=1e-9)  # the same for any orientation of the input
+
+
+def test_a_crop_size_averages_each_image_over_its_grid_of_crops() -> None:
+    from pathsynth.imaging.tensorset import to_signed_float
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))
+    images = torch.randint(0, 256, (5, 3, 12, 12), dtype=torch.uint8)
+    averaged = predict_probabilities(model, images, batch_size=7, crop_size=8, crop_stride=4)
+    corners = [(0, 0), (0, 4), (4, 0), (4, 4)]
+    by_hand = torch.stack(
+        [
+            torch.softmax(model(to_signed_float(images[:, :, t : t + 8, c : c + 8])), 1).double()
+            for t, c in corners
+        ]
+    ).mean(0)
+    assert averaged.shape == (5, 3)
+    assert torch.allclose(averaged, by_hand.detach(), atol=1e-12)

@@ -6,8 +6,9 @@ from sklearn.metrics import balanced_accuracy_score
 
 from pathsynth.classify.config import classifier_config
 from pathsynth.classify.evaluate import evaluate_images
+from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.trainer import train_classifier, validation_split
-from pathsynth.errors import DataError
+from pathsynth.errors import ConfigError, DataError
 from pathsynth.imaging.tensorset import TensorImageSet
 
 from .shapes import draw_shapes
@@ -112,3 +113,32 @@ def test_resnet18_trains_through_the_same_path() -> None:
 
     assert len(result.history) == 1 and result.best_epoch == 1
     assert result.model.fc.out_features == 2  # type: ignore[union-attr]
+
+
+def test_with_a_crop_size_training_sees_random_crops_and_validation_a_grid() -> None:
+    config = classifier_config(
+        "smoke", **{**QUICK_TEST, "epochs": 2, "patience": 2}, crop_size=24, crops_per_image=3
+    )
+    seen: list[tuple[bool, tuple[int, ...]]] = []
+    model = build_classifier(config, 2)
+    model.register_forward_pre_hook(
+        lambda module, args: seen.append((module.training, args[0].shape))
+    )
+    train, validation = draw_shapes(20, seed=1), draw_shapes(5, seed=2)
+
+    result = train_classifier(train, config, validation_set=validation, model=model)
+
+    training = [shape for is_training, shape in seen if is_training]
+    evaluating = [shape for is_training, shape in seen if not is_training]
+    assert {shape[-2:] for shape in training} == {(24, 24)}
+    # 40 inputs x 3 draws per epoch in batches of 16 (short batch dropped): 7 steps an epoch
+    assert len(training) == 2 * (40 * 3 // 16)
+    # validation: 10 inputs x a 2x2 grid of 24 px crops 12 px apart (the second row flush at 8)
+    assert sum(shape[0] for shape in evaluating) == 2 * 10 * 4
+    assert result.history[-1].validation_loss > 0
+
+
+def test_a_crop_larger_than_the_inputs_is_refused_with_the_key() -> None:
+    config = classifier_config("smoke", **QUICK_TEST, crop_size=48)
+    with pytest.raises(ConfigError, match="crop_size 48 is larger than the 32x32 inputs"):
+        train_classifier(draw_shapes(10, seed=1), config)

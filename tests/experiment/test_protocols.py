@@ -152,3 +152,21 @@ def test_the_gan_inputs_follow_the_experiment_inputs_and_cannot_be_set_apart():
         experiment_config("quick", "histology", {"protocols": ""})
     with pytest.raises(ConfigError, match="unknown experiment setting 'modality'"):
         experiment_config("quick", "histology", {"modality": "cytology"})
+
+
+def test_smaller_generated_images_are_mirror_padded_to_the_real_inputs_side():
+    real = part([1, 2], [1, 2], [10, 11], [0, 1])
+    real.images.images = torch.randint(0, 256, (2, 3, 12, 12), dtype=torch.uint8)
+    synthetic = part([301], [-1], [-1], [1])
+    synthetic.images.images = torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8)
+
+    both = concatenate([real, synthetic])
+
+    assert both.images.images.shape == (3, 3, 12, 12)
+    assert torch.equal(both.images.images[:2], real.images.images)
+    padded = both.images.images[2]
+    assert torch.equal(padded[:, 2:10, 2:10], synthetic.images.images[0])  # centred, unchanged
+    assert torch.equal(padded[:, 1, 2:10], synthetic.images.images[0, :, 1])  # mirrored edge
+    tiny = part([302], [-1], [-1], [1])
+    with pytest.raises(DataError, match="cannot combine 4x4 images with 12x12 ones"):
+        concatenate([real, tiny])

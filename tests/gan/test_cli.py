@@ -63,8 +63,9 @@ def test_dry_run_prints_the_resolved_config_with_overrides(class_folders: Path) 
     assert config["preset"] == "paper-wgan-gp"
     assert config["loss"]["kind"] == "hinge"
     assert config["optim"]["g_lr"] == 5e-4 and config["optim"]["n_critic"] == 5
-    assert config["data"] == {"preprocess": {"mode": "fit", "size": 128, "scale": 1.0,
-                              "patches_per_image": 8, "seed": 0, "fill": "border"}}  # fmt: skip
+    assert config["data"] == {"crop": 0, "preprocess": {"mode": "fit", "size": 128, "scale": 1.0,
+                              "patches_per_image": 8, "seed": 0, "fill": "border", "stride": 0,
+                              "pixel_size_um": 0.0}}  # fmt: skip
 
 
 def test_unknown_key_is_one_line_naming_it_and_the_valid_keys(class_folders: Path) -> None:

@@ -43,6 +43,11 @@ def data(class_folders: Path) -> TensorImageSet:
     return load_image_set(folder_files(class_folders), SQUARE_32)
 
 
+@pytest.fixture(scope="module")
+def data48(class_folders: Path) -> TensorImageSet:
+    return load_image_set(folder_files(class_folders), PreprocessConfig(mode="fit", size=48))
+
+
 def _weights(state: dict) -> dict[str, torch.Tensor]:
     return {
         f"{net}.{name}": value
@@ -56,10 +61,15 @@ def _weights(state: dict) -> dict[str, torch.Tensor]:
     [
         pytest.param(EVERYTHING_ON, id="bce-diffaug-ada-lecam-r1-sn"),
         pytest.param({"loss__kind": "wgan-gp", "optim__n_critic": 2}, id="wgan-gp"),
+        pytest.param({"data__crop": 32, "data__preprocess__size": 48}, id="random-crops"),
     ],
 )
-def test_n_steps_straight_equal_half_then_resume_then_half(data, tmp_path: Path, overrides) -> None:
+def test_n_steps_straight_equal_half_then_resume_then_half(
+    data, data48, tmp_path: Path, overrides
+) -> None:
     config = smoke_config(optim__steps=6, run__checkpoint_every=0, **overrides)
+    if config.data.crop:  # random 32 px crops of 48 px inputs
+        data = data48
     straight = GanTrainer(config, data, tmp_path / "straight")
     (tmp_path / "straight").mkdir()
     straight.train()
@@ -135,6 +145,19 @@ def test_resume_with_a_different_class_set_is_refused(data, tmp_path: Path) -> N
     wider = apply_overrides(config, {"model.g_channel_base": 512, "model.g_channel_max": 64})
     with pytest.raises(CheckpointError, match="do not match"):
         GanTrainer(wider, data, tmp_path, resume=state)
+
+
+def test_with_a_crop_the_networks_work_at_the_crop_size(data48, tmp_path: Path) -> None:
+    config = smoke_config(
+        data__preprocess__size=48, data__crop=32, optim__steps=2, run__sample_every=2
+    )
+    trainer = GanTrainer(config, data48, tmp_path)
+    trainer.train()
+    assert trainer.G.resolution == 32
+    with Image.open(tmp_path / "samples" / "grid-step=00000002.png") as grid:
+        assert grid.size == (2 * 32, 3 * 32)
+    with pytest.raises(ConfigError, match=r"data.crop must be 0 or in \[8, preprocess.size=32\]"):
+        smoke_config(data__crop=48)
 
 
 def test_data_of_another_size_is_refused(data, tmp_path: Path) -> None:

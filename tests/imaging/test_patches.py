@@ -103,3 +103,31 @@ def test_bach_field_gives_the_histology_preset_patches(bach):
     path = next((bach / "images").rglob("*.jpg"))
     patches = preprocess_image(load_rgb(path), PRESETS["histology-grid"], "x")
     assert patches.shape[1:] == (3, 128, 128) and len(patches) >= 1
+
+
+def test_grid_with_a_stride_overlaps_and_ends_flush_with_the_edges():
+    assert grid_corners(192, 256, 128, 64) == [
+        (0, 0), (0, 64), (0, 128), (64, 0), (64, 64), (64, 128),
+    ]  # fmt: skip
+    patches, _ = preprocess_images(
+        [coordinate_image(100, 150)], PreprocessConfig(mode="patches-grid", size=64, stride=40)
+    )
+    # rows 0, 36 (flush); columns 0, 40, 80, 86 (flush)
+    assert patches.shape == (8, 3, 64, 64)
+    assert int(patches[-1, 0, 0, -1]) == 149 and int(patches[-1, 1, -1, 0]) == 99
+
+
+def test_a_magnification_scales_each_image_by_its_recorded_pixel_size():
+    config = PreprocessConfig(mode="pad", size=64, pixel_size_um=2.0)
+    fine, coarse = np.full((120, 120, 3), 90, np.uint8), np.full((60, 60, 3), 90, np.uint8)
+    # 120 px at 0.5 um/px and 60 px at 1 um/px are both 30 px at 2 um/px: same size on the canvas
+    assert config.scale_for(0.5) == 4.0 and config.scale_for(1.0) == 2.0
+    fine[10:110, 10:110] = coarse[5:55, 5:55] = 200
+    a = preprocess_image(fine, config, pixel_size_um=0.5)
+    b = preprocess_image(coarse, config, pixel_size_um=1.0)
+    bright_a, bright_b = int((a[0, 0] > 150).sum()), int((b[0, 0] > 150).sum())
+    assert bright_a == bright_b and 23 * 23 <= bright_a <= 25 * 25  # 25 px squares, edges blend
+    with pytest.raises(DataError, match=r"no recorded pixel size.*--pixel-size"):
+        preprocess_image(fine, config)
+    # modes that stretch to the canvas have no magnification: the pixel size is not needed
+    assert PreprocessConfig(mode="resize", pixel_size_um=2.0).scale_for(None) == 1.0

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from pathsynth.catalog.db import Catalog
@@ -39,7 +39,7 @@ from pathsynth.catalog.sources import Candidate, Refusal, SourcePlan, plan_sourc
 from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.catalog.writer import BatchWriter
-from pathsynth.errors import ImageRefused, IngestError
+from pathsynth.errors import ConfigError, ImageRefused, IngestError
 from pathsynth.files import label_folder
 from pathsynth.imaging.decode import decode_bytes
 from pathsynth.imaging.features import compute_features
@@ -59,7 +59,8 @@ class IngestOptions:
         classes: allowed class labels; None accepts every label found.
         stain: stain of the studies (default H&E for histology, Papanicolaou for cytology).
         magnification: objective magnification, if known.
-        pixel_size_um: micrometres per pixel, if known.
+        pixel_size_um: micrometres per pixel, if known (also given to this source's studies
+            ingested earlier without one; a recorded pixel size is never changed).
         workers: decoding processes (0 decodes in this process).
         batch_size: images per catalog transaction.
         source_map: a CSV to append (source code, source file) lines to, kept outside the
@@ -77,6 +78,12 @@ class IngestOptions:
     batch_size: int = 64
     source_map: Path | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("magnification", "pixel_size_um"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1000.0:
+                raise ConfigError(f"{name} must be a positive number, got {value}")
+
 
 @dataclass
 class IngestReport:
@@ -87,6 +94,7 @@ class IngestReport:
     already_present: int = 0
     refused: list[Refusal] = field(default_factory=list)
     orphans_removed: list[str] = field(default_factory=list)
+    pixel_sizes_filled: int = 0  # studies ingested earlier without a pixel size that got one
 
     @property
     def added_total(self) -> int:
@@ -187,7 +195,27 @@ def ingest_source(
         run.read_catalog(catalog)
         run.report.orphans_removed = sweep_orphans(workspace.store, run.catalogued)
         run.write(catalog)
+        if options.pixel_size_um is not None:
+            run.report.pixel_sizes_filled = _fill_pixel_sizes(
+                catalog, run.source_name, options.modality, options.pixel_size_um
+            )
     return run.report
+
+
+def _fill_pixel_sizes(catalog: Catalog, source: str, modality: str, pixel_size_um: float) -> int:
+    """Give the source's studies that have no pixel size ``pixel_size_um`` (a rerun of an ingest
+    with ``--pixel-size``); a recorded pixel size is never changed. Returns the studies updated."""
+    with catalog.session() as session:
+        result = session.execute(
+            update(Study)
+            .where(
+                Study.source == source,
+                Study.modality == modality,
+                Study.pixel_size_um.is_(None),
+            )
+            .values(pixel_size_um=pixel_size_um)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 class _IngestRun:
@@ -407,7 +435,7 @@ def _image_rows(
                 modality=options.modality,
                 stain=options.stain or DEFAULT_STAIN[options.modality],
                 magnification=options.magnification,
-                pixel_size_um=options.pixel_size_um,
+                pixel_size_um=candidate.pixel_size_um or options.pixel_size_um,
                 study_date=candidate.study_date,
                 source=source_name,  # the experiment finds its studies by the folder's name
             ),

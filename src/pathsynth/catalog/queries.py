@@ -69,7 +69,8 @@ def catalog_stats(catalog: Catalog) -> CatalogStats:
 
 @dataclass(frozen=True)
 class FoldImage:
-    """One image of a split fold: its id, file in the store, label, origin, patient and hash."""
+    """One image of a split fold: its id, file in the store, label, origin, patient, hash and
+    the pixel size of its study (micrometres per pixel; ``None`` when not recorded)."""
 
     image_id: int
     path: Path
@@ -77,6 +78,7 @@ class FoldImage:
     origin: str
     patient_id: int
     sha256: str
+    pixel_size_um: float | None = None
 
 
 def fold_images(catalog: Catalog, store: Path, split: str, fold: str) -> list[FoldImage]:
@@ -113,15 +115,24 @@ def source_images(catalog: Catalog, store: Path, modality: str, source: str) -> 
     return _fold_images(rows, store)
 
 
-def _fold_images(rows: Sequence[Row[int, str, str, str, int, str]], store: Path) -> list[FoldImage]:
+_Row = Row[int, str, str, str, int, str, float | None]
+
+
+def _fold_images(rows: Sequence[_Row], store: Path) -> list[FoldImage]:
     return [
-        FoldImage(image_id, store / path, label, origin, patient_id, digest)
-        for image_id, path, label, origin, patient_id, digest in rows
+        FoldImage(image_id, store / path, label, origin, patient_id, digest, pixel_size)
+        for image_id, path, label, origin, patient_id, digest, pixel_size in rows
     ]
 
 
-def _image_rows() -> Select[int, str, str, str, int, str]:
+def _image_rows() -> Select[int, str, str, str, int, str, float | None]:
     """The columns of a :class:`FoldImage`, images joined to their studies."""
     return select(
-        Image.id, Image.store_path, Image.label, Image.origin, Study.patient_id, Image.sha256
+        Image.id,
+        Image.store_path,
+        Image.label,
+        Image.origin,
+        Study.patient_id,
+        Image.sha256,
+        Study.pixel_size_um,
     ).join(Study, Study.id == Image.study_id)

@@ -47,6 +47,8 @@ class Candidate:
         patient_kind: ``patient``, ``group`` or ``image``.
         study_key: source identifier of the study.
         age, sex, study_date: optional patient/study fields from the metadata CSV.
+        pixel_size_um: micrometres per pixel from the CSV's ``pixel_size_um`` column (it
+            overrides ``ingest --pixel-size`` for the file's study).
     """
 
     path: Path
@@ -58,6 +60,7 @@ class Candidate:
     age: int | None = None
     sex: str | None = None
     study_date: dt.date | None = None
+    pixel_size_um: float | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,13 @@ def _candidate(
         study_date = dt.date.fromisoformat(date) if date else None
     except ValueError:
         return Refusal(relative, f"study_date {date!r} in labels CSV is not a date (YYYY-MM-DD)")
+    pixel = row.get("pixel_size_um") or None
+    try:
+        pixel_size = float(pixel) if pixel is not None else None
+    except ValueError:
+        pixel_size = -1.0
+    if pixel_size is not None and not (0.0 < pixel_size < 1000.0):
+        return Refusal(relative, f"pixel_size_um {pixel!r} in labels CSV is not a positive number")
     return Candidate(
         path=path,
         relative=relative,
@@ -240,6 +250,7 @@ def _candidate(
         age=int(age) if age is not None else None,
         sex=row.get("sex") or None,
         study_date=study_date,
+        pixel_size_um=pixel_size,
     )
 
 

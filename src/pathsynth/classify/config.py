@@ -147,6 +147,13 @@ class ClassifierConfig:
     patience: int = 8  # epochs without improvement before stopping
     min_epochs: int = 0  # early stopping cannot end training before this epoch (BN statistics
     #   and a tiny validation set make the first epochs' scores unreliable)
+    # inputs larger than the network's (classify/trainer.py, imaging/crops.py)
+    crop_size: int = 0  # side of the square crops the network sees; 0 = each input whole. With
+    #   a crop size, training draws a new random crop of an input each time it is used and
+    #   validation and testing average a dense grid of crops per input
+    crops_per_image: int = 1  # times each training input is drawn per epoch (a new crop each)
+    crop_stride: int = 0  # grid crops' spacing in pixels for validation and testing; 0 = half
+    #   the crop size
     # augmentation (on the device, per batch)
     augment: bool = True  # random horizontal/vertical flips and 90-degree rotations
     colour: ColourAugmentConfig = field(default_factory=ColourAugmentConfig)  # colour and stain
@@ -171,6 +178,13 @@ class ClassifierConfig:
         for name in ("width", "blocks", "epochs", "batch_size", "patience", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.crop_size < 0 or self.crop_stride < 0 or self.crops_per_image < 1:
+            raise ConfigError(
+                "crop_size and crop_stride must be >= 0 and crops_per_image >= 1, got "
+                f"{self.crop_size}, {self.crop_stride}, {self.crops_per_image}"
+            )
+        if 0 < self.crop_size < 8:
+            raise ConfigError(f"crop_size must be 0 or at least 8 pixels, got {self.crop_size}")
         if not 0 <= self.min_epochs <= self.epochs:
             raise ConfigError(f"min_epochs must be in [0, epochs], got {self.min_epochs}")
         if not 0.0 <= self.dropout < 1.0:
@@ -178,6 +192,11 @@ class ClassifierConfig:
         if self.learning_rate <= 0.0 or self.weight_decay < 0.0:
             raise ConfigError("learning_rate must be > 0 and weight_decay >= 0")
         self._check_recipe()
+
+    @property
+    def grid_stride(self) -> int:
+        """Spacing of the test-time crop grid, pixels (``crop_stride``, or half the crop)."""
+        return self.crop_stride or max(1, self.crop_size // 2)
 
     def _check_recipe(self) -> None:
         """Refuse recipe options no run can use, naming the key."""

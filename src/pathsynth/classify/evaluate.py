@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pathsynth.errors import DataError
+from pathsynth.imaging.crops import grid_crops
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float
 
 
@@ -42,37 +43,60 @@ def predict_probabilities(
     images: torch.Tensor,
     batch_size: int = 256,
     tta: bool = False,
+    crop_size: int = 0,
+    crop_stride: int = 0,
 ) -> torch.Tensor:
     """Softmax class probabilities of uint8 NCHW images, in eval mode.
 
     Args:
         model: the classifier (its device is used; mode restored afterwards).
         images: (N, C, H, W) uint8 images, on any device.
-        batch_size: images per forward pass.
+        batch_size: network inputs per forward pass.
         tta: average the probabilities of each image's 8 dihedral views (4 rotations, each
             mirrored too): microscopy has no "up", so every view is the same specimen.
+        crop_size: a classifier trained on crops: each image is covered by a grid of crops of
+            this side, ``crop_stride`` apart (:func:`~pathsynth.imaging.crops.grid_crops`), and
+            their probabilities averaged; 0 = the images whole.
+        crop_stride: the grid's spacing, pixels (used with ``crop_size``; at least 1).
 
     Returns:
         (N, n_classes) float64 probabilities on the CPU.
 
     Raises:
-        DataError: images that are not uint8 NCHW.
+        DataError: images that are not uint8 NCHW, or crops that do not fit them.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise DataError(f"expected uint8 NCHW images, got {images.dtype} {tuple(images.shape)}")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    per_chunk = batch_size
+    if crop_size:  # about batch_size crops per forward pass
+        _, index = grid_crops(images[:1], crop_size, crop_stride)
+        per_chunk = max(1, batch_size // len(index))
     try:
         chunks = [
-            _probabilities(
-                model, to_signed_float(images[start : start + batch_size].to(device)), tta
+            _image_probabilities(
+                model, images[start : start + per_chunk].to(device), tta, crop_size, crop_stride
             )
-            for start in range(0, len(images), batch_size)
+            for start in range(0, len(images), per_chunk)
         ]
     finally:
         model.train(was_training)
     return torch.cat(chunks)
+
+
+def _image_probabilities(
+    model: nn.Module, images: torch.Tensor, tta: bool, crop_size: int, crop_stride: int
+) -> torch.Tensor:
+    """(N, classes) probabilities of uint8 images, averaged over each one's grid crops."""
+    if not crop_size:
+        return _probabilities(model, to_signed_float(images), tta)
+    crops, index = grid_crops(images, crop_size, crop_stride)
+    per_crop = _probabilities(model, to_signed_float(crops), tta)
+    summed = torch.zeros(len(images), per_crop.shape[1], dtype=torch.float64)
+    summed.index_add_(0, index.cpu(), per_crop)
+    return summed / torch.bincount(index.cpu(), minlength=len(images))[:, None]
 
 
 def _probabilities(model: nn.Module, inputs: torch.Tensor, tta: bool) -> torch.Tensor:
@@ -138,6 +162,8 @@ def evaluate_images(
     image_ids: Sequence[Hashable] | torch.Tensor | None = None,
     batch_size: int = 256,
     tta: bool = False,
+    crop_size: int = 0,
+    crop_stride: int = 0,
 ) -> ImagePredictions:
     """Per-image class probabilities for a held-out set, patches averaged per image.
 
@@ -147,6 +173,8 @@ def evaluate_images(
         image_ids: image id per item when items are patches; ``None`` treats each item as an image.
         batch_size: images per forward pass.
         tta: average each input's 8 dihedral views (see :func:`predict_probabilities`).
+        crop_size: average each input's grid of crops of this side (0: inputs whole).
+        crop_stride: the crop grid's spacing, pixels.
 
     Returns:
         One row per image.
@@ -156,6 +184,8 @@ def evaluate_images(
     """
     if len(test_set) == 0:
         raise DataError("the test set is empty")
-    probabilities = predict_probabilities(model, test_set.images, batch_size, tta)
+    probabilities = predict_probabilities(
+        model, test_set.images, batch_size, tta, crop_size, crop_stride
+    )
     ids = list(range(len(test_set))) if image_ids is None else image_ids
     return aggregate_patches(probabilities, test_set.labels, ids, test_set.class_names)

@@ -79,10 +79,14 @@ def image_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def prepare_file(
-    path: Path, preprocess: PreprocessConfig, stain: StainReference | None = None
+    path: Path,
+    preprocess: PreprocessConfig,
+    stain: StainReference | None = None,
+    pixel_size_um: float | None = None,
 ) -> torch.Tensor:
     """One image file as the network's uint8 (P, 3, S, S) inputs (stain-normalised to ``stain``
-    where the classifier's inputs were).
+    where the classifier's inputs were; brought to the inputs' magnification from
+    ``pixel_size_um``, the file's micrometres per pixel, where they have one).
 
     Raises:
         ImageRefused: the file cannot be read or decoded, or the image cannot be prepared (for
@@ -91,7 +95,7 @@ def prepare_file(
     decoded = decode_file(path)  # ingest's decoder, pixel limit included
     try:
         # the file's sha256 seeds random patch positions, as in the experiment's cache
-        inputs = preprocess_image(decoded.rgb, preprocess, decoded.sha256)
+        inputs = preprocess_image(decoded.rgb, preprocess, decoded.sha256, pixel_size_um)
         return normalise_stain(inputs, stain) if stain is not None else inputs
     except DataError as error:
         raise ImageRefused(str(error)) from None
@@ -103,6 +107,7 @@ def predict_files(
     batch_size: int = 64,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    pixel_size_um: float | None = None,
 ) -> FilePredictions:
     """Class probabilities per image file, patches averaged per image.
 
@@ -112,15 +117,24 @@ def predict_files(
         batch_size: image files decoded together; network inputs per forward pass.
         workers: threads that read and decode (decoding releases the GIL).
         progress: called with (files done, files in all) after each batch.
+        pixel_size_um: micrometres per pixel of the files (needed when the classifier's inputs
+            are at a chosen magnification).
 
     Returns:
         The predictions of the usable files and the reason for each refused one.
 
     Raises:
-        DataError: a batch size below 1.
+        DataError: a batch size below 1, or no ``pixel_size_um`` for a classifier whose inputs
+            have a magnification.
     """
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
+    preprocess = bundle.manifest.preprocess
+    if preprocess.needs_pixel_size and pixel_size_um is None:
+        raise DataError(  # once, rather than refusing every file
+            f"the classifier's inputs are at {preprocess.pixel_size_um} um/px: pass the images' "
+            "micrometres per pixel (--pixel-size)"
+        )
     files = [Path(p) for p in paths]
     kept: list[Path] = []
     rows: list[torch.Tensor] = []
@@ -129,7 +143,7 @@ def predict_files(
 
     def attempt(path: Path) -> torch.Tensor | str:
         try:
-            return prepare_file(path, preprocess, stain)
+            return prepare_file(path, preprocess, stain, pixel_size_um)
         except ImageRefused as error:
             return str(error)
 
@@ -158,8 +172,10 @@ def _image_probabilities(
     """(len(per_image), n_classes) mean patch probabilities of each image's inputs."""
     patches = torch.cat(per_image)
     image_ids = torch.cat([torch.full((len(t),), i) for i, t in enumerate(per_image)])
-    tta = bundle.manifest.classifier.tta
-    probabilities = predict_probabilities(bundle.model, patches, batch_size, tta)
+    config = bundle.manifest.classifier
+    probabilities = predict_probabilities(
+        bundle.model, patches, batch_size, config.tta, config.crop_size, config.grid_stride
+    )
     # Labels are unknown here; aggregate_patches only checks they agree within an image.
     unknown = torch.zeros(len(patches), dtype=torch.long)
     return aggregate_patches(probabilities, unknown, image_ids, bundle.class_names).probabilities

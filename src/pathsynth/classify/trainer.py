@@ -34,10 +34,12 @@ from torch import nn
 
 from pathsynth.classify.augment import ColourAugment, random_dihedral
 from pathsynth.classify.config import ClassifierConfig
+from pathsynth.classify.evaluate import predict_probabilities
 from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.recipe import RecipeSteps, balanced_batches
 from pathsynth.devices import resolve_device
 from pathsynth.errors import ConfigError, DataError
+from pathsynth.imaging.crops import random_crops
 from pathsynth.imaging.stain import fit_lab_statistics
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float
 
@@ -218,7 +220,8 @@ def train_one_epoch(
 def evaluate(
     model: nn.Module, validation_set: TensorImageSet, config: ClassifierConfig
 ) -> tuple[float, float, float]:
-    """Score ``model`` (put in eval mode) on a validation set, in batches of ``eval_batch_size``.
+    """Score ``model`` (put in eval mode) on a validation set, in batches of ``eval_batch_size``
+    (with ``crop_size``, each input's grid of crops averaged, as at test time).
 
     Returns:
         ``(mean unweighted cross-entropy, accuracy, balanced accuracy)``; a class absent from the
@@ -226,14 +229,21 @@ def evaluate(
     """
     model.eval()
     images, labels = validation_set.images, validation_set.labels
-    logits = torch.cat(
-        [
-            _forward(model, images[start : start + config.eval_batch_size], config).float()
-            for start in range(0, len(images), config.eval_batch_size)
-        ]
-    )
-    loss = float(F.cross_entropy(logits, labels))
-    predicted = logits.argmax(dim=1)
+    if config.crop_size:  # the mean probability over each input's grid of crops
+        probabilities = predict_probabilities(
+            model, images, config.eval_batch_size, False, config.crop_size, config.grid_stride
+        ).to(labels.device)
+        loss = float(F.nll_loss(probabilities.clamp_min(1e-12).log(), labels))
+        predicted = probabilities.argmax(dim=1)
+    else:
+        logits = torch.cat(
+            [
+                _forward(model, images[start : start + config.eval_batch_size], config).float()
+                for start in range(0, len(images), config.eval_batch_size)
+            ]
+        )
+        loss = float(F.cross_entropy(logits, labels))
+        predicted = logits.argmax(dim=1)
     accuracy = float((predicted == labels).float().mean())
     with warnings.catch_warnings():
         # A class absent from a small validation set: recall is averaged over the present ones.
@@ -303,8 +313,14 @@ def _train_and_validation_sets(
     missing = [name for name, count in train_set.class_counts().items() if count == 0]
     if missing:
         raise DataError(f"no training image of class(es) {', '.join(missing)}")
-    if config.augment and train_set.images.shape[-1] != train_set.images.shape[-2]:
-        raise ConfigError("flip/rotation augmentation needs square images")
+    height, width = train_set.images.shape[-2:]
+    if config.crop_size > min(height, width, *validation_set.images.shape[-2:]):
+        raise ConfigError(
+            f"crop_size {config.crop_size} is larger than the {width}x{height} inputs; lower "
+            "classifier.crop_size or enlarge preprocess.size"
+        )
+    if config.augment and not config.crop_size and height != width:
+        raise ConfigError("flip/rotation augmentation needs square images (or a crop_size)")
     if config.colour.enabled and train_set.images.shape[1] != 3:
         raise ConfigError("colour augmentation needs RGB images (3 channels)")
     return train_set, validation_set
@@ -363,13 +379,32 @@ def _training_criterion(
 
 
 def _epoch_batches(
-    train_set: TensorImageSet, config: ClassifierConfig, generator: torch.Generator, drop_last: bool
+    train_set: TensorImageSet,
+    config: ClassifierConfig,
+    generator: torch.Generator,
+    drop_last: bool,
+    crop_generator: torch.Generator,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of ``(uint8 images, labels)``: shuffled, or class-balanced draws (``sampler``)."""
+    """One epoch of ``(uint8 images, labels)``: shuffled, or class-balanced draws (``sampler``).
+
+    Each input is drawn ``crops_per_image`` times per epoch; with ``crop_size`` every draw is a
+    new random crop of it (positions from ``crop_generator``, on the device).
+    """
+    labels = train_set.labels.repeat(config.crops_per_image)
     if config.sampler == "shuffle":
-        return train_set.batches(config.batch_size, generator, drop_last)
-    indices = balanced_batches(train_set.labels, config.batch_size, generator, drop_last)
-    return ((train_set.images[index], train_set.labels[index]) for index in indices)
+        order = torch.randperm(len(labels), generator=generator).to(labels.device)
+        stop = len(labels) - (len(labels) % config.batch_size if drop_last else 0)
+        indices: Iterable[torch.Tensor] = (
+            order[start : start + config.batch_size] for start in range(0, stop, config.batch_size)
+        )
+    else:
+        indices = balanced_batches(labels, config.batch_size, generator, drop_last)
+    for index in indices:
+        index = index % len(train_set)
+        images = train_set.images[index]
+        if config.crop_size:
+            images = random_crops(images, config.crop_size, crop_generator)
+        yield images, train_set.labels[index]
 
 
 def _epochs(
@@ -388,13 +423,15 @@ def _epochs(
     order_generator = torch.Generator().manual_seed(config.seed + 1)
     augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
     colour_augment = _colour_augment(train_set, config, device)
-    drop_last = len(train_set) > config.batch_size
-    steps_per_epoch = len(train_set) // config.batch_size if drop_last else 1
+    crop_generator = torch.Generator(device=device).manual_seed(config.seed + 5)
+    draws = len(train_set) * config.crops_per_image
+    drop_last = draws > config.batch_size
+    steps_per_epoch = draws // config.batch_size if drop_last else 1
     recipe = RecipeSteps(config, model, optimiser, len(train_set.class_names), steps_per_epoch)
     scored = recipe.scored_model(model)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        batches = _epoch_batches(train_set, config, order_generator, drop_last)
+        batches = _epoch_batches(train_set, config, order_generator, drop_last, crop_generator)
         train_loss, train_accuracy = train_one_epoch(
             model,
             criterion,

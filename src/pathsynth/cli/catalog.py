@@ -138,6 +138,11 @@ def _print_ingest_report(source: str, report: IngestReport, skip_bad: bool) -> N
         console.print(
             f"removed {len(report.orphans_removed)} store files left by an interrupted run"
         )
+    if report.pixel_sizes_filled:
+        console.print(
+            f"recorded the pixel size {pixel_size} um for {report.pixel_sizes_filled} studies "
+            "ingested earlier without one"
+        )
     if report.refused:
         console.print("[bold]refused[/bold]")
         reasons = Table()

@@ -38,7 +38,7 @@ def _open_or_create(workspace: Path) -> Workspace:
 def reproduce(
     source: Path = typer.Argument(..., help="Folder of labelled real images."),
     modality: str = typer.Option(..., "--modality", "-m", help="histology or cytology."),
-    preset: str = typer.Option("quick", "--preset", help="smoke | quick | paper."),
+    preset: str = typer.Option("quick", "--preset", help="smoke | quick | paper | gpu."),
     classes: str | None = typer.Option(None, "--classes", help="Comma-separated class subset."),
     name: str | None = typer.Option(
         None, "--name", help="Experiment name (default SOURCE-PRESET)."
@@ -63,6 +63,15 @@ def reproduce(
     ),
     inception_weights: Path | None = typer.Option(
         None, "--inception-weights", help="Local Inception-v3 state dict: adds standard FID/KID."
+    ),
+    pixel_size: float | None = typer.Option(
+        None,
+        "--pixel-size",
+        help="Micrometres per pixel of SOURCE's images (recorded at ingest; presets that choose "
+        "a magnification need it, e.g. 0.84 for the shared BACH copy).",
+    ),
+    external_pixel_size: float | None = typer.Option(
+        None, "--external-pixel-size", help="Micrometres per pixel of the external test set."
     ),
     external_test: Path | None = typer.Option(
         None,
@@ -94,6 +103,8 @@ def reproduce(
         "device": device,
         "inception_weights": str(inception_weights) if inception_weights else None,
         "external_test": str(external_test.resolve()) if external_test else None,
+        "source_pixel_size_um": pixel_size,
+        "external_pixel_size_um": external_pixel_size,
         "classifier.network": network,
         "classifier.weights_path": str(classifier_weights) if classifier_weights else None,
         **parse_assignments(assignments),

@@ -33,6 +33,12 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: path, predicted, p_<class>."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per batch."),
+    pixel_size: float | None = typer.Option(
+        None,
+        "--pixel-size",
+        help="Micrometres per pixel of the images; needed when the classifier's inputs are at a "
+        "chosen magnification (the bundle says which).",
+    ),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Exit 0 even when some images could not be read."
     ),
@@ -50,6 +56,7 @@ def predict(
             loaded,
             files,
             batch_size,
+            pixel_size_um=pixel_size,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     write_text_atomic(out, predictions_csv(result))

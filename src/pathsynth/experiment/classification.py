@@ -159,9 +159,9 @@ def _save_bundle(
     marks the run done), so a run killed in between is trained and bundled again."""
     protocol, condition, seed = run
     generator_run = None
-    if "synthetic" in condition and context.state.finished("generator"):
-        run_dir = Path(context.state.outputs("generator")["run_dir"])
-        generator_run = run_identity(run_dir).run_id
+    trained = context.state.outputs("generator").get("run_dir")
+    if "synthetic" in condition and trained:
+        generator_run = run_identity(Path(trained)).run_id
     save_bundle(
         context.paths.classifier_run(protocol, condition, seed).with_suffix(".bundle"),
         model,
@@ -187,9 +187,16 @@ def _score(
     model: torch.nn.Module, part: LabelledPart, ids: torch.Tensor | None, config: ClassifierConfig
 ) -> TestScore:
     """The model's numbers on one test part (rows of one image id averaged when ids are given;
-    each row's dihedral views averaged too with ``config.tta``)."""
+    each row's grid of crops with ``config.crop_size``, and dihedral views with ``config.tta``,
+    averaged too)."""
     predictions = evaluate_images(
-        model, part.images, image_ids=ids, batch_size=config.eval_batch_size, tta=config.tta
+        model,
+        part.images,
+        image_ids=ids,
+        batch_size=config.eval_batch_size,
+        tta=config.tta,
+        crop_size=config.crop_size,
+        crop_stride=config.grid_stride,
     )
     report = classification_report(
         predictions.labels.numpy(), predictions.probabilities.numpy(), predictions.class_names

@@ -7,7 +7,9 @@ mechanism of :mod:`pathsynth.config`. The GAN trains on the experiment's network
 
 ``smoke`` is for tests (under a minute on 2 CPU cores); ``quick`` finishes on 2 CPU cores in about
 20 minutes per modality and shows real, if modest, results; ``paper`` is the reference work's full
-schedule (128x128, 3000 GAN epochs over a 1000-image expansion, 5 seeds) and wants a GPU.
+schedule (128x128, 3000 GAN epochs over a 1000-image expansion, 5 seeds) and wants a GPU;
+``gpu`` is quick's design (fields at a magnification, random crops, grid testing) at twice the
+magnification and crop size, for one GPU.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class ExperimentConfig:
     inception_weights: str | None = None  # local Inception-v3 state dict: adds standard FID/KID
     external_test: str | None = None  # folder of real images from other patients/sites: every
     #   classifier is also tested there; never used for training, validation or the generator
+    source_pixel_size_um: float | None = None  # micrometres per pixel of the source's images,
+    #   recorded at ingest (a labels.csv pixel_size_um column wins); presets whose inputs choose
+    #   a magnification (preprocess.pixel_size_um) need it
+    external_pixel_size_um: float | None = None  # the same for the external test set
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
@@ -85,9 +91,14 @@ class ExperimentConfig:
         for name in ("affine_per_class", "synthetic_per_class"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.gan.data.preprocess != self.preprocess:  # the GAN sees the experiment's inputs
-            gan = dataclasses.replace(self.gan, data=DataConfig(preprocess=self.preprocess))
-            object.__setattr__(self, "gan", gan)
+        # the GAN sees the experiment's inputs, cropped as the classifier sees them
+        data = DataConfig(preprocess=self.preprocess, crop=self.classifier.crop_size)
+        if self.gan.data != data:
+            object.__setattr__(self, "gan", dataclasses.replace(self.gan, data=data))
+
+    def trains_on(self, origin: str) -> bool:
+        """True when a compared condition trains on ``origin`` images ("affine", "synthetic")."""
+        return any(origin in condition.split("+") for condition in self.conditions)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (saved with the state and the results)."""
@@ -103,14 +114,36 @@ def _known(what: str, given: tuple[str, ...], known: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
 
-# Per modality, the network input of each preset (see pathsynth.imaging.patches for the reasons).
+# Per modality, the network inputs of each preset (see pathsynth.imaging.patches for the reasons)
+# and how the classifier reads them. ``quick`` stores larger fields at one magnification and
+# trains on random 64 px crops of them (a new crop each time; the GAN learns from the same crops),
+# testing on a dense grid of crops averaged per image:
+# - histology: the whole field at 3.36 um/px (BACH's shared copy, 0.84 um/px, shrunk 4x to
+#   256x192) as overlapping 128 px tiles 64 px apart that cover it; a 64 px crop is 215 um, a few
+#   glands or ducts. Needs the source's pixel size (reproduce --pixel-size, or a CSV column); set
+#   preprocess.pixel_size_um=0 to shrink by preprocess.scale instead.
+# - cytology: the cell at a quarter of its size on a 96 px canvas (absolute size kept), 64 px
+#   crops of it (the cell shifts, never scales).
 _INPUTS = {
     ("histology", "smoke"): preprocess_preset("histology", size=32, scale=8.0, patches_per_image=2),
-    ("histology", "quick"): preprocess_preset("histology", size=64, scale=4.0, patches_per_image=2),
+    ("histology", "quick"): preprocess_preset(
+        "histology-grid", size=128, stride=64, scale=4.0, pixel_size_um=3.36
+    ),
     ("histology", "paper"): preprocess_preset("histology-whole", size=128),
-    ("cytology", "smoke"): preprocess_preset("cytology", size=32, scale=8.0),
-    ("cytology", "quick"): preprocess_preset("cytology", size=64, scale=4.0),
+    ("cytology", "smoke"): preprocess_preset("cytology", size=48, scale=8.0),
+    ("cytology", "quick"): preprocess_preset("cytology", size=96, scale=4.0),
     ("cytology", "paper"): preprocess_preset("cytology-resize", size=128),
+    ("histology", "gpu"): preprocess_preset(
+        "histology-grid", size=256, stride=128, scale=2.0, pixel_size_um=1.68
+    ),
+    ("cytology", "gpu"): preprocess_preset("cytology", size=192, scale=2.0),
+}
+_CROPS: dict[tuple[str, str], dict[str, Any]] = {
+    ("histology", "quick"): {"crop_size": 64, "crops_per_image": 2, "crop_stride": 64},
+    ("cytology", "smoke"): {"crop_size": 32, "crop_stride": 16},
+    ("cytology", "quick"): {"crop_size": 64, "crops_per_image": 2, "crop_stride": 16},
+    ("histology", "gpu"): {"crop_size": 128, "crops_per_image": 4, "crop_stride": 64},
+    ("cytology", "gpu"): {"crop_size": 128, "crops_per_image": 4, "crop_stride": 32},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -147,9 +180,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "run.log_every": 50,
             },
         ),
-        "classifier": classifier_config(
-            "quick", epochs=12, patience=3, min_epochs=8, batch_size=64
-        ),
+        "classifier": classifier_config("quick", epochs=15, patience=5, min_epochs=8),
         "seeds": 3,
     },
     "paper": {
@@ -157,6 +188,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "synthetic_per_class": 400,  # the paper generated about 320-475 per class
         "gan": resolve_config("paper", {"optim.epochs": 3000}),
         "classifier": classifier_config("paper"),
+        "seeds": 5,
+    },
+    # quick's design at twice the magnification and crop size, for one GPU (not yet measured on
+    # one: see BENCHMARKS.md); the classifier stage is meant to fit in 5 minutes on an H100
+    "gpu": {
+        "affine_per_class": 250,
+        "synthetic_per_class": 250,
+        "gan": resolve_config(
+            "modern",
+            {
+                "optim.batch_size": 64,
+                "optim.steps": 20000,
+                "run.quality_every": 1000,
+                "run.sample_every": 1000,
+                "run.checkpoint_every": 1000,
+            },
+        ),
+        "classifier": classifier_config(
+            "quick", epochs=40, patience=10, min_epochs=10, batch_size=128, device="auto"
+        ),
         "seeds": 5,
     },
 }
@@ -197,7 +248,13 @@ def experiment_config(
     chosen = {key: value for key, value in (overrides or {}).items() if value is not None}
     check_overrides(chosen)
     presets = {
-        name: {"preprocess": _INPUTS[(modality, name)], **values}
+        name: {
+            **values,
+            "preprocess": _INPUTS[(modality, name)],
+            "classifier": dataclasses.replace(
+                values["classifier"], **_CROPS.get((modality, name), {})
+            ),
+        }
         for name, values in PRESETS.items()
     }
     config = resolve(ExperimentConfig, presets, preset, chosen, "experiment")

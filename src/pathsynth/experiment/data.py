@@ -41,7 +41,7 @@ def ingest(context: StageContext) -> dict[str, Any]:
         DataError: an external test folder that is the source, or that has the source's folder
             name (the catalog tells sources apart by it).
     """
-    outputs = {"source": _ingest(context, context.source)}
+    outputs = {"source": _ingest(context, context.source, context.config.source_pixel_size_um)}
     external = external_folder(context)
     if external is not None:
         if external.resolve().name == context.source.resolve().name:
@@ -49,7 +49,7 @@ def ingest(context: StageContext) -> dict[str, Any]:
                 f"the external test set {external} has the same folder name as the source "
                 f"{context.source}; rename one (the catalog tells sources apart by folder name)"
             )
-        outputs["external"] = _ingest(context, external)
+        outputs["external"] = _ingest(context, external, context.config.external_pixel_size_um)
     return outputs
 
 
@@ -58,10 +58,9 @@ def external_folder(context: StageContext) -> Path | None:
     return Path(context.config.external_test) if context.config.external_test else None
 
 
-def _ingest(context: StageContext, folder: Path) -> dict[str, Any]:
-    report = ingest_source(
-        context.workspace, folder, IngestOptions(modality=context.config.modality)
-    )
+def _ingest(context: StageContext, folder: Path, pixel_size_um: float | None) -> dict[str, Any]:
+    options = IngestOptions(modality=context.config.modality, pixel_size_um=pixel_size_um)
+    report = ingest_source(context.workspace, folder, options)
     for refusal in report.refused:
         context.log(f"  refused {refusal.path}: {refusal.reason}")
     return {
@@ -240,7 +239,8 @@ def network_inputs(
         DataError: what :func:`~pathsynth.imaging.cache.load_preprocessed` refuses.
     """
     files = [(image.path, image.label) for image in images]
-    tensors, index = load_preprocessed(files, class_names, preprocess, cache)
+    sizes = [image.pixel_size_um for image in images]
+    tensors, index = load_preprocessed(files, class_names, preprocess, cache, pixel_sizes=sizes)
     ids = torch.tensor([image.image_id for image in images], dtype=torch.int64)[index]
     groups = torch.tensor([image.patient_id for image in images], dtype=torch.int64)[index]
     return LabelledPart(tensors, ids, ids.clone(), groups)

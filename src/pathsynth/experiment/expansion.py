@@ -17,8 +17,12 @@ from pathsynth.imaging.tensorset import TensorImageSet
 
 
 def affine(context: StageContext) -> dict[str, Any]:
-    """Children of the training fold (honest protocol) and of every real image (paper protocol)."""
+    """Children of the training fold (honest protocol) and of every real image (paper protocol);
+    skipped when no condition trains on them or on generated images (the generator learns from
+    the expanded fold)."""
     config = context.config
+    if not (config.trains_on("affine") or config.trains_on("synthetic")):
+        return {"skipped": "no condition trains on affine or generated images"}
     sets = context.sets()
 
     def expand(originals: LabelledPart, which: str, per_class: int, seed: int) -> LabelledPart:

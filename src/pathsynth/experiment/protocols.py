@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from pathsynth.errors import DataError
 from pathsynth.imaging.tensorset import TensorImageSet
@@ -83,13 +84,20 @@ class LabelledPart:
 
 
 def concatenate(parts: list[LabelledPart]) -> LabelledPart:
-    """One part holding the images of all ``parts`` (which share class names)."""
+    """One part holding the images of all ``parts`` (which share class names).
+
+    Parts of smaller images (generated at the classifier's crop size, from a GAN trained on
+    crops of the larger real inputs) are mirror-padded to the largest side, centred, so that
+    random crops can be drawn from every training image alike; a crop of a padded image shows
+    the generated image with a mirrored margin, the usual pad-and-crop augmentation.
+    """
     names = parts[0].images.class_names
     if any(part.images.class_names != names for part in parts):
         raise DataError("cannot combine image sets with different class lists")
+    side = max(p.images.resolution for p in parts)
     return LabelledPart(
         TensorImageSet(
-            torch.cat([p.images.images for p in parts]),
+            torch.cat([_mirror_padded(p.images.images, side) for p in parts]),
             torch.cat([p.images.labels for p in parts]),
             list(names),
         ),
@@ -97,6 +105,27 @@ def concatenate(parts: list[LabelledPart]) -> LabelledPart:
         torch.cat([p.parents for p in parts]),
         torch.cat([p.groups for p in parts]),
     )
+
+
+def _mirror_padded(images: torch.Tensor, side: int) -> torch.Tensor:
+    """Square uint8 images centred on a ``side`` canvas by mirroring their edges (unchanged when
+    already that size).
+
+    Raises:
+        DataError: images that are not square, or too small to mirror up to ``side``.
+    """
+    height, width = images.shape[-2:]
+    if (height, width) == (side, side):
+        return images
+    if height != width or 2 * height <= side:
+        raise DataError(
+            f"cannot combine {width}x{height} images with {side}x{side} ones (the smaller must "
+            "be square and more than half the larger side)"
+        )
+    before = (side - height) // 2
+    after = side - height - before
+    padded = F.pad(images.float(), (before, after, before, after), mode="reflect")
+    return padded.to(torch.uint8)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch
 from pathsynth.classify.networks import build_classifier
 from pathsynth.config import sanitise, save_record
 from pathsynth.experiment.context import StageContext
+from pathsynth.imaging.crops import random_crops
 from pathsynth.metrics.features import ClassifierFeatures, InceptionFeatures
 from pathsynth.metrics.memorisation import NearestRealNeighbours, memorisation_check
 from pathsynth.metrics.registry import synthesis_quality
@@ -38,8 +39,10 @@ def quality(context: StageContext) -> dict[str, Any]:
     )
     model.load_state_dict(torch.load(context.paths.reference_classifier, weights_only=True))
     extractor = ClassifierFeatures(model)
-    real = sets.real_train.images.images
     synthetic = sets.synthetic.images.images
+    real = sets.real_train.images.images
+    if real.shape[-1] != synthetic.shape[-1]:  # the generator made crops: compare with crops
+        real = random_crops(real, synthetic.shape[-1], torch.Generator().manual_seed(0))
     real_features = extractor(real)
     synthetic_features = extractor(synthetic)
     numbers: dict[str, Any] = synthesis_quality(

@@ -19,6 +19,7 @@ from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.protocols import ExperimentSets
 from pathsynth.experiment.synthesis import experiment_generator
+from pathsynth.imaging.crops import random_crops
 from pathsynth.metrics.aggregate import MeanInterval, paired_comparison, summarise_over_seeds
 from pathsynth.report.schema import (
     SUMMARY_METRICS,
@@ -135,6 +136,8 @@ def _generator(context: StageContext) -> GeneratorInfo | None:
     if not context.state.finished("generator"):
         return None
     record = context.state.stages["generator"]
+    if "run_dir" not in record.outputs:  # skipped: no condition trained on generated images
+        return None
     generator = experiment_generator(context.config, context.device)
     summary = generator.describe(Path(record.outputs["run_dir"]))
     return GeneratorInfo(
@@ -245,6 +248,8 @@ def write_examples(context: StageContext) -> None:
         for i, name in enumerate(sets.real_train.images.class_names):
             real = sets.real_train.images.images[sets.real_train.images.labels == i][:8]
             fake = sets.synthetic.images.images[sets.synthetic.images.labels == i][:8]
+            if real.shape[-1] != fake.shape[-1]:  # generated crops: show real crops beside them
+                real = random_crops(real, fake.shape[-1], torch.Generator().manual_seed(i))
             arrays[f"real_{name}"] = real.permute(0, 2, 3, 1).numpy()
             arrays[f"synthetic_{name}"] = fake.permute(0, 2, 3, 1).numpy()
         np.savez_compressed(folder / "real_vs_synthetic.npz", **arrays)

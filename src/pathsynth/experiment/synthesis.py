@@ -35,7 +35,10 @@ def experiment_generator(config: ExperimentConfig, device: torch.device) -> Imag
 
 def train_generator(context: StageContext) -> dict[str, Any]:
     """The generator trained on the real training fold and its affine children, continuing the
-    run this stage started before a kill (from its last checkpoint)."""
+    run this stage started before a kill (from its last checkpoint); skipped when no condition
+    trains on generated images."""
+    if not context.config.trains_on("synthetic"):
+        return {"skipped": "no condition trains on generated images"}
     sets = context.sets()
     assert sets.affine_train is not None  # the affine stage ran
     training = concatenate([sets.real_train, sets.affine_train]).images
@@ -67,7 +70,10 @@ def train_generator(context: StageContext) -> dict[str, Any]:
 
 
 def generate(context: StageContext) -> dict[str, Any]:
-    """Images of every class from the trained generator, into the catalog with provenance."""
+    """Images of every class from the trained generator, into the catalog with provenance
+    (skipped with the generator)."""
+    if "run_dir" not in context.state.outputs("generator"):
+        return {"skipped": "no generator was trained"}
     run_dir = Path(context.state.outputs("generator")["run_dir"])
     generator = experiment_generator(context.config, context.device)
     samples = generator.sample(

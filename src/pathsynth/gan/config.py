@@ -31,11 +31,20 @@ class DataConfig:
     """
 
     preprocess: PreprocessConfig = field(default_factory=lambda: PreprocessConfig(mode="fit"))
+    crop: int = 0  # train on random crops of this side from the (larger) inputs; 0 = whole
+
+    def __post_init__(self) -> None:
+        if self.crop < 0 or 0 < self.crop < 8 or self.crop > self.preprocess.size:
+            raise ConfigError(
+                f"data.crop must be 0 or in [8, preprocess.size={self.preprocess.size}], "
+                f"got {self.crop}"
+            )
 
     @property
     def resolution(self) -> int:
-        """Side of the square images, pixels (``preprocess.size``)."""
-        return self.preprocess.size
+        """Side of the square images the networks make and see, pixels (``crop`` if set, else
+        ``preprocess.size``)."""
+        return self.crop or self.preprocess.size
 
 
 @dataclass(frozen=True)

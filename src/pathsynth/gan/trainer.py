@@ -46,6 +46,7 @@ from pathsynth.gan.losses import (
 from pathsynth.gan.networks import Discriminator, Generator, generator_stride2_layers
 from pathsynth.gan.quality import CheapFeatures, kid
 from pathsynth.gan.sampling import image_grid
+from pathsynth.imaging.crops import random_crops
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float, to_uint8
 
@@ -174,9 +175,10 @@ class GanTrainer:
         self.device = self._compute_device()
         self.local_batch = self._local_batch()
         self.offset = self.context.rank * self.local_batch
-        if dataset.resolution != config.data.resolution:
+        if dataset.resolution != config.data.preprocess.size:
             raise ConfigError(
-                f"data is {dataset.resolution}px but data.resolution is {config.data.resolution}"
+                f"data is {dataset.resolution}px but data.preprocess.size is "
+                f"{config.data.preprocess.size}"
             )
         self.dataset = dataset.to(self.device)
         self.class_names = list(dataset.class_names)
@@ -357,9 +359,10 @@ class GanTrainer:
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = self.sampler.next_batch()[self.offset : self.offset + self.local_batch]
         index = index.to(self.device)
-        images = to_signed_float(self.dataset.images[index]).contiguous(
-            memory_format=self.memory_format
-        )
+        images = self.dataset.images[index]
+        if self.config.data.crop:  # positions from the global RNG: checkpointed, so resumable
+            images = random_crops(images, self.config.data.crop)
+        images = to_signed_float(images).contiguous(memory_format=self.memory_format)
         return images, self.dataset.labels[index]
 
     def _noise(self) -> torch.Tensor:
@@ -499,6 +502,8 @@ class GanTrainer:
                 self.quality_features = CheapFeatures().to(self.device)
             order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(7))
             real = self.dataset.images[order[:count].to(self.device)]
+            if self.config.data.crop:  # fixed crops, so the signal compares like with like
+                real = random_crops(real, self.config.data.crop, torch.Generator().manual_seed(8))
             self.real_features = self._features(to_signed_float(real))
             labels_gen = torch.Generator().manual_seed(self.config.run.seed + 2)
             self.quality_noise = torch.randn(

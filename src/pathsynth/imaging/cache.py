@@ -55,6 +55,7 @@ def load_preprocessed(
     config: PreprocessConfig,
     cache_dir: Path | None,
     workers: int = 2,
+    pixel_sizes: Sequence[float | None] | None = None,
 ) -> tuple[TensorImageSet, torch.Tensor]:
     """Image files as preprocessed network inputs, from the cache where possible.
 
@@ -64,13 +65,16 @@ def load_preprocessed(
         config: how to preprocess.
         cache_dir: folder of the cache (created if missing); ``None`` computes without caching.
         workers: threads that hash, decode and preprocess (decoding releases the GIL).
+        pixel_sizes: recorded micrometres per pixel of each file (``None`` entries: unknown);
+            needed when ``config.pixel_size_um`` sets a magnification.
 
     Returns:
         The inputs as a :class:`TensorImageSet` (several rows per file in the patch modes) and an
         ``int64`` tensor giving, for each row, the index in ``files`` of the image it came from.
 
     Raises:
-        DataError: no files, a class not in ``class_names``, an unreadable file, or what
+        DataError: no files, a class not in ``class_names``, pixel sizes of another length, an
+            unreadable file, or what
             :func:`~pathsynth.imaging.patches.preprocess_image` refuses.
         ImageRefused: a file that does not decode (the message names it).
     """
@@ -80,26 +84,35 @@ def load_preprocessed(
     unknown = sorted({label for _, label in files} - set(names))
     if unknown:
         raise DataError(f"classes {', '.join(unknown)} are not among {', '.join(names)}")
+    sizes = list(pixel_sizes) if pixel_sizes is not None else [None] * len(files)
+    if len(sizes) != len(files):
+        raise DataError(f"{len(sizes)} pixel sizes for {len(files)} files")
     folder = None
     if cache_dir is not None:
         folder = Path(cache_dir) / params_key(config)
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(folder / "params.json", json.dumps(config.as_dict(), indent=2))
 
-    def one(path: Path) -> torch.Tensor:
-        return _load_one(Path(path), config, folder)
+    def one(item: tuple[Path, float | None]) -> torch.Tensor:
+        return _load_one(Path(item[0]), config, folder, item[1])
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        parts = list(pool.map(one, [path for path, _ in files]))
+        parts = list(
+            pool.map(one, [(path, size) for (path, _), size in zip(files, sizes, strict=True)])
+        )
     images = torch.cat(parts)
     index = torch.cat([torch.full((len(p),), i, dtype=torch.int64) for i, p in enumerate(parts)])
     labels = torch.tensor([names.index(label) for _, label in files], dtype=torch.int64)[index]
     return TensorImageSet(images, labels, names), index
 
 
-def _load_one(path: Path, config: PreprocessConfig, folder: Path | None) -> torch.Tensor:
+def _load_one(
+    path: Path, config: PreprocessConfig, folder: Path | None, pixel_size_um: float | None
+) -> torch.Tensor:
     sha = file_sha256(path)
-    entry = folder / f"{sha}.pt" if folder is not None else None
+    # with a magnification the inputs depend on the file's recorded pixel size too
+    name = f"{sha}-{pixel_size_um:g}um" if config.pixel_size_um and pixel_size_um else sha
+    entry = folder / f"{name}.pt" if folder is not None else None
     if entry is not None and entry.exists():
         try:
             cached = torch.load(entry, weights_only=True)
@@ -111,7 +124,10 @@ def _load_one(path: Path, config: PreprocessConfig, folder: Path | None) -> torc
         rgb = load_rgb(path)
     except ImageRefused as error:
         raise ImageRefused(f"{path}: {error}") from None
-    tensor = preprocess_image(rgb, config, sha)
+    try:
+        tensor = preprocess_image(rgb, config, sha, pixel_size_um)
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from None
     if entry is not None:
         with atomic_path(entry) as tmp:
             torch.save(tensor.contiguous(), tmp)

@@ -9,11 +9,18 @@ Six modes (:data:`MODES`), the one list every stage uses (``train-gan`` and ``re
   border colour, larger ones centre-cropped: every image keeps the same pixels per micrometre, so a
   40 px cell stays 40 px (cell and nucleus size are diagnostic in cytology; resizing each crop to
   the canvas would erase them);
-- ``patches-grid``: the image shrunk by ``scale`` and cut into the centred grid of non-overlapping
-  ``size`` tiles (every tile of a held-out image is predicted, then averaged);
+- ``patches-grid``: the image shrunk by ``scale`` and cut into the centred grid of ``size`` tiles,
+  ``stride`` pixels apart (0: non-overlapping); with a stride the last row and column sit flush
+  with the image's edges, so overlapping tiles cover the whole field (every tile of a held-out
+  image is predicted, then averaged);
 - ``patches-random``: ``patches_per_image`` tiles at random positions of the shrunk image, drawn
   from a generator seeded by ``seed`` and the image's hash (so an image gets the same tiles
   whatever else is in the set and whatever order it comes in).
+
+Magnification: ``scale`` shrinks every image by one factor. With ``pixel_size_um`` set instead,
+each image is brought to that many micrometres per pixel from the pixel size recorded for its
+source (``ingest --pixel-size``), so sources scanned at different resolutions give inputs at one
+magnification; an image without a recorded pixel size is refused rather than guessed.
 
 Every output keeps the index of its source image, so predictions of an image's patches can be
 aggregated to one prediction per image, the unit a pathologist diagnoses.
@@ -35,6 +42,7 @@ from pathsynth.errors import ConfigError, DataError
 from pathsynth.imaging.preprocess import FILLS, canvas_colour, center_crop, pad_to_square, resize
 
 MODES = ("resize", "crop", "fit", "pad", "patches-grid", "patches-random")
+_SCALED_MODES = ("pad", "patches-grid", "patches-random")  # the modes that keep a magnification
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,9 @@ class PreprocessConfig:
     patches_per_image: int = 8  # patches-random: tiles per image
     seed: int = 0  # patches-random: seeds the tile positions
     fill: str = "border"  # fit and pad: canvas colour, "border" (edge median) | "black" | "white"
+    stride: int = 0  # patches-grid: pixels between tile corners, 0 = size (no overlap)
+    pixel_size_um: float = 0.0  # pad and patches: micrometres per pixel of the inputs, from each
+    #   image's recorded pixel size (replaces scale); 0 = use scale
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -60,12 +71,40 @@ class PreprocessConfig:
             raise ConfigError(f"scale must be positive, got {self.scale}")
         if self.patches_per_image < 1:
             raise ConfigError(f"patches_per_image must be at least 1, got {self.patches_per_image}")
+        if not 0 <= self.stride <= self.size:
+            raise ConfigError(f"stride must be in [0, size], got {self.stride}")
+        if not self.pixel_size_um >= 0.0:
+            raise ConfigError(
+                f"pixel_size_um must be >= 0 (0 = use scale), got {self.pixel_size_um}"
+            )
         if self.fill not in FILLS:
             raise ConfigError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
 
     def as_dict(self) -> dict[str, object]:
         """The configuration as a JSON-able dict (saved with every run, part of the cache key)."""
         return dataclasses.asdict(self)
+
+    @property
+    def needs_pixel_size(self) -> bool:
+        """True when each image's recorded pixel size decides its scale (``pixel_size_um``)."""
+        return self.pixel_size_um > 0.0 and self.mode in _SCALED_MODES
+
+    def scale_for(self, pixel_size_um: float | None, image: str = "an image") -> float:
+        """The factor ``image`` (recorded at ``pixel_size_um``) is shrunk by.
+
+        Raises:
+            DataError: ``pixel_size_um`` is set in the config but the image has no recorded
+                pixel size (the message says how to record one, or to use ``scale``).
+        """
+        if not self.needs_pixel_size:
+            return self.scale
+        if pixel_size_um is None or not pixel_size_um > 0.0:
+            raise DataError(
+                f"{image} has no recorded pixel size, so it cannot be brought to "
+                f"{self.pixel_size_um} um/px; ingest its source with --pixel-size UM (or a "
+                "pixel_size_um column), or set preprocess.pixel_size_um=0 to use preprocess.scale"
+            )
+        return self.pixel_size_um / pixel_size_um
 
 
 # Named choices per modality, each with the reason it fits.
@@ -96,7 +135,10 @@ def preprocess_preset(name: str, **overrides: object) -> PreprocessConfig:
 
 
 def preprocess_image(
-    rgb: np.ndarray, config: PreprocessConfig, image_key: str = ""
+    rgb: np.ndarray,
+    config: PreprocessConfig,
+    image_key: str = "",
+    pixel_size_um: float | None = None,
 ) -> torch.Tensor:
     """One decoded image as network inputs.
 
@@ -105,18 +147,21 @@ def preprocess_image(
         config: how to preprocess.
         image_key: a stable name of the image (its sha256); with ``seed`` it decides the positions
             of random patches.
+        pixel_size_um: the image's recorded micrometres per pixel (needed when
+            ``config.pixel_size_um`` is set).
 
     Returns:
         ``uint8`` tensor (P, 3, size, size): P = 1 for the whole-image modes, the number of grid
         tiles or ``patches_per_image`` for the patch modes.
 
     Raises:
-        DataError: not a uint8 (H, W, 3) array, or an image smaller than one patch after
-            shrinking by ``scale``.
+        DataError: not a uint8 (H, W, 3) array, an image smaller than one patch after
+            shrinking, or no ``pixel_size_um`` when the config asks for a magnification.
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise DataError(f"expected a uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
     size = config.size
+    scale = config.scale_for(pixel_size_um, f"image {image_key[:12] or '(unnamed)'}")
     if config.mode == "resize":
         squares = [np.asarray(resize(rgb, (size, size)))]
     elif config.mode == "crop":
@@ -124,17 +169,17 @@ def preprocess_image(
     elif config.mode == "fit":
         squares = [np.asarray(pad_to_square(rgb, size, config.fill))]
     elif config.mode == "pad":
-        squares = [_on_canvas(_shrink(rgb, config.scale), size, config.fill)]
+        squares = [_on_canvas(_shrink(rgb, scale), size, config.fill)]
     else:
-        field = _shrink(rgb, config.scale)
+        field = _shrink(rgb, scale)
         height, width = field.shape[:2]
         if height < size or width < size:
             raise DataError(
-                f"a {rgb.shape[1]}x{rgb.shape[0]} image shrunk by {config.scale} is "
+                f"a {rgb.shape[1]}x{rgb.shape[0]} image shrunk by {scale:g} is "
                 f"{width}x{height}, smaller than one {size} px patch; lower the scale"
             )
         corners = (
-            grid_corners(height, width, size)
+            grid_corners(height, width, size, config.stride)
             if config.mode == "patches-grid"
             else _random_corners(height, width, size, config, image_key)
         )
@@ -170,11 +215,27 @@ def preprocess_images(
     return torch.cat(parts), index
 
 
-def grid_corners(height: int, width: int, size: int) -> list[tuple[int, int]]:
-    """(top, left) of the centred grid of non-overlapping ``size`` tiles, row by row."""
-    rows, cols = height // size, width // size
-    top0, left0 = (height - rows * size) // 2, (width - cols * size) // 2
-    return [(top0 + r * size, left0 + c * size) for r in range(rows) for c in range(cols)]
+def grid_corners(height: int, width: int, size: int, stride: int = 0) -> list[tuple[int, int]]:
+    """(top, left) of a grid of ``size`` tiles, row by row.
+
+    ``stride`` 0: the centred grid of non-overlapping tiles (a margin may stay uncovered).
+    ``stride`` > 0: tiles every ``stride`` pixels from the top-left corner, plus a last row and
+    column flush with the bottom and right edges, so the tiles cover the whole field.
+    """
+    if stride == 0:
+        rows, cols = height // size, width // size
+        top0, left0 = (height - rows * size) // 2, (width - cols * size) // 2
+        return [(top0 + r * size, left0 + c * size) for r in range(rows) for c in range(cols)]
+    tops, lefts = _covering(height, size, stride), _covering(width, size, stride)
+    return [(top, left) for top in tops for left in lefts]
+
+
+def _covering(length: int, size: int, stride: int) -> list[int]:
+    """Starts of ``size`` windows every ``stride`` px, the last one flush with ``length``."""
+    starts = list(range(0, length - size + 1, stride))
+    if starts[-1] != length - size:
+        starts.append(length - size)
+    return starts
 
 
 def _random_corners(
