@@ -140,8 +140,8 @@ def _print_ingest_report(source: str, report: IngestReport, skip_bad: bool) -> N
         )
     if report.pixel_sizes_filled:
         console.print(
-            f"recorded the pixel size {pixel_size} um for {report.pixel_sizes_filled} studies "
-            "ingested earlier without one"
+            f"recorded the pixel size for {report.pixel_sizes_filled} studies ingested earlier "
+            "without one"
         )
     if report.refused:
         console.print("[bold]refused[/bold]")
