@@ -84,8 +84,7 @@ def main() -> None:
         "balanced_accuracy": summary["balanced_accuracy"],
         "accuracy": summary["accuracy"],
         "per_run_balanced_accuracy": [
-            run["balanced_accuracy"]
-            for run in results["conditions"]["honest/original"]["per_seed"]
+            run["balanced_accuracy"] for run in results["conditions"]["honest/original"]["per_seed"]
         ],
         "seconds": round(seconds, 1),
         "load_average": os.getloadavg(),

@@ -244,7 +244,9 @@ def test_a_bundle_at_a_magnification_with_crops_predicts_as_it_was_tested(tmp_pa
 
     predicted = predict_files(bundle, files, pixel_size_um=0.5).probabilities
 
-    inputs = torch.cat([preprocess_image(load_rgb(p), preprocess, pixel_size_um=0.5) for p in files])
+    inputs = torch.cat(
+        [preprocess_image(load_rgb(p), preprocess, pixel_size_um=0.5) for p in files]
+    )
     assert inputs.shape == (3, 3, 24, 24)
     expected = evaluate_images(
         bundle.model,
