@@ -138,12 +138,18 @@ _INPUTS = {
     ),
     ("cytology", "gpu"): preprocess_preset("cytology", size=192, scale=2.0),
 }
+# How the classifier reads those inputs, per modality (classifier fields), and what else differs
+# by modality: a BACH image is six tiles, so its affine children cost six inputs each.
 _CROPS: dict[tuple[str, str], dict[str, Any]] = {
     ("histology", "quick"): {"crop_size": 64, "crops_per_image": 2, "crop_stride": 64},
     ("cytology", "smoke"): {"crop_size": 32, "crop_stride": 16},
     ("cytology", "quick"): {"crop_size": 64, "crops_per_image": 2, "crop_stride": 16},
     ("histology", "gpu"): {"crop_size": 128, "crops_per_image": 4, "crop_stride": 64},
     ("cytology", "gpu"): {"crop_size": 128, "crops_per_image": 4, "crop_stride": 32},
+}
+_BY_MODALITY: dict[tuple[str, str], dict[str, Any]] = {
+    ("histology", "quick"): {"affine_per_class": 100},
+    ("histology", "gpu"): {"affine_per_class": 150},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -250,6 +256,7 @@ def experiment_config(
     presets = {
         name: {
             **values,
+            **_BY_MODALITY.get((modality, name), {}),
             "preprocess": _INPUTS[(modality, name)],
             "classifier": dataclasses.replace(
                 values["classifier"], **_CROPS.get((modality, name), {})

@@ -84,7 +84,9 @@ def affine_expansion(
         originals: the real network inputs to expand (one fold only: children inherit it).
         affine: the parameter ranges.
         preprocess: how the inputs were made (recorded with each child).
-        per_class: images per class after expansion, originals included.
+        per_class: images per class after expansion, originals included. The unit is the
+            image: a child of an image cut into several inputs (tiles, patches) is all of them,
+            each transformed (so a class has ``per_class`` times the inputs per image).
         total: images over all classes after expansion (instead of ``per_class``).
         seed: seeds the plan and the parameters.
         run_name: the augmentation run's name in the catalog.
@@ -97,13 +99,20 @@ def affine_expansion(
     """
     names = originals.images.class_names
     labels = originals.images.labels
-    counts = {name: int((labels == i).sum()) for i, name in enumerate(names)}
+    rows_of: dict[int, list[int]] = {}  # the input rows of each image (tiles, patches), in order
+    for row, image_id in enumerate(originals.ids.tolist()):
+        rows_of.setdefault(image_id, []).append(row)
+    images_of = {
+        name: [image for image, rows in rows_of.items() if int(labels[rows[0]]) == i]
+        for i, name in enumerate(names)
+    }
+    counts = {name: len(images) for name, images in images_of.items()}
     plan = class_balanced_plan(counts, per_class=per_class, total=total, seed=seed)
     rows: list[int] = []
-    for i, name in enumerate(names):
-        members = torch.nonzero(labels == i).flatten().tolist()
-        for member, count in zip(members, plan[name], strict=True):
-            rows.extend([member] * count)
+    for name in names:
+        for image, count in zip(images_of[name], plan[name], strict=True):
+            for _ in range(count):  # one child is every input of the image, transformed
+                rows.extend(rows_of[image])
     source_rows = torch.tensor(rows, dtype=torch.int64)
     generator = torch.Generator().manual_seed(seed)
     images, params = random_affine(originals.images.images[source_rows], affine, generator)
