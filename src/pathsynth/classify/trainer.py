@@ -10,7 +10,9 @@ epoch are restored.
 The data path is the GAN engine's: the whole set is a uint8 tensor on the device, batches are drawn
 by index, augmented there (flips and 90-degree rotations, then the configured colour and stain
 jitter, whose RandStainNA statistics are fitted on the training images after the validation split)
-and mapped to [-1, 1]. On CUDA the forward pass runs under bf16 autocast and in channels-last
+and mapped to [-1, 1]. With ``crop_size`` the stored inputs are larger fields: every draw of an
+input is a new random crop of it (``crops_per_image`` draws per epoch), and validation averages
+each input's grid of crops, exactly as the test does. On CUDA the forward pass runs under bf16 autocast and in channels-last
 layout when the config asks for it.
 
 The small-data recipe (``classify/recipe.py``: step schedule, label smoothing, mixup/cutmix, weight
