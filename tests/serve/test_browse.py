@@ -142,7 +142,9 @@ def test_reader_connections_refuse_writes(client):
     from pathsynth.errors import CatalogUnavailable
 
     reader = client.app.state.reader
-    with pytest.raises(CatalogUnavailable, match="readonly database"):
-        with reader.catalog.session() as session:
-            session.execute(text("DELETE FROM images"))
+    with (
+        pytest.raises(CatalogUnavailable, match="readonly database"),
+        reader.catalog.session() as session,
+    ):
+        session.execute(text("DELETE FROM images"))
     assert reader.counts().by_class_origin  # nothing was deleted

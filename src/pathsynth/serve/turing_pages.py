@@ -86,6 +86,7 @@ async def rate(request: Request) -> Response:
     return render(request, "rate.html", {
         "test": test, "rater": rater, "item": pending[0] if pending else None, "done": done,
         "total": len(items), "error": error,
+        "operator": False,  # a rater's page links nowhere else, even on a token-less loopback
     }, status_code=400 if error else 200)  # fmt: skip
 
 
