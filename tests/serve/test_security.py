@@ -135,3 +135,26 @@ def test_migration_0003_adds_the_turing_tables_from_0002(backend, tmp_path):
         with catalog.engine.connect() as connection:
             stored = connection.execute(text("SELECT token_sha256 FROM turing_raters")).scalar()
         assert stored != token and len(stored) == 64
+
+
+def test_the_reader_refuses_writes_on_every_backend(workspace, class_source):
+    from sqlalchemy import text
+
+    from pathsynth.catalog.api import open_reader
+    from pathsynth.catalog.browse import ImageFilter
+    from pathsynth.catalog.ingest import IngestOptions, ingest_source
+    from pathsynth.errors import CatalogUnavailable
+
+    ingest_source(workspace, class_source, IngestOptions(modality="histology", workers=0))
+    reader = open_reader(workspace)
+    try:
+        assert reader.images(ImageFilter(label="benign")).total == 4
+        # SQLite and MariaDB say so through CatalogUnavailable, PostgreSQL by its own error
+        with (
+            pytest.raises((CatalogUnavailable, DBAPIError), match=r"(?i)read.?only"),
+            reader.catalog.session() as session,
+        ):
+            session.execute(text("DELETE FROM images"))
+        assert reader.images(ImageFilter()).total == 12
+    finally:
+        reader.close()

@@ -192,3 +192,17 @@ def test_impossible_sizes_are_refused(lab, per_class):
 
     with pytest.raises(TuringError, match="images per class must be 1 to 500"):
         make(lab, per_class=per_class)
+
+
+def test_the_operator_makes_a_test_through_the_form(client, lab):
+    page = client.get("/turing").text
+    form = {"csrf_token": CSRF.search(page).group(1), "name": "from-form",
+            "experiment": EXPERIMENT, "per_class": "1", "raters": "ann, bob", "seed": "4"}  # fmt: skip
+    made = client.post("/turing", data=form)
+    assert made.status_code == 200
+    links = re.findall(r"/turing/join/([\w-]+)", made.text)
+    assert len(links) == 2
+    assert ">from-form</a>" in client.get("/turing").text
+    assert "No test yet" not in client.get("/turing").text
+    bad = client.post("/turing", data={**form, "name": "other", "experiment": "nope"})
+    assert bad.status_code == 400 and "no experiment named &#39;nope&#39;" in bad.text

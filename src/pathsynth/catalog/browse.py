@@ -306,7 +306,7 @@ class CatalogReader:
             query = base.order_by(Image.id).limit(limit + 1)
         with self.catalog.session() as session:
             rows = list(session.execute(query).all())
-            total = session.scalar(self._filtered(select(func.count(Image.id)), wanted)) or 0
+            total = session.scalar(self._filtered(select(func.count()), wanted, joined=False)) or 0
         more = len(rows) > limit
         rows = rows[:limit]
         if before is not None and after is None:
@@ -324,10 +324,15 @@ class CatalogReader:
             images[0].image_id if has_prev else None,
         )
 
-    def _filtered(self, query: Any, wanted: ImageFilter) -> Any:
-        """``query`` over images joined to their study and patient, narrowed by ``wanted``."""
-        query = query.select_from(Image).join(Study, Study.id == Image.study_id)
-        query = query.join(Patient, Patient.id == Study.patient_id)
+    def _filtered(self, query: Any, wanted: ImageFilter, joined: bool = True) -> Any:
+        """``query`` over images narrowed by ``wanted``; joined to their study and patient when
+        ``joined`` (for their codes) or when the filter needs them (a count joins no more than
+        it must: at 100,000 images the join is most of its cost)."""
+        query = query.select_from(Image)
+        if joined or wanted.source or wanted.study or wanted.patient:
+            query = query.join(Study, Study.id == Image.study_id)
+        if joined or wanted.patient:
+            query = query.join(Patient, Patient.id == Study.patient_id)
         if wanted.label:
             query = query.where(Image.label == wanted.label)
         if wanted.origin:
