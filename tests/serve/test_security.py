@@ -139,6 +139,7 @@ def test_migration_0003_adds_the_turing_tables_from_0002(backend, tmp_path):
 
 def test_the_reader_refuses_writes_on_every_backend(workspace, class_source):
     from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
 
     from pathsynth.catalog.api import open_reader
     from pathsynth.catalog.browse import ImageFilter
