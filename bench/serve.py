@@ -183,6 +183,8 @@ def main() -> None:
                       for _ in range(args.list_requests // 4)]  # fmt: skip
             thumbs = [f"/images/{i + 1}/thumb.jpg" for i in range(args.files)]
 
+            per_kind: dict[str, list[float]] = {}
+
             async def run() -> dict[str, object]:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 for path in timed[:10] + thumbs:  # warm: connections, filter choices, cache
@@ -192,6 +194,8 @@ def main() -> None:
                     begin = time.perf_counter()
                     assert await fetch(reader, writer, path) == 200, path
                     latencies.append(time.perf_counter() - begin)
+                    kind = path.split("after=")[0].rstrip("&?")
+                    per_kind.setdefault(kind, []).append(latencies[-1])
                 writer.close()
                 n, thumb_errors, _ = await clients(port, thumbs, 8, args.thumb_seconds)
                 mixed = thumbs + timed + [f"/images/{i + 1}" for i in range(args.files)]
@@ -226,6 +230,10 @@ def main() -> None:
         f"{figures['soak_requests']} requests ({figures['soak_per_s']:.0f}/s, p95 "
         f"{figures['soak_p95_ms']:.0f} ms), {figures['soak_errors']} errors | no errors |"
     )
+    print("\n| list page | requests | p50 ms | p95 ms |\n|---|---:|---:|---:|")
+    for kind, values in sorted(per_kind.items()):
+        print(f"| `{kind}` | {len(values)} | {1000 * statistics.median(values):.1f} | "
+              f"{1000 * percentile(values, 0.95):.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
