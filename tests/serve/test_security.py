@@ -159,3 +159,19 @@ def test_the_reader_refuses_writes_on_every_backend(workspace, class_source):
         assert reader.images(ImageFilter()).total == 12
     finally:
         reader.close()
+
+
+def test_the_web_app_reaches_the_catalog_through_its_facade_only():
+    import ast
+    from pathlib import Path
+
+    import pathsynth.serve
+    import pathsynth.turing
+
+    folders = [Path(pathsynth.serve.__file__).parent, Path(pathsynth.turing.__file__).parent]
+    for path in (p for folder in folders for p in folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        reached = {m for m in modules if m and m.startswith(("sqlalchemy", "pathsynth.catalog"))}
+        assert reached <= {"pathsynth.catalog.api"}, (path.name, reached)

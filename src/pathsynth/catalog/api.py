@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from pathsynth.catalog.browse import CatalogReader
+from pathsynth.catalog.browse import CatalogReader, ImageFilter
 from pathsynth.catalog.db import Catalog
 from pathsynth.catalog.models import (
     Image,
@@ -35,6 +35,7 @@ from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.turing import (
     AnswerRecord,
     PlannedItem,
+    Rater,
     TestSummary,
     TuringBook,
     add_rater,
@@ -43,6 +44,7 @@ from pathsynth.catalog.turing import (
     delete_test,
     find_test,
     list_tests,
+    new_public_id,
 )
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.catalog.writer import BatchWriter
@@ -50,6 +52,13 @@ from pathsynth.errors import DataError
 from pathsynth.files import label_folder
 from pathsynth.imaging.decode import DecodedImage, decode_bytes
 from pathsynth.imaging.features import compute_features
+
+# Types of the catalog the later stages (the web app, the Turing test) name, re-exported here so
+# that they import the facade only.
+__all__ = [
+    "AnswerRecord", "CatalogReader", "FoldImage", "ImageFilter", "PlannedItem", "Rater",
+    "TestSummary", "TuringBook", "Workspace", "new_public_id",
+]  # fmt: skip
 
 
 class GeneratedImageLike(Protocol):
@@ -456,9 +465,11 @@ def open_reader(space: Workspace) -> CatalogReader:
     Raises:
         CatalogUnavailable: the database cannot be reached or is at an older schema read-only.
     """
-    space.open_catalog().close()  # migrates
-    return CatalogReader(Catalog(space.db_url, migrate=False, read_only=not space.writable
-                                 and space.config.db_url is None), space.store)  # fmt: skip
+    space.open_catalog().close()  # migrates where it can
+    embedded_read_only = not space.writable and space.config.db_url is None
+    return CatalogReader(
+        Catalog(space.db_url, migrate=False, read_only=embedded_read_only), space.store
+    )
 
 
 def open_turing(space: Workspace) -> TuringBook:

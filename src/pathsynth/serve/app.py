@@ -8,7 +8,9 @@ Jinja2 templates. :func:`serve` runs it under uvicorn.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
@@ -26,8 +28,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from pathsynth.catalog.api import open_reader, open_turing
-from pathsynth.catalog.workspace import Workspace
+from pathsynth.catalog.api import Workspace, open_reader, open_turing
 from pathsynth.errors import ServeError
 from pathsynth.serve.security import (
     CSRF_FIELD,
@@ -157,7 +158,7 @@ def create_app(space: Workspace, settings: ServeSettings | None = None) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         reader = open_reader(space)
         book = open_turing(space)
-        cache = settings.cache or space.root / "cache" / "thumbnails"
+        cache = settings.cache or thumbnail_folder(space)
         app.state.reader = reader
         app.state.book = book
         app.state.thumbs = ThumbnailCache(reader, cache)
@@ -200,6 +201,15 @@ def serve(
         app, host=settings.host, port=settings.port, access_log=False, log_level=log_level,
         server_header=False, proxy_headers=False,
     )  # fmt: skip
+
+
+def thumbnail_folder(space: Workspace) -> Path:
+    """Where thumbnails are cached: ``<workspace>/cache/thumbnails``, or, for a workspace that
+    cannot be written, a folder of this user's under the system's temporary folder."""
+    if space.writable:
+        return space.root / "cache" / "thumbnails"
+    key = hashlib.sha256(str(space.root).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"pathsynth-thumbnails-{os.getuid()}-{key}"
 
 
 def operator_token_from_env() -> str | None:

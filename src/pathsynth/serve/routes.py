@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from pathsynth.catalog.browse import CatalogReader, ImageFilter
+from pathsynth.catalog.api import CatalogReader, ImageFilter
 from pathsynth.inventory import read_experiment_entry, read_gan_run_entry
 from pathsynth.serve.app import render
 from pathsynth.serve.charts import bar_chart
@@ -53,6 +53,7 @@ def _filter(request: Request) -> ImageFilter:
 
 
 def home(request: Request) -> Response:
+    """The overview: totals and the class and origin charts."""
     require_operator(request)
     counts = _reader(request).counts()
     return render(request, "home.html", {
@@ -64,6 +65,7 @@ def home(request: Request) -> Response:
 
 
 def images(request: Request) -> Response:
+    """One keyset page of images under the query's filters."""
     require_operator(request)
     wanted = _filter(request)
     reader = _reader(request)
@@ -74,6 +76,7 @@ def images(request: Request) -> Response:
 
 
 def image(request: Request) -> Response:
+    """One image's page; 404 for an id the catalog does not hold."""
     require_operator(request)
     detail = _reader(request).image(request.path_params["image_id"])
     if detail is None:
@@ -82,10 +85,12 @@ def image(request: Request) -> Response:
 
 
 async def thumbnail(request: Request) -> Response:
+    """A 256 px JPEG of a catalog image (see :func:`_downsized`)."""
     return await _downsized(request, THUMB_SIDE)
 
 
 async def view(request: Request) -> Response:
+    """A 1024 px JPEG of a catalog image (see :func:`_downsized`)."""
     return await _downsized(request, VIEW_SIDE)
 
 
@@ -119,6 +124,7 @@ def _read(path: Path) -> bytes | None:
 
 
 def patients(request: Request) -> Response:
+    """One page of patients (or, with ``kind=generator``, generator runs) by code."""
     require_operator(request)
     kind = "generator" if request.query_params.get("kind") == "generator" else ""
     after = request.query_params.get("after", "")[:64] or None
@@ -129,6 +135,7 @@ def patients(request: Request) -> Response:
 
 
 def patient(request: Request) -> Response:
+    """A patient's studies; 404 for an unknown code."""
     require_operator(request)
     found = _reader(request).patient(str(request.path_params["code"])[:64])
     if found is None:
@@ -138,6 +145,7 @@ def patient(request: Request) -> Response:
 
 
 def study(request: Request) -> Response:
+    """A study and its first images; 404 for an unknown code."""
     require_operator(request)
     reader = _reader(request)
     found = reader.study(str(request.path_params["code"])[:64])
@@ -166,6 +174,7 @@ def _listed_folder(parent: Path, name: str) -> Path:
 
 
 def experiments(request: Request) -> Response:
+    """The workspace's experiments, GAN runs and classifier bundles."""
     require_operator(request)
     from pathsynth.inventory import workspace_inventory
 
@@ -181,6 +190,7 @@ def experiments(request: Request) -> Response:
 
 
 def experiment(request: Request) -> Response:
+    """One experiment: headline numbers, report link, side-by-side images, grids."""
     require_operator(request)
     folder = _listed_folder(_workspace_root(request) / "experiments", request.path_params["name"])
     entry = read_experiment_entry(folder)
@@ -261,6 +271,7 @@ def report_file(request: Request) -> Response:
 
 
 def gan_run(request: Request) -> Response:
+    """One GAN run: its numbers and sample grids."""
     require_operator(request)
     folder = _listed_folder(_workspace_root(request) / "runs", request.path_params["name"])
     return render(request, "run.html", {"run": read_gan_run_entry(folder),
@@ -283,6 +294,7 @@ def grid(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
+    """The operator's sign-in form; a wrong token is refused with 403."""
     if request.method == "GET":
         return render(request, "login.html", {"failed": False})
     form = await check_csrf(request)

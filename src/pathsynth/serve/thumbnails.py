@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from pathsynth.catalog.browse import CatalogReader
+from pathsynth.catalog.api import CatalogReader
 from pathsynth.files import write_atomic
 
 THUMB_SIDE = 256

@@ -17,8 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from pathsynth.catalog.api import turing_folder
-from pathsynth.catalog.turing import Rater, TestSummary, TuringBook
+from pathsynth.catalog.api import Rater, TestSummary, TuringBook, turing_folder
 from pathsynth.errors import PathsynthError, TuringError
 from pathsynth.serve.app import render
 from pathsynth.serve.security import RATER_COOKIE, check_csrf, require_operator
@@ -64,6 +63,7 @@ def join(request: Request) -> Response:
 
 
 async def rate(request: Request) -> Response:
+    """The rater's page: the next unanswered image, and the answer to the last one."""
     rater = _rater(request)
     test = _test(request)
     error = ""
@@ -108,6 +108,7 @@ def item_image(request: Request) -> Response:
 
 
 async def tests(request: Request) -> Response:
+    """The operator's list of tests and the form that makes one from an experiment."""
     require_operator(request)
     from pathsynth.inventory import workspace_inventory
 
@@ -141,6 +142,7 @@ def _create(request: Request, form: dict[str, str]) -> object:
 
 
 async def test_page(request: Request) -> Response:
+    """One test: its raters' progress and the form that adds a rater."""
     require_operator(request)
     test = _test(request)
     added = None
@@ -164,6 +166,7 @@ async def test_page(request: Request) -> Response:
 
 
 def results(request: Request) -> Response:
+    """A test's figures, computed from its stored answers."""
     require_operator(request)
     test = _test(request)
     raters, answers = _book(request).answers(test.test_id)
@@ -174,6 +177,7 @@ def results(request: Request) -> Response:
 
 
 def answers_file(request: Request) -> Response:
+    """Every answer of a test as CSV."""
     require_operator(request)
     test = _test(request)
     _, answers = _book(request).answers(test.test_id)
@@ -181,6 +185,7 @@ def answers_file(request: Request) -> Response:
 
 
 def summary_file(request: Request) -> Response:
+    """A test's figures as CSV."""
     require_operator(request)
     test = _test(request)
     raters, answers = _book(request).answers(test.test_id)

@@ -20,16 +20,17 @@ import numpy as np
 from PIL import Image
 
 from pathsynth.catalog.api import (
+    FoldImage,
+    PlannedItem,
+    Workspace,
     add_turing_rater,
     create_turing_test,
     drop_turing_test,
     generated_images,
+    new_public_id,
     split_fold,
     turing_folder,
 )
-from pathsynth.catalog.queries import FoldImage
-from pathsynth.catalog.turing import PlannedItem, new_public_id
-from pathsynth.catalog.workspace import Workspace
 from pathsynth.errors import DataError, PathsynthError, TuringError
 from pathsynth.files import write_atomic
 from pathsynth.imaging.decode import load_rgb
