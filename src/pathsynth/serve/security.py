@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -69,10 +70,9 @@ async def check_csrf(request: Request) -> dict[str, str]:
             another site.
     """
     origin = request.headers.get("origin")
-    if origin and origin != "null":
-        expected = f"{request.url.scheme}://{request.url.netloc}"
-        if origin != expected:
-            raise HTTPException(403, "cross-site form refused")
+    # Host only, not the scheme: behind a TLS proxy the browser says https, uvicorn sees http.
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, "cross-site form refused")
     form = await request.form()
     values = {key: value for key, value in form.items() if isinstance(value, str)}
     if not same_secret(values.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)):

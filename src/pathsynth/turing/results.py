@@ -167,9 +167,9 @@ def answers_csv(answers: Iterable[AnswerLike]) -> str:
     writer.writerow(ANSWER_COLUMNS)
     for a in answers:
         writer.writerow(
-            [a.rater, a.item, a.truth, a.label, a.called, a.called_label or "",
-             a.confidence if a.confidence is not None else "", int(a.called == a.truth),
-             a.answered_at]
+            [_cell(a.rater), a.item, a.truth, _cell(a.label), a.called,
+             _cell(a.called_label or ""), a.confidence if a.confidence is not None else "",
+             int(a.called == a.truth), a.answered_at]
         )  # fmt: skip
     return buffer.getvalue()
 
@@ -198,12 +198,19 @@ def summary_csv(results: TuringResults) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
     for group, rater, label, c in summary_rows(results):
-        cells: list[object] = [group, rater, label, c.answers]
+        cells: list[object] = [group, _cell(rater), _cell(label), c.answers]
         for p in (c.accuracy, c.sensitivity, c.specificity):
             cells += [_num(p.value), _num(p.low), _num(p.high)]
         writer.writerow(cells)
     writer.writerow(["fleiss_kappa", "", "", results.kappa_items, _num(results.kappa)])
     return buffer.getvalue()
+
+
+def _cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not run as a formula (a name starting with ``=`` etc.)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def _num(value: float) -> str:
