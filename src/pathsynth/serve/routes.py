@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from pathsynth.catalog.api import CatalogReader, ImageFilter
-from pathsynth.inventory import read_experiment_entry, read_gan_run_entry
+from pathsynth.inventory import read_experiment_entry, read_gan_run_entry, read_run_identity
 from pathsynth.serve.app import render
 from pathsynth.serve.charts import bar_chart
 from pathsynth.serve.security import (
@@ -232,7 +232,12 @@ def _comparison(
         return []
     reader = _reader(request)
     source = Path(state.source).name
-    synthetic_sources = [s for s in reader.choices().sources if run and run.name in s]
+    try:  # the generator's images sit in a "study" named after the run and its unique id
+        run_id = str(read_run_identity(run).get("run_id", "")) if run else ""
+    except (OSError, ValueError):
+        run_id = ""
+    wanted_source = f"{run.name}-{run_id[:12]}" if run and run_id else None
+    synthetic_sources = [s for s in reader.choices().sources if s == wanted_source]
     out = []
     for label in state.classes or [c for c in reader.choices().labels]:
         real = reader.sample(ImageFilter(label=label, origin="real", source=source),
