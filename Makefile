@@ -1,7 +1,7 @@
 # pathsynth developer tasks. `make test` is the README's test command and what CI runs.
 PYTHON ?= python3
 
-.PHONY: install test check format bench-ingest bench-faults
+.PHONY: install test check format bench-ingest bench-faults bench-serve
 
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -25,3 +25,6 @@ bench-ingest:
 
 bench-faults:
 	$(PYTHON) bench/faults.py
+
+bench-serve:
+	$(PYTHON) bench/serve.py

@@ -44,3 +44,11 @@ class CheckpointError(PathsynthError):
 
 class StoreUnwritable(PathsynthError):
     """The image store cannot be written: disk full, read-only, no permission."""
+
+
+class TuringError(PathsynthError):
+    """A visual Turing test, rater or answer that cannot be made or used as asked."""
+
+
+class ServeError(PathsynthError):
+    """The web app cannot be started as asked (an address it must not bind, no token)."""

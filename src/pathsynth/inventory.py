@@ -202,6 +202,16 @@ def read_gan_run_entry(folder: Path) -> GanRunEntry:
     )
 
 
+def read_run_identity(folder: Path) -> dict[str, Any]:
+    """A generator run's ``run.json`` (its unique ``run_id``, creation time, data); empty when the
+    folder has none.
+
+    Raises:
+        OSError, ValueError: an unreadable or malformed file.
+    """
+    return _json_object(folder / "run.json")
+
+
 def _short(error: Exception, path: Path) -> str:
     """The error's message with the file's full path cut to its name (the row names the file)."""
     return str(error).replace(str(path), path.name)

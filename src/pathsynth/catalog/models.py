@@ -211,3 +211,82 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+# The visual Turing test (migration 0003): the only tables the web app writes.
+TURING_TRUTHS = ("real", "synthetic")
+
+
+class TuringTest(Base):
+    """A blinded real-versus-synthetic test: a fixed set of items shown to several raters.
+
+    ``params`` records how the items were chosen (experiment, split and fold of the real images,
+    generator run, images per class, display size, seed).
+    """
+
+    __tablename__ = "turing_tests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    params: Mapped[dict[str, Any]]
+    classes: Mapped[dict[str, Any]]  # {"names": [...]}: the choices offered to raters
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+class TuringRater(Base):
+    """One rater of one test. Only the SHA-256 of the rater's secret token is stored; the token
+    itself is shown once, when the rater is added. ``order_seed`` shuffles the items for them."""
+
+    __tablename__ = "turing_raters"
+    __table_args__ = (UniqueConstraint("test_id", "name", name="test_rater_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    test_id: Mapped[int] = mapped_column(
+        ForeignKey("turing_tests.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    order_seed: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+class TuringItem(Base):
+    """One image of a test under an opaque id; its re-encoded file lives under the workspace's
+    ``turing/<test id>/`` folder, named by that id."""
+
+    __tablename__ = "turing_items"
+    __table_args__ = (_one_of("truth", TURING_TRUTHS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    test_id: Mapped[int] = mapped_column(
+        ForeignKey("turing_tests.id", ondelete="CASCADE"), index=True
+    )
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    truth: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(64))
+
+
+class TuringAnswer(Base):
+    """One rater's call on one item: real or synthetic, optionally the class and a confidence
+    (1-5). A rater answers each item once; a second answer replaces the first."""
+
+    __tablename__ = "turing_answers"
+    __table_args__ = (
+        _one_of("called", TURING_TRUTHS),
+        CheckConstraint(
+            "confidence IS NULL OR (confidence >= 1 AND confidence <= 5)",
+            name="confidence_range",
+        ),
+    )
+
+    rater_id: Mapped[int] = mapped_column(
+        ForeignKey("turing_raters.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("turing_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    called: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[int | None]
+    answered_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())

@@ -8,6 +8,7 @@ from pathsynth.cli import catalog as _catalog  # noqa: F401  (registers commands
 from pathsynth.cli import experiment as _experiment  # noqa: F401
 from pathsynth.cli import gan as _gan  # noqa: F401
 from pathsynth.cli import predict as _predict  # noqa: F401
+from pathsynth.cli import serve as _serve  # noqa: F401
 from pathsynth.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -1,0 +1,217 @@
+"""The web app: its settings, the application factory and the server.
+
+:func:`create_app` builds a Starlette application over one workspace: a read-only catalog reader
+for the browser, the Turing-test tables (the only ones it writes), a thumbnail cache and the
+Jinja2 templates. :func:`serve` runs it under uvicorn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from pathsynth.catalog.api import Workspace, open_reader, open_turing
+from pathsynth.errors import ServeError
+from pathsynth.serve.security import (
+    CSRF_FIELD,
+    LOOPBACK_HOSTS,
+    MIN_OPERATOR_TOKEN,
+    SecurityHeaders,
+    csrf_token,
+    is_loopback,
+    operator_allowed,
+)
+from pathsynth.serve.thumbnails import ThumbnailCache
+
+OPERATOR_TOKEN_ENV = "PATHSYNTH_OPERATOR_TOKEN"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the app runs.
+
+    Args:
+        host: the address it binds (decides which Host headers are accepted).
+        port: the port.
+        operator_token: the secret the operator signs in with; None: no sign-in (loopback only).
+        cache: the thumbnail cache folder; None: ``<workspace>/cache/thumbnails``.
+        base_url: how raters reach the server, for the links shown to the operator.
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    operator_token: str | None = None
+    cache: Path | None = None
+    base_url: str = ""
+
+    def check(self) -> None:
+        """Refuse settings that would expose the catalog.
+
+        Raises:
+            ServeError: another address than loopback without an operator token, or a token
+                shorter than 16 characters.
+        """
+        if self.operator_token is not None and len(self.operator_token) < MIN_OPERATOR_TOKEN:
+            raise ServeError(
+                f"the operator token must have at least {MIN_OPERATOR_TOKEN} characters"
+            )
+        if not is_loopback(self.host) and self.operator_token is None:
+            raise ServeError(
+                f"serving on {self.host} (not 127.0.0.1) needs an operator token: set "
+                f"${OPERATOR_TOKEN_ENV} to a secret of {MIN_OPERATOR_TOKEN}+ characters"
+            )
+
+    @property
+    def link_base(self) -> str:
+        """The URL raters' links start with."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{shown}:{self.port}"
+
+
+def _templates() -> Jinja2Templates:
+    folder = resources.files("pathsynth.serve").joinpath("templates")
+    env = Environment(
+        loader=FileSystemLoader(str(folder)),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = _pct
+    env.filters["num"] = _num
+    return Jinja2Templates(env=env)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f}%"  # NaN -> n/a
+
+
+def _num(value: object, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.{digits}f}"
+    return "n/a" if value is None else str(value)
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
+    """A page from ``template`` with what every page needs (CSRF token, operator flag)."""
+    templates: Jinja2Templates = request.app.state.templates
+    full = {"csrf_token": csrf_token(request), "csrf_field": CSRF_FIELD,
+            "operator": operator_allowed(request), **context}  # fmt: skip
+    return templates.TemplateResponse(request, template, full, status_code=status_code)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    if error.status_code in (301, 302, 303, 307) and error.headers:
+        return Response(status_code=error.status_code, headers=error.headers)
+    messages = {404: "Not found.", 403: "Refused.", 405: "Method not allowed."}
+    detail = error.detail if error.status_code == 403 else messages.get(error.status_code, "")
+    page = f"<!doctype html><title>{error.status_code}</title><p>{_escape(str(detail))}</p>"
+    return HTMLResponse(page, status_code=error.status_code, headers=error.headers)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def create_app(space: Workspace, settings: ServeSettings | None = None) -> Starlette:
+    """The web app over one workspace.
+
+    Args:
+        space: the workspace whose catalog, experiments and runs are shown.
+        settings: how it runs (default: loopback, no operator token).
+
+    Raises:
+        ServeError: what :meth:`ServeSettings.check` refuses.
+    """
+    from pathsynth.serve.routes import catalog_routes
+    from pathsynth.serve.turing_pages import turing_routes
+
+    settings = settings or ServeSettings()
+    settings.check()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        reader = open_reader(space)
+        book = open_turing(space)
+        cache = settings.cache or thumbnail_folder(space)
+        app.state.reader = reader
+        app.state.book = book
+        app.state.thumbs = ThumbnailCache(reader, cache)
+        try:
+            yield
+        finally:
+            reader.close()
+            book.close()
+
+    hosts = [*LOOPBACK_HOSTS, "[::1]"] if is_loopback(settings.host) else ["*"]
+    static = str(resources.files("pathsynth.serve").joinpath("static"))
+    app = Starlette(
+        routes=[*catalog_routes(), *turing_routes(),
+                Mount("/static", StaticFiles(directory=static), name="static")],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+                    Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )  # fmt: skip
+    app.state.space = space
+    app.state.settings = settings
+    app.state.templates = _templates()
+    return app
+
+
+def serve(
+    space: Workspace, settings: ServeSettings, log_level: str = "warning"
+) -> None:  # pragma: no cover - runs until stopped; the browser tests start it as a process
+    """Run the app under uvicorn until interrupted.
+
+    The access log is off: a rater's link holds their token, and it must not land in a log.
+
+    Raises:
+        ServeError: what :meth:`ServeSettings.check` refuses.
+    """
+    import uvicorn
+
+    app = create_app(space, settings)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, access_log=False, log_level=log_level,
+        server_header=False, proxy_headers=False,
+    )  # fmt: skip
+
+
+def thumbnail_folder(space: Workspace) -> Path:
+    """Where thumbnails are cached: ``<workspace>/cache/thumbnails``, or, for a workspace that
+    cannot be written, a folder of this user's under the system's temporary folder."""
+    if space.writable:
+        return space.root / "cache" / "thumbnails"
+    key = hashlib.sha256(str(space.root).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"pathsynth-thumbnails-{os.getuid()}-{key}"
+
+
+def operator_token_from_env() -> str | None:
+    """``$PATHSYNTH_OPERATOR_TOKEN``, or None when unset or empty."""
+    return os.environ.get(OPERATOR_TOKEN_ENV) or None

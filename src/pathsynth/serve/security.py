@@ -1,0 +1,130 @@
+"""What keeps the web app to its users: operator sign-in, rater tokens, CSRF and response headers.
+
+- The operator (whoever runs ``pathsynth serve``) sees everything. On 127.0.0.1 no sign-in is asked
+  unless an operator token is set; on any other address one is required (``serve`` refuses to
+  start without it) and each browser signs in once, getting an HttpOnly cookie.
+- A rater sees only their own test: their secret link sets a cookie holding their token, and every
+  rater page and image checks that the token's test is the one in the URL (else 404).
+- Every form carries a CSRF token that must equal the browser's ``ps_csrf`` cookie (double
+  submit); a POST without it, or with another, is refused with 403.
+- Every response says ``nosniff``, no framing, no referrer (so no token leaves in a Referer
+  header) and a content security policy allowing only this server's own styles and images.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from urllib.parse import urlsplit
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CSRF_COOKIE = "ps_csrf"
+CSRF_FIELD = "csrf_token"
+OPERATOR_COOKIE = "ps_operator"
+RATER_COOKIE = "ps_rater"
+MIN_OPERATOR_TOKEN = 16
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+PAGE_POLICY = (
+    "default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+# The experiment reports are self-contained pages with inline styles and data: images; they are
+# sandboxed so nothing in them runs with this site's rights.
+REPORT_POLICY = (
+    "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; font-src data:; "
+    "sandbox; frame-ancestors 'none'"
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is an address only this machine can reach."""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def same_secret(given: str | None, expected: str | None) -> bool:
+    """Constant-time comparison of two secrets; False when either is missing."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def csrf_token(request: Request) -> str:
+    """The browser's CSRF token: its cookie's, or a new one that the response will set."""
+    token = request.cookies.get(CSRF_COOKIE) or request.scope.get("ps_new_csrf")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        request.scope["ps_new_csrf"] = token
+    return str(token)
+
+
+async def check_csrf(request: Request) -> dict[str, str]:
+    """The POSTed form, once its CSRF token matches the cookie.
+
+    Raises:
+        HTTPException: 403 when the token is missing or wrong, or the Origin header names
+            another site.
+    """
+    origin = request.headers.get("origin")
+    # Host only, not the scheme: behind a TLS proxy the browser says https, uvicorn sees http.
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, "cross-site form refused")
+    form = await request.form()
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    if not same_secret(values.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)):
+        raise HTTPException(403, "the form's CSRF token is missing or wrong; reload the page")
+    return values
+
+
+def operator_allowed(request: Request) -> bool:
+    """Whether this request may see operator pages."""
+    token = request.app.state.settings.operator_token
+    return token is None or same_secret(request.cookies.get(OPERATOR_COOKIE), token)
+
+
+def require_operator(request: Request) -> None:
+    """Refuse a request that is not the operator's.
+
+    Raises:
+        HTTPException: 303 to the sign-in page for a page, 403 for anything else.
+    """
+    if operator_allowed(request):
+        return
+    if request.method == "GET" and request.url.path.rsplit("/", 1)[-1].find(".") < 0:
+        raise HTTPException(303, headers={"Location": "/login"})
+    raise HTTPException(403, "sign in as the operator first")
+
+
+class SecurityHeaders:
+    """ASGI middleware: security headers on every response, and the CSRF cookie where a page
+    made a new token."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+                headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+                new = scope.get("ps_new_csrf")
+                if new:
+                    headers.append(
+                        "Set-Cookie",
+                        f"{CSRF_COOKIE}={new}; Path=/; HttpOnly; SameSite=Strict",
+                    )
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

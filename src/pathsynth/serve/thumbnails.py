@@ -1,0 +1,83 @@
+"""Thumbnails and screen-sized views of catalog images, made on demand and cached on disk.
+
+A cached file is named by the image's SHA-256 and the size (``<sha256>-<side>.jpg``), so a file
+that changes gets a new name, and written atomically, so a reader never sees half of one. Each is
+re-encoded from pixels (no EXIF, no comments, no colour profile of the source file). The id ->
+file mapping of files already made is kept in memory, so a cached thumbnail costs one small read.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from pathsynth.catalog.api import CatalogReader
+from pathsynth.files import write_atomic
+
+THUMB_SIDE = 256
+VIEW_SIDE = 1024
+MEMORY_ENTRIES = 200_000  # id -> cached path entries kept in memory (about 30 MB at most)
+
+
+class ThumbnailCache:
+    """Makes and keeps downsized JPEG copies of catalog images.
+
+    Args:
+        reader: the catalog reader (image id -> store file, hash).
+        folder: the cache folder (created when first written).
+    """
+
+    def __init__(self, reader: CatalogReader, folder: Path) -> None:
+        self.reader = reader
+        self.folder = folder
+        self._known: OrderedDict[tuple[int, int], Path] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def cached(self, image_id: int, side: int) -> Path | None:
+        """The cache file of an image at ``side`` if it is known to exist (no database access)."""
+        with self._lock:
+            path = self._known.get((image_id, side))
+        return path
+
+    def path(self, image_id: int, side: int) -> Path | None:
+        """The cache file of image ``image_id`` at ``side`` pixels, made if missing.
+
+        Returns:
+            The file, or None when the catalog has no such image or its store file is missing or
+            cannot be decoded.
+        """
+        found = self.reader.image_file(image_id)
+        if found is None:
+            return None
+        source, digest = found
+        target = self.folder / f"{digest}-{side}.jpg"
+        if not target.is_file():
+            data = downsized_jpeg(source, side)
+            if data is None:
+                return None
+            write_atomic(target, data)
+        with self._lock:
+            self._known[(image_id, side)] = target
+            if len(self._known) > MEMORY_ENTRIES:
+                self._known.popitem(last=False)
+        return target
+
+
+def downsized_jpeg(source: Path, side: int) -> bytes | None:
+    """A JPEG of the image at ``source`` fitting in ``side`` x ``side``, or None when the file is
+    missing or not an image."""
+    try:
+        with Image.open(source) as image:
+            image.draft("RGB", (side, side))  # JPEG: decode at a reduced scale, far faster
+            shown = ImageOps.exif_transpose(image).convert("RGB")
+            shown.thumbnail((side, side), Image.Resampling.LANCZOS)
+            clean = Image.frombytes("RGB", shown.size, shown.tobytes())  # drops every metadata
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    buffer = io.BytesIO()
+    clean.save(buffer, format="JPEG", quality=85, optimize=True)
+    return buffer.getvalue()

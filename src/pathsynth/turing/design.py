@@ -1,0 +1,184 @@
+"""Making a visual Turing test: which images, how they are shown, and who rates them.
+
+The real images come from the held-out (test) fold of an experiment's split, the synthetic ones
+from the images its generator put in the catalog; ``per_class`` of each per class, drawn with a
+seed. Nothing a rater receives may tell them apart except the pixels: every image is prepared the
+way the generator saw its training images (the experiment's preprocessing, first patch), brought
+to the generated images' size, and re-encoded as a plain PNG without metadata under an opaque
+random id.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pathsynth.catalog.api import (
+    FoldImage,
+    PlannedItem,
+    Workspace,
+    add_turing_rater,
+    create_turing_test,
+    drop_turing_test,
+    generated_images,
+    new_public_id,
+    split_fold,
+    turing_folder,
+)
+from pathsynth.errors import DataError, PathsynthError, TuringError
+from pathsynth.files import write_atomic
+from pathsynth.imaging.decode import load_rgb
+from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
+from pathsynth.imaging.png import encode_png
+
+MAX_PER_CLASS = 500
+
+
+@dataclass(frozen=True)
+class CreatedTest:
+    """A test just made: its id, name, items, and each rater's secret token (shown once)."""
+
+    test_id: int
+    name: str
+    items: int
+    class_names: list[str]
+    tokens: dict[str, str]
+
+
+def display_pixels(
+    path: Path, truth: str, preprocess: PreprocessConfig, sha256: str, size: int
+) -> np.ndarray:
+    """The pixels a rater sees: a real image prepared as the generator's inputs were (first
+    patch), a generated one as stored; both brought to ``size`` x ``size``."""
+    rgb = load_rgb(path)
+    if truth == "real":
+        rgb = preprocess_image(rgb, preprocess, sha256)[0].permute(1, 2, 0).numpy()
+    if rgb.shape[0] != size or rgb.shape[1] != size:
+        image = Image.fromarray(np.ascontiguousarray(rgb)).convert("RGB")
+        rgb = np.asarray(image.resize((size, size), Image.Resampling.LANCZOS))
+    return np.ascontiguousarray(rgb)
+
+
+def clean_png(pixels: np.ndarray) -> bytes:
+    """PNG bytes of ``pixels`` with no metadata (no text, time, gamma or colour profile chunk)."""
+    return encode_png(np.ascontiguousarray(pixels, dtype=np.uint8), compress_level=6)
+
+
+def make_test(
+    space: Workspace,
+    name: str,
+    real: list[FoldImage],
+    synthetic: list[FoldImage],
+    per_class: int,
+    raters: list[str],
+    preprocess: PreprocessConfig,
+    seed: int = 0,
+    classes: list[str] | None = None,
+    params: dict[str, Any] | None = None,
+) -> CreatedTest:
+    """Choose, re-encode and store a test's images and add its raters.
+
+    Args:
+        space: the workspace.
+        name: the test's name (unique in the catalog).
+        real: the candidate real (held-out) images.
+        synthetic: the candidate generated images.
+        per_class: real and synthetic images per class (each).
+        raters: the raters' names.
+        preprocess: how the generator's training inputs were prepared.
+        seed: seeds the draw.
+        classes: the classes to test (default: every class with both kinds).
+        params: recorded with the test (where the images came from).
+
+    Raises:
+        TuringError: ``per_class`` outside 1-500, no raters or a class with too few images of
+            either kind, or what storing the test refuses.
+    """
+    if not 1 <= per_class <= MAX_PER_CLASS:
+        raise TuringError(f"images per class must be 1 to {MAX_PER_CLASS}, got {per_class}")
+    if not raters:
+        raise TuringError("name at least one rater")
+    if len(set(raters)) != len(raters):
+        raise TuringError("rater names must differ")
+    real = [image for image in real if image.origin == "real"]
+    chosen_classes = classes or sorted({i.label for i in real} & {i.label for i in synthetic})
+    if not chosen_classes:
+        raise TuringError("no class has both held-out real and generated images")
+    draw = random.Random(seed)
+    picked: list[tuple[FoldImage, str]] = []
+    for label in chosen_classes:
+        for truth, pool in (("real", real), ("synthetic", synthetic)):
+            candidates = [image for image in pool if image.label == label]
+            if len(candidates) < per_class:
+                raise TuringError(
+                    f"class {label!r} has {len(candidates)} {truth} images, "
+                    f"fewer than the {per_class} asked for"
+                )
+            picked += [(image, truth) for image in draw.sample(candidates, per_class)]
+    size = int(load_rgb(picked[-1][0].path).shape[0])  # generated images are square
+    planned = [PlannedItem(image.image_id, truth, image.label, new_public_id())
+               for image, truth in picked]  # fmt: skip
+    record = {**(params or {}), "per_class": per_class, "seed": seed, "size": size,
+              "preprocess": preprocess.as_dict()}  # fmt: skip
+    test_id = create_turing_test(space, name, chosen_classes, planned, record)
+    folder = turing_folder(space, test_id)
+    try:
+        for item, (image, truth) in zip(planned, picked, strict=True):
+            pixels = display_pixels(image.path, truth, preprocess, image.sha256, size)
+            write_atomic(folder / f"{item.public_id}.png", clean_png(pixels))
+        tokens = {rater: add_turing_rater(space, test_id, rater) for rater in raters}
+    except (PathsynthError, OSError):
+        shutil.rmtree(folder, ignore_errors=True)
+        drop_turing_test(space, test_id)
+        raise
+    return CreatedTest(test_id, name, len(planned), chosen_classes, tokens)
+
+
+def make_test_from_experiment(
+    space: Workspace,
+    experiment: str,
+    name: str,
+    per_class: int,
+    raters: list[str],
+    seed: int = 0,
+) -> CreatedTest:
+    """A test of an experiment's generator against its held-out real images.
+
+    Raises:
+        DataError: no such experiment, or one whose generator has not run or made no images.
+        TuringError: what :func:`make_test` refuses.
+    """
+    from pathsynth.experiment.context import real_split_name
+    from pathsynth.experiment.state import ExperimentPaths, ExperimentState
+    from pathsynth.inventory import read_run_identity
+
+    paths = ExperimentPaths(space.root / "experiments" / experiment)
+    if not paths.state.is_file():
+        raise DataError(f"no experiment named {experiment!r} in {space.root}")
+    state = ExperimentState.load(paths.state)
+    run_dir = state.outputs("generator").get("run_dir")
+    if not state.finished("generate") or not run_dir:
+        raise DataError(f"experiment {experiment!r} has not generated images yet")
+    try:
+        run_id = read_run_identity(Path(run_dir)).get("run_id")
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read the generator run {run_dir}: {error}") from None
+    if not run_id:
+        raise DataError(f"the generator run {run_dir} has no run id (run.json)")
+    fold = state.config.get("fold", -1)
+    split = (
+        real_split_name(state.parent, int(fold)) if state.parent else real_split_name(state.name)
+    )
+    preprocess = PreprocessConfig(**state.config.get("preprocess", {}))
+    return make_test(
+        space, name, split_fold(space, split, "test"), generated_images(space, str(run_id)),
+        per_class, raters, preprocess, seed, state.classes,
+        {"experiment": experiment, "split": split, "fold": "test", "generator_run": str(run_id),
+         "generator_dir": Path(run_dir).name},
+    )  # fmt: skip

@@ -1,0 +1,150 @@
+"""The catalog browser through the app: filters, keyset pages, image pages, thumbnails, charts,
+experiments and runs, on the lab workspace (unit tests with Starlette's test client)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from lab import CLASSES, GENERATED_PER_CLASS, REAL_PER_CLASS, RUN_NAME
+from PIL import Image
+
+TILE = re.compile(r'data-id="(\d+)"')
+
+
+def tile_ids(html: str) -> list[int]:
+    return [int(i) for i in TILE.findall(html)]
+
+
+def test_overview_charts_count_images_per_class_and_origin(client):
+    page = client.get("/").text
+    total = 3 * REAL_PER_CLASS + 1 + 3 * GENERATED_PER_CLASS
+    assert f"{total} images" in page
+    assert "<svg" in page and "Images per origin" in page
+    for origin, n in (("real", 3 * REAL_PER_CLASS), ("affine", 1), ("synthetic", 18)):
+        assert re.search(rf">{origin}</text>.*?<text[^>]*>{n}</text>", page, re.S)
+
+
+def test_filters_narrow_the_list_by_class_origin_split_and_fold(client):
+    synthetic = tile_ids(client.get("/images?origin=synthetic&label=insitu").text)
+    assert len(synthetic) == GENERATED_PER_CLASS
+    test_fold = client.get("/images?split=demo-real&fold=test&label=benign")
+    assert "4 images" in test_fold.text  # half of 8, image-level split
+    train_ids = set(tile_ids(client.get("/images?split=demo-real&fold=train").text))
+    test_ids = set(tile_ids(client.get("/images?split=demo-real&fold=test").text))
+    assert train_ids and test_ids and not train_ids & test_ids
+    assert len(train_ids | test_ids) == 3 * REAL_PER_CLASS
+    assert tile_ids(client.get("/images?label=no-such-class").text) == []
+
+
+def test_keyset_pages_visit_every_image_once_forwards_and_back(client):
+    from pathsynth.catalog.browse import ImageFilter
+
+    reader = client.app.state.reader
+    seen, after, pages = [], None, []
+    while True:
+        page = reader.images(ImageFilter(), after=after, limit=7)
+        pages.append(page)
+        seen += [i.image_id for i in page.images]
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == pages[0].total
+    back = reader.images(ImageFilter(), before=pages[2].prev_before, limit=7)
+    assert [i.image_id for i in back.images] == [i.image_id for i in pages[1].images]
+    html = client.get(f"/images?origin=real&after={pages[0].next_after}").text
+    assert 'rel="prev"' in html and "origin=real" in html
+
+
+def test_image_page_shows_features_and_lineage(client):
+    affine = tile_ids(client.get("/images?origin=affine").text)[0]
+    page = client.get(f"/images/{affine}").text
+    assert 'href="/images/1"' in page  # its parent
+    assert "angle=12.5000" in page and "hflip=True" in page
+    assert "nuclei_count" in page and "glcm_contrast" in page
+    parent = client.get("/images/1").text
+    assert f'href="/images/{affine}"' in parent  # its child
+    generated = tile_ids(client.get("/images?origin=synthetic").text)[0]
+    page = client.get(f"/images/{generated}").text
+    assert f"{RUN_NAME}-cdcdcdcdcdcd" in page
+    assert re.search(r"checkpoint step</th><td>40<", page) and re.search(r"seed</th><td>3<", page)
+
+
+def test_thumbnails_are_made_once_cached_on_disk_and_carry_no_metadata(client, lab):
+    first = client.get("/images/2/thumb.jpg")
+    assert first.status_code == 200 and first.headers["content-type"] == "image/jpeg"
+    cached = list((lab / "cache" / "thumbnails").glob("*.jpg"))
+    assert len(cached) == 1 and cached[0].read_bytes() == first.content
+    assert not list((lab / "cache" / "thumbnails").glob(".*"))  # no temporary file left
+    with Image.open(io.BytesIO(first.content)) as image:
+        assert max(image.size) <= 256 and not image.info.get("exif")
+    again = client.get("/images/2/thumb.jpg", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/images/999999", "/images/999999/thumb.jpg", "/images/-1", "/images/abc",
+        "/images/..%2F..%2Fpathsynth.json", "/images/1/..%2F..%2Fcatalog.sqlite",
+        "/experiments/..%2F..", "/experiments/demo/report/..%2Fstate.json",
+        "/experiments/demo/report/%2Fetc%2Fpasswd", "/runs/..%2Fexperiments", "/runs/x/grids/9.png",
+        f"/runs/{RUN_NAME}/grids/7.png", "/patients/P000", "/studies/..%2F..",
+        "/static/..%2F..%2Fserve%2Fapp.py", "/turing/1/items/..%2F..%2Fpathsynth.json.png",
+    ],
+)  # fmt: skip
+def test_traversal_and_guessed_ids_get_404(client, url):
+    response = client.get(url)
+    assert response.status_code == 404, url
+    assert "salt" not in response.text
+
+
+def test_patients_are_codes_only_with_studies_and_images(client):
+    page = client.get("/patients").text
+    codes = re.findall(r'href="/patients/(P[0-9a-f]{15})"', page)
+    assert len(codes) == 3 * REAL_PER_CLASS  # class folders: one pseudo-patient per image
+    assert "img0" not in page
+    person = client.get(f"/patients/{codes[0]}").text
+    study = re.search(r'href="/studies/(S[0-9a-f]{15})"', person)
+    assert study is not None
+    assert "1 images" in person or "images</th>" in client.get(f"/studies/{study.group(1)}").text
+    assert tile_ids(client.get(f"/images?study={study.group(1)}").text) != []
+
+
+def test_no_page_names_a_source_file(client):
+    """Only the source folder's own name is kept (README, privacy); never a file name."""
+    pages = ["/", "/images", "/images/1", "/patients", "/experiments", "/experiments/demo"]
+    for url in pages:
+        text = client.get(url).text
+        assert "img0" not in text and "img1" not in text, url  # file names of the source
+
+
+def test_experiments_list_headline_report_grids_and_side_by_side(client):
+    listing = client.get("/experiments").text
+    assert 'href="/experiments/demo"' in listing and RUN_NAME in listing
+    page = client.get("/experiments/demo").text
+    assert page.count(f"/runs/{RUN_NAME}/grids/") == 2
+    for label in CLASSES:
+        assert f"<th>{label}</th>" in page
+    assert page.count("/thumb.jpg") == 3 * 8 + 3 * GENERATED_PER_CLASS
+    report = client.get("/experiments/demo/report/")
+    assert (
+        "Report of demo" in report.text and "sandbox" in report.headers["content-security-policy"]
+    )
+    grid = client.get(f"/runs/{RUN_NAME}/grids/1.png")
+    assert grid.status_code == 200 and grid.content.startswith(b"\x89PNG")
+
+
+def test_reader_connections_refuse_writes(client):
+    from sqlalchemy import text
+
+    from pathsynth.errors import CatalogUnavailable
+
+    reader = client.app.state.reader
+    with (
+        pytest.raises(CatalogUnavailable, match="readonly database"),
+        reader.catalog.session() as session,
+    ):
+        session.execute(text("DELETE FROM images"))
+    assert reader.counts().by_class_origin  # nothing was deleted

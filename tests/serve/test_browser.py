@@ -1,0 +1,224 @@
+"""End to end in a real browser: Debian's Chromium driven by Selenium through chromium-driver,
+against ``pathsynth serve`` running as a process on 127.0.0.1.
+
+Screenshots land in the test's own output folder (``tmp_path``). Without Chromium these tests are
+skipped with the reason shown, and fail under CI=true (``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lab import EXPERIMENT
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _need_chromium() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium (pip)")
+    if not missing:
+        return
+    reason = f"browser tests need {', '.join(missing)}: apt-get install chromium chromium-driver"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; under CI=true they must not be skipped")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(
+    lab_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """``pathsynth serve`` on a copy of the lab workspace; yields (base URL, workspace)."""
+    _need_chromium()
+    workspace = tmp_path_factory.mktemp("served") / "ws"
+    shutil.copytree(lab_template, workspace)
+    port = _free_port()
+    env = {**os.environ, "PATHSYNTH_OPERATOR_TOKEN": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pathsynth", "serve", "-w", str(workspace), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"pathsynth serve exited: {process.stdout.read().decode()}")  # type: ignore[union-attr]
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("pathsynth serve did not start listening within 60 s")
+    yield f"http://127.0.0.1:{port}", workspace
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    """A headless Chromium of its own (own cookies) for one test."""
+    _need_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def new_browser(tmp_path: Path, name: str) -> object:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1100,1000", f"--user-data-dir={tmp_path / name}"):  # fmt: skip
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+def test_browse_to_an_image_through_the_filters(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base, _ = server
+    browser.get(base + "/")
+    browser.save_screenshot(str(tmp_path / "overview.png"))
+    assert "Images per class" in browser.page_source
+    browser.find_element(By.LINK_TEXT, "Images").click()
+    Select(browser.find_element(By.NAME, "label")).select_by_visible_text("invasive")
+    Select(browser.find_element(By.NAME, "origin")).select_by_visible_text("synthetic")
+    browser.find_element(By.CSS_SELECTOR, "#filters button").click()
+    assert browser.find_element(By.ID, "count").text == "6 images"
+    tiles = browser.find_elements(By.CSS_SELECTOR, ".tile")
+    assert len(tiles) == 6
+    loaded = browser.execute_script(
+        "return [...document.querySelectorAll('.tile img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert loaded  # every thumbnail was made and decoded by the browser
+    browser.save_screenshot(str(tmp_path / "images.png"))
+    tiles[0].click()
+    assert browser.find_element(By.ID, "label").text == "invasive"
+    assert browser.find_element(By.ID, "origin").text == "synthetic"
+    assert "checkpoint step" in browser.find_element(By.ID, "lineage").text
+    browser.save_screenshot(str(tmp_path / "image.png"))
+
+
+def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
+    server, browser, tmp_path
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, workspace = server
+    from pathsynth.catalog.api import turing_answers
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.turing.design import make_test_from_experiment
+
+    made = make_test_from_experiment(Workspace(workspace), EXPERIMENT, "browser", 1, ["ann", "bob"])
+    for rater, call in (("ann", "real"), ("bob", "synthetic")):
+        rater_browser = new_browser(tmp_path, rater)
+        try:
+            rater_browser.get(f"{base}/turing/join/{made.tokens[rater]}")
+            for n in range(made.items):
+                assert (
+                    rater_browser.find_element(By.ID, "progress").text
+                    == f"{n} of {made.items} answered"
+                )
+                image_ok = rater_browser.execute_script(
+                    "const i = document.getElementById('item'); return i.complete && i.naturalWidth === 32"
+                )
+                assert image_ok
+                assert "synthetic" not in rater_browser.find_element(By.ID, "item").get_attribute(
+                    "src"
+                )
+                if n == 0:
+                    rater_browser.save_screenshot(str(tmp_path / f"rate-{rater}.png"))
+                if rater == "ann" and n == 2:  # stop, and come back through the link
+                    rater_browser.get(f"{base}/turing/join/{made.tokens[rater]}")
+                rater_browser.find_element(
+                    By.CSS_SELECTOR, f"input[name=called][value={call}]"
+                ).click()
+                rater_browser.find_element(
+                    By.CSS_SELECTOR, "input[name=confidence][value='3']"
+                ).click()
+                rater_browser.find_element(By.ID, "submit").click()
+                WebDriverWait(rater_browser, 20).until(
+                    lambda d, n=n: f">{n + 1} of " in d.page_source or 'id="done"' in d.page_source
+                )
+            assert "All 6 images answered" in rater_browser.find_element(By.ID, "done").text
+            # this rater's token does not open another test
+            other = make_test_from_experiment(
+                Workspace(workspace), EXPERIMENT, f"other-{rater}", 1, ["x"]
+            )
+            rater_browser.get(f"{base}/turing/{other.test_id}/rate")
+            assert "Not found" in rater_browser.page_source
+        finally:
+            rater_browser.quit()
+
+    browser.get(f"{base}/turing/{made.test_id}/results")
+    browser.save_screenshot(str(tmp_path / "results.png"))
+    raters, stored = turing_answers(Workspace(workspace), made.test_id)
+    assert raters == ["ann", "bob"] and len(stored) == 12
+    for rater in raters:
+        mine = [a for a in stored if a.rater == rater]
+        right = sum(a.called == a.truth for a in mine)
+        row = browser.find_element(By.CSS_SELECTOR, f'tr.rater[data-rater="{rater}"]')
+        assert (
+            f"{100 * right / len(mine):.1f}%" in row.find_element(By.CSS_SELECTOR, ".accuracy").text
+        )
+        assert f"{right}/{len(mine)}" in row.text
+    # ann said "real" to everything, bob "synthetic": they never agree, so kappa is -1
+    assert "Fleiss' kappa on real/synthetic: -1.000" in browser.find_element(By.ID, "kappa").text
+
+
+def test_traversal_guessed_ids_and_a_post_without_csrf_are_refused(server, browser):
+    from selenium.webdriver.common.by import By
+
+    base, _ = server
+    for path in ("/images/999999", "/images/1/..%2F..%2Fpathsynth.json", "/turing/999/rate",
+                 "/experiments/..%2F..%2Fetc", "/images/abc/thumb.jpg", "/images/999999/thumb.jpg"):  # fmt: skip
+        browser.get(base + path)
+        assert "Not found" in browser.page_source, path
+    browser.get(base + "/turing")
+    # a form posted without its CSRF field, from the page itself
+    browser.execute_script(
+        "const f = document.querySelector('form.stacked');"
+        " f.querySelector('input[name=csrf_token]').remove();"
+        " f.querySelector('input[name=name]').value = 'x';"
+        " f.querySelector('input[name=raters]').value = 'y';"
+        " f.submit();"
+    )
+    assert "CSRF token is missing or wrong" in browser.find_element(By.TAG_NAME, "body").text
+    browser.get(base + "/turing")
+    assert not re.search(r">x</a>", browser.page_source)

@@ -1,0 +1,208 @@
+"""The visual Turing test: making one (CLI), its blinded items, raters through the pages,
+resuming, isolation between tests, CSRF, and results equal to figures from the stored answers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+
+import pytest
+from helpers import run_pathsynth
+from lab import CLASSES, EXPERIMENT
+from PIL import Image
+
+LINK = re.compile(r"(\w+): http://127\.0\.0\.1:8000/turing/join/([\w-]+)")
+CSRF = re.compile(r'name="csrf_token" value="([\w-]+)"')
+ITEM = re.compile(r'name="item" value="([\w-]+)"')
+
+
+def make(lab, name="t1", raters=("ann", "bob"), per_class=2):
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.turing.design import make_test_from_experiment
+
+    return make_test_from_experiment(Workspace(lab), EXPERIMENT, name, per_class, list(raters))
+
+
+def answer_all(client, test_id, token, called_for=None, stop_after=None):
+    """Answer as one rater through the pages; returns the items answered in order."""
+    assert client.get(f"/turing/join/{token}", follow_redirects=False).status_code == 303
+    client.cookies.set("ps_rater", token, path="/turing/")
+    seen = []
+    while True:
+        page = client.get(f"/turing/{test_id}/rate").text
+        item = ITEM.search(page)
+        if item is None or (stop_after is not None and len(seen) == stop_after):
+            return seen
+        called = called_for(len(seen)) if called_for else "real"
+        form = {"csrf_token": CSRF.search(page).group(1), "item": item.group(1),
+                "called": called, "label": CLASSES[len(seen) % 3], "confidence": "4"}  # fmt: skip
+        response = client.post(f"/turing/{test_id}/rate", data=form, follow_redirects=False)
+        assert response.status_code == 303
+        seen.append(item.group(1))
+
+
+def test_cli_makes_a_test_and_prints_secret_links_stored_hashed(lab):
+    done = run_pathsynth("turing", "create", "-w", str(lab), "--name", "pilot", "--experiment",
+                         EXPERIMENT, "--per-class", "2", "--raters", "ann,bob")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    links = dict(LINK.findall(done.stdout))
+    assert set(links) == {"ann", "bob"} and "12 images of 3 classes" in done.stdout
+    catalog_bytes = (lab / "catalog.sqlite").read_bytes()
+    assert all(token.encode() not in catalog_bytes for token in links.values())
+    again = run_pathsynth("turing", "create", "-w", str(lab), "--name", "pilot", "--experiment",
+                          EXPERIMENT, "--per-class", "2", "--raters", "cy")  # fmt: skip
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines() == [
+        "error: a Turing test named 'pilot' already exists"
+    ]
+    too_many = run_pathsynth("turing", "create", "-w", str(lab), "--name", "big", "--experiment",
+                             EXPERIMENT, "--per-class", "5", "--raters", "cy")  # fmt: skip
+    assert "has 4 real images, fewer than the 5 asked for" in too_many.stderr
+
+
+def test_items_are_blinded_same_size_plain_pngs_under_opaque_ids(lab):
+    made = make(lab)
+    files = sorted((lab / "turing" / str(made.test_id)).glob("*.png"))
+    assert len(files) == made.items == 2 * 2 * 3
+    for path in files:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.size == (32, 32) and image.mode == "RGB"
+            assert not image.info  # no text, gamma, time or profile chunk
+        chunks = re.findall(rb"(tEXt|zTXt|iTXt|tIME|gAMA|iCCP|eXIf|pHYs)", data)
+        assert chunks == []
+        assert re.fullmatch(r"[\w-]{22}", path.stem)
+
+
+def test_two_raters_answer_resume_and_results_match_the_stored_answers(client, lab):
+    made = make(lab)
+    ann, bob = made.tokens["ann"], made.tokens["bob"]
+    first = answer_all(client, made.test_id, ann, stop_after=5)
+    assert len(first) == 5
+    client.cookies.clear()
+    rest = answer_all(client, made.test_id, ann)  # resumes where ann stopped
+    assert len(rest) == made.items - 5 and not set(first) & set(rest)
+    assert "All 12 images answered" in client.get(f"/turing/{made.test_id}/rate").text
+    client.cookies.clear()
+    bob_order = answer_all(
+        client, made.test_id, bob, called_for=lambda i: "synthetic" if i % 3 else "real"
+    )
+    assert sorted(bob_order) == sorted(first + rest) and bob_order != first + rest  # own order
+
+    from pathsynth.catalog.api import turing_answers
+    from pathsynth.catalog.workspace import Workspace
+
+    raters, stored = turing_answers(Workspace(lab), made.test_id)
+    assert raters == ["ann", "bob"] and len(stored) == 24
+    page = client.get(f"/turing/{made.test_id}/results").text
+    for rater in raters:
+        mine = [a for a in stored if a.rater == rater]
+        right = sum(a.called == a.truth for a in mine)
+        synthetic = [a for a in mine if a.truth == "synthetic"]
+        caught = sum(a.called == "synthetic" for a in synthetic)
+        row = re.search(rf'<tr class="rater" data-rater="{rater}".*?</tr>', page, re.S).group(0)
+        assert f"{100 * right / len(mine):.1f}%" in row and f"{right}/{len(mine)}" in row
+        assert f"{caught}/{len(synthetic)}" in row
+    # Fleiss' kappa computed here from the raw answers, two categories
+    by_item = {}
+    for a in stored:
+        by_item.setdefault(a.item, []).append(a.called)
+    rows = [[calls.count("real"), calls.count("synthetic")] for calls in by_item.values()]
+    n = 2
+    p_items = [(sum(c * c for c in row) - n) / (n * (n - 1)) for row in rows]
+    shares = [sum(row[j] for row in rows) / (len(rows) * n) for j in range(2)]
+    expected = sum(s * s for s in shares)
+    kappa = (sum(p_items) / len(rows) - expected) / (1 - expected)
+    shown = re.search(r"Fleiss' kappa on real/synthetic: <b>([-\d.na/]+)</b>", page).group(1)
+    assert shown == ("n/a" if math.isnan(kappa) else f"{kappa:.3f}")
+    answers = list(
+        csv.DictReader(io.StringIO(client.get(f"/turing/{made.test_id}/answers.csv").text))
+    )
+    assert len(answers) == 24
+    assert sum(int(r["correct"]) for r in answers) == sum(a.called == a.truth for a in stored)
+    summary = client.get(f"/turing/{made.test_id}/summary.csv").text
+    assert summary.splitlines()[0].startswith("group,rater,class,answers,accuracy")
+    cli = run_pathsynth("turing", "results", "-w", str(lab), "t1")
+    assert cli.returncode == 0 and "Fleiss' kappa (real/synthetic)" in cli.stdout
+
+
+def test_a_rater_token_opens_only_its_own_test(client, lab):
+    one, two = make(lab, "one"), make(lab, "two", raters=("cy",))
+    client.get(f"/turing/join/{one.tokens['ann']}")
+    client.cookies.set("ps_rater", one.tokens["ann"], path="/turing/")
+    assert client.get(f"/turing/{one.test_id}/rate").status_code == 200
+    assert client.get(f"/turing/{two.test_id}/rate").status_code == 404
+    other_item = next((lab / "turing" / str(two.test_id)).glob("*.png")).stem
+    assert client.get(f"/turing/{two.test_id}/items/{other_item}.png").status_code == 404
+    assert client.get(f"/turing/{one.test_id}/items/{other_item}.png").status_code == 404
+    assert client.get("/turing/join/not-a-token").status_code == 404
+
+
+def test_post_without_or_with_a_wrong_csrf_token_is_refused(client, lab):
+    made = make(lab)
+    client.get(f"/turing/join/{made.tokens['ann']}")
+    client.cookies.set("ps_rater", made.tokens["ann"], path="/turing/")
+    page = client.get(f"/turing/{made.test_id}/rate").text
+    item = ITEM.search(page).group(1)
+    for extra in ({}, {"csrf_token": "forged"}):
+        response = client.post(
+            f"/turing/{made.test_id}/rate", data={"item": item, "called": "real", **extra}
+        )
+        assert response.status_code == 403
+    refused = client.post("/turing", data={"name": "x", "experiment": EXPERIMENT, "per_class": "1",
+                                           "raters": "z"})  # fmt: skip
+    assert refused.status_code == 403
+    from pathsynth.catalog.api import turing_answers, turing_tests
+    from pathsynth.catalog.workspace import Workspace
+
+    assert turing_answers(Workspace(lab), made.test_id)[1] == []
+    assert [t.name for t in turing_tests(Workspace(lab))] == ["t1"]
+
+
+def test_operator_adds_a_rater_through_the_form(client, lab):
+    made = make(lab)
+    page = client.get(f"/turing/{made.test_id}").text
+    token = CSRF.search(page).group(1)
+    added = client.post(f"/turing/{made.test_id}", data={"csrf_token": token, "name": "dee"})
+    link = re.search(r"/turing/join/([\w-]+)", added.text)
+    assert added.status_code == 200 and link is not None
+    assert client.get(f"/turing/join/{link.group(1)}", follow_redirects=False).status_code == 303
+    twice = client.post(f"/turing/{made.test_id}", data={"csrf_token": token, "name": "dee"})
+    assert twice.status_code == 400 and "already has a rater named" in twice.text
+
+
+def test_answers_outside_the_offered_choices_are_refused(client, lab):
+    made = make(lab)
+    client.get(f"/turing/join/{made.tokens['ann']}")
+    client.cookies.set("ps_rater", made.tokens["ann"], path="/turing/")
+    page = client.get(f"/turing/{made.test_id}/rate").text
+    base = {"csrf_token": CSRF.search(page).group(1), "item": ITEM.search(page).group(1)}
+    for bad, message in (({"called": "maybe"}, "answer &#39;real&#39; or &#39;synthetic&#39;"),
+                         ({"called": "real", "label": "Other"}, "not one of this test"),
+                         ({"called": "real", "confidence": "9"}, "confidence must be 1 to 5")):  # fmt: skip
+        response = client.post(f"/turing/{made.test_id}/rate", data={**base, **bad})
+        assert response.status_code == 400 and message in response.text
+
+
+@pytest.mark.parametrize("per_class", [0, 501])
+def test_impossible_sizes_are_refused(lab, per_class):
+    from pathsynth.errors import TuringError
+
+    with pytest.raises(TuringError, match="images per class must be 1 to 500"):
+        make(lab, per_class=per_class)
+
+
+def test_the_operator_makes_a_test_through_the_form(client, lab):
+    page = client.get("/turing").text
+    form = {"csrf_token": CSRF.search(page).group(1), "name": "from-form",
+            "experiment": EXPERIMENT, "per_class": "1", "raters": "ann, bob", "seed": "4"}  # fmt: skip
+    made = client.post("/turing", data=form)
+    assert made.status_code == 200
+    links = re.findall(r"/turing/join/([\w-]+)", made.text)
+    assert len(links) == 2
+    assert ">from-form</a>" in client.get("/turing").text
+    assert "No test yet" not in client.get("/turing").text
+    bad = client.post("/turing", data={**form, "name": "other", "experiment": "nope"})
+    assert bad.status_code == 400 and "no experiment named &#39;nope&#39;" in bad.text
