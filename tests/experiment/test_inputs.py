@@ -59,5 +59,5 @@ def test_every_preset_resolves_and_its_generator_learns_from_the_classifiers_cro
     assert config.gan.data.crop == crop and config.gan.data.preprocess == config.preprocess
     assert crop <= config.preprocess.size
     generator_stride2_layers(config.gan.model, config.gan.data.resolution)  # a size it can make
-    if preset in ("quick", "gpu"):  # fields larger than the crops, tested on a grid
+    if preset == "gpu" or (preset, modality) == ("quick", "histology"):  # fields, crops, grid
         assert 0 < crop < config.preprocess.size and config.classifier.grid_stride <= crop
