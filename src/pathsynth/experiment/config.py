@@ -125,7 +125,7 @@ def _known(what: str, given: tuple[str, ...], known: tuple[str, ...]) -> None:
 #   preprocess.scale instead. On validation images this beat two random patches per image
 #   (balanced accuracy 0.64 vs 0.50).
 # - cytology ``quick``: the cell at a quarter of its size on a 64 px canvas (absolute size kept),
-#   trained for 40 epochs: random crops of a larger canvas did not help here (0.53 vs 0.57).
+#   trained for 40 epochs: random crops of a larger canvas did not help here (0.53 vs 0.56).
 #   ``smoke`` uses crops so that the tests run the crop path end to end.
 _INPUTS = {
     ("histology", "smoke"): preprocess_preset("histology", size=32, scale=8.0, patches_per_image=2),
