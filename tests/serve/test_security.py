@@ -30,6 +30,23 @@ def test_another_address_without_an_operator_token_is_refused(lab):
     ServeSettings(host="127.0.0.1").check()
 
 
+def test_only_loopback_addresses_count_as_loopback_not_names_that_start_with_127():
+    from pathsynth.serve.app import ServeSettings
+    from pathsynth.serve.security import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "localhost", "::1"))
+    for host in ("127.0.0.1.nip.example", "127.evil.example", "0.0.0.0", "10.0.0.5", ""):
+        assert not is_loopback(host), host
+        with pytest.raises(ServeError, match="needs an operator token"):
+            ServeSettings(host=host).check()
+
+
+def test_another_loopback_address_answers_requests_addressed_to_it(lab):
+    with app_for(lab, host="127.0.0.2") as client:
+        assert client.get("/", headers={"Host": "127.0.0.2:8000"}).status_code == 200
+        assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
+
+
 def test_cli_refuses_to_serve_elsewhere_without_a_token_in_one_line(lab):
     from helpers import run_pathsynth
 

@@ -168,7 +168,7 @@ def create_app(space: Workspace, settings: ServeSettings | None = None) -> Starl
             reader.close()
             book.close()
 
-    hosts = [*LOOPBACK_HOSTS, "[::1]"] if is_loopback(settings.host) else ["*"]
+    hosts = [*LOOPBACK_HOSTS, "[::1]", settings.host] if is_loopback(settings.host) else ["*"]
     static = str(resources.files("pathsynth.serve").joinpath("static"))
     app = Starlette(
         routes=[*catalog_routes(), *turing_routes(),

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 from urllib.parse import urlsplit
 
@@ -42,8 +43,15 @@ REPORT_POLICY = (
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` is an address only this machine can reach."""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """Whether ``host`` is an address only this machine can reach: ``localhost`` or a loopback
+    IP literal (127.0.0.0/8, ::1). A host name that merely starts with "127." (say
+    ``127.0.0.1.example.org``) is not one: it may resolve to any address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def same_secret(given: str | None, expected: str | None) -> bool:
