@@ -72,6 +72,40 @@ def test_operator_pages_need_sign_in_when_a_token_is_set(lab):
         assert client.get("/images").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "header", [{"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+               {"X-Real-IP": "203.0.113.9"}, {"X-Forwarded-Host": "lab.example"}],
+)  # fmt: skip
+def test_a_request_forwarded_by_a_proxy_gets_no_operator_page_without_a_token(client, header):
+    # nginx forwards to 127.0.0.1:8000 with "Host: 127.0.0.1:8000" by default, so the Host check
+    # passes and only the forwarding headers tell that the browser is somewhere else
+    for path in ("/", "/images", "/images/1/thumb.jpg", "/turing", "/turing/1/results"):
+        response = client.get(path, headers=header, follow_redirects=False)
+        assert response.status_code == 403, path
+        assert "PATHSYNTH_OPERATOR_TOKEN" in response.text
+    assert client.get("/images").status_code == 200  # the operator on this machine, unproxied
+
+
+def test_behind_a_proxy_the_signed_in_operator_and_a_rater_still_get_their_pages(lab):
+    from lab import EXPERIMENT
+
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.turing.design import make_test_from_experiment
+
+    made = make_test_from_experiment(Workspace(lab), EXPERIMENT, "proxied", 1, ["ann"])
+    secret = "s3cret-operator-token"
+    proxy = {"X-Forwarded-For": "203.0.113.9"}
+    with app_for(lab, operator_token=secret) as client:
+        client.headers.update(proxy)
+        client.get(f"/turing/join/{made.tokens['ann']}")
+        client.cookies.set("ps_rater", made.tokens["ann"], path="/turing/")
+        assert client.get(f"/turing/{made.test_id}/rate").status_code == 200
+        assert client.get("/images", follow_redirects=False).headers["location"] == "/login"
+        csrf = re.search(r'name="csrf_token" value="([\w-]+)"', client.get("/login").text)
+        client.post("/login", data={"csrf_token": csrf.group(1), "token": secret})
+        assert client.get("/images").status_code == 200
+
+
 def test_loopback_refuses_foreign_host_headers_and_sets_security_headers(client):
     assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
     response = client.get("/")

@@ -34,6 +34,7 @@ from pathsynth.serve.security import (
     CSRF_FIELD,
     LOOPBACK_HOSTS,
     MIN_OPERATOR_TOKEN,
+    OPERATOR_TOKEN_ENV,
     SecurityHeaders,
     csrf_token,
     is_loopback,
@@ -41,7 +42,6 @@ from pathsynth.serve.security import (
 )
 from pathsynth.serve.thumbnails import ThumbnailCache
 
-OPERATOR_TOKEN_ENV = "PATHSYNTH_OPERATOR_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 

@@ -2,7 +2,9 @@
 
 - The operator (whoever runs ``pathsynth serve``) sees everything. On 127.0.0.1 no sign-in is asked
   unless an operator token is set; on any other address one is required (``serve`` refuses to
-  start without it) and each browser signs in once, getting an HttpOnly cookie.
+  start without it) and each browser signs in once, getting an HttpOnly cookie. A request a
+  reverse proxy forwarded to 127.0.0.1 may come from anywhere, so without a token it gets no
+  operator page.
 - A rater sees only their own test: their secret link sets a cookie holding their token, and every
   rater page and image checks that the token's test is the one in the URL (else 404).
 - Every form carries a CSRF token that must equal the browser's ``ps_csrf`` cookie (double
@@ -29,6 +31,10 @@ OPERATOR_COOKIE = "ps_operator"
 RATER_COOKIE = "ps_rater"
 MIN_OPERATOR_TOKEN = 16
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+OPERATOR_TOKEN_ENV = "PATHSYNTH_OPERATOR_TOKEN"
+# What a reverse proxy adds (nginx's default also rewrites Host to the loopback address it
+# forwards to, so the Host check cannot tell): behind one, loopback no longer means this machine.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
 
 PAGE_POLICY = (
     "default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
@@ -88,20 +94,32 @@ async def check_csrf(request: Request) -> dict[str, str]:
     return values
 
 
+def proxied(request: Request) -> bool:
+    """Whether a reverse proxy forwarded this request (it says so in one of
+    :data:`PROXY_HEADERS`): it may come from anywhere, although it reached us on loopback."""
+    return any(name in request.headers for name in PROXY_HEADERS)
+
+
 def operator_allowed(request: Request) -> bool:
-    """Whether this request may see operator pages."""
+    """Whether this request may see operator pages: it signed in with the operator token, or no
+    token is set and it was not forwarded by a proxy."""
     token = request.app.state.settings.operator_token
-    return token is None or same_secret(request.cookies.get(OPERATOR_COOKIE), token)
+    if token is None:
+        return not proxied(request)
+    return same_secret(request.cookies.get(OPERATOR_COOKIE), token)
 
 
 def require_operator(request: Request) -> None:
     """Refuse a request that is not the operator's.
 
     Raises:
-        HTTPException: 303 to the sign-in page for a page, 403 for anything else.
+        HTTPException: 403 for a request a proxy forwarded when no operator token is set; 303 to
+            the sign-in page for a page; 403 for anything else.
     """
     if operator_allowed(request):
         return
+    if request.app.state.settings.operator_token is None:
+        raise HTTPException(403, f"reached through a proxy: set ${OPERATOR_TOKEN_ENV} and sign in")
     if request.method == "GET" and request.url.path.rsplit("/", 1)[-1].find(".") < 0:
         raise HTTPException(303, headers={"Location": "/login"})
     raise HTTPException(403, "sign in as the operator first")
