@@ -226,3 +226,25 @@ def test_the_web_app_reaches_the_catalog_through_its_facade_only():
         modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         reached = {m for m in modules if m and m.startswith(("sqlalchemy", "pathsynth.catalog"))}
         assert reached <= {"pathsynth.catalog.api"}, (path.name, reached)
+
+
+def test_ids_past_any_integer_range_are_404_and_odd_digits_are_no_500(lab):
+    from starlette.testclient import TestClient
+
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.serve.app import create_app
+
+    huge = "9" * 20
+    app = create_app(Workspace(lab))
+    with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as client:
+        for path in (f"/images/{huge}", f"/images/{huge}/thumb.jpg", f"/images/{huge}/view.jpg",
+                     f"/turing/{huge}", f"/turing/{huge}/results", f"/turing/{huge}/rate",
+                     f"/turing/{huge}/summary.csv", "/images/٣", "/images/²"):  # fmt: skip
+            assert client.get(path).status_code == 404, path
+        for query in ("after=²", "before=٣", f"after={huge}"):
+            assert client.get(f"/images?{query}").status_code == 200, query
+        csrf = re.search(r'name="csrf_token" value="([\w-]+)"', client.get("/turing").text)
+        form = {"csrf_token": csrf.group(1), "name": "n", "experiment": "demo", "raters": "a"}
+        for per_class in ("²", "٣"):
+            refused = client.post("/turing", data={**form, "per_class": per_class})
+            assert refused.status_code == 400 and "must be a whole number" in refused.text
