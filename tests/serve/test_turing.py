@@ -206,3 +206,34 @@ def test_the_operator_makes_a_test_through_the_form(client, lab):
     assert "No test yet" not in client.get("/turing").text
     bad = client.post("/turing", data={**form, "name": "other", "experiment": "nope"})
     assert bad.status_code == 400 and "no experiment named &#39;nope&#39;" in bad.text
+
+
+def test_real_items_are_brought_to_the_configs_pixel_size_from_each_images_own(lab):
+    import dataclasses
+
+    import numpy as np
+
+    from pathsynth.catalog.api import generated_images, split_fold
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.imaging.decode import load_rgb
+    from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
+    from pathsynth.turing.design import make_test
+
+    space = Workspace(lab)
+    # the inputs were taken at 1 um/px from fields recorded at 0.4 um/px: shrunk 2.5 times
+    preprocess = PreprocessConfig(mode="pad", size=32, pixel_size_um=1.0)
+    real = [
+        dataclasses.replace(i, pixel_size_um=0.4) for i in split_fold(space, "demo-real", "test")
+    ]
+    made = make_test(space, "at-1um", real, generated_images(space, "cd" * 16), 1, ["ann"],
+                     preprocess, classes=["benign"])  # fmt: skip
+    assert made.items == 2
+    files = [Image.open(p) for p in (lab / "turing" / str(made.test_id)).glob("*.png")]
+    shown = {np.asarray(f.convert("RGB")).tobytes() for f in files}
+    by_scale = PreprocessConfig(mode="pad", size=32, scale=2.5)
+    expected = [
+        preprocess_image(load_rgb(i.path), by_scale, i.sha256)[0].permute(1, 2, 0).numpy().tobytes()
+        for i in real
+        if i.label == "benign"
+    ]
+    assert len(shown & set(expected)) == 1  # the real item is one of them, shrunk 2.5 times
