@@ -248,3 +248,29 @@ def test_ids_past_any_integer_range_are_404_and_odd_digits_are_no_500(lab):
         for per_class in ("²", "٣"):
             refused = client.post("/turing", data={**form, "per_class": per_class})
             assert refused.status_code == 400 and "must be a whole number" in refused.text
+
+
+def test_behind_a_proxy_the_base_url_is_an_accepted_host_and_origin_and_no_other(lab):
+    from lab import EXPERIMENT
+
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.turing.design import make_test_from_experiment
+
+    made = make_test_from_experiment(Workspace(lab), EXPERIMENT, "via-proxy", 1, ["ann"])
+    with app_for(lab, base_url="https://lab.example") as client:
+        client.headers.update({"X-Forwarded-For": "203.0.113.9"})
+        assert client.get("/login", headers={"Host": "lab.example"}).status_code == 200
+        assert client.get("/login", headers={"Host": "evil.example"}).status_code == 400
+        client.get(f"/turing/join/{made.tokens['ann']}")
+        client.cookies.set("ps_rater", made.tokens["ann"], path="/turing/")
+        page = client.get(f"/turing/{made.test_id}/rate").text
+        form = {"csrf_token": re.search(r'name="csrf_token" value="([\w-]+)"', page).group(1),
+                "item": re.search(r'name="item" value="([\w-]+)"', page).group(1),
+                "called": "real"}  # fmt: skip
+        evil = client.post(f"/turing/{made.test_id}/rate", data=form,
+                           headers={"Origin": "https://evil.example"})  # fmt: skip
+        assert evil.status_code == 403
+        # nginx's default: Host is the address it forwards to, Origin the site the rater opened
+        ours = client.post(f"/turing/{made.test_id}/rate", data=form, follow_redirects=False,
+                           headers={"Origin": "https://lab.example"})  # fmt: skip
+        assert ours.status_code == 303

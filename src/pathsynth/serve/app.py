@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
@@ -55,7 +56,9 @@ class ServeSettings:
         port: the port.
         operator_token: the secret the operator signs in with; None: no sign-in (loopback only).
         cache: the thumbnail cache folder; None: ``<workspace>/cache/thumbnails``.
-        base_url: how raters reach the server, for the links shown to the operator.
+        base_url: how raters reach the server (a TLS proxy's address, say): the links shown to
+            the operator start with it, and its host is accepted in Host and Origin headers
+            besides the bound address.
     """
 
     host: str = DEFAULT_HOST
@@ -169,6 +172,8 @@ def create_app(space: Workspace, settings: ServeSettings | None = None) -> Starl
             book.close()
 
     hosts = [*LOOPBACK_HOSTS, "[::1]", settings.host] if is_loopback(settings.host) else ["*"]
+    if settings.base_url and urlsplit(settings.base_url).hostname:
+        hosts.append(str(urlsplit(settings.base_url).hostname))
     static = str(resources.files("pathsynth.serve").joinpath("static"))
     app = Starlette(
         routes=[*catalog_routes(), *turing_routes(),

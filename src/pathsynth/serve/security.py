@@ -81,11 +81,13 @@ async def check_csrf(request: Request) -> dict[str, str]:
 
     Raises:
         HTTPException: 403 when the token is missing or wrong, or the Origin header names
-            another site.
+            another site than the Host header or the settings' ``base_url``.
     """
     origin = request.headers.get("origin")
     # Host only, not the scheme: behind a TLS proxy the browser says https, uvicorn sees http.
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+    # A proxy may also forward with its own Host (nginx's default): --base-url names the site.
+    ours = {request.headers.get("host"), urlsplit(request.app.state.settings.base_url).netloc}
+    if origin and origin != "null" and urlsplit(origin).netloc not in ours - {"", None}:
         raise HTTPException(403, "cross-site form refused")
     form = await request.form()
     values = {key: value for key, value in form.items() if isinstance(value, str)}
