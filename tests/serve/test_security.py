@@ -274,3 +274,26 @@ def test_behind_a_proxy_the_base_url_is_an_accepted_host_and_origin_and_no_other
         ours = client.post(f"/turing/{made.test_id}/rate", data=form, follow_redirects=False,
                            headers={"Origin": "https://lab.example"})  # fmt: skip
         assert ours.status_code == 303
+
+
+def test_the_thumbnail_cache_of_a_read_only_workspace_is_a_private_folder_of_this_user(
+    tmp_path, monkeypatch
+):
+    import os
+    import stat
+    import tempfile
+    from types import SimpleNamespace
+
+    from pathsynth.serve.app import thumbnail_folder
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    space = SimpleNamespace(writable=False, root=tmp_path / "ws")
+    folder = thumbnail_folder(space)
+    assert folder.parent == tmp_path and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    folder.chmod(0o755)  # made by an earlier version: others could read the thumbnails
+    assert stat.S_IMODE(thumbnail_folder(space).stat().st_mode) == 0o700
+    folder.rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", folder)  # planted by someone sharing the temporary folder
+    with pytest.raises(ServeError, match="not a folder of this user's; remove it"):
+        thumbnail_folder(space)

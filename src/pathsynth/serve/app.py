@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -149,19 +150,19 @@ def create_app(space: Workspace, settings: ServeSettings | None = None) -> Starl
         settings: how it runs (default: loopback, no operator token).
 
     Raises:
-        ServeError: what :meth:`ServeSettings.check` refuses.
+        ServeError: what :meth:`ServeSettings.check` or :func:`thumbnail_folder` refuses.
     """
     from pathsynth.serve.routes import catalog_routes
     from pathsynth.serve.turing_pages import turing_routes
 
     settings = settings or ServeSettings()
     settings.check()
+    cache = settings.cache or thumbnail_folder(space)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         reader = open_reader(space)
         book = open_turing(space)
-        cache = settings.cache or thumbnail_folder(space)
         app.state.reader = reader
         app.state.book = book
         app.state.thumbs = ThumbnailCache(reader, cache)
@@ -210,11 +211,27 @@ def serve(
 
 def thumbnail_folder(space: Workspace) -> Path:
     """Where thumbnails are cached: ``<workspace>/cache/thumbnails``, or, for a workspace that
-    cannot be written, a folder of this user's under the system's temporary folder."""
+    cannot be written, a private folder of this user's under the system's temporary folder.
+
+    Raises:
+        ServeError: the temporary folder's name is taken by a link or by another user's folder
+            (its files would be served as thumbnails). A folder of this user's that others could
+            read is made private.
+    """
     if space.writable:
         return space.root / "cache" / "thumbnails"
     key = hashlib.sha256(str(space.root).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"pathsynth-thumbnails-{os.getuid()}-{key}"
+    folder = Path(tempfile.gettempdir()) / f"pathsynth-thumbnails-{os.getuid()}-{key}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        found = folder.lstat()
+    except OSError as error:
+        raise ServeError(f"cannot make the thumbnail cache {folder}: {error.strerror}") from None
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        raise ServeError(f"the thumbnail cache {folder} is not a folder of this user's; remove it")
+    if found.st_mode & 0o077:  # thumbnails of patients' images: for this user's eyes only
+        folder.chmod(0o700)
+    return folder
 
 
 def operator_token_from_env() -> str | None:
