@@ -54,10 +54,13 @@ def server(
     shutil.copytree(lab_template, workspace)
     port = _free_port()
     env = {**os.environ, "PATHSYNTH_OPERATOR_TOKEN": ""}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pathsynth", "serve", "-w", str(workspace), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+    # its output goes to a file: a pipe nobody reads would stall the server once full
+    log = workspace.parent / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pathsynth", "serve", "-w", str(workspace), "--port", str(port)],
+            stdout=output, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -65,7 +68,7 @@ def server(
             break
         except OSError:
             if process.poll() is not None:
-                pytest.fail(f"pathsynth serve exited: {process.stdout.read().decode()}")  # type: ignore[union-attr]
+                pytest.fail(f"pathsynth serve exited: {log.read_text()}")
             time.sleep(0.2)
     else:
         process.kill()
@@ -113,7 +116,7 @@ def test_browse_to_an_image_through_the_filters(server, browser, tmp_path):
 
     base, _ = server
     browser.get(base + "/")
-    browser.save_screenshot(str(tmp_path / "overview.png"))
+    assert browser.save_screenshot(str(tmp_path / "overview.png"))
     assert "Images per class" in browser.page_source
     browser.find_element(By.LINK_TEXT, "Images").click()
     Select(browser.find_element(By.NAME, "label")).select_by_visible_text("invasive")
@@ -126,12 +129,12 @@ def test_browse_to_an_image_through_the_filters(server, browser, tmp_path):
         "return [...document.querySelectorAll('.tile img')].every(i => i.complete && i.naturalWidth > 0)"
     )
     assert loaded  # every thumbnail was made and decoded by the browser
-    browser.save_screenshot(str(tmp_path / "images.png"))
+    assert browser.save_screenshot(str(tmp_path / "images.png"))
     tiles[0].click()
     assert browser.find_element(By.ID, "label").text == "invasive"
     assert browser.find_element(By.ID, "origin").text == "synthetic"
     assert "checkpoint step" in browser.find_element(By.ID, "lineage").text
-    browser.save_screenshot(str(tmp_path / "image.png"))
+    assert browser.save_screenshot(str(tmp_path / "image.png"))
 
 
 def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
@@ -155,15 +158,21 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
                     rater_browser.find_element(By.ID, "progress").text
                     == f"{n} of {made.items} answered"
                 )
-                image_ok = rater_browser.execute_script(
-                    "const i = document.getElementById('item'); return i.complete && i.naturalWidth === 32"
+                # the page's HTML can be read before its image has loaded: wait for it
+                WebDriverWait(rater_browser, 20).until(
+                    lambda d: d.execute_script(
+                        "const i = document.getElementById('item'); return i.complete"
+                    )
                 )
-                assert image_ok
+                width = rater_browser.execute_script(
+                    "return document.getElementById('item').naturalWidth"
+                )
+                assert width == 32
                 assert "synthetic" not in rater_browser.find_element(By.ID, "item").get_attribute(
                     "src"
                 )
                 if n == 0:
-                    rater_browser.save_screenshot(str(tmp_path / f"rate-{rater}.png"))
+                    assert rater_browser.save_screenshot(str(tmp_path / f"rate-{rater}.png"))
                 if rater == "ann" and n == 2:  # stop, and come back through the link
                     rater_browser.get(f"{base}/turing/join/{made.tokens[rater]}")
                 rater_browser.find_element(
@@ -187,7 +196,7 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
             rater_browser.quit()
 
     browser.get(f"{base}/turing/{made.test_id}/results")
-    browser.save_screenshot(str(tmp_path / "results.png"))
+    assert browser.save_screenshot(str(tmp_path / "results.png"))
     raters, stored = turing_answers(Workspace(workspace), made.test_id)
     assert raters == ["ann", "bob"] and len(stored) == 12
     for rater in raters:
