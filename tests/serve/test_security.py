@@ -113,6 +113,9 @@ def test_loopback_refuses_foreign_host_headers_and_sets_security_headers(client)
     assert response.headers["referrer-policy"] == "no-referrer"
     assert "default-src 'none'" in response.headers["content-security-policy"]
     assert "ps_csrf=" in response.headers["set-cookie"]
+    assert response.headers["cache-control"] == "no-store"  # pages hold links and codes
+    thumb = client.get("/images/1/thumb.jpg")
+    assert thumb.status_code == 200 and thumb.headers["cache-control"] == "private, max-age=86400"
 
 
 def test_a_cross_site_origin_is_refused_even_with_the_token(client):

@@ -10,7 +10,8 @@
 - Every form carries a CSRF token that must equal the browser's ``ps_csrf`` cookie (double
   submit); a POST without it, or with another, is refused with 403.
 - Every response says ``nosniff``, no framing, no referrer (so no token leaves in a Referer
-  header) and a content security policy allowing only this server's own styles and images.
+  header) and a content security policy allowing only this server's own styles and images; pages
+  and CSV files are not to be stored by the browser.
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ class SecurityHeaders:
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 headers.setdefault("Content-Security-Policy", PAGE_POLICY)
                 headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+                if headers.get("content-type", "").startswith(("text/html", "text/csv")):
+                    # pages show rater links, patient codes and answers: keep them off the disk
+                    # cache and the back-forward cache of a shared lab computer
+                    headers.setdefault("Cache-Control", "no-store")
                 new = scope.get("ps_new_csrf")
                 if new:
                     headers.append(
