@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lab import EXPERIMENT
@@ -82,32 +83,26 @@ def server(
 def browser(tmp_path: Path) -> Iterator[object]:
     """A headless Chromium of its own (own cookies) for one test."""
     _need_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(60)
+    driver = new_browser(tmp_path, "profile", width=1280)
     try:
         yield driver
     finally:
         driver.quit()
 
 
-def new_browser(tmp_path: Path, name: str) -> object:
+def new_browser(tmp_path: Path, name: str, width: int = 1100) -> Any:
+    """A headless Chromium with a profile (cookies) of its own under ``tmp_path / name``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1100,1000", f"--user-data-dir={tmp_path / name}"):  # fmt: skip
+                     f"--window-size={width},1000", f"--user-data-dir={tmp_path / name}"):  # fmt: skip
         options.add_argument(argument)
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    return driver
 
 
 def test_browse_to_an_image_through_the_filters(server, browser, tmp_path):

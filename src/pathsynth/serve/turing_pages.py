@@ -22,7 +22,13 @@ from pathsynth.errors import PathsynthError, TuringError
 from pathsynth.serve.app import render
 from pathsynth.serve.params import whole_number
 from pathsynth.serve.security import RATER_COOKIE, check_csrf, require_operator
-from pathsynth.turing.results import answers_csv, summary_csv, summary_rows, turing_results
+from pathsynth.turing.results import (
+    TuringResults,
+    answers_csv,
+    summary_csv,
+    summary_rows,
+    turing_results,
+)
 
 _PUBLIC_ID = re.compile(r"^[A-Za-z0-9_-]{16,32}$")
 
@@ -166,12 +172,17 @@ async def test_page(request: Request) -> Response:
     }, status_code=400 if error else 200)  # fmt: skip
 
 
+def _figures(request: Request, test: TestSummary) -> TuringResults:
+    """The test's figures, computed from its stored answers."""
+    raters, answers = _book(request).answers(test.test_id)
+    return turing_results(raters, list(answers), test.items, test.class_names)
+
+
 def results(request: Request) -> Response:
     """A test's figures, computed from its stored answers."""
     require_operator(request)
     test = _test(request)
-    raters, answers = _book(request).answers(test.test_id)
-    figures = turing_results(raters, list(answers), test.items, test.class_names)
+    figures = _figures(request, test)
     return render(request, "turing_results.html", {
         "test": test, "results": figures, "rows": summary_rows(figures),
     })  # fmt: skip
@@ -189,9 +200,7 @@ def summary_file(request: Request) -> Response:
     """A test's figures as CSV."""
     require_operator(request)
     test = _test(request)
-    raters, answers = _book(request).answers(test.test_id)
-    figures = turing_results(raters, list(answers), test.items, test.class_names)
-    return _csv(summary_csv(figures), f"turing-{test.test_id}-summary.csv")
+    return _csv(summary_csv(_figures(request, test)), f"turing-{test.test_id}-summary.csv")
 
 
 def _csv(text: str, filename: str) -> Response:
