@@ -105,6 +105,14 @@ def new_browser(tmp_path: Path, name: str, width: int = 1100) -> Any:
     return driver
 
 
+def wait_for(driver: Any, condition: Any) -> None:
+    """Wait (up to 20 s) until ``condition(driver)``: after a click or a script's submit the old
+    page can still be read for a moment."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 20).until(condition)
+
+
 def test_browse_to_an_image_through_the_filters(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -114,18 +122,23 @@ def test_browse_to_an_image_through_the_filters(server, browser, tmp_path):
     assert browser.save_screenshot(str(tmp_path / "overview.png"))
     assert "Images per class" in browser.page_source
     browser.find_element(By.LINK_TEXT, "Images").click()
+    wait_for(browser, lambda d: 'id="filters"' in d.page_source)  # the click's page has come
     Select(browser.find_element(By.NAME, "label")).select_by_visible_text("invasive")
     Select(browser.find_element(By.NAME, "origin")).select_by_visible_text("synthetic")
     browser.find_element(By.CSS_SELECTOR, "#filters button").click()
-    assert browser.find_element(By.ID, "count").text == "6 images"
+    wait_for(browser, lambda d: 'id="count">6 images<' in d.page_source)
     tiles = browser.find_elements(By.CSS_SELECTOR, ".tile")
     assert len(tiles) == 6
-    loaded = browser.execute_script(
-        "return [...document.querySelectorAll('.tile img')].every(i => i.complete && i.naturalWidth > 0)"
+    # every thumbnail was made and decoded by the browser (they load after the page's HTML)
+    wait_for(browser, lambda d: d.execute_script(
+        "return [...document.querySelectorAll('.tile img')].every(i => i.complete)"
+    ))  # fmt: skip
+    assert browser.execute_script(
+        "return [...document.querySelectorAll('.tile img')].every(i => i.naturalWidth > 0)"
     )
-    assert loaded  # every thumbnail was made and decoded by the browser
     assert browser.save_screenshot(str(tmp_path / "images.png"))
     tiles[0].click()
+    wait_for(browser, lambda d: 'id="lineage"' in d.page_source)
     assert browser.find_element(By.ID, "label").text == "invasive"
     assert browser.find_element(By.ID, "origin").text == "synthetic"
     assert "checkpoint step" in browser.find_element(By.ID, "lineage").text
@@ -136,7 +149,6 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
     server, browser, tmp_path
 ):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base, workspace = server
     from pathsynth.catalog.api import turing_answers
@@ -154,11 +166,9 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
                     == f"{n} of {made.items} answered"
                 )
                 # the page's HTML can be read before its image has loaded: wait for it
-                WebDriverWait(rater_browser, 20).until(
-                    lambda d: d.execute_script(
-                        "const i = document.getElementById('item'); return i.complete"
-                    )
-                )
+                wait_for(rater_browser, lambda d: d.execute_script(
+                    "return document.getElementById('item').complete"
+                ))  # fmt: skip
                 width = rater_browser.execute_script(
                     "return document.getElementById('item').naturalWidth"
                 )
@@ -177,9 +187,8 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
                     By.CSS_SELECTOR, "input[name=confidence][value='3']"
                 ).click()
                 rater_browser.find_element(By.ID, "submit").click()
-                WebDriverWait(rater_browser, 20).until(
-                    lambda d, n=n: f">{n + 1} of " in d.page_source or 'id="done"' in d.page_source
-                )
+                wait_for(rater_browser, lambda d, n=n: f">{n + 1} of " in d.page_source
+                         or 'id="done"' in d.page_source)  # fmt: skip
             assert "All 6 images answered" in rater_browser.find_element(By.ID, "done").text
             # this rater's token does not open another test
             other = make_test_from_experiment(
@@ -207,7 +216,6 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
 
 
 def test_traversal_guessed_ids_and_a_post_without_csrf_are_refused(server, browser):
-    from selenium.webdriver.common.by import By
 
     base, _ = server
     for path in ("/images/999999", "/images/1/..%2F..%2Fpathsynth.json", "/turing/999/rate",
@@ -223,6 +231,6 @@ def test_traversal_guessed_ids_and_a_post_without_csrf_are_refused(server, brows
         " f.querySelector('input[name=raters]').value = 'y';"
         " f.submit();"
     )
-    assert "CSRF token is missing or wrong" in browser.find_element(By.TAG_NAME, "body").text
+    wait_for(browser, lambda d: "CSRF token is missing or wrong" in d.page_source)
     browser.get(base + "/turing")
     assert not re.search(r">x</a>", browser.page_source)
