@@ -100,6 +100,11 @@ def test_behind_a_proxy_the_signed_in_operator_and_a_rater_still_get_their_pages
         client.get(f"/turing/join/{made.tokens['ann']}")
         client.cookies.set("ps_rater", made.tokens["ann"], path="/turing/")
         assert client.get(f"/turing/{made.test_id}/rate").status_code == 200
+        # the rater's cookie (sent to every /turing/ page) opens no operator page
+        for page in (f"/turing/{made.test_id}", f"/turing/{made.test_id}/results", "/turing"):
+            assert client.get(page, follow_redirects=False).headers["location"] == "/login"
+        for data in (f"/turing/{made.test_id}/answers.csv", f"/turing/{made.test_id}/summary.csv"):
+            assert client.get(data).status_code == 403
         assert client.get("/images", follow_redirects=False).headers["location"] == "/login"
         csrf = re.search(r'name="csrf_token" value="([\w-]+)"', client.get("/login").text)
         client.post("/login", data={"csrf_token": csrf.group(1), "token": secret})
