@@ -264,3 +264,32 @@ def test_real_items_are_brought_to_the_configs_pixel_size_from_each_images_own(l
         if i.label == "benign"
     ]
     assert len(shown & set(expected)) == 1  # the real item is one of them, shrunk 2.5 times
+
+
+def test_the_same_answer_posted_twice_at_once_is_stored_once_not_a_crash(lab, monkeypatch):
+    from sqlalchemy.orm import Session
+
+    from pathsynth.catalog.db import Catalog
+    from pathsynth.catalog.turing import answers_of_test, rater_for_token, record_answer
+    from pathsynth.catalog.workspace import Workspace
+
+    made = make(lab)
+    with Catalog(Workspace(lab).db_url) as catalog:
+        rater = rater_for_token(catalog, made.tokens["ann"])
+        item = next((lab / "turing" / str(made.test_id)).glob("*.png")).stem
+        record_answer(catalog, rater, item, "real", None, None, list(CLASSES))
+        # the second of two simultaneous posts looked before the first had stored its answer
+        real_get, looked = Session.get, []
+
+        def stale_get(self, *args, **kwargs):
+            if not looked:
+                looked.append(True)
+                return None
+            return real_get(self, *args, **kwargs)
+
+        monkeypatch.setattr(Session, "get", stale_get)
+        record_answer(catalog, rater, item, "synthetic", "insitu", 2, list(CLASSES))
+        _, answers = answers_of_test(catalog, made.test_id)
+    assert looked and [(a.called, a.called_label, a.confidence) for a in answers] == [
+        ("synthetic", "insitu", 2)
+    ]

@@ -302,17 +302,25 @@ def record_answer(
                 TuringItem.public_id == public_id, TuringItem.test_id == rater.test_id
             )
         )
-        if item_id is None:
-            raise TuringError("no such item in this test")
-        answer = session.get(TuringAnswer, (rater.rater_id, item_id))
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if item_id is None:
+        raise TuringError("no such item in this test")
+    values: dict[str, object] = {"called": called, "label": label, "confidence": confidence}
+    try:
+        _put_answer(catalog, rater.rater_id, item_id, values)
+    except IntegrityError:  # the same form posted twice at once (a double click): replace it
+        _put_answer(catalog, rater.rater_id, item_id, values)
+
+
+def _put_answer(catalog: Catalog, rater_id: int, item_id: int, values: dict[str, object]) -> None:
+    """Insert a rater's answer on an item, or replace the one stored."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with catalog.session() as session:
+        answer = session.get(TuringAnswer, (rater_id, item_id))
         if answer is None:
-            session.add(
-                TuringAnswer(rater_id=rater.rater_id, item_id=item_id, called=called,
-                             label=label, confidence=confidence, answered_at=now)
-            )  # fmt: skip
+            session.add(TuringAnswer(rater_id=rater_id, item_id=item_id, answered_at=now, **values))
         else:
-            answer.called, answer.label, answer.confidence = called, label, confidence
+            for name, value in values.items():
+                setattr(answer, name, value)
             answer.answered_at = now
 
 
