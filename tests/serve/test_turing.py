@@ -293,3 +293,24 @@ def test_the_same_answer_posted_twice_at_once_is_stored_once_not_a_crash(lab, mo
     assert looked and [(a.called, a.called_label, a.confidence) for a in answers] == [
         ("synthetic", "insitu", 2)
     ]
+
+
+def test_a_test_made_twice_at_once_under_one_name_is_refused_in_one_line(lab, monkeypatch):
+    from sqlalchemy.orm import Session
+
+    from pathsynth.errors import TuringError
+
+    make(lab, name="twice")
+    # the second of two simultaneous forms looked for the name before the first had stored it
+    real_scalar, looked = Session.scalar, []
+
+    def stale_scalar(self, statement, *args, **kwargs):
+        if not looked and "FROM turing_tests" in str(statement):
+            looked.append(True)
+            return None
+        return real_scalar(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "scalar", stale_scalar)
+    with pytest.raises(TuringError, match="a Turing test named 'twice' already exists"):
+        make(lab, name="twice")
+    assert looked

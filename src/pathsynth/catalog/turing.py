@@ -118,22 +118,26 @@ def create_test(
         raise TuringError("a test needs at least one image")
     if any(item.truth not in TURING_TRUTHS for item in items):
         raise TuringError("an item's truth must be 'real' or 'synthetic'")
-    with catalog.session() as session:
-        if session.scalar(select(TuringTest.id).where(TuringTest.name == name)) is not None:
-            raise TuringError(f"a Turing test named {name!r} already exists")
-        ids = {item.image_id for item in items}
-        found = set(session.scalars(select(Image.id).where(Image.id.in_(ids))))
-        if found != ids:
-            raise TuringError(f"images {sorted(ids - found)[:5]} are not in the catalog")
-        test = TuringTest(name=name, params=params, classes={"names": list(class_names)})
-        session.add(test)
-        session.flush()
-        session.add_all(
-            TuringItem(test_id=test.id, public_id=item.public_id, image_id=item.image_id,
-                       truth=item.truth, label=item.label)
-            for item in items
-        )  # fmt: skip
-        return test.id
+    taken = TuringError(f"a Turing test named {name!r} already exists")
+    try:
+        with catalog.session() as session:
+            if session.scalar(select(TuringTest.id).where(TuringTest.name == name)) is not None:
+                raise taken
+            ids = {item.image_id for item in items}
+            found = set(session.scalars(select(Image.id).where(Image.id.in_(ids))))
+            if found != ids:
+                raise TuringError(f"images {sorted(ids - found)[:5]} are not in the catalog")
+            test = TuringTest(name=name, params=params, classes={"names": list(class_names)})
+            session.add(test)
+            session.flush()
+            session.add_all(
+                TuringItem(test_id=test.id, public_id=item.public_id, image_id=item.image_id,
+                           truth=item.truth, label=item.label)
+                for item in items
+            )  # fmt: skip
+            return test.id
+    except IntegrityError:  # the same form posted twice at once (a double click)
+        raise taken from None
 
 
 def delete_test(catalog: Catalog, test_id: int) -> None:
