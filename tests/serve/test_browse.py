@@ -108,7 +108,8 @@ def test_patients_are_codes_only_with_studies_and_images(client):
     person = client.get(f"/patients/{codes[0]}").text
     study = re.search(r'href="/studies/(S[0-9a-f]{15})"', person)
     assert study is not None
-    assert "1 images" in person or "images</th>" in client.get(f"/studies/{study.group(1)}").text
+    assert "1 images" in person  # class folders: one pseudo-patient per image
+    assert re.search(r"<th>images</th><td>1 ", client.get(f"/studies/{study.group(1)}").text)
     assert tile_ids(client.get(f"/images?study={study.group(1)}").text) != []
 
 
@@ -148,3 +149,41 @@ def test_reader_connections_refuse_writes(client):
     ):
         session.execute(text("DELETE FROM images"))
     assert reader.counts().by_class_origin  # nothing was deleted
+
+
+def test_no_page_shows_the_patient_or_study_identifiers_of_a_source(tmp_path):
+    """A patient -> study tree named by real identifiers: every page a link reaches shows codes."""
+    from helpers import write_image
+    from starlette.testclient import TestClient
+
+    from pathsynth.catalog.ingest import IngestOptions, ingest_source
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.serve.app import create_app
+
+    secrets = ("DOE-JANE-19570312", "ROE-RICH-19601101", "ACC778812", "ACC778813", "slide-7")
+    source = tmp_path / "cards"
+    for p, patient in enumerate(secrets[:2]):
+        for s, study in enumerate(secrets[2:4]):
+            write_image(source / patient / study / f"{secrets[4]}.png", seed=10 * p + s)
+    rows = [f"{p},{s},benign,54,F" for p in secrets[:2] for s in secrets[2:4]]
+    (source / "meta.csv").write_text("patient,study,label,age,sex\n" + "\n".join(rows) + "\n")
+    space = Workspace.create(tmp_path / "ws")
+    options = IngestOptions(modality="histology", workers=0, layout="patient-study",
+                            labels_csv=source / "meta.csv")  # fmt: skip
+    assert ingest_source(space, source, options).added_total == 4
+    with TestClient(create_app(space), base_url="http://127.0.0.1:8000") as client:
+        seen, queue = set(), ["/"]
+        while queue:  # every page of this server a link leads to
+            url = queue.pop()
+            if url in seen:
+                continue
+            seen.add(url)
+            page = client.get(url)
+            assert page.status_code == 200, url
+            if not page.headers["content-type"].startswith("text/html"):
+                continue
+            for identifier in secrets:
+                assert identifier.lower() not in page.text.lower(), (url, identifier)
+            links = re.findall(r'href="(/(?:images|patients|studies)[^"#]*)"', page.text)
+            queue += [link.replace("&amp;", "&") for link in links]
+    assert sum(url.startswith("/studies/") for url in seen) == 4 and len(seen) > 12

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lab import EXPERIMENT
@@ -54,10 +55,13 @@ def server(
     shutil.copytree(lab_template, workspace)
     port = _free_port()
     env = {**os.environ, "PATHSYNTH_OPERATOR_TOKEN": ""}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pathsynth", "serve", "-w", str(workspace), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+    # its output goes to a file: a pipe nobody reads would stall the server once full
+    log = workspace.parent / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pathsynth", "serve", "-w", str(workspace), "--port", str(port)],
+            stdout=output, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -65,7 +69,7 @@ def server(
             break
         except OSError:
             if process.poll() is not None:
-                pytest.fail(f"pathsynth serve exited: {process.stdout.read().decode()}")  # type: ignore[union-attr]
+                pytest.fail(f"pathsynth serve exited: {log.read_text()}")
             time.sleep(0.2)
     else:
         process.kill()
@@ -79,32 +83,34 @@ def server(
 def browser(tmp_path: Path) -> Iterator[object]:
     """A headless Chromium of its own (own cookies) for one test."""
     _need_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(60)
+    driver = new_browser(tmp_path, "profile", width=1280)
     try:
         yield driver
     finally:
         driver.quit()
 
 
-def new_browser(tmp_path: Path, name: str) -> object:
+def new_browser(tmp_path: Path, name: str, width: int = 1100) -> Any:
+    """A headless Chromium with a profile (cookies) of its own under ``tmp_path / name``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1100,1000", f"--user-data-dir={tmp_path / name}"):  # fmt: skip
+                     f"--window-size={width},1000", f"--user-data-dir={tmp_path / name}"):  # fmt: skip
         options.add_argument(argument)
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def wait_for(driver: Any, condition: Any) -> None:
+    """Wait (up to 20 s) until ``condition(driver)``: after a click or a script's submit the old
+    page can still be read for a moment."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 20).until(condition)
 
 
 def test_browse_to_an_image_through_the_filters(server, browser, tmp_path):
@@ -113,32 +119,36 @@ def test_browse_to_an_image_through_the_filters(server, browser, tmp_path):
 
     base, _ = server
     browser.get(base + "/")
-    browser.save_screenshot(str(tmp_path / "overview.png"))
+    assert browser.save_screenshot(str(tmp_path / "overview.png"))
     assert "Images per class" in browser.page_source
     browser.find_element(By.LINK_TEXT, "Images").click()
+    wait_for(browser, lambda d: 'id="filters"' in d.page_source)  # the click's page has come
     Select(browser.find_element(By.NAME, "label")).select_by_visible_text("invasive")
     Select(browser.find_element(By.NAME, "origin")).select_by_visible_text("synthetic")
     browser.find_element(By.CSS_SELECTOR, "#filters button").click()
-    assert browser.find_element(By.ID, "count").text == "6 images"
+    wait_for(browser, lambda d: 'id="count">6 images<' in d.page_source)
     tiles = browser.find_elements(By.CSS_SELECTOR, ".tile")
     assert len(tiles) == 6
-    loaded = browser.execute_script(
-        "return [...document.querySelectorAll('.tile img')].every(i => i.complete && i.naturalWidth > 0)"
+    # every thumbnail was made and decoded by the browser (they load after the page's HTML)
+    wait_for(browser, lambda d: d.execute_script(
+        "return [...document.querySelectorAll('.tile img')].every(i => i.complete)"
+    ))  # fmt: skip
+    assert browser.execute_script(
+        "return [...document.querySelectorAll('.tile img')].every(i => i.naturalWidth > 0)"
     )
-    assert loaded  # every thumbnail was made and decoded by the browser
-    browser.save_screenshot(str(tmp_path / "images.png"))
+    assert browser.save_screenshot(str(tmp_path / "images.png"))
     tiles[0].click()
+    wait_for(browser, lambda d: 'id="lineage"' in d.page_source)
     assert browser.find_element(By.ID, "label").text == "invasive"
     assert browser.find_element(By.ID, "origin").text == "synthetic"
     assert "checkpoint step" in browser.find_element(By.ID, "lineage").text
-    browser.save_screenshot(str(tmp_path / "image.png"))
+    assert browser.save_screenshot(str(tmp_path / "image.png"))
 
 
 def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
     server, browser, tmp_path
 ):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base, workspace = server
     from pathsynth.catalog.api import turing_answers
@@ -155,15 +165,19 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
                     rater_browser.find_element(By.ID, "progress").text
                     == f"{n} of {made.items} answered"
                 )
-                image_ok = rater_browser.execute_script(
-                    "const i = document.getElementById('item'); return i.complete && i.naturalWidth === 32"
+                # the page's HTML can be read before its image has loaded: wait for it
+                wait_for(rater_browser, lambda d: d.execute_script(
+                    "return document.getElementById('item').complete"
+                ))  # fmt: skip
+                width = rater_browser.execute_script(
+                    "return document.getElementById('item').naturalWidth"
                 )
-                assert image_ok
+                assert width == 32
                 assert "synthetic" not in rater_browser.find_element(By.ID, "item").get_attribute(
                     "src"
                 )
                 if n == 0:
-                    rater_browser.save_screenshot(str(tmp_path / f"rate-{rater}.png"))
+                    assert rater_browser.save_screenshot(str(tmp_path / f"rate-{rater}.png"))
                 if rater == "ann" and n == 2:  # stop, and come back through the link
                     rater_browser.get(f"{base}/turing/join/{made.tokens[rater]}")
                 rater_browser.find_element(
@@ -173,9 +187,8 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
                     By.CSS_SELECTOR, "input[name=confidence][value='3']"
                 ).click()
                 rater_browser.find_element(By.ID, "submit").click()
-                WebDriverWait(rater_browser, 20).until(
-                    lambda d, n=n: f">{n + 1} of " in d.page_source or 'id="done"' in d.page_source
-                )
+                wait_for(rater_browser, lambda d, n=n: f">{n + 1} of " in d.page_source
+                         or 'id="done"' in d.page_source)  # fmt: skip
             assert "All 6 images answered" in rater_browser.find_element(By.ID, "done").text
             # this rater's token does not open another test
             other = make_test_from_experiment(
@@ -187,7 +200,7 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
             rater_browser.quit()
 
     browser.get(f"{base}/turing/{made.test_id}/results")
-    browser.save_screenshot(str(tmp_path / "results.png"))
+    assert browser.save_screenshot(str(tmp_path / "results.png"))
     raters, stored = turing_answers(Workspace(workspace), made.test_id)
     assert raters == ["ann", "bob"] and len(stored) == 12
     for rater in raters:
@@ -203,7 +216,6 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
 
 
 def test_traversal_guessed_ids_and_a_post_without_csrf_are_refused(server, browser):
-    from selenium.webdriver.common.by import By
 
     base, _ = server
     for path in ("/images/999999", "/images/1/..%2F..%2Fpathsynth.json", "/turing/999/rate",
@@ -219,6 +231,6 @@ def test_traversal_guessed_ids_and_a_post_without_csrf_are_refused(server, brows
         " f.querySelector('input[name=raters]').value = 'y';"
         " f.submit();"
     )
-    assert "CSRF token is missing or wrong" in browser.find_element(By.TAG_NAME, "body").text
+    wait_for(browser, lambda d: "CSRF token is missing or wrong" in d.page_source)
     browser.get(base + "/turing")
     assert not re.search(r">x</a>", browser.page_source)

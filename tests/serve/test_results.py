@@ -28,7 +28,7 @@ ANSWERS = [
     # ann: 3 of 4 right; the 2 synthetic both caught, 1 of 2 real called real
     A("ann", "i1", "synthetic", "x", "synthetic", "x"), A("ann", "i2", "synthetic", "y", "synthetic", "x"),
     A("ann", "i3", "real", "x", "real"), A("ann", "i4", "real", "y", "synthetic"),
-    # bob: agrees with ann on i1, i3; answered i5 only he saw
+    # bob: agrees with ann on i2 and i3
     A("bob", "i1", "synthetic", "x", "real"), A("bob", "i2", "synthetic", "y", "synthetic", "y"),
     A("bob", "i3", "real", "x", "real"), A("bob", "i4", "real", "y", "real"),
 ]  # fmt: skip
@@ -65,3 +65,16 @@ def test_kappa_needs_two_raters_and_csv_cells_cannot_be_formulas():
     summary = summary_csv(one).splitlines()
     assert summary[1].startswith("overall,,,4,0.750000")
     assert summary[-1] == "fleiss_kappa,,,0,"
+
+
+def test_kappa_counts_only_the_items_every_answering_rater_answered():
+    # cy answered i1 and i2 only: kappa is on those two, where ann, bob and cy said
+    # i1 (synthetic, real, real) and i2 (synthetic, synthetic, synthetic)
+    answers = [*ANSWERS, A("cy", "i1", "synthetic", "x", "real"),
+               A("cy", "i2", "synthetic", "y", "synthetic")]  # fmt: skip
+    results = turing_results(["ann", "bob", "cy"], answers, items=4, class_names=["x", "y"])
+    assert results.kappa_items == 2
+    # by hand: agreeing pairs per item 1 of 3 and 3 of 3; shares real 2/6, synthetic 4/6
+    observed = (1 / 3 + 3 / 3) / 2
+    chance = (2 / 6) ** 2 + (4 / 6) ** 2
+    assert results.kappa == pytest.approx((observed - chance) / (1 - chance))

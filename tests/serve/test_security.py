@@ -30,6 +30,23 @@ def test_another_address_without_an_operator_token_is_refused(lab):
     ServeSettings(host="127.0.0.1").check()
 
 
+def test_only_loopback_addresses_count_as_loopback_not_names_that_start_with_127():
+    from pathsynth.serve.app import ServeSettings
+    from pathsynth.serve.security import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "localhost", "::1"))
+    for host in ("127.0.0.1.nip.example", "127.evil.example", "0.0.0.0", "10.0.0.5", ""):
+        assert not is_loopback(host), host
+        with pytest.raises(ServeError, match="needs an operator token"):
+            ServeSettings(host=host).check()
+
+
+def test_another_loopback_address_answers_requests_addressed_to_it(lab):
+    with app_for(lab, host="127.0.0.2") as client:
+        assert client.get("/", headers={"Host": "127.0.0.2:8000"}).status_code == 200
+        assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
+
+
 def test_cli_refuses_to_serve_elsewhere_without_a_token_in_one_line(lab):
     from helpers import run_pathsynth
 
@@ -55,6 +72,45 @@ def test_operator_pages_need_sign_in_when_a_token_is_set(lab):
         assert client.get("/images").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "header", [{"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+               {"X-Real-IP": "203.0.113.9"}, {"X-Forwarded-Host": "lab.example"}],
+)  # fmt: skip
+def test_a_request_forwarded_by_a_proxy_gets_no_operator_page_without_a_token(client, header):
+    # nginx forwards to 127.0.0.1:8000 with "Host: 127.0.0.1:8000" by default, so the Host check
+    # passes and only the forwarding headers tell that the browser is somewhere else
+    for path in ("/", "/images", "/images/1/thumb.jpg", "/turing", "/turing/1/results"):
+        response = client.get(path, headers=header, follow_redirects=False)
+        assert response.status_code == 403, path
+        assert "PATHSYNTH_OPERATOR_TOKEN" in response.text
+    assert client.get("/images").status_code == 200  # the operator on this machine, unproxied
+
+
+def test_behind_a_proxy_the_signed_in_operator_and_a_rater_still_get_their_pages(lab):
+    from lab import EXPERIMENT
+
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.turing.design import make_test_from_experiment
+
+    made = make_test_from_experiment(Workspace(lab), EXPERIMENT, "proxied", 1, ["ann"])
+    secret = "s3cret-operator-token"
+    proxy = {"X-Forwarded-For": "203.0.113.9"}
+    with app_for(lab, operator_token=secret) as client:
+        client.headers.update(proxy)
+        client.get(f"/turing/join/{made.tokens['ann']}")
+        client.cookies.set("ps_rater", made.tokens["ann"], path="/turing/")
+        assert client.get(f"/turing/{made.test_id}/rate").status_code == 200
+        # the rater's cookie (sent to every /turing/ page) opens no operator page
+        for page in (f"/turing/{made.test_id}", f"/turing/{made.test_id}/results", "/turing"):
+            assert client.get(page, follow_redirects=False).headers["location"] == "/login"
+        for data in (f"/turing/{made.test_id}/answers.csv", f"/turing/{made.test_id}/summary.csv"):
+            assert client.get(data).status_code == 403
+        assert client.get("/images", follow_redirects=False).headers["location"] == "/login"
+        csrf = re.search(r'name="csrf_token" value="([\w-]+)"', client.get("/login").text)
+        client.post("/login", data={"csrf_token": csrf.group(1), "token": secret})
+        assert client.get("/images").status_code == 200
+
+
 def test_loopback_refuses_foreign_host_headers_and_sets_security_headers(client):
     assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
     response = client.get("/")
@@ -62,6 +118,9 @@ def test_loopback_refuses_foreign_host_headers_and_sets_security_headers(client)
     assert response.headers["referrer-policy"] == "no-referrer"
     assert "default-src 'none'" in response.headers["content-security-policy"]
     assert "ps_csrf=" in response.headers["set-cookie"]
+    assert response.headers["cache-control"] == "no-store"  # pages hold links and codes
+    thumb = client.get("/images/1/thumb.jpg")
+    assert thumb.status_code == 200 and thumb.headers["cache-control"] == "private, max-age=86400"
 
 
 def test_a_cross_site_origin_is_refused_even_with_the_token(client):
@@ -175,3 +234,74 @@ def test_the_web_app_reaches_the_catalog_through_its_facade_only():
         modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         reached = {m for m in modules if m and m.startswith(("sqlalchemy", "pathsynth.catalog"))}
         assert reached <= {"pathsynth.catalog.api"}, (path.name, reached)
+
+
+def test_ids_past_any_integer_range_are_404_and_odd_digits_are_no_500(lab):
+    from starlette.testclient import TestClient
+
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.serve.app import create_app
+
+    huge = "9" * 20
+    app = create_app(Workspace(lab))
+    with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as client:
+        for path in (f"/images/{huge}", f"/images/{huge}/thumb.jpg", f"/images/{huge}/view.jpg",
+                     f"/turing/{huge}", f"/turing/{huge}/results", f"/turing/{huge}/rate",
+                     f"/turing/{huge}/summary.csv", "/images/٣", "/images/²"):  # fmt: skip
+            assert client.get(path).status_code == 404, path
+        for query in ("after=²", "before=٣", f"after={huge}"):
+            assert client.get(f"/images?{query}").status_code == 200, query
+        csrf = re.search(r'name="csrf_token" value="([\w-]+)"', client.get("/turing").text)
+        form = {"csrf_token": csrf.group(1), "name": "n", "experiment": "demo", "raters": "a"}
+        for per_class in ("²", "٣"):
+            refused = client.post("/turing", data={**form, "per_class": per_class})
+            assert refused.status_code == 400 and "must be a whole number" in refused.text
+
+
+def test_behind_a_proxy_the_base_url_is_an_accepted_host_and_origin_and_no_other(lab):
+    from lab import EXPERIMENT
+
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.turing.design import make_test_from_experiment
+
+    made = make_test_from_experiment(Workspace(lab), EXPERIMENT, "via-proxy", 1, ["ann"])
+    with app_for(lab, base_url="https://lab.example") as client:
+        client.headers.update({"X-Forwarded-For": "203.0.113.9"})
+        assert client.get("/login", headers={"Host": "lab.example"}).status_code == 200
+        assert client.get("/login", headers={"Host": "evil.example"}).status_code == 400
+        client.get(f"/turing/join/{made.tokens['ann']}")
+        client.cookies.set("ps_rater", made.tokens["ann"], path="/turing/")
+        page = client.get(f"/turing/{made.test_id}/rate").text
+        form = {"csrf_token": re.search(r'name="csrf_token" value="([\w-]+)"', page).group(1),
+                "item": re.search(r'name="item" value="([\w-]+)"', page).group(1),
+                "called": "real"}  # fmt: skip
+        evil = client.post(f"/turing/{made.test_id}/rate", data=form,
+                           headers={"Origin": "https://evil.example"})  # fmt: skip
+        assert evil.status_code == 403
+        # nginx's default: Host is the address it forwards to, Origin the site the rater opened
+        ours = client.post(f"/turing/{made.test_id}/rate", data=form, follow_redirects=False,
+                           headers={"Origin": "https://lab.example"})  # fmt: skip
+        assert ours.status_code == 303
+
+
+def test_the_thumbnail_cache_of_a_read_only_workspace_is_a_private_folder_of_this_user(
+    tmp_path, monkeypatch
+):
+    import os
+    import stat
+    import tempfile
+    from types import SimpleNamespace
+
+    from pathsynth.serve.app import thumbnail_folder
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    space = SimpleNamespace(writable=False, root=tmp_path / "ws")
+    folder = thumbnail_folder(space)
+    assert folder.parent == tmp_path and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    folder.chmod(0o755)  # made by an earlier version: others could read the thumbnails
+    assert stat.S_IMODE(thumbnail_folder(space).stat().st_mode) == 0o700
+    folder.rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", folder)  # planted by someone sharing the temporary folder
+    with pytest.raises(ServeError, match="not a folder of this user's; remove it"):
+        thumbnail_folder(space)

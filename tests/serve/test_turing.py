@@ -43,6 +43,17 @@ def answer_all(client, test_id, token, called_for=None, stop_after=None):
         seen.append(item.group(1))
 
 
+def expected_proportion(k: int, n: int) -> str:
+    """How the results page shows ``k`` of ``n`` with its 95% Wilson interval (scipy's)."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return 'n/a <span class="ci">[n/a, n/a]</span> <span class="n">0/0</span>'
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return (f'{100 * k / n:.1f}% <span class="ci">[{100 * ci.low:.1f}%, {100 * ci.high:.1f}%]'
+            f'</span> <span class="n">{k}/{n}</span>')  # fmt: skip
+
+
 def test_cli_makes_a_test_and_prints_secret_links_stored_hashed(lab):
     done = run_pathsynth("turing", "create", "-w", str(lab), "--name", "pilot", "--experiment",
                          EXPERIMENT, "--per-class", "2", "--raters", "ann,bob")  # fmt: skip
@@ -79,10 +90,11 @@ def test_items_are_blinded_same_size_plain_pngs_under_opaque_ids(lab):
 def test_two_raters_answer_resume_and_results_match_the_stored_answers(client, lab):
     made = make(lab)
     ann, bob = made.tokens["ann"], made.tokens["bob"]
-    first = answer_all(client, made.test_id, ann, stop_after=5)
+    ann_calls = lambda i: "synthetic" if i % 2 else "real"  # noqa: E731
+    first = answer_all(client, made.test_id, ann, called_for=ann_calls, stop_after=5)
     assert len(first) == 5
     client.cookies.clear()
-    rest = answer_all(client, made.test_id, ann)  # resumes where ann stopped
+    rest = answer_all(client, made.test_id, ann, called_for=ann_calls)  # resumes
     assert len(rest) == made.items - 5 and not set(first) & set(rest)
     assert "All 12 images answered" in client.get(f"/turing/{made.test_id}/rate").text
     client.cookies.clear()
@@ -97,26 +109,41 @@ def test_two_raters_answer_resume_and_results_match_the_stored_answers(client, l
     raters, stored = turing_answers(Workspace(lab), made.test_id)
     assert raters == ["ann", "bob"] and len(stored) == 24
     page = client.get(f"/turing/{made.test_id}/results").text
-    for rater in raters:
-        mine = [a for a in stored if a.rater == rater]
-        right = sum(a.called == a.truth for a in mine)
+    # every row of the figures table, recomputed here from the stored answers, with scipy's
+    # Wilson interval
+    groups = [("overall", "", "")] + [("rater", r, "") for r in raters]
+    groups += [("class", "", c) for c in CLASSES] + [("rater_class", r, c) for r in raters for c in CLASSES]  # fmt: skip
+    for group, rater, label in groups:
+        mine = [a for a in stored if rater in ("", a.rater) and label in ("", a.label)]
+        row = re.search(rf'<tr class="{group}" data-rater="{rater}" data-class="{label}">.*?</tr>',
+                        page, re.S).group(0)  # fmt: skip
+        assert re.search(rf'class="answers">{len(mine)}<', row), (group, rater, label)
+        real = [a for a in mine if a.truth == "real"]
         synthetic = [a for a in mine if a.truth == "synthetic"]
-        caught = sum(a.called == "synthetic" for a in synthetic)
-        row = re.search(rf'<tr class="rater" data-rater="{rater}".*?</tr>', page, re.S).group(0)
-        assert f"{100 * right / len(mine):.1f}%" in row and f"{right}/{len(mine)}" in row
-        assert f"{caught}/{len(synthetic)}" in row
-    # Fleiss' kappa computed here from the raw answers, two categories
+        for cell, k, n in (
+            ("accuracy", sum(a.called == a.truth for a in mine), len(mine)),
+            ("sensitivity", sum(a.called == "synthetic" for a in synthetic), len(synthetic)),
+            ("specificity", sum(a.called == "real" for a in real), len(real)),
+        ):
+            shown = re.search(rf'<td class="{cell}">(.*?)</td>', row, re.S).group(1)
+            assert shown == expected_proportion(k, n), (group, rater, label, cell)
+    for label in CLASSES:  # class agreement: class answers on synthetic images naming their class
+        named = [
+            a for a in stored if a.truth == "synthetic" and a.label == label and a.called_label
+        ]
+        right = sum(a.called_label == label for a in named)
+        row = re.search(rf"<tr><td>{label}</td><td>(.*?)</td>", page, re.S).group(1)
+        assert row == expected_proportion(right, len(named))
+    # two raters: Fleiss' kappa is Scott's pi, observed agreement against pooled chance
     by_item = {}
     for a in stored:
         by_item.setdefault(a.item, []).append(a.called)
-    rows = [[calls.count("real"), calls.count("synthetic")] for calls in by_item.values()]
-    n = 2
-    p_items = [(sum(c * c for c in row) - n) / (n * (n - 1)) for row in rows]
-    shares = [sum(row[j] for row in rows) / (len(rows) * n) for j in range(2)]
-    expected = sum(s * s for s in shares)
-    kappa = (sum(p_items) / len(rows) - expected) / (1 - expected)
+    observed = sum(len(set(calls)) == 1 for calls in by_item.values()) / len(by_item)
+    synthetic_share = sum(a.called == "synthetic" for a in stored) / len(stored)
+    chance = synthetic_share**2 + (1 - synthetic_share) ** 2
+    kappa = (observed - chance) / (1 - chance)
     shown = re.search(r"Fleiss' kappa on real/synthetic: <b>([-\d.na/]+)</b>", page).group(1)
-    assert shown == ("n/a" if math.isnan(kappa) else f"{kappa:.3f}")
+    assert shown == f"{kappa:.3f}" and not math.isnan(kappa)
     answers = list(
         csv.DictReader(io.StringIO(client.get(f"/turing/{made.test_id}/answers.csv").text))
     )
@@ -206,3 +233,84 @@ def test_the_operator_makes_a_test_through_the_form(client, lab):
     assert "No test yet" not in client.get("/turing").text
     bad = client.post("/turing", data={**form, "name": "other", "experiment": "nope"})
     assert bad.status_code == 400 and "no experiment named &#39;nope&#39;" in bad.text
+
+
+def test_real_items_are_brought_to_the_configs_pixel_size_from_each_images_own(lab):
+    import dataclasses
+
+    import numpy as np
+
+    from pathsynth.catalog.api import generated_images, split_fold
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.imaging.decode import load_rgb
+    from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
+    from pathsynth.turing.design import make_test
+
+    space = Workspace(lab)
+    # the inputs were taken at 1 um/px from fields recorded at 0.4 um/px: shrunk 2.5 times
+    preprocess = PreprocessConfig(mode="pad", size=32, pixel_size_um=1.0)
+    real = [
+        dataclasses.replace(i, pixel_size_um=0.4) for i in split_fold(space, "demo-real", "test")
+    ]
+    made = make_test(space, "at-1um", real, generated_images(space, "cd" * 16), 1, ["ann"],
+                     preprocess, classes=["benign"])  # fmt: skip
+    assert made.items == 2
+    files = [Image.open(p) for p in (lab / "turing" / str(made.test_id)).glob("*.png")]
+    shown = {np.asarray(f.convert("RGB")).tobytes() for f in files}
+    by_scale = PreprocessConfig(mode="pad", size=32, scale=2.5)
+    expected = [
+        preprocess_image(load_rgb(i.path), by_scale, i.sha256)[0].permute(1, 2, 0).numpy().tobytes()
+        for i in real
+        if i.label == "benign"
+    ]
+    assert len(shown & set(expected)) == 1  # the real item is one of them, shrunk 2.5 times
+
+
+def test_the_same_answer_posted_twice_at_once_is_stored_once_not_a_crash(lab, monkeypatch):
+    from sqlalchemy.orm import Session
+
+    from pathsynth.catalog.db import Catalog
+    from pathsynth.catalog.turing import answers_of_test, rater_for_token, record_answer
+    from pathsynth.catalog.workspace import Workspace
+
+    made = make(lab)
+    with Catalog(Workspace(lab).db_url) as catalog:
+        rater = rater_for_token(catalog, made.tokens["ann"])
+        item = next((lab / "turing" / str(made.test_id)).glob("*.png")).stem
+        record_answer(catalog, rater, item, "real", None, None, list(CLASSES))
+        # the second of two simultaneous posts looked before the first had stored its answer
+        real_get, looked = Session.get, []
+
+        def stale_get(self, *args, **kwargs):
+            if not looked:
+                looked.append(True)
+                return None
+            return real_get(self, *args, **kwargs)
+
+        monkeypatch.setattr(Session, "get", stale_get)
+        record_answer(catalog, rater, item, "synthetic", "insitu", 2, list(CLASSES))
+        _, answers = answers_of_test(catalog, made.test_id)
+    assert looked and [(a.called, a.called_label, a.confidence) for a in answers] == [
+        ("synthetic", "insitu", 2)
+    ]
+
+
+def test_a_test_made_twice_at_once_under_one_name_is_refused_in_one_line(lab, monkeypatch):
+    from sqlalchemy.orm import Session
+
+    from pathsynth.errors import TuringError
+
+    make(lab, name="twice")
+    # the second of two simultaneous forms looked for the name before the first had stored it
+    real_scalar, looked = Session.scalar, []
+
+    def stale_scalar(self, statement, *args, **kwargs):
+        if not looked and "FROM turing_tests" in str(statement):
+            looked.append(True)
+            return None
+        return real_scalar(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "scalar", stale_scalar)
+    with pytest.raises(TuringError, match="a Turing test named 'twice' already exists"):
+        make(lab, name="twice")
+    assert looked

@@ -118,22 +118,26 @@ def create_test(
         raise TuringError("a test needs at least one image")
     if any(item.truth not in TURING_TRUTHS for item in items):
         raise TuringError("an item's truth must be 'real' or 'synthetic'")
-    with catalog.session() as session:
-        if session.scalar(select(TuringTest.id).where(TuringTest.name == name)) is not None:
-            raise TuringError(f"a Turing test named {name!r} already exists")
-        ids = {item.image_id for item in items}
-        found = set(session.scalars(select(Image.id).where(Image.id.in_(ids))))
-        if found != ids:
-            raise TuringError(f"images {sorted(ids - found)[:5]} are not in the catalog")
-        test = TuringTest(name=name, params=params, classes={"names": list(class_names)})
-        session.add(test)
-        session.flush()
-        session.add_all(
-            TuringItem(test_id=test.id, public_id=item.public_id, image_id=item.image_id,
-                       truth=item.truth, label=item.label)
-            for item in items
-        )  # fmt: skip
-        return test.id
+    taken = TuringError(f"a Turing test named {name!r} already exists")
+    try:
+        with catalog.session() as session:
+            if session.scalar(select(TuringTest.id).where(TuringTest.name == name)) is not None:
+                raise taken
+            ids = {item.image_id for item in items}
+            found = set(session.scalars(select(Image.id).where(Image.id.in_(ids))))
+            if found != ids:
+                raise TuringError(f"images {sorted(ids - found)[:5]} are not in the catalog")
+            test = TuringTest(name=name, params=params, classes={"names": list(class_names)})
+            session.add(test)
+            session.flush()
+            session.add_all(
+                TuringItem(test_id=test.id, public_id=item.public_id, image_id=item.image_id,
+                           truth=item.truth, label=item.label)
+                for item in items
+            )  # fmt: skip
+            return test.id
+    except IntegrityError:  # the same form posted twice at once (a double click)
+        raise taken from None
 
 
 def delete_test(catalog: Catalog, test_id: int) -> None:
@@ -302,17 +306,25 @@ def record_answer(
                 TuringItem.public_id == public_id, TuringItem.test_id == rater.test_id
             )
         )
-        if item_id is None:
-            raise TuringError("no such item in this test")
-        answer = session.get(TuringAnswer, (rater.rater_id, item_id))
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if item_id is None:
+        raise TuringError("no such item in this test")
+    values: dict[str, object] = {"called": called, "label": label, "confidence": confidence}
+    try:
+        _put_answer(catalog, rater.rater_id, item_id, values)
+    except IntegrityError:  # the same form posted twice at once (a double click): replace it
+        _put_answer(catalog, rater.rater_id, item_id, values)
+
+
+def _put_answer(catalog: Catalog, rater_id: int, item_id: int, values: dict[str, object]) -> None:
+    """Insert a rater's answer on an item, or replace the one stored."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with catalog.session() as session:
+        answer = session.get(TuringAnswer, (rater_id, item_id))
         if answer is None:
-            session.add(
-                TuringAnswer(rater_id=rater.rater_id, item_id=item_id, called=called,
-                             label=label, confidence=confidence, answered_at=now)
-            )  # fmt: skip
+            session.add(TuringAnswer(rater_id=rater_id, item_id=item_id, answered_at=now, **values))
         else:
-            answer.called, answer.label, answer.confidence = called, label, confidence
+            for name, value in values.items():
+                setattr(answer, name, value)
             answer.answered_at = now
 
 

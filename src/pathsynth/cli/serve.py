@@ -33,7 +33,8 @@ def serve(
                              "$PATHSYNTH_OPERATOR_TOKEN."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
     base_url: str = typer.Option("", "--base-url", help="How raters reach this server (for "
-                                 "their links); default http://HOST:PORT."),
+                                 "their links; behind a proxy, its address, accepted as Host "
+                                 "and Origin); default http://HOST:PORT."),
     workspace: Path | None = WorkspaceOpt,
 ) -> None:  # fmt: skip
     """Serve the web app: catalog browser, experiments, and the visual Turing test."""

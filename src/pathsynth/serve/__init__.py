@@ -3,5 +3,6 @@ Turing test, over one workspace (``pathsynth serve``).
 
 ``app`` holds the settings, the application factory and the server; ``routes`` the operator's
 pages; ``turing_pages`` the raters' and the test's pages; ``security`` sign-in, tokens, CSRF and
-headers; ``thumbnails`` the on-disk thumbnail cache; ``charts`` the inline SVG bar charts.
+headers; ``params`` the ids and numbers a URL or form may hold; ``thumbnails`` the on-disk
+thumbnail cache; ``charts`` the inline SVG bar charts.
 """

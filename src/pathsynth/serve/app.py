@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
@@ -34,6 +36,7 @@ from pathsynth.serve.security import (
     CSRF_FIELD,
     LOOPBACK_HOSTS,
     MIN_OPERATOR_TOKEN,
+    OPERATOR_TOKEN_ENV,
     SecurityHeaders,
     csrf_token,
     is_loopback,
@@ -41,7 +44,6 @@ from pathsynth.serve.security import (
 )
 from pathsynth.serve.thumbnails import ThumbnailCache
 
-OPERATOR_TOKEN_ENV = "PATHSYNTH_OPERATOR_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
@@ -55,7 +57,9 @@ class ServeSettings:
         port: the port.
         operator_token: the secret the operator signs in with; None: no sign-in (loopback only).
         cache: the thumbnail cache folder; None: ``<workspace>/cache/thumbnails``.
-        base_url: how raters reach the server, for the links shown to the operator.
+        base_url: how raters reach the server (a TLS proxy's address, say): the links shown to
+            the operator start with it, and its host is accepted in Host and Origin headers
+            besides the bound address.
     """
 
     host: str = DEFAULT_HOST
@@ -146,19 +150,19 @@ def create_app(space: Workspace, settings: ServeSettings | None = None) -> Starl
         settings: how it runs (default: loopback, no operator token).
 
     Raises:
-        ServeError: what :meth:`ServeSettings.check` refuses.
+        ServeError: what :meth:`ServeSettings.check` or :func:`thumbnail_folder` refuses.
     """
     from pathsynth.serve.routes import catalog_routes
     from pathsynth.serve.turing_pages import turing_routes
 
     settings = settings or ServeSettings()
     settings.check()
+    cache = settings.cache or thumbnail_folder(space)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         reader = open_reader(space)
         book = open_turing(space)
-        cache = settings.cache or thumbnail_folder(space)
         app.state.reader = reader
         app.state.book = book
         app.state.thumbs = ThumbnailCache(reader, cache)
@@ -168,7 +172,9 @@ def create_app(space: Workspace, settings: ServeSettings | None = None) -> Starl
             reader.close()
             book.close()
 
-    hosts = [*LOOPBACK_HOSTS, "[::1]"] if is_loopback(settings.host) else ["*"]
+    hosts = [*LOOPBACK_HOSTS, "[::1]", settings.host] if is_loopback(settings.host) else ["*"]
+    if settings.base_url and urlsplit(settings.base_url).hostname:
+        hosts.append(str(urlsplit(settings.base_url).hostname))
     static = str(resources.files("pathsynth.serve").joinpath("static"))
     app = Starlette(
         routes=[*catalog_routes(), *turing_routes(),
@@ -205,11 +211,27 @@ def serve(
 
 def thumbnail_folder(space: Workspace) -> Path:
     """Where thumbnails are cached: ``<workspace>/cache/thumbnails``, or, for a workspace that
-    cannot be written, a folder of this user's under the system's temporary folder."""
+    cannot be written, a private folder of this user's under the system's temporary folder.
+
+    Raises:
+        ServeError: the temporary folder's name is taken by a link or by another user's folder
+            (its files would be served as thumbnails). A folder of this user's that others could
+            read is made private.
+    """
     if space.writable:
         return space.root / "cache" / "thumbnails"
     key = hashlib.sha256(str(space.root).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"pathsynth-thumbnails-{os.getuid()}-{key}"
+    folder = Path(tempfile.gettempdir()) / f"pathsynth-thumbnails-{os.getuid()}-{key}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        found = folder.lstat()
+    except OSError as error:
+        raise ServeError(f"cannot make the thumbnail cache {folder}: {error.strerror}") from None
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        raise ServeError(f"the thumbnail cache {folder} is not a folder of this user's; remove it")
+    if found.st_mode & 0o077:  # thumbnails of patients' images: for this user's eyes only
+        folder.chmod(0o700)
+    return folder
 
 
 def operator_token_from_env() -> str | None:

@@ -20,6 +20,7 @@ from pathsynth.catalog.api import CatalogReader, ImageFilter
 from pathsynth.inventory import read_experiment_entry, read_gan_run_entry, read_run_identity
 from pathsynth.serve.app import render
 from pathsynth.serve.charts import bar_chart
+from pathsynth.serve.params import whole_number
 from pathsynth.serve.security import (
     OPERATOR_COOKIE,
     REPORT_POLICY,
@@ -39,8 +40,7 @@ def _reader(request: Request) -> CatalogReader:
 
 
 def _int_param(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+    return whole_number(request.query_params.get(name, ""))
 
 
 def _filter(request: Request) -> ImageFilter:
@@ -318,9 +318,9 @@ def catalog_routes() -> list[Route]:
         Route("/", home),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/images", images),
-        Route("/images/{image_id:int}", image),
-        Route("/images/{image_id:int}/thumb.jpg", thumbnail),
-        Route("/images/{image_id:int}/view.jpg", view),
+        Route("/images/{image_id:id}", image),
+        Route("/images/{image_id:id}/thumb.jpg", thumbnail),
+        Route("/images/{image_id:id}/view.jpg", view),
         Route("/patients", patients),
         Route("/patients/{code}", patient),
         Route("/studies/{code}", study),
@@ -329,5 +329,5 @@ def catalog_routes() -> list[Route]:
         Route("/experiments/{name}/report/", report_file),
         Route("/experiments/{name}/report/{file:path}", report_file),
         Route("/runs/{name}", gan_run),
-        Route("/runs/{name}/grids/{index:int}.png", grid),
+        Route("/runs/{name}/grids/{index:id}.png", grid),
     ]

@@ -2,18 +2,22 @@
 
 - The operator (whoever runs ``pathsynth serve``) sees everything. On 127.0.0.1 no sign-in is asked
   unless an operator token is set; on any other address one is required (``serve`` refuses to
-  start without it) and each browser signs in once, getting an HttpOnly cookie.
+  start without it) and each browser signs in once, getting an HttpOnly cookie. A request a
+  reverse proxy forwarded to 127.0.0.1 may come from anywhere, so without a token it gets no
+  operator page.
 - A rater sees only their own test: their secret link sets a cookie holding their token, and every
   rater page and image checks that the token's test is the one in the URL (else 404).
 - Every form carries a CSRF token that must equal the browser's ``ps_csrf`` cookie (double
   submit); a POST without it, or with another, is refused with 403.
 - Every response says ``nosniff``, no framing, no referrer (so no token leaves in a Referer
-  header) and a content security policy allowing only this server's own styles and images.
+  header) and a content security policy allowing only this server's own styles and images; pages
+  and CSV files are not to be stored by the browser.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 from urllib.parse import urlsplit
 
@@ -28,6 +32,10 @@ OPERATOR_COOKIE = "ps_operator"
 RATER_COOKIE = "ps_rater"
 MIN_OPERATOR_TOKEN = 16
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+OPERATOR_TOKEN_ENV = "PATHSYNTH_OPERATOR_TOKEN"
+# What a reverse proxy adds (nginx's default also rewrites Host to the loopback address it
+# forwards to, so the Host check cannot tell): behind one, loopback no longer means this machine.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
 
 PAGE_POLICY = (
     "default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
@@ -42,8 +50,15 @@ REPORT_POLICY = (
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` is an address only this machine can reach."""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """Whether ``host`` is an address only this machine can reach: ``localhost`` or a loopback
+    IP literal (127.0.0.0/8, ::1). A host name that merely starts with "127." (say
+    ``127.0.0.1.example.org``) is not one: it may resolve to any address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def same_secret(given: str | None, expected: str | None) -> bool:
@@ -67,11 +82,13 @@ async def check_csrf(request: Request) -> dict[str, str]:
 
     Raises:
         HTTPException: 403 when the token is missing or wrong, or the Origin header names
-            another site.
+            another site than the Host header or the settings' ``base_url``.
     """
     origin = request.headers.get("origin")
     # Host only, not the scheme: behind a TLS proxy the browser says https, uvicorn sees http.
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+    # A proxy may also forward with its own Host (nginx's default): --base-url names the site.
+    ours = {request.headers.get("host"), urlsplit(request.app.state.settings.base_url).netloc}
+    if origin and origin != "null" and urlsplit(origin).netloc not in ours - {"", None}:
         raise HTTPException(403, "cross-site form refused")
     form = await request.form()
     values = {key: value for key, value in form.items() if isinstance(value, str)}
@@ -80,20 +97,32 @@ async def check_csrf(request: Request) -> dict[str, str]:
     return values
 
 
+def proxied(request: Request) -> bool:
+    """Whether a reverse proxy forwarded this request (it says so in one of
+    :data:`PROXY_HEADERS`): it may come from anywhere, although it reached us on loopback."""
+    return any(name in request.headers for name in PROXY_HEADERS)
+
+
 def operator_allowed(request: Request) -> bool:
-    """Whether this request may see operator pages."""
+    """Whether this request may see operator pages: it signed in with the operator token, or no
+    token is set and it was not forwarded by a proxy."""
     token = request.app.state.settings.operator_token
-    return token is None or same_secret(request.cookies.get(OPERATOR_COOKIE), token)
+    if token is None:
+        return not proxied(request)
+    return same_secret(request.cookies.get(OPERATOR_COOKIE), token)
 
 
 def require_operator(request: Request) -> None:
     """Refuse a request that is not the operator's.
 
     Raises:
-        HTTPException: 303 to the sign-in page for a page, 403 for anything else.
+        HTTPException: 403 for a request a proxy forwarded when no operator token is set; 303 to
+            the sign-in page for a page; 403 for anything else.
     """
     if operator_allowed(request):
         return
+    if request.app.state.settings.operator_token is None:
+        raise HTTPException(403, f"reached through a proxy: set ${OPERATOR_TOKEN_ENV} and sign in")
     if request.method == "GET" and request.url.path.rsplit("/", 1)[-1].find(".") < 0:
         raise HTTPException(303, headers={"Location": "/login"})
     raise HTTPException(403, "sign in as the operator first")
@@ -119,6 +148,10 @@ class SecurityHeaders:
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 headers.setdefault("Content-Security-Policy", PAGE_POLICY)
                 headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+                if headers.get("content-type", "").startswith(("text/html", "text/csv")):
+                    # pages show rater links, patient codes and answers: keep them off the disk
+                    # cache and the back-forward cache of a shared lab computer
+                    headers.setdefault("Cache-Control", "no-store")
                 new = scope.get("ps_new_csrf")
                 if new:
                     headers.append(

@@ -20,8 +20,15 @@ from starlette.routing import Route
 from pathsynth.catalog.api import Rater, TestSummary, TuringBook, turing_folder
 from pathsynth.errors import PathsynthError, TuringError
 from pathsynth.serve.app import render
+from pathsynth.serve.params import whole_number
 from pathsynth.serve.security import RATER_COOKIE, check_csrf, require_operator
-from pathsynth.turing.results import answers_csv, summary_csv, summary_rows, turing_results
+from pathsynth.turing.results import (
+    TuringResults,
+    answers_csv,
+    summary_csv,
+    summary_rows,
+    turing_results,
+)
 
 _PUBLIC_ID = re.compile(r"^[A-Za-z0-9_-]{16,32}$")
 
@@ -74,7 +81,7 @@ async def rate(request: Request) -> Response:
         try:
             await run_in_threadpool(
                 _book(request).answer, rater, form.get("item", ""), form.get("called", ""),
-                label, int(confidence) if confidence.isdigit() else None, test.class_names,
+                label, whole_number(confidence), test.class_names,
             )  # fmt: skip
         except TuringError as refused:
             error = str(refused)
@@ -130,14 +137,14 @@ async def tests(request: Request) -> Response:
 def _create(request: Request, form: dict[str, str]) -> object:
     from pathsynth.turing.design import make_test_from_experiment
 
-    per_class = form.get("per_class", "")
-    if not per_class.isdigit():
+    per_class = whole_number(form.get("per_class", ""))
+    if per_class is None:
         raise TuringError("images per class must be a whole number")
-    seed = form.get("seed", "0")
+    seed = whole_number(form.get("seed", "0")) or 0
     raters = [name.strip() for name in form.get("raters", "").split(",") if name.strip()]
     return make_test_from_experiment(
         request.app.state.space, form.get("experiment", ""), form.get("name", "").strip(),
-        int(per_class), raters, int(seed) if seed.isdigit() else 0,
+        per_class, raters, seed,
     )  # fmt: skip
 
 
@@ -165,12 +172,17 @@ async def test_page(request: Request) -> Response:
     }, status_code=400 if error else 200)  # fmt: skip
 
 
+def _figures(request: Request, test: TestSummary) -> TuringResults:
+    """The test's figures, computed from its stored answers."""
+    raters, answers = _book(request).answers(test.test_id)
+    return turing_results(raters, list(answers), test.items, test.class_names)
+
+
 def results(request: Request) -> Response:
     """A test's figures, computed from its stored answers."""
     require_operator(request)
     test = _test(request)
-    raters, answers = _book(request).answers(test.test_id)
-    figures = turing_results(raters, list(answers), test.items, test.class_names)
+    figures = _figures(request, test)
     return render(request, "turing_results.html", {
         "test": test, "results": figures, "rows": summary_rows(figures),
     })  # fmt: skip
@@ -188,9 +200,7 @@ def summary_file(request: Request) -> Response:
     """A test's figures as CSV."""
     require_operator(request)
     test = _test(request)
-    raters, answers = _book(request).answers(test.test_id)
-    figures = turing_results(raters, list(answers), test.items, test.class_names)
-    return _csv(summary_csv(figures), f"turing-{test.test_id}-summary.csv")
+    return _csv(summary_csv(_figures(request, test)), f"turing-{test.test_id}-summary.csv")
 
 
 def _csv(text: str, filename: str) -> Response:
@@ -203,10 +213,10 @@ def turing_routes() -> list[Route]:
     return [
         Route("/turing", tests, methods=["GET", "POST"]),
         Route("/turing/join/{token}", join),
-        Route("/turing/{test_id:int}", test_page, methods=["GET", "POST"]),
-        Route("/turing/{test_id:int}/rate", rate, methods=["GET", "POST"]),
-        Route("/turing/{test_id:int}/items/{public_id}.png", item_image),
-        Route("/turing/{test_id:int}/results", results),
-        Route("/turing/{test_id:int}/answers.csv", answers_file),
-        Route("/turing/{test_id:int}/summary.csv", summary_file),
+        Route("/turing/{test_id:id}", test_page, methods=["GET", "POST"]),
+        Route("/turing/{test_id:id}/rate", rate, methods=["GET", "POST"]),
+        Route("/turing/{test_id:id}/items/{public_id}.png", item_image),
+        Route("/turing/{test_id:id}/results", results),
+        Route("/turing/{test_id:id}/answers.csv", answers_file),
+        Route("/turing/{test_id:id}/summary.csv", summary_file),
     ]

@@ -52,13 +52,24 @@ class CreatedTest:
 
 
 def display_pixels(
-    path: Path, truth: str, preprocess: PreprocessConfig, sha256: str, size: int
+    path: Path,
+    truth: str,
+    preprocess: PreprocessConfig,
+    sha256: str,
+    size: int,
+    pixel_size_um: float | None = None,
 ) -> np.ndarray:
     """The pixels a rater sees: a real image prepared as the generator's inputs were (first
-    patch), a generated one as stored; both brought to ``size`` x ``size``."""
+    patch, at the config's micrometres per pixel from the image's recorded ``pixel_size_um``),
+    a generated one as stored; both brought to ``size`` x ``size``.
+
+    Raises:
+        DataError: what :func:`~pathsynth.imaging.patches.preprocess_image` refuses (a real
+            image without a recorded pixel size when the config asks for one).
+    """
     rgb = load_rgb(path)
     if truth == "real":
-        rgb = preprocess_image(rgb, preprocess, sha256)[0].permute(1, 2, 0).numpy()
+        rgb = preprocess_image(rgb, preprocess, sha256, pixel_size_um)[0].permute(1, 2, 0).numpy()
     if rgb.shape[0] != size or rgb.shape[1] != size:
         image = Image.fromarray(np.ascontiguousarray(rgb)).convert("RGB")
         rgb = np.asarray(image.resize((size, size), Image.Resampling.LANCZOS))
@@ -130,7 +141,9 @@ def make_test(
     folder = turing_folder(space, test_id)
     try:
         for item, (image, truth) in zip(planned, picked, strict=True):
-            pixels = display_pixels(image.path, truth, preprocess, image.sha256, size)
+            pixels = display_pixels(
+                image.path, truth, preprocess, image.sha256, size, image.pixel_size_um
+            )
             write_atomic(folder / f"{item.public_id}.png", clean_png(pixels))
         tokens = {rater: add_turing_rater(space, test_id, rater) for rater in raters}
     except (PathsynthError, OSError):
