@@ -70,8 +70,12 @@ def test_an_unknown_kind_is_refused_with_the_choices():
         classifier_config("quick", kind="probe")
 
 
-def test_the_experiment_trains_probes_on_stored_embeddings_computed_once(tmp_path):
-    from pathsynth.catalog.models import Embedding, Run
+def test_classify_trains_probes_on_stored_embeddings_computed_once(tmp_path):
+    """An experiment fine-tuned first, then ``pathsynth classify --set classifier.kind=
+    linear-probe`` replaces its classifiers by probes; a rerun embeds nothing again."""
+    from helpers import run_pathsynth
+
+    from pathsynth.catalog.models import Embedding, Image, Run
     from pathsynth.catalog.workspace import Workspace
     from pathsynth.experiment.config import experiment_config
     from pathsynth.experiment.pipeline import Experiment
@@ -81,37 +85,37 @@ def test_the_experiment_trains_probes_on_stored_embeddings_computed_once(tmp_pat
         for i in range(10):
             write_image(source / label / f"img{i}.png", seed=100 * c + i, size=(48, 48))
     space = Workspace.create(tmp_path / "ws")
-    overrides = {
-        "protocols": ("honest",), "conditions": ("original", "affine"), "seeds": 2,
-        "device": "cpu", "classifier.kind": "linear-probe", "classifier.backbone": "resnet18",
-        "classifier.backbone_input_size": 32, "classifier.epochs": 5,
-    }  # fmt: skip
+    overrides = {"protocols": ("honest",), "conditions": ("original", "affine"), "seeds": 1,
+                 "device": "cpu"}  # fmt: skip
     config = experiment_config("smoke", "cytology", overrides)
-    lines: list[str] = []
-    experiment = Experiment.create(space, source, config, None, "probe", log=lines.append)
-    experiment.run(until="classify")
+    Experiment.create(space, source, config, None, "probe", log=lambda line: None).run("classify")
+    probe = (
+        "classify", "--experiment", "probe", "--train-on", "original,affine", "--seeds", "2",
+        "--set", "classifier.kind=linear-probe", "--set", "classifier.backbone=resnet18",
+        "--set", "classifier.backbone_input_size=32", "--set", "classifier.epochs=5",
+        "-w", str(tmp_path / "ws"),
+    )  # fmt: skip
+    done = run_pathsynth(*probe)
+    assert done.returncode == 0, done.stderr
+    assert "linear probe on resnet18 (512 dims, weights random-init, 32 px)" in done.stdout
 
-    def rows() -> int:
+    def counts() -> tuple[int, int, list[str]]:
         with space.open_catalog() as catalog, catalog.session() as session:
-            return int(session.scalar(select(func.count(Embedding.id))) or 0)
+            vectors = int(session.scalar(select(func.count(Embedding.id))) or 0)
+            images = int(session.scalar(select(func.count(Image.id))) or 0)
+            runs = list(session.scalars(select(Run.name).where(Run.kind == "embed")))
+        return vectors, images, runs
 
-    with space.open_catalog() as catalog, catalog.session() as session:
-        embed_runs = session.scalars(select(Run.name).where(Run.kind == "embed")).all()
-    stored = rows()
-    runs = [experiment.paths.classifier_run("honest", c, s) for c in ("original", "affine")
-            for s in (0, 1)]  # fmt: skip
-    assert all(run.exists() for run in runs) and len(embed_runs) == 1
-    recorded = json.loads(runs[0].read_text())
-    assert recorded["config"]["kind"] == "linear-probe" and recorded["test"]["images"] > 0
-    assert any(
-        "linear probe on resnet18 (512 dims, weights random-init, 32 px)" in line for line in lines
-    )
-    from pathsynth.catalog.models import Image
-
-    with space.open_catalog() as catalog, catalog.session() as session:
-        catalogued = session.scalar(select(func.count(Image.id)))
+    stored, catalogued, embed_runs = counts()
     # one vector per image the runs used (children of validation images are kept out)
-    assert 0 < stored <= catalogued
-    experiment.invalidate("classify")
-    experiment.run(until="classify")
-    assert rows() == stored  # every vector came from the catalog the second time
+    assert 0 < stored <= catalogued and len(embed_runs) == 1
+    experiment = Experiment.open(space, "probe")
+    for condition in ("original", "affine"):
+        for seed in (0, 1):
+            recorded = json.loads(
+                experiment.paths.classifier_run("honest", condition, seed).read_text()
+            )
+            assert recorded["config"]["kind"] == "linear-probe" and recorded["test"]["images"] > 0
+    done = run_pathsynth(*probe)
+    assert done.returncode == 0, done.stderr
+    assert counts()[0] == stored  # every vector came from the catalog the second time
