@@ -77,7 +77,7 @@ def embed_inputs(
     if len(index) != len(inputs):
         raise DataError(f"{len(index)} image indices for {len(inputs)} inputs")
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    model = backbone.model.to(device, memory_format=layout).eval()
+    model = backbone.model.to(device).to(memory_format=layout).eval()
     autocast = (
         torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
         if bf16
