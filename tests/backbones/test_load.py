@@ -132,3 +132,15 @@ def test_a_hub_id_loads_offline_from_a_local_cache(tmp_path):
     digest, size, *mean = done.stdout.split()
     assert digest == state_sha256(model)
     assert int(size) == 96 and [float(m) for m in mean] == [0.7, 0.6, 0.7]
+
+
+def test_memory_layout_and_bf16_keep_the_vectors():
+    backbone = load_backbone("resnet18", input_size=32)
+    images = torch.randint(0, 256, (3, 3, 40, 40), dtype=torch.uint8)  # resized to 32 px
+    nchw = embed_inputs(backbone, images, channels_last=False)
+    nhwc = embed_inputs(backbone, images, channels_last=True)
+    bf16 = embed_inputs(backbone, images, bf16=True)
+    assert nchw.shape == (3, 512) and nchw.dtype == torch.float32
+    assert torch.allclose(nchw, nhwc, atol=1e-4)
+    cosine = torch.nn.functional.cosine_similarity(nchw, bf16)
+    assert bf16.dtype == torch.float32 and bool((cosine > 0.99).all())

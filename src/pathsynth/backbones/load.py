@@ -89,7 +89,8 @@ def load_backbone(
     """A timm architecture as a feature extractor, with local, hub or random-init weights.
 
     Args:
-        name: a timm architecture (``resnet18``, ``vit_small_patch16_224``, ...), or a hub id
+        name: a timm architecture (``resnet18``, ``vit_small_patch16_224``, ...), optionally
+            with a pretrained tag whose config sets the normalisation (``.dino``), or a hub id
             ``hf-hub:org/name`` (then ``weights`` must be ``None`` or the same id).
         weights: a state dict (``torch.save``) or ``.safetensors`` file, ``hf-hub:org/name``,
             or ``None`` for random init (seeded by ``seed``, so it is reproducible).
@@ -122,7 +123,7 @@ def load_backbone(
         model = _from_hub(hub)
         origin = hub
     else:
-        if name not in timm.list_models():
+        if not timm.is_model(name):  # a pretrained tag (vit_small_patch16_224.dino) is allowed
             close = timm.list_models(f"*{name}*")[:5]
             hint = f" (similar: {', '.join(close)})" if close else ""
             raise ConfigError(f"timm has no architecture {name!r}{hint}")
