@@ -119,3 +119,68 @@ def test_classify_trains_probes_on_stored_embeddings_computed_once(tmp_path):
     done = run_pathsynth(*probe)
     assert done.returncode == 0, done.stderr
     assert counts()[0] == stored  # every vector came from the catalog the second time
+
+
+def test_synthetic_images_go_through_the_same_backbone_one_vector_per_image(tmp_path, tiny):
+    """Real and GAN images of one training part: each catalog image's rows (here two patches)
+    are averaged into one vector by the same backbone, stored under its content hash, and found
+    again by a second stage instead of being recomputed."""
+    import io
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from pathsynth.backbones import embed_inputs
+    from pathsynth.catalog.api import (
+        all_images,
+        image_sha256s,
+        store_generated,
+        stored_embeddings,
+    )
+    from pathsynth.catalog.ingest import IngestOptions, ingest_source
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.experiment.probe import ExperimentEmbeddings
+    from pathsynth.experiment.protocols import LabelledPart
+    from pathsynth.imaging.tensorset import TensorImageSet
+
+    @dataclass(frozen=True)
+    class Generated:
+        class_name: str
+        seed: int
+        index: int
+        step: int
+        png: bytes
+
+    def png(seed: int) -> bytes:
+        pixels = np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        PILImage.fromarray(pixels).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    source = tmp_path / "source"
+    for i in range(2):
+        write_image(source / "a" / f"img{i}.png", seed=i)
+    space = Workspace.create(tmp_path / "ws")
+    ingest_source(space, source, IngestOptions(modality="histology", workers=0))
+    run = {"run_id": "cd" * 16, "run_name": "gan", "run_dir": "/runs/gan", "checkpoint_step": 1}
+    store_generated(space, [Generated("a", 3, i, 1, png(50 + i)) for i in range(2)], run)
+    ids = torch.tensor([image.image_id for image in all_images(space)]).repeat_interleave(2)
+    rows = torch.randint(0, 256, (len(ids), 3, 32, 32), dtype=torch.uint8)
+    part = LabelledPart(TensorImageSet(rows, torch.zeros(len(ids), dtype=torch.int64), ["a"]),
+                        ids, ids, torch.zeros(len(ids), dtype=torch.int64))  # fmt: skip
+    context = SimpleNamespace(
+        workspace=space,
+        config=SimpleNamespace(preprocess=PreprocessConfig(size=32)),
+        state=SimpleNamespace(outputs=lambda stage: {}),
+    )
+    features = ExperimentEmbeddings(context, tiny).of(part)
+    expected = embed_inputs(tiny, rows, torch.arange(4).repeat_interleave(2))
+    assert features.features.shape == (4, 512)
+    assert torch.allclose(features.features, expected, atol=1e-5)
+    again = ExperimentEmbeddings(context, tiny)
+    shas = image_sha256s(space, ids.tolist())
+    stored = stored_embeddings(space, again.key, shas.values())
+    assert len(stored) == 4  # two real and two synthetic images, one vector each
+    assert torch.allclose(again.of(part).features, expected, atol=1e-5)
