@@ -37,7 +37,11 @@ def embed(
         None, "--input-size", help="Side the backbone sees (default its pretrained config's)."
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Inputs per forward pass."),
-    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast (vectors stored as float32)."),
+    bf16: bool = typer.Option(
+        False,
+        "--bf16",
+        help="bf16 autocast (vectors stored as float32); slower on CPUs without native bf16.",
+    ),
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
     """Compute and store one embedding per image; vectors already stored are reused."""
