@@ -68,8 +68,14 @@ def test_check_command_exits_1_with_the_list_and_0_when_sound(tmp_path, class_so
 def test_an_old_schema_is_reported_and_repair_migrates_it(workspace):
     with workspace.open_catalog() as catalog, catalog.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
-        for table in ("turing_answers", "turing_items", "turing_raters", "turing_tests"):
+        for table in (
+            "embeddings",
+            "turing_answers",
+            "turing_items",
+            "turing_raters",
+            "turing_tests",
+        ):
             connection.execute(text(f"DROP TABLE {table}"))  # what 0001 did not have
-    assert check_workspace(workspace).problems == [("schema", "at 0001, newest is 0003")]
+    assert check_workspace(workspace).problems == [("schema", "at 0001, newest is 0004")]
     check_workspace(workspace, repair=True)
     assert check_workspace(workspace).problems == []

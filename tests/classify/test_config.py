@@ -34,7 +34,7 @@ def test_overrides_replace_preset_values() -> None:
         (
             "quick",
             {"learning_rat": 0.1},
-            r"unknown classifier setting 'learning_rat' \(did you mean learning_rate\?\); valid keys: network",
+            r"unknown classifier setting 'learning_rat' \(did you mean learning_rate\?\); valid keys: kind, backbone, backbone_weights, backbone_input_size, network",
         ),
         ("quick", {"network": "vgg"}, "network must be one of"),
         ("quick", {"min_epochs": 30}, r"min_epochs must be in \[0, epochs\], got 30"),

@@ -14,12 +14,15 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from pathsynth.catalog.browse import CatalogReader, ImageFilter
 from pathsynth.catalog.db import Catalog
 from pathsynth.catalog.models import (
+    EMBEDDING_DTYPES,
+    Embedding,
     Image,
     Patient,
     Run,
@@ -29,7 +32,7 @@ from pathsynth.catalog.models import (
     image_features,
     image_parents,
 )
-from pathsynth.catalog.queries import FoldImage, fold_images, source_images
+from pathsynth.catalog.queries import FoldImage, every_image, fold_images, source_images
 from pathsynth.catalog.splits import SplitRequest, make_cv_splits, make_split
 from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.turing import (
@@ -56,7 +59,7 @@ from pathsynth.imaging.features import compute_features
 # Types of the catalog the later stages (the web app, the Turing test) name, re-exported here so
 # that they import the facade only.
 __all__ = [
-    "AnswerRecord", "CatalogReader", "FoldImage", "ImageFilter", "PlannedItem", "Rater",
+    "AnswerRecord", "CatalogReader", "EmbeddingKey", "FoldImage", "ImageFilter", "PlannedItem", "Rater",
     "TestSummary", "TuringBook", "Workspace", "new_public_id",
 ]  # fmt: skip
 
@@ -559,3 +562,134 @@ def turing_answers(space: Workspace, test_id: int) -> tuple[list[str], list[Answ
     """A test's rater names and every stored answer with its truth."""
     with space.open_catalog() as catalog:
         return answers_of_test(catalog, test_id)
+
+
+# -- embeddings (migration 0004) ------------------------------------------------------------------
+
+
+def all_images(space: Workspace) -> list[FoldImage]:
+    """Every image of the catalog (real, affine and synthetic), ordered by id."""
+    with space.open_catalog() as catalog:
+        return every_image(catalog, space.store)
+
+
+def image_sha256s(space: Workspace, image_ids: Iterable[int]) -> dict[int, str]:
+    """The content hash of each catalog image id (ids not in the catalog are left out)."""
+    wanted = sorted({int(i) for i in image_ids})
+    found: dict[int, str] = {}
+    with space.open_catalog() as catalog, catalog.session() as session:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = session.execute(select(Image.id, Image.sha256).where(Image.id.in_(chunk)))
+            found.update({image_id: sha for image_id, sha in rows})
+    return found
+
+
+@dataclass(frozen=True)
+class EmbeddingKey:
+    """What decides an image's feature vector, besides the image itself.
+
+    Attributes:
+        backbone: the architecture (timm name or hub id).
+        weights_sha256: hash of the backbone's loaded tensors.
+        preprocess_sha256: hash of the preprocessing, input spec and aggregation.
+    """
+
+    backbone: str
+    weights_sha256: str
+    preprocess_sha256: str
+
+    @property
+    def run_name(self) -> str:
+        """The name of the ``embed`` run that records this key's method."""
+        return f"{self.backbone}-w{self.weights_sha256[:12]}-p{self.preprocess_sha256[:12]}"
+
+
+def stored_embeddings(
+    space: Workspace, key: EmbeddingKey, image_sha256s: Iterable[str]
+) -> dict[str, np.ndarray]:
+    """The stored vectors of these images under ``key`` (images without one are left out).
+
+    Returns:
+        ``image sha256 -> float32 (dim,)`` array.
+    """
+    wanted = list(dict.fromkeys(image_sha256s))
+    found: dict[str, np.ndarray] = {}
+    with space.open_catalog() as catalog, catalog.session() as session:
+        for start in range(0, len(wanted), 500):  # bounded IN lists
+            rows = session.execute(
+                select(
+                    Embedding.image_sha256, Embedding.dtype, Embedding.dim, Embedding.vector
+                ).where(
+                    Embedding.backbone == key.backbone,
+                    Embedding.weights_sha256 == key.weights_sha256,
+                    Embedding.preprocess_sha256 == key.preprocess_sha256,
+                    Embedding.image_sha256.in_(wanted[start : start + 500]),
+                )
+            )
+            for sha, dtype, dim, blob in rows:
+                found[sha] = _vector(blob, dtype, dim)
+    return found
+
+
+def _vector(blob: bytes, dtype: str, dim: int) -> np.ndarray:
+    if dtype == "bfloat16":  # numpy has no bfloat16: the upper halves of float32s
+        halves = np.frombuffer(blob, dtype="<u2").astype(np.uint32) << 16
+        vector = halves.view(np.float32)
+    else:
+        vector = np.frombuffer(blob, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.float32)
+    if vector.shape != (dim,):
+        raise DataError(f"a stored embedding holds {vector.size} numbers, its row says {dim}")
+    return vector
+
+
+def store_embeddings(
+    space: Workspace,
+    key: EmbeddingKey,
+    vectors: dict[str, tuple[np.ndarray, int]],
+    method: dict[str, Any],
+) -> int:
+    """Store float32 vectors under ``key`` in one transaction; images that already have one
+    under this key keep it.
+
+    Args:
+        space: the workspace.
+        key: the backbone, weights and preprocessing they were computed with.
+        vectors: ``image sha256 -> (float32 (dim,) vector, network inputs averaged into it)``.
+        method: the resolved backbone and preprocessing settings, recorded once as the config of
+            the ``embed`` run named after the key.
+
+    Returns:
+        The number of vectors added.
+
+    Raises:
+        DataError: a vector that is not one-dimensional and finite.
+    """
+    rows = []
+    for sha, (vector, inputs) in vectors.items():
+        flat = np.asarray(vector, dtype="<f4")
+        if flat.ndim != 1 or not np.isfinite(flat).all():
+            raise DataError(f"the embedding of image {sha[:12]} is not a finite vector")
+        rows.append({"image_sha256": sha, "inputs": int(inputs), "dtype": EMBEDDING_DTYPES[0],
+                     "dim": int(flat.size), "vector": flat.tobytes()})  # fmt: skip
+    if not rows:
+        return 0
+    with space.write_lock(), space.open_catalog() as catalog, catalog.session() as session:
+        present = set(
+            session.scalars(
+                select(Embedding.image_sha256).where(
+                    Embedding.backbone == key.backbone,
+                    Embedding.weights_sha256 == key.weights_sha256,
+                    Embedding.preprocess_sha256 == key.preprocess_sha256,
+                    Embedding.image_sha256.in_([row["image_sha256"] for row in rows]),
+                )
+            )
+        )
+        fresh = [row for row in rows if row["image_sha256"] not in present]
+        if not fresh:
+            return 0
+        run_id = _run_id(session, "embed", key.run_name, method)
+        key_columns = {"backbone": key.backbone, "weights_sha256": key.weights_sha256,
+                       "preprocess_sha256": key.preprocess_sha256, "run_id": run_id}  # fmt: skip
+        session.execute(insert(Embedding), [{**row, **key_columns} for row in fresh])
+    return len(fresh)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -290,3 +291,41 @@ class TuringAnswer(Base):
     label: Mapped[str | None] = mapped_column(String(64))
     confidence: Mapped[int | None]
     answered_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+# Embeddings (migration 0004): one feature vector per image content, backbone and preprocessing.
+EMBEDDING_DTYPES = ("float32", "float16", "bfloat16")
+
+
+class Embedding(Base):
+    """One image's feature vector from one backbone, computed once and reused.
+
+    Keyed by what decides the vector: the image's content (``image_sha256``, not its row, so a
+    changed file gets a new vector and identical files share one), the backbone's architecture
+    and the hash of its loaded tensors, and the hash of the preprocessing (config, input size and
+    normalisation, aggregation). The vector is a blob of ``dim`` little-endian numbers of
+    ``dtype``: a few KiB per image (512-1536 floats), read a fold at a time in one query and
+    written in the same transaction as its key, so a killed run leaves no vector without its row
+    or the reverse (files in the store would add thousands of tiny files and that second
+    consistency problem). ``run_id`` names the ``embed`` run whose config records the method.
+    """
+
+    __tablename__ = "embeddings"
+    __table_args__ = (
+        _one_of("dtype", EMBEDDING_DTYPES),
+        UniqueConstraint(
+            "image_sha256", "backbone", "weights_sha256", "preprocess_sha256", name="embedding_key"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    backbone: Mapped[str] = mapped_column(String(128))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    preprocess_sha256: Mapped[str] = mapped_column(String(64))
+    inputs: Mapped[int]  # network inputs (patches) averaged into the vector
+    dtype: Mapped[str] = mapped_column(String(16))
+    dim: Mapped[int]
+    vector: Mapped[bytes] = mapped_column(LargeBinary(length=2**24))  # MEDIUMBLOB on MariaDB
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())

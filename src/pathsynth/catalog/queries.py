@@ -115,6 +115,13 @@ def source_images(catalog: Catalog, store: Path, modality: str, source: str) -> 
     return _fold_images(rows, store)
 
 
+def every_image(catalog: Catalog, store: Path) -> list[FoldImage]:
+    """Every image of the catalog (real, affine and synthetic), ordered by id."""
+    with catalog.session() as session:
+        rows = session.execute(_image_rows().order_by(Image.id)).all()
+    return _fold_images(rows, store)
+
+
 _Row = Row[int, str, str, str, int, str, float | None]
 
 

@@ -13,6 +13,7 @@ from pathsynth.config import resolve
 from pathsynth.errors import ConfigError
 
 NETWORKS = ("small_cnn", "resnet18")
+KINDS = ("fine-tune", "linear-probe")
 MONITORS = ("balanced_accuracy", "loss")
 SCHEDULES = ("constant", "cosine")
 SAMPLERS = ("shuffle", "balanced")
@@ -118,6 +119,14 @@ class ClassifierConfig:
     """
 
     # model
+    kind: str = "fine-tune"  # "fine-tune" (``network`` trained end to end) | "linear-probe" (a
+    #   linear head on a frozen backbone's per-image embeddings, the eva protocol; classify/probe.py)
+    backbone: str = "resnet18"  # linear-probe: a timm architecture or hf-hub:org/name
+    backbone_weights: str | None = None  # linear-probe: state dict or .safetensors file (key
+    #   prefixes handled) or hf-hub:org/name; None = random init (the floor a backbone must beat)
+    backbone_input_size: int = (
+        0  # linear-probe: side the backbone sees; 0 = its pretrained config's
+    )
     network: str = "small_cnn"  # "small_cnn" (paper-like) | "resnet18" (torchvision, random init)
     width: int = 32  # small_cnn: channels of the first block, doubled per block
     blocks: int = 4  # small_cnn: conv-BN-ReLU-pool blocks
@@ -169,6 +178,12 @@ class ClassifierConfig:
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
             raise ConfigError(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.backbone_input_size != 0 and self.backbone_input_size < 16:
+            raise ConfigError(
+                f"backbone_input_size must be 0 or at least 16, got {self.backbone_input_size}"
+            )
         if self.monitor not in MONITORS:
             raise ConfigError(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
         if not 0.0 < self.validation_fraction < 1.0:
@@ -219,6 +234,8 @@ class ClassifierConfig:
 
 # Each preset overrides only what differs from the defaults above.
 PRESETS: dict[str, dict[str, Any]] = {
+    # the eva protocol's head: full-batch-ish AdamW on frozen features (set classifier.backbone)
+    "linear-probe": {"kind": "linear-probe", "epochs": 200, "patience": 20, "batch_size": 256},
     "smoke": {"width": 8, "blocks": 3, "epochs": 2, "patience": 2, "batch_size": 16},
     "quick": {"width": 16, "epochs": 25, "patience": 6},
     "paper": {"epochs": 150, "patience": 20, "batch_size": 64, "device": "cuda"},

@@ -116,10 +116,21 @@ def resnet18(num_classes: int, weights_path: Path | str | None = None) -> ResNet
 def build_classifier(config: ClassifierConfig, num_classes: int, in_channels: int = 3) -> nn.Module:
     """The network ``config.network`` names, for ``num_classes`` classes.
 
+    A ``linear-probe`` config gives a :class:`~pathsynth.classify.probe.FrozenFeatureClassifier`
+    whose backbone is the bare architecture (random init; a bundle's state dict or the caller
+    supplies the weights), except a hub backbone, which is loaded from the hub (cache).
+
     Raises:
         CheckpointError: a ``weights_path`` that :func:`resnet18` refuses.
-        ConfigError: ``weights_path`` with the small CNN, or ResNet-18 on non-RGB images.
+        ConfigError: ``weights_path`` with the small CNN, ResNet-18 or a probe on non-RGB images,
+            or a backbone timm does not know.
     """
+    if config.kind == "linear-probe":
+        from pathsynth.classify.probe import FrozenFeatureClassifier, probe_backbone
+
+        if in_channels != 3:
+            raise ConfigError(f"a linear probe takes RGB images, got {in_channels} channels")
+        return FrozenFeatureClassifier(probe_backbone(config, weights=False), num_classes)
     if config.network == "resnet18":
         if in_channels != 3:
             raise ConfigError(f"resnet18 takes RGB images, got {in_channels} channels")

@@ -135,13 +135,26 @@ def classify(
         "original,affine,synthetic,affine+synthetic", "--train-on", help="Conditions to compare."
     ),
     seeds: int = typer.Option(5, "--seeds", help="Classifier runs per condition."),
+    assignments: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Classifier keys, e.g. --set classifier.kind=linear-probe "
+        "--set classifier.backbone=vit_small_patch16_224 --set classifier.backbone_weights=F.",
+    ),
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
-    """Train and test the classifiers of an experiment under a protocol, over K seeds."""
+    """Train and test the classifiers of an experiment under a protocol, over K seeds.
+
+    The classify stage's results are replaced by this run's (fine-tuned or linear-probe).
+    """
     from pathsynth.catalog.workspace import Workspace
+    from pathsynth.config import parse_assignments
     from pathsynth.experiment.pipeline import Experiment
 
-    overrides = {"seeds": seeds, "protocols": _names(protocol), "conditions": _names(train_on)}
+    overrides = {
+        "seeds": seeds, "protocols": _names(protocol), "conditions": _names(train_on),
+        **parse_assignments(assignments),
+    }  # fmt: skip
     space = Workspace(resolve_workspace(workspace))
     experiment = Experiment.open(space, name, overrides, log=_log)
     experiment.require("inputs", "affine", "generator", "generate")

@@ -17,10 +17,17 @@ import torch
 from pathsynth.classify.bundle import Provenance, save_bundle
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.classify.evaluate import evaluate_images
+from pathsynth.classify.probe import (
+    FeatureSet,
+    FrozenFeatureClassifier,
+    probe_backbone,
+    train_linear_probe,
+)
 from pathsynth.classify.trainer import TrainingResult, train_classifier, validation_split
 from pathsynth.config import load_record, save_record
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.data import stain_reference
+from pathsynth.experiment.probe import ExperimentEmbeddings
 from pathsynth.experiment.protocols import (
     ConditionSets,
     ExperimentSets,
@@ -67,13 +74,14 @@ def classify(context: StageContext) -> dict[str, Any]:
     sets = context.sets()
     done = 0
     config = context.config
+    embeddings = _probe_embeddings(context)
     for protocol in config.protocols:
         for condition in config.conditions:
             for seed in range(config.seeds):
                 target = context.paths.classifier_run(protocol, condition, seed)
                 if target.exists():
                     continue
-                run = classify_once(context, sets, protocol, condition, seed)
+                run = classify_once(context, sets, protocol, condition, seed, embeddings)
                 save_record(run, target)
                 done += 1
     return {"runs": done}
@@ -106,20 +114,54 @@ def _condition_sets(
     return paper_sets(pool, seed, context.config.test_fraction), None
 
 
+def _probe_embeddings(context: StageContext) -> ExperimentEmbeddings | None:
+    """The stage's per-image embeddings when the classifier is a linear probe, else ``None``.
+
+    Raises:
+        ConfigError, CheckpointError: a backbone or weights file the loader refuses (before any
+            classifier is trained or anything written).
+    """
+    config = context.config.classifier
+    if config.kind != "linear-probe":
+        return None
+    from pathsynth.experiment.probe import ExperimentEmbeddings
+
+    backbone = probe_backbone(config)
+    context.log(
+        f"  linear probe on {backbone.name} ({backbone.dim} dims, weights {backbone.weights}, "
+        f"{backbone.spec.size} px)"
+    )
+    return ExperimentEmbeddings(context, backbone, str(context.device))
+
+
 def classify_once(
-    context: StageContext, sets: ExperimentSets, protocol: str, condition: str, seed: int
+    context: StageContext,
+    sets: ExperimentSets,
+    protocol: str,
+    condition: str,
+    seed: int,
+    embeddings: ExperimentEmbeddings | None = None,
 ) -> ClassifierRun:
-    """Train one classifier on the condition's training set and test it under the protocol."""
+    """Train one classifier on the condition's training set and test it under the protocol
+    (a linear head on ``embeddings`` when the config is a linear probe)."""
     config = dataclasses.replace(context.config.classifier, seed=seed, device=str(context.device))
     chosen, test_ids = _condition_sets(context, sets, protocol, condition, seed)
     if sets.external is not None:
         check_external(sets.external, chosen.train, chosen.validation)
     start = time.perf_counter()
-    result = train_classifier(chosen.train.images, config, validation_set=chosen.validation.images)
-    test = _score(result.model, chosen.test, test_ids, config)
     external = None
-    if sets.external is not None:
-        external = _score(result.model, sets.external, sets.external.ids, config)
+    if embeddings is not None:
+        result = _train_probe(embeddings, chosen, config)
+        test = _probe_score(result.model, embeddings.of(chosen.test), result.class_names)
+        if sets.external is not None:
+            external = _probe_score(result.model, embeddings.of(sets.external), result.class_names)
+    else:
+        result = train_classifier(
+            chosen.train.images, config, validation_set=chosen.validation.images
+        )
+        test = _score(result.model, chosen.test, test_ids, config)
+        if sets.external is not None:
+            external = _score(result.model, sets.external, sets.external.ids, config)
     if protocol == "honest" and condition == "original" and seed == 0:
         torch.save(result.model.state_dict(), context.paths.reference_classifier)
     _save_bundle(context, result.model, config, (protocol, condition, seed), chosen, test)
@@ -200,6 +242,27 @@ def _score(
     )
     report = classification_report(
         predictions.labels.numpy(), predictions.probabilities.numpy(), predictions.class_names
+    )
+    return TestScore(report.n_images, report.summary(), report.confusion_matrix, _rocs(report))
+
+
+def _train_probe(
+    embeddings: ExperimentEmbeddings, chosen: ConditionSets, config: ClassifierConfig
+) -> TrainingResult:
+    """A linear head on the per-image vectors of the training and validation parts."""
+    class_names = list(chosen.train.images.class_names)
+    model = FrozenFeatureClassifier(embeddings.backbone, len(class_names))
+    train, validation = embeddings.of(chosen.train), embeddings.of(chosen.validation)
+    return train_linear_probe(model, train, validation, class_names, config)
+
+
+def _probe_score(model: torch.nn.Module, features: FeatureSet, class_names: list[str]) -> TestScore:
+    """The probe's numbers on one vector per test image."""
+    assert isinstance(model, FrozenFeatureClassifier)  # what _train_probe trains
+    with torch.no_grad():
+        probabilities = torch.softmax(model.head(features.features), dim=1).double()
+    report = classification_report(
+        features.labels.numpy(), probabilities.numpy(), list(class_names)
     )
     return TestScore(report.n_images, report.summary(), report.confusion_matrix, _rocs(report))
 
