@@ -124,9 +124,8 @@ class ClassifierConfig:
     backbone: str = "resnet18"  # linear-probe: a timm architecture or hf-hub:org/name
     backbone_weights: str | None = None  # linear-probe: state dict or .safetensors file (key
     #   prefixes handled) or hf-hub:org/name; None = random init (the floor a backbone must beat)
-    backbone_input_size: int = (
-        0  # linear-probe: side the backbone sees; 0 = its pretrained config's
-    )
+    backbone_input_size: int = 0  # linear-probe: side the backbone sees; 0 = its pretrained
+    #   config's
     network: str = "small_cnn"  # "small_cnn" (paper-like) | "resnet18" (torchvision, random init)
     width: int = 32  # small_cnn: channels of the first block, doubled per block
     blocks: int = 4  # small_cnn: conv-BN-ReLU-pool blocks
