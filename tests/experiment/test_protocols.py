@@ -167,6 +167,9 @@ def test_smaller_generated_images_are_mirror_padded_to_the_real_inputs_side():
     padded = both.images.images[2]
     assert torch.equal(padded[:, 2:10, 2:10], synthetic.images.images[0])  # centred, unchanged
     assert torch.equal(padded[:, 1, 2:10], synthetic.images.images[0, :, 1])  # mirrored edge
+    half = part([303], [-1], [-1], [1])
+    half.images.images = torch.randint(0, 256, (1, 3, 6, 6), dtype=torch.uint8)
+    assert concatenate([real, half]).images.images.shape == (3, 3, 12, 12)  # quick: 64 in 128
     tiny = part([302], [-1], [-1], [1])
     with pytest.raises(DataError, match="cannot combine 4x4 images with 12x12 ones"):
         concatenate([real, tiny])

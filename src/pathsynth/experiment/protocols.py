@@ -117,13 +117,13 @@ def _mirror_padded(images: torch.Tensor, side: int) -> torch.Tensor:
     height, width = images.shape[-2:]
     if (height, width) == (side, side):
         return images
-    if height != width or 2 * height <= side:
-        raise DataError(
-            f"cannot combine {width}x{height} images with {side}x{side} ones (the smaller must "
-            "be square and more than half the larger side)"
-        )
     before = (side - height) // 2
     after = side - height - before
+    if height != width or after >= height:  # a mirror cannot reach further than the image
+        raise DataError(
+            f"cannot combine {width}x{height} images with {side}x{side} ones (the smaller must "
+            "be square and more than a third of the larger side)"
+        )
     padded = F.pad(images.float(), (before, after, before, after), mode="reflect")
     return padded.to(torch.uint8)
 
