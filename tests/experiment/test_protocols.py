@@ -128,7 +128,7 @@ def test_dotted_overrides_reach_every_nested_config():
         {"classifier.network": "resnet18", "gan.optim.steps": "40", "preprocess.size": "48"},
     )  # fmt: skip
     assert config.classifier.network == "resnet18"
-    assert config.classifier.epochs == 12 and config.classifier.min_epochs == 8  # the preset's
+    assert config.classifier.epochs == 40 and config.classifier.min_epochs == 10  # the preset's
     assert config.gan.optim.steps == 40 and config.gan.loss.kind == "hinge"  # modern GAN preset
     assert config.gan.data.preprocess == config.preprocess and config.preprocess.size == 48
 
