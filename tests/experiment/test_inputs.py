@@ -30,7 +30,8 @@ def test_quick_histology_inputs_cover_each_field_at_its_magnification(bach, tmp_
     space = Workspace.create(tmp_path / "ws")
     without = experiment_config("quick", "histology")
     first = Experiment.create(space, source, without, None, "no-size", log=lambda line: None)
-    with pytest.raises(DataError, match=r"no recorded pixel size.*--pixel-size"):
+    refusal = r"(\d) of \1 images have no recorded pixel size.*--pixel-size UM to reproduce"
+    with pytest.raises(DataError, match=refusal):
         first.run(until="inputs")
 
     with_size = experiment_config("quick", "histology", {"source_pixel_size_um": 0.84})

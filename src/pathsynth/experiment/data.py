@@ -236,10 +236,19 @@ def network_inputs(
     """Catalog images as preprocessed network inputs, each row tied to its image and patient.
 
     Raises:
-        DataError: what :func:`~pathsynth.imaging.cache.load_preprocessed` refuses.
+        DataError: images without a recorded pixel size when the inputs need one, or what
+            :func:`~pathsynth.imaging.cache.load_preprocessed` refuses.
     """
     files = [(image.path, image.label) for image in images]
     sizes = [image.pixel_size_um for image in images]
+    unknown = sum(size is None for size in sizes)
+    if preprocess.needs_pixel_size and unknown:
+        raise DataError(
+            f"{unknown} of {len(images)} images have no recorded pixel size, which the inputs at "
+            f"{preprocess.pixel_size_um} um/px need: pass --pixel-size UM to reproduce (it is "
+            "recorded for the source), add a pixel_size_um column to its labels CSV, or set "
+            "preprocess.pixel_size_um=0 to shrink by preprocess.scale"
+        )
     tensors, index = load_preprocessed(files, class_names, preprocess, cache, pixel_sizes=sizes)
     ids = torch.tensor([image.image_id for image in images], dtype=torch.int64)[index]
     groups = torch.tensor([image.patient_id for image in images], dtype=torch.int64)[index]
