@@ -15,6 +15,7 @@ from torch import nn
 
 from pathsynth.errors import DataError
 from pathsynth.imaging.crops import grid_crops
+from pathsynth.imaging.patches import grid_corners
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float
 
 
@@ -72,8 +73,9 @@ def predict_probabilities(
     model.eval()
     per_chunk = batch_size
     if crop_size:  # about batch_size crops per forward pass
-        _, index = grid_crops(images[:1], crop_size, crop_stride)
-        per_chunk = max(1, batch_size // len(index))
+        height, width = images.shape[-2:]
+        crops = len(grid_corners(height, width, crop_size, max(1, crop_stride)))
+        per_chunk = max(1, batch_size // max(1, crops))
     try:
         chunks = [
             _image_probabilities(

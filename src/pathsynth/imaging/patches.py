@@ -231,8 +231,11 @@ def grid_corners(height: int, width: int, size: int, stride: int = 0) -> list[tu
 
 
 def _covering(length: int, size: int, stride: int) -> list[int]:
-    """Starts of ``size`` windows every ``stride`` px, the last one flush with ``length``."""
+    """Starts of ``size`` windows every ``stride`` px, the last one flush with ``length`` (none
+    when a window does not fit)."""
     starts = list(range(0, length - size + 1, stride))
+    if not starts:
+        return []
     if starts[-1] != length - size:
         starts.append(length - size)
     return starts
