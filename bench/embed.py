@@ -1,7 +1,14 @@
-"""Embedding throughput of issue 9: a ResNet-18 at 224 px on the CPU, float32 and bf16.
+"""Embedding throughput of issue 9: a ResNet-18 at 224 px on the CPU (float32 and bf16), or any
+timm backbone on a GPU.
 
     python bench/embed.py [--images 64] [--bf16-images 8] [--batch 32] [--backbone resnet18]
         [--threads 2] [--json bench/out/embed.jsonl]
+    python bench/embed.py --device cuda --synthetic --backbone vit_large_patch16_224 \
+        --images 4096 --bf16-images 4096 --batch 256 --precisions bf16
+
+``--synthetic`` embeds random uint8 images of the backbone's input size instead of BACH fields
+(the time of a forward pass does not depend on the pixels; used where the licensed data are not
+available, such as the lent GPU machine); decoding is then not timed.
 
 Real BACH fields (``$PATHSYNTH_DATA/bach``, default ``../shared/data``) are read in place, decoded
 and resized whole to the backbone's input side (timed apart: "decode+resize"), then embedded by
@@ -25,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from pathsynth.backbones import embed_inputs, load_backbone
+from pathsynth.backbones import Backbone, embed_inputs, load_backbone
 from pathsynth.imaging.decode import load_rgb
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
 
@@ -38,28 +45,59 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="bench/out/embed.jsonl")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--synthetic", action="store_true")
+    parser.add_argument("--precisions", default="float32,float32-nhwc,bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    backbone = load_backbone(args.backbone)
+    if args.synthetic:
+        side = backbone.spec.size
+        generator = torch.Generator().manual_seed(0)
+        batch = torch.randint(0, 256, (args.images, 3, side, side), dtype=torch.uint8,
+                              generator=generator)  # fmt: skip
+        decode_s = 0.0
+    else:
+        batch, decode_s = _bach_inputs(args.images, backbone.spec.size)
+    _time_precisions(args, backbone, batch, decode_s)
+
+
+def _bach_inputs(count: int, side: int) -> tuple[torch.Tensor, float]:
+    """The first ``count`` BACH fields resized whole to ``side``, and the seconds that took."""
     data = Path(
         os.environ.get("PATHSYNTH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
     )
-    files = sorted((data / "bach" / "images").rglob("*.jpg"))[: args.images]
+    files = sorted((data / "bach" / "images").rglob("*.jpg"))[:count]
     if not files:
         raise SystemExit(f"no BACH images under {data / 'bach' / 'images'}")
-    backbone = load_backbone(args.backbone)
-    inputs = PreprocessConfig(mode="resize", size=backbone.spec.size)
+    inputs = PreprocessConfig(mode="resize", size=side)
     start = time.perf_counter()
     batch = torch.cat([preprocess_image(load_rgb(path), inputs) for path in files])
-    decode_s = time.perf_counter() - start
+    return batch, time.perf_counter() - start
+
+
+PRECISIONS = {"float32": (False, False), "float32-nhwc": (False, True), "bf16": (True, True)}
+
+
+def _time_precisions(
+    args: argparse.Namespace, backbone: Backbone, batch: torch.Tensor, decode_s: float
+) -> None:
+    """Time each precision of ``--precisions`` on ``batch``; print rows, append JSON lines."""
     load = os.getloadavg()[0]
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     rows = []
-    for bf16, channels_last in ((False, False), (False, True), (True, True)):
+    for precision in args.precisions.split(","):
+        bf16, channels_last = PRECISIONS[precision]
         timed = batch[: args.bf16_images] if bf16 else batch
-        embed_inputs(backbone, batch[:2], bf16=bf16, channels_last=channels_last)  # warm-up
+        warm = batch[: min(len(batch), args.batch)]
+        embed_inputs(backbone, warm, batch_size=args.batch, bf16=bf16, device=device,
+                     channels_last=channels_last)  # fmt: skip  # warm-up
         start = time.perf_counter()
         vectors = embed_inputs(
-            backbone, timed, batch_size=args.batch, bf16=bf16, channels_last=channels_last
-        )
+            backbone, timed, batch_size=args.batch, bf16=bf16, device=device,
+            channels_last=channels_last,
+        )  # fmt: skip
         embed_s = time.perf_counter() - start
         count = len(timed)
         row = {
@@ -68,12 +106,12 @@ def main() -> None:
             "batch": args.batch, "precision": "bf16" if bf16 else "float32",
             "layout": "NHWC" if channels_last else "NCHW",
             "threads": args.threads, "embed_images_per_s": round(count / embed_s, 1),
-            "decode_resize_images_per_s": round(len(files) / decode_s, 1),
+            "decode_resize_images_per_s": round(len(batch) / decode_s, 1) if decode_s else None,
             "end_to_end_images_per_s": round(
-                1 / (embed_s / count + decode_s / len(files)), 1
+                1 / (embed_s / count + decode_s / len(batch)), 1
             ),
             "dim": int(vectors.shape[1]), "load_average_1min": round(load, 2),
-            "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "device": name or platform.machine(), "torch": torch.__version__,
         }  # fmt: skip
         rows.append(row)
         print(
