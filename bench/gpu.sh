@@ -6,6 +6,7 @@
 #
 #   bash bench/gpu.sh            # everything
 #   SKIP_COMPILE=1 bash bench/gpu.sh
+#   SKIP_GAN=1 SKIP_EMBED=1 bash bench/gpu.sh   # only what is left: compile, diffusion
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out/gpu}
@@ -43,6 +44,7 @@ for c in range(3):
 PY
 
 # 1. CUDA correctness: train, resume, generate twice with one seed (byte-identical), NCCL torchrun.
+if [ -z "${SKIP_GAN:-}" ]; then
 rm -rf "$OUT/runs" "$OUT/gen-a" "$OUT/gen-b"
 check cuda-train 120 python -m pathsynth train-gan --data "$OUT/data" --preset smoke --steps 40 \
   --device cuda --runs "$OUT/runs" --name cuda-smoke --set run.quality_every=20
@@ -59,14 +61,30 @@ fi
 # 2. Speed: paper preset, batch 64, 128x128: eager fp32 reference vs tuned step, FLOP/s, generation.
 check bench-eager 300 python bench/gan.py --steps 30 --warmup 5 --gen 5000 --images 1024 --flops \
   --json "$OUT/bench.json"
+fi
 # 3. torch.compile on top (compile time is reported separately).
 if [ -z "${SKIP_COMPILE:-}" ]; then
-  check bench-compile 420 python bench/gan.py --steps 30 --warmup 5 --gen 0 --images 1024 --compile \
+  check bench-compile 240 python bench/gan.py --steps 30 --warmup 5 --gen 0 --images 1024 --compile \
     --skip-reference --json "$OUT/bench-compile.json"
 fi
 
-# 4. Embedding throughput (issue 9): ViT-L/16 at 224 px, random-init weights, random images.
-check embed-vitl 240 python bench/embed.py --device cuda --synthetic --backbone vit_large_patch16_224 \
+# 4. Diffusion (issue 10), where diffusers imports (the lent machine has none: carry its wheel,
+#    see BENCHMARKS.md): CUDA smoke train, resume, byte-identical generation, then speed at 128 px.
+if python -c "import diffusers" 2>/dev/null; then
+  check diff-train 150 python -m pathsynth train-diffusion --data "$OUT/data" --preset smoke --steps 30 \
+    --device cuda --runs "$OUT/runs" --name diff-smoke
+  DRUN=$(ls -d "$OUT"/runs/*-diff-smoke 2>/dev/null | head -n 1)
+  check diff-resume 120 python -m pathsynth train-diffusion --resume "$DRUN" --steps 40
+  check diff-generate 150 bash -c "python -m pathsynth generate '$DRUN' --per-class 32 --seed 3 --out '$OUT/dgen-a' \
+    && python -m pathsynth generate '$DRUN' --per-class 32 --seed 3 --out '$OUT/dgen-b' && diff -r '$OUT/dgen-a' '$OUT/dgen-b'"
+  check diff-bench 240 python bench/generators.py --synthetic --device cuda --preset gpu \
+    --json "$OUT/diffusion.json"
+else
+  echo "diffusion skipped (no diffusers)" >> "$STATUS"
+fi
+
+# 5. Embedding throughput (issue 9): ViT-L/16 at 224 px, random-init weights, random images.
+[ -z "${SKIP_EMBED:-}" ] && check embed-vitl 240 python bench/embed.py --device cuda --synthetic --backbone vit_large_patch16_224 \
   --images 4096 --bf16-images 4096 --batch 256 --precisions float32,bf16 --json "$OUT/embed.jsonl"
 
 python - "$OUT" <<'PY'
@@ -76,7 +94,7 @@ out = Path(sys.argv[1])
 print("\n== GAN on GPU ==", (out / "gpu.txt").read_text().splitlines()[0])
 print((out / "status.txt").read_text().rstrip())
 rows = []
-for name in ("bench.json", "bench-compile.json"):
+for name in ("bench.json", "bench-compile.json", "diffusion.json"):
     path = out / name
     if path.exists():
         data = json.loads(path.read_text())
