@@ -81,7 +81,7 @@ def pretrain(name: str, space: Path, steps: int | None) -> tuple[Path, float, di
               "quick", "--name", f"{name}-quick", *sets)  # fmt: skip
     seconds = time.perf_counter() - started
     print(out.strip().splitlines()[-1], flush=True)
-    run_dir = sorted((space / "runs").glob(f"*-{name}-quick"))[-1]
+    run_dir = sorted((space / "pretrain").glob(f"*-{name}-quick"))[-1]
     config = json.loads((run_dir / "config.json").read_text())
     return run_dir / "backbone.safetensors", seconds, config
 

@@ -30,7 +30,10 @@ def pretrain(
         [], "--set", help="Any config key: --set group.key=value."
     ),
     runs: Path | None = typer.Option(
-        None, "--runs", help="Folder of the numbered run folders (default WORKSPACE/runs)."
+        None,
+        "--runs",
+        help="Folder of the numbered run folders (default WORKSPACE/pretrain, apart from the GAN "
+        "runs `pathsynth runs` lists).",
     ),
     name: str | None = typer.Option(None, "--name", help="Run name (default pretrain-PRESET)."),
     resume: Path | None = typer.Option(
@@ -83,7 +86,7 @@ def pretrain(
     pool = image_pool(images, config.data.preprocess)
     console.print(f"{len(images)} images, {len(pool)} inputs of {config.data.preprocess.size} px")
     outcome = train_pretrain_run(
-        config, pool, runs or root / "runs", name or f"pretrain-{config.preset}", source,
+        config, pool, runs or root / "pretrain", name or f"pretrain-{config.preset}", source,
         resume_dir=resume, log=console.print,
         on_open=lambda run_dir: console.print(f"run folder: {run_dir}"), data=origin,
     )  # fmt: skip
