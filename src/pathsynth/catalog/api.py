@@ -32,7 +32,13 @@ from pathsynth.catalog.models import (
     image_features,
     image_parents,
 )
-from pathsynth.catalog.queries import FoldImage, every_image, fold_images, source_images
+from pathsynth.catalog.queries import (
+    FoldImage,
+    every_image,
+    fold_images,
+    source_images,
+    unlabelled_rows,
+)
 from pathsynth.catalog.splits import SplitRequest, make_cv_splits, make_split
 from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.turing import (
@@ -571,6 +577,13 @@ def all_images(space: Workspace) -> list[FoldImage]:
     """Every image of the catalog (real, affine and synthetic), ordered by id."""
     with space.open_catalog() as catalog:
         return every_image(catalog, space.store)
+
+
+def unlabelled_images(space: Workspace) -> list[FoldImage]:
+    """The images ingested with ``ingest --unlabelled`` (for self-supervised pretraining only:
+    no split, export or classifier query takes them), ordered by id."""
+    with space.open_catalog() as catalog:
+        return unlabelled_rows(catalog, space.store)
 
 
 def image_sha256s(space: Workspace, image_ids: Iterable[int]) -> dict[int, str]:

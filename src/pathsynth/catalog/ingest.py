@@ -34,8 +34,22 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from pathsynth.catalog.db import Catalog
-from pathsynth.catalog.models import MODALITIES, Image, Patient, Study, image_features, too_long
-from pathsynth.catalog.sources import Candidate, Refusal, SourcePlan, plan_source
+from pathsynth.catalog.models import (
+    MODALITIES,
+    UNLABELLED_ORIGIN,
+    Image,
+    Patient,
+    Study,
+    image_features,
+    too_long,
+)
+from pathsynth.catalog.sources import (
+    UNLABELLED_LABEL,
+    Candidate,
+    Refusal,
+    SourcePlan,
+    plan_source,
+)
 from pathsynth.catalog.store import sweep_orphans
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.catalog.writer import BatchWriter
@@ -65,6 +79,8 @@ class IngestOptions:
         batch_size: images per catalog transaction.
         source_map: a CSV to append (source code, source file) lines to, kept outside the
             catalog; None keeps no way back from the catalog to the source files.
+        unlabelled: images without a class (origin ``unlabelled``, label ""), for
+            self-supervised pretraining; no split, export or classifier takes them.
     """
 
     modality: str
@@ -77,6 +93,7 @@ class IngestOptions:
     workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 8))
     batch_size: int = 64
     source_map: Path | None = None
+    unlabelled: bool = False
 
     def __post_init__(self) -> None:
         for name in ("magnification", "pixel_size_um"):
@@ -187,7 +204,12 @@ def ingest_source(
     stain = options.stain or DEFAULT_STAIN[options.modality]
     if (problem := too_long(Study, {"stain": stain})) is not None:
         raise IngestError(problem)
-    plan = plan_source(source, options.layout, options.labels_csv, options.classes)
+    layout = "unlabelled" if options.unlabelled else options.layout
+    if options.unlabelled and options.layout not in ("auto", "unlabelled"):
+        raise IngestError(
+            f"--unlabelled reads every image under SOURCE; --layout {options.layout} names labels"
+        )
+    plan = plan_source(source, layout, options.labels_csv, options.classes)
     run = _IngestRun(workspace, source.resolve().name, options, plan, on_progress, on_refusal)
     for refusal in plan.refusals:
         run.refuse(refusal)
@@ -345,6 +367,8 @@ def _unstorable(candidate: Candidate) -> str | None:
     )
     if problem is not None:
         return problem
+    if candidate.label == UNLABELLED_LABEL:  # never written as a class folder
+        return None
     try:
         label_folder(candidate.label)
     except ValueError as error:
@@ -451,7 +475,7 @@ def _image_rows(
             original_mode=analysis.original_mode,
             original_format=analysis.original_format,
             label=candidate.label,
-            origin="real",
+            origin=UNLABELLED_ORIGIN if options.unlabelled else "real",
             source_path=source_path,
             transform={"pages": analysis.pages} if analysis.pages > 1 else None,
         )

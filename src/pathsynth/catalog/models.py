@@ -32,7 +32,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from pathsynth.imaging.features import FEATURE_NAMES
 
 MODALITIES = ("histology", "cytology")
-ORIGINS = ("real", "affine", "synthetic")
+# ``unlabelled``: real images ingested with ``ingest --unlabelled`` for self-supervised
+# pretraining (label ""); every query that splits, exports or trains classifiers asks for "real"
+# images, so none of them ever takes one (migration 0005).
+UNLABELLED_ORIGIN = "unlabelled"
+ORIGINS = ("real", "affine", "synthetic", UNLABELLED_ORIGIN)
 FOLDS = ("train", "val", "test")
 # What a patient row's key stood for in the source: a real patient identifier, a slide/group
 # identifier used in its place, nothing known (one pseudo-patient per image), or a GAN run (the

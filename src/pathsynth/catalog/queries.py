@@ -9,7 +9,15 @@ from pathlib import Path
 from sqlalchemy import Row, Select, func, select
 
 from pathsynth.catalog.db import Catalog
-from pathsynth.catalog.models import FOLDS, Image, Patient, Split, SplitMember, Study
+from pathsynth.catalog.models import (
+    FOLDS,
+    UNLABELLED_ORIGIN,
+    Image,
+    Patient,
+    Split,
+    SplitMember,
+    Study,
+)
 from pathsynth.errors import SplitError
 
 
@@ -119,6 +127,14 @@ def every_image(catalog: Catalog, store: Path) -> list[FoldImage]:
     """Every image of the catalog (real, affine and synthetic), ordered by id."""
     with catalog.session() as session:
         rows = session.execute(_image_rows().order_by(Image.id)).all()
+    return _fold_images(rows, store)
+
+
+def unlabelled_rows(catalog: Catalog, store: Path) -> list[FoldImage]:
+    """Every image ingested without a label (origin ``unlabelled``), ordered by id."""
+    with catalog.session() as session:
+        query = _image_rows().where(Image.origin == UNLABELLED_ORIGIN).order_by(Image.id)
+        rows = session.execute(query).all()
     return _fold_images(rows, store)
 
 

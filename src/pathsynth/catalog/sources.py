@@ -26,7 +26,8 @@ from pathlib import Path
 from pathsynth.errors import IngestError
 from pathsynth.files import label_from_folder
 
-LAYOUTS = ("auto", "class-folders", "patient-study", "csv")
+LAYOUTS = ("auto", "class-folders", "patient-study", "csv", "unlabelled")
+UNLABELLED_LABEL = ""  # the label of an image ingested without one (origin "unlabelled")
 DEFAULT_LABELS_NAME = "labels.csv"
 # Columns that name the patient in a labels CSV, most specific first, and what the key stands for.
 PATIENT_COLUMNS = (("patient", "patient"), ("group", "group"), ("slide_group", "group"))
@@ -90,7 +91,8 @@ def plan_source(
 
     Args:
         source: the folder to ingest.
-        layout: one of :data:`LAYOUTS`.
+        layout: one of :data:`LAYOUTS`; ``unlabelled`` takes every image under ``source`` (any
+            depth) without a label, for self-supervised pretraining only.
         labels_csv: labels/metadata CSV; None uses ``SOURCE/labels.csv`` if present.
         classes: the allowed class labels; None accepts any label found.
 
@@ -114,7 +116,15 @@ def plan_source(
     if layout == "auto":
         layout = "csv" if rows is not None else _layout_by_depth(files)
     plan = SourcePlan(layout=layout, refusals=refusals)
-    if layout == "csv":
+    if layout == "unlabelled":
+        if rows is not None or classes is not None:
+            raise IngestError("unlabelled images take no labels CSV and no --classes")
+        for relative in files:  # every image anywhere under SOURCE, each its own patient
+            _add(
+                plan,
+                _candidate(root, root / relative, UNLABELLED_LABEL, {}, (None, "image"), root.name),
+            )
+    elif layout == "csv":
         if rows is None:
             raise IngestError("layout csv needs a labels CSV (--labels)")
         _plan_csv(root, rows, files, plan)

@@ -9,6 +9,7 @@ from pathsynth.cli import embed as _embed  # noqa: F401
 from pathsynth.cli import experiment as _experiment  # noqa: F401
 from pathsynth.cli import gan as _gan  # noqa: F401
 from pathsynth.cli import predict as _predict  # noqa: F401
+from pathsynth.cli import pretrain as _pretrain  # noqa: F401
 from pathsynth.cli import serve as _serve  # noqa: F401
 from pathsynth.cli.app import app, main
 

@@ -87,6 +87,12 @@ def ingest(
         help="CSV to append (source code, source file) to: the only way back from the catalog's "
         "codes to your files; keep it private. Default: none kept.",
     ),
+    unlabelled: bool = typer.Option(
+        False,
+        "--unlabelled",
+        help="Images without labels (every image under SOURCE), for `pathsynth pretrain` only: "
+        "no split, export or classifier takes them.",
+    ),
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
     """Ingest a folder of labelled images into the catalog (idempotent: reruns add nothing)."""
@@ -104,6 +110,7 @@ def ingest(
         magnification=magnification,
         pixel_size_um=pixel_size,
         source_map=source_map,
+        unlabelled=unlabelled,
     )
     if workers is not None:
         options.workers = workers
@@ -127,7 +134,7 @@ def _print_ingest_report(source: str, report: IngestReport, skip_bad: bool) -> N
     table.add_column("class")
     table.add_column("added", justify="right")
     for label in sorted(report.added):
-        table.add_row(esc(label), str(report.added[label]))
+        table.add_row(esc(label) if label else "(unlabelled)", str(report.added[label]))
     table.add_row("[bold]total[/bold]", f"[bold]{report.added_total}[/bold]")
     console.print(table)
     console.print(

@@ -1,0 +1,108 @@
+"""``pathsynth pretrain``: SimCLR on a split's training fold and the unlabelled images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pathsynth.cli.app import WorkspaceOpt, app, console, resolve_workspace
+from pathsynth.errors import ConfigError
+
+
+@app.command()
+def pretrain(
+    split: str | None = typer.Option(None, "--split", help="Labelled images: this split's fold."),
+    fold: str | None = typer.Option(
+        None, "--fold", help="The fold of --split (train or val; the test fold is refused)."
+    ),
+    unlabelled: bool = typer.Option(
+        True, "--unlabelled/--no-unlabelled", help="Add the images of `ingest --unlabelled`."
+    ),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="timm architecture (model.backbone; default resnet18)."
+    ),
+    preset: str = typer.Option("quick", "--preset", help="smoke | quick | gpu."),
+    steps: int | None = typer.Option(None, "--steps", help="Optimiser steps (optim.steps)."),
+    seed: int | None = typer.Option(None, "--seed", help="Run seed (run.seed)."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
+    assignments: list[str] = typer.Option(
+        [], "--set", help="Any config key: --set group.key=value."
+    ),
+    runs: Path | None = typer.Option(
+        None,
+        "--runs",
+        help="Folder of the numbered run folders (default WORKSPACE/pretrain, apart from the GAN "
+        "runs `pathsynth runs` lists).",
+    ),
+    name: str | None = typer.Option(None, "--name", help="Run name (default pretrain-PRESET)."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Run folder to continue from its last checkpoint."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
+    workspace: Path | None = WorkspaceOpt,
+) -> None:
+    """Pretrain a backbone self-supervised (SimCLR); writes RUN/backbone.safetensors, usable as
+    --backbone-weights (single process, or one rank of torchrun)."""
+    from pathsynth.catalog.api import open_workspace
+    from pathsynth.config import parse_assignments
+    from pathsynth.pretrain.config import pretrain_config
+    from pathsynth.pretrain.data import image_pool, pretrain_images
+    from pathsynth.pretrain.run import recorded_data, resumed_config, train_pretrain_run
+
+    named = {
+        "model.backbone": backbone,
+        "optim.steps": steps,
+        "run.seed": seed,
+        "run.device": device,
+    }
+    overrides = {key: value for key, value in named.items() if value is not None}
+    overrides.update(parse_assignments(assignments))
+    config = (
+        resumed_config(resume, overrides)
+        if resume is not None
+        else pretrain_config(preset, overrides)
+    )
+    if dry_run:
+        console.print_json(config.to_json())
+        return
+    if resume is not None:
+        if split is not None or fold is not None:
+            raise ConfigError(
+                "--resume continues on the images the run recorded; drop --split/--fold"
+            )
+        origin = recorded_data(resume)
+    else:
+        origin = {"workspace": str(resolve_workspace(workspace).resolve()), "split": split or "",
+                  "fold": fold or "", "unlabelled": str(unlabelled)}  # fmt: skip
+    root = Path(origin["workspace"])
+    images = pretrain_images(
+        open_workspace(root), origin["split"] or None, origin["fold"] or None,
+        origin["unlabelled"] == "True",
+    )  # fmt: skip
+    source = (
+        f"split {origin['split']} fold {origin['fold']}" if origin["split"] else "no split"
+    ) + f"{' + unlabelled' if origin['unlabelled'] == 'True' else ''} of workspace {root}"
+    pool = image_pool(images, config.data.preprocess)
+    console.print(f"{len(images)} images, {len(pool)} inputs of {config.data.preprocess.size} px")
+    outcome = train_pretrain_run(
+        config, pool, runs or root / "pretrain", name or f"pretrain-{config.preset}", source,
+        resume_dir=resume, log=console.print,
+        on_open=lambda run_dir: console.print(f"run folder: {run_dir}"), data=origin,
+    )  # fmt: skip
+    if outcome is None:  # not rank 0 under torchrun
+        return
+    result = outcome.result
+    if result.status == "interrupted":
+        console.print(
+            f"interrupted at step {result.step}; checkpoint {result.last_checkpoint}; continue "
+            f"with: pathsynth pretrain --resume {result.run_dir}",
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"done: {result.step} steps, loss {result.loss:.4f}; backbone weights "
+            f"{outcome.backbone_file} (use as --backbone-weights with --backbone "
+            f"{config.model.backbone})",
+            soft_wrap=True,
+        )

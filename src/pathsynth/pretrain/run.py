@@ -1,0 +1,175 @@
+"""One pretraining run from start to end: folder, identity, resume, torchrun, exported backbone.
+
+The run folder is the GAN's (:mod:`pathsynth.gan.run`): ``runs/NNNNN-name`` claimed safely,
+``config.json``, ``run.json`` (a unique id and where the images came from, so ``--resume`` finds
+them again), ``stats.jsonl`` trimmed to the checkpoint a killed run resumes from, and atomic
+``last-step=NNNNNNNN.pt`` checkpoints (:mod:`pathsynth.gan.checkpoint`). A finished run also
+holds :data:`BACKBONE_NAME`: the backbone's tensors under timm's own names, as safetensors, which
+``embed``, ``classify --set classifier.backbone_weights=...`` and ``reproduce`` load as
+``--backbone-weights``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pathsynth.devices import resolve_device
+from pathsynth.errors import CheckpointError
+from pathsynth.files import atomic_path, write_text_atomic
+from pathsynth.gan.checkpoint import find_checkpoint, list_checkpoints
+from pathsynth.gan.distributed import DistContext, init_distributed, shutdown_distributed
+from pathsynth.gan.run import CONFIG_NAME, IDENTITY_NAME, _write_identity, new_run_dir, trim_stats
+from pathsynth.pretrain.config import PretrainConfig, apply_overrides, from_dict
+from pathsynth.pretrain.trainer import PretrainResult, SimclrTrainer, load_pretrain_checkpoint
+
+BACKBONE_NAME = "backbone.safetensors"
+
+
+@dataclass
+class PretrainOutcome:
+    """What a run left: how training ended and the exported backbone (finished runs only)."""
+
+    result: PretrainResult
+    backbone_file: Path | None
+
+
+def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> PretrainConfig:
+    """The config of a run's last checkpoint (or its ``config.json`` when it has none yet) with
+    ``overrides`` applied.
+
+    Raises:
+        CheckpointError: no run folder, or neither a checkpoint nor a config.json in it.
+        ConfigError: an override the config refuses.
+    """
+    saved = run_dir / CONFIG_NAME
+    if run_dir.is_dir() and not list_checkpoints(run_dir, "last") and saved.is_file():
+        return apply_overrides(from_dict(json.loads(saved.read_text(encoding="utf-8"))), overrides)
+    state = load_pretrain_checkpoint(find_checkpoint(run_dir, "last"))
+    return apply_overrides(from_dict(state["config"]), overrides)
+
+
+def recorded_data(run_dir: Path) -> dict[str, str]:
+    """Where a run's images came from, as ``run.json`` records it.
+
+    Raises:
+        CheckpointError: no ``run.json`` or one that names no images.
+    """
+    path = run_dir / IDENTITY_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} has no {IDENTITY_NAME}: it is not a pretraining run")
+    data = json.loads(path.read_text(encoding="utf-8")).get("data") or {}
+    if not data:
+        raise CheckpointError(f"run {run_dir} does not say where its images came from")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def export_backbone(trainer: SimclrTrainer, path: Path, run_id: str) -> Path:
+    """Write the trained backbone's tensors (timm's names) to ``path`` as safetensors, atomically.
+
+    The metadata names the architecture, the step and the run, so a file says what it is.
+    """
+    from safetensors.torch import save_file
+
+    model = trainer.network.backbone
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    metadata = {
+        "format": "pathsynth-pretrain",
+        "backbone": trainer.config.model.backbone,
+        "step": str(trainer.step),
+        "run_id": run_id,
+        "method": "simclr",
+    }
+    with atomic_path(path, durable=True) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+    return path
+
+
+def train_pretrain_run(
+    config: PretrainConfig,
+    pool: torch.Tensor,
+    runs: Path,
+    name: str,
+    source: str,
+    resume_dir: Path | None = None,
+    log: Callable[[str], None] | None = None,
+    on_open: Callable[[Path], None] | None = None,
+    data: Mapping[str, str] | None = None,
+) -> PretrainOutcome | None:
+    """Pretrain one backbone, as a single process or as one rank of torchrun (DDP).
+
+    Args:
+        config: the resolved config.
+        pool: ``uint8`` (N, 3, S, S) inputs, S = ``config.data.preprocess.size``.
+        runs: folder of the numbered run folders.
+        name: the new folder's name after its number.
+        source: where the images came from, for people (``run.json``).
+        resume_dir: continue this run folder from its last checkpoint.
+        log: progress lines (rank 0).
+        on_open: called with the run folder once it exists (rank 0).
+        data: where the images came from, so ``--resume`` can load them again.
+
+    Returns:
+        How the run ended and the backbone file (``None`` when interrupted), on rank 0;
+        ``None`` on the other ranks.
+
+    Raises:
+        DataError, ConfigError, CheckpointError: what :class:`SimclrTrainer` refuses.
+    """
+    context = init_distributed(resolve_device(config.run.device))
+    try:
+        run_dir, resume = _open(config, runs, name, source, resume_dir, context, data)
+        if context.is_main and on_open is not None:
+            on_open(run_dir)
+        trainer = SimclrTrainer(
+            config, pool, run_dir, context, resume, log if context.is_main else None
+        )
+        result = trainer.train()
+        if not context.is_main:
+            return None
+        backbone_file = None
+        if result.status == "finished":
+            identity = json.loads((run_dir / IDENTITY_NAME).read_text(encoding="utf-8"))
+            backbone_file = export_backbone(trainer, run_dir / BACKBONE_NAME, identity["run_id"])
+        return PretrainOutcome(result, backbone_file)
+    finally:
+        shutdown_distributed(context)
+
+
+def _open(
+    config: PretrainConfig,
+    runs: Path,
+    name: str,
+    source: str,
+    resume_dir: Path | None,
+    context: DistContext,
+    data: Mapping[str, str] | None,
+) -> tuple[Path, dict[str, Any] | None]:
+    """The run folder (new, or ``resume_dir``) on every rank, and the state to resume from."""
+    resume = None
+    if resume_dir is not None:
+        run_dir = resume_dir
+        if list_checkpoints(run_dir, "last"):
+            resume = load_pretrain_checkpoint(find_checkpoint(run_dir, "last"))
+        if context.is_main:
+            trim_stats(run_dir, int(resume["step"]) if resume else 0)
+            (run_dir / BACKBONE_NAME).unlink(missing_ok=True)  # made again when it finishes
+    else:
+        run_dir = new_run_dir(runs, name) if context.is_main else Path()
+    if context.enabled:
+        import torch.distributed as dist
+
+        shared = [str(run_dir)]
+        dist.broadcast_object_list(shared, src=0)
+        run_dir = Path(shared[0])
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / CONFIG_NAME, config.to_json() + "\n")
+        if not (run_dir / IDENTITY_NAME).is_file():
+            _write_identity(run_dir, source, data)
+    return run_dir, resume
