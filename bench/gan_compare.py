@@ -172,6 +172,7 @@ def main() -> None:
         print("| " + " | ".join(str(row.get(key, "")) for key in keys) + " |")
     if args.json:
         machine = {"cpu": platform.processor() or "cpu", "threads": torch.get_num_threads()}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "a", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps({**row, **machine}) + "\n")
