@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from pathsynth.devices import resolve_device
+from pathsynth.gan.architectures import build_discriminator, build_generator
 from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.losses import discriminator_loss, generator_loss
-from pathsynth.gan.networks import Discriminator, Generator
 from pathsynth.gan.presets import resolve_config
 from pathsynth.gan.sampling import generate_images, write_class_folders
 from pathsynth.gan.trainer import GanTrainer
@@ -56,11 +56,12 @@ def sync(device: torch.device) -> None:
 def reference_step(
     config: TrainConfig, data: TensorImageSet, device: torch.device
 ) -> Callable[[], object]:
-    """One step of the plain eager fp32 loop (the PyTorch DCGAN example's order)."""
+    """One step of the plain eager fp32 loop (the PyTorch DCGAN example's order; for
+    ``model.arch`` fastgan: its networks, without the reconstruction loss)."""
     torch.manual_seed(0)
     n_classes = len(data.class_names)
-    G = Generator(config.model, config.data.resolution, n_classes).to(device)
-    D = Discriminator(config.model, config.data.resolution, n_classes).to(device)
+    G = build_generator(config.model, config.data.resolution, n_classes).to(device)
+    D = build_discriminator(config.model, config.data.resolution, n_classes).to(device)
     betas = (config.optim.beta1, config.optim.beta2)
     decay = config.optim.weight_decay
     opt_g = torch.optim.Adam(G.parameters(), lr=config.optim.g_lr, betas=betas, weight_decay=decay)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from pathsynth.gan.architectures import build_discriminator, build_generator
 from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
 from pathsynth.gan.config import from_dict
-from pathsynth.gan.networks import Discriminator, Generator
 
 from .conftest import EXACT
 
@@ -25,8 +25,19 @@ ARGS = [
 ]  # fmt: skip
 
 
-def _train(command: list[str], data: Path, runs: Path, name: str) -> dict:
-    sets = [item for key, value in EXACT.items() for item in ("--set", f"{key}={value}")]
+# FastGAN with its reconstruction loss and the classifier's colour augmentation of real images
+FASTGAN = {
+    "model.arch": "fastgan",
+    "loss.reconstruction_weight": 1.0,
+    "augment.colour.hed_p": 0.5,
+    "augment.colour.brightness_p": 0.5,
+    "augment.colour.contrast_p": 0.5,
+}
+
+
+def _train(command: list[str], data: Path, runs: Path, name: str, extra: dict[str, object]) -> dict:
+    settings = {**EXACT, **extra}
+    sets = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
         [
@@ -62,8 +73,8 @@ def _initial_weights(config_data: dict, class_names: list[str]) -> dict[str, dic
     """The weights a run starts from: the trainer seeds, then builds G, then D."""
     config = from_dict(config_data)
     torch.manual_seed(config.run.seed)
-    generator = Generator(config.model, config.data.resolution, len(class_names))
-    discriminator = Discriminator(config.model, config.data.resolution, len(class_names))
+    generator = build_generator(config.model, config.data.resolution, len(class_names))
+    discriminator = build_discriminator(config.model, config.data.resolution, len(class_names))
     return {
         "generator": generator.state_dict(),
         "generator_ema": generator.state_dict(),
@@ -72,16 +83,18 @@ def _initial_weights(config_data: dict, class_names: list[str]) -> dict[str, dic
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("extra", [{}, FASTGAN], ids=["dcgan", "fastgan-colour"])
 def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(
-    class_folders: Path, tmp_path: Path
+    class_folders: Path, tmp_path: Path, extra: dict[str, object]
 ) -> None:
-    single = _train([sys.executable, "-m", "pathsynth"], class_folders, tmp_path, "single")
+    single = _train([sys.executable, "-m", "pathsynth"], class_folders, tmp_path, "single", extra)
     ddp = _train(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "pathsynth"],
         class_folders,
         tmp_path,
         "ddp",
+        extra,
     )  # fmt: skip
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["step"] == single["step"] == 3

@@ -38,6 +38,21 @@ EVERYTHING_ON = {
 }
 
 
+FASTGAN = {"model__arch": "fastgan", "loss__reconstruction_weight": 1.0}
+# the classifier's colour augmentation on real images, every operation on (RandStainNA included)
+COLOUR_ON = {
+    f"augment__colour__{op}_p": 0.5
+    for op in ("randstain", "hed", "hue", "saturation", "brightness", "contrast", "gamma")
+}
+FASTGAN_EVERYTHING_ON = {
+    **EVERYTHING_ON,
+    **FASTGAN,
+    **COLOUR_ON,
+    "loss__kind": "hinge",
+    "model__d_minibatch_std_group": 0,
+}
+
+
 @pytest.fixture(scope="module")
 def data(class_folders: Path) -> TensorImageSet:
     return load_image_set(folder_files(class_folders), SQUARE_32)
@@ -62,6 +77,12 @@ def _weights(state: dict) -> dict[str, torch.Tensor]:
         pytest.param(EVERYTHING_ON, id="bce-diffaug-ada-lecam-r1-sn"),
         pytest.param({"loss__kind": "wgan-gp", "optim__n_critic": 2}, id="wgan-gp"),
         pytest.param({"data__crop": 32, "data__preprocess__size": 48}, id="random-crops"),
+        pytest.param(
+            FASTGAN_EVERYTHING_ON, id="fastgan-reconstruction-colour-diffaug-ada-lecam-r1"
+        ),
+        pytest.param(
+            {**FASTGAN, "data__crop": 32, "data__preprocess__size": 48}, id="fastgan-random-crops"
+        ),
     ],
 )
 def test_n_steps_straight_equal_half_then_resume_then_half(

@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathsynth.classify.config import ColourAugmentConfig
 from pathsynth.config import dotted_keys, from_plain, to_json, to_plain, with_overrides
 from pathsynth.devices import AMP_MODES
 from pathsynth.errors import ConfigError
 from pathsynth.imaging.patches import PreprocessConfig
 
 LOSS_KINDS = ("bce", "wgan-gp", "hinge")
+ARCHITECTURES = ("dcgan", "fastgan")
 AUGMENT_OPS = ("color", "translation", "cutout")
 
 
@@ -49,8 +51,15 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network shapes. Widths follow ``min(channel_max, channel_base // side)`` per layer."""
+    """Network shapes. Widths follow ``min(channel_max, channel_base // side)`` per layer.
 
+    ``arch`` picks the networks: ``"dcgan"`` (the paper's, :mod:`pathsynth.gan.networks`; every
+    field below applies) or ``"fastgan"`` (Liu et al. 2021, :mod:`pathsynth.gan.fastgan`; it
+    reads the noise, embedding, width, slope and spectral-norm fields and ignores the layer
+    counts, kernel, dropout and minibatch-stddev ones).
+    """
+
+    arch: str = "dcgan"  # "dcgan" (the paper's) | "fastgan" (skip-layer excitation, D decoders)
     noise_dim: int = 64  # N(0, 1) numbers fed to the generator (paper: 64)
     class_embed_dim: int = 64  # size of the learned class embedding concatenated to the noise
     g_fc_side: int = 4  # side of the feature map the fully connected layer makes
@@ -71,6 +80,8 @@ class ModelConfig:
     d_minibatch_std_group: int = 0  # minibatch-stddev feature over groups of this size; 0 = off
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"model.arch {self.arch!r} is not one of {', '.join(ARCHITECTURES)}")
         if not 0.0 <= self.g_dropout < 1.0 or not 0.0 <= self.d_dropout < 1.0:
             raise ConfigError("model.g_dropout and model.d_dropout must be in [0, 1)")
         if self.d_minibatch_std_group < 0:
@@ -90,11 +101,13 @@ class LossConfig:
     r1_interval: int = 1  # apply R1 every this many D steps (lazy regularisation)
     lecam_weight: float = 0.0  # LeCam regulariser weight; 0 = off
     lecam_decay: float = 0.99  # EMA decay of the LeCam anchors
+    reconstruction_weight: float = 0.0  # FastGAN's self-supervised D loss (L1 of its decoders'
+    # reconstructions of real images); model.arch "fastgan" only; 0 = off
 
     def __post_init__(self) -> None:
         if self.kind not in LOSS_KINDS:
             raise ConfigError(f"loss.kind {self.kind!r} is not one of {', '.join(LOSS_KINDS)}")
-        for name in ("gp_weight", "r1_gamma", "lecam_weight"):
+        for name in ("gp_weight", "r1_gamma", "lecam_weight", "reconstruction_weight"):
             if getattr(self, name) < 0.0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
         if self.r1_interval < 1:
@@ -135,7 +148,14 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Differentiable augmentation of everything the discriminator sees."""
+    """Differentiable augmentation of everything the discriminator sees, and colour augmentation
+    of the real images it sees.
+
+    ``colour`` is the classifier's colour and stain augmentation
+    (:class:`pathsynth.classify.augment.ColourAugment`, all off by default; e.g.
+    ``augment.colour.hed_p=0.5``), applied to real images only, before DiffAugment: the
+    generator then learns the stain variation the classifier is trained to ignore.
+    """
 
     policy: str = ""  # comma list of "color", "translation", "cutout"; "" = none
     p: float = 1.0  # probability each image is augmented (start value when adaptive)
@@ -143,6 +163,7 @@ class AugmentConfig:
     target: float = 0.6  # target of E[sign(D(real))]
     interval: int = 4  # generator steps between p updates
     speed_kimg: float = 20.0  # thousands of images for p to go 0 -> 1
+    colour: ColourAugmentConfig = field(default_factory=ColourAugmentConfig)  # real images only
 
     def __post_init__(self) -> None:
         for op in augment_ops(self.policy):

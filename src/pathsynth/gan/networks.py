@@ -17,7 +17,8 @@ from pathsynth.errors import ConfigError
 from pathsynth.gan.config import ModelConfig
 
 
-def _width(base: int, cap: int, side: int) -> int:
+def channel_width(base: int, cap: int, side: int) -> int:
+    """Channels of a layer working at ``side`` pixels: ``min(cap, base // side)``, at least 1."""
     return max(1, min(cap, base // side))
 
 
@@ -51,7 +52,17 @@ def generator_stride2_layers(model: ModelConfig, resolution: int) -> int:
     return doublings
 
 
-class Generator(nn.Module):
+class ConditionalGenerator(nn.Module):
+    """What every generator architecture offers sampling: ``forward(noise, labels)`` returns
+    images in [-1, 1] of side ``resolution``, from ``noise_dim`` numbers per image and a class
+    index below ``num_classes``."""
+
+    noise_dim: int
+    num_classes: int
+    resolution: int
+
+
+class Generator(ConditionalGenerator):
     """Class-conditional generator; ``forward(noise, labels)`` returns images in [-1, 1].
 
     Args:
@@ -71,7 +82,7 @@ class Generator(nn.Module):
         self.resolution = resolution
         pad = model.kernel // 2
         side = model.g_fc_side
-        channels = _width(model.g_channel_base, model.g_channel_max, side)
+        channels = channel_width(model.g_channel_base, model.g_channel_max, side)
         self.class_embed = nn.Embedding(num_classes, model.class_embed_dim)
         self.fc = nn.Linear(model.noise_dim + model.class_embed_dim, channels * side * side)
         self.fc_post = nn.Sequential(
@@ -86,7 +97,7 @@ class Generator(nn.Module):
             last = index == len(strides) - 1
             out_side = side * stride
             out_channels = (
-                3 if last else _width(model.g_channel_base, model.g_channel_max, out_side)
+                3 if last else channel_width(model.g_channel_base, model.g_channel_max, out_side)
             )
             conv = nn.ConvTranspose2d(
                 channels,
@@ -141,7 +152,7 @@ class Discriminator(nn.Module):
         for index in range(model.d_layers):
             stride = 2 if index < model.d_stride2_layers else 1
             side //= stride
-            out_channels = _width(model.d_channel_base, model.d_channel_max, side)
+            out_channels = channel_width(model.d_channel_base, model.d_channel_max, side)
             layers += [
                 norm(nn.Conv2d(channels, out_channels, model.kernel, stride=stride, padding=pad)),
                 nn.LeakyReLU(model.leaky_slope),

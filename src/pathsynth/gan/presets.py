@@ -43,6 +43,19 @@
     same), and the smaller embedding left the noise the larger share of G's input. Evidence (six
     reduced CPU runs, one seed each, so indicative only): BENCHMARKS-gan.md.
 
+``fastgan``, ``fastgan-64``, ``fastgan-128``
+    FastGAN (Liu et al. 2021; :mod:`pathsynth.gan.fastgan`), made for about 100 images and a few
+    GPU-hours: skip-layer excitation in G; D with two small decoders whose L1 reconstruction of
+    the real images (weight 1) is added to its loss; hinge loss, spectral norm on D, DiffAugment
+    colour+translation on every image D sees (p 1, as in the paper's code), Adam 2e-4 with betas
+    (0.5, 0.999) (the paper's), EMA generator, the class as in ``modern`` (16-d embedding into G,
+    projection in D). ``fastgan`` keeps the image size of the data;
+    ``fastgan-64`` is sized for the CPU (64 px, widths ``min(128, 1024 / side)``, batch 32: a
+    step costs about what the experiment's ``quick`` GAN step does, 7.0 s each at load 7 on the
+    shared 2-core machine, where widths ``min(128, 2048 / side)`` took twice that) and
+    ``fastgan-128`` for a GPU (128 px, the paper's widths up to 512 at 4-16 px, batch 64). Colour augmentation of real
+    images (``augment.colour.*``, the classifier's) is off by default in all three.
+
 ``smoke``
     A 32x32, few-channel version for tests and quick checks: same layer counts, tiny widths.
 """
@@ -84,6 +97,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optim.beta2": 0.99,
         "ema.decay": 0.999,
     },
+    "fastgan": {
+        "model.arch": "fastgan",
+        "model.spectral_norm": True,
+        "model.g_dropout": 0.0,
+        "model.d_dropout": 0.0,
+        "model.class_embed_dim": 16,
+        "loss.kind": "hinge",
+        "loss.reconstruction_weight": 1.0,
+        "augment.policy": "color,translation",
+        "augment.p": 1.0,
+        "optim.g_lr": 2e-4,
+        "optim.d_lr": 2e-4,
+        "optim.beta1": 0.5,
+        "optim.beta2": 0.999,
+        "ema.decay": 0.999,
+    },
     "smoke": {
         "data.preprocess.size": 32,
         "model.g_channel_base": 128,
@@ -100,6 +129,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "run.log_every": 1,
         "run.samples_per_class": 2,
     },
+}
+
+
+PRESETS["fastgan-64"] = {  # a step costs about what the experiment's quick GAN step does on the CPU
+    **PRESETS["fastgan"],
+    "data.preprocess.size": 64,
+    "model.g_channel_base": 1024,
+    "model.g_channel_max": 128,
+    "model.d_channel_base": 1024,
+    "model.d_channel_max": 128,
+    "optim.batch_size": 32,
+}
+PRESETS["fastgan-128"] = {
+    **PRESETS["fastgan"],
+    "data.preprocess.size": 128,
+    "model.g_channel_base": 8192,
+    "model.g_channel_max": 512,
+    "model.d_channel_base": 8192,
+    "model.d_channel_max": 512,
+    "optim.batch_size": 64,
 }
 
 

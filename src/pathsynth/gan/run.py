@@ -30,6 +30,7 @@ from pathsynth import __version__
 from pathsynth.devices import resolve_device
 from pathsynth.errors import CheckpointError, DataError
 from pathsynth.files import write_text_atomic
+from pathsynth.gan.architectures import check_architecture
 from pathsynth.gan.checkpoint import (
     checkpoint_name,
     checkpoint_step,
@@ -39,7 +40,7 @@ from pathsynth.gan.checkpoint import (
 )
 from pathsynth.gan.config import TrainConfig, apply_overrides, from_dict
 from pathsynth.gan.distributed import DistContext, init_distributed, shutdown_distributed
-from pathsynth.gan.trainer import GanTrainer, TrainResult, check_architecture
+from pathsynth.gan.trainer import GanTrainer, TrainResult
 from pathsynth.imaging.tensorset import TensorImageSet
 
 CONFIG_NAME = "config.json"

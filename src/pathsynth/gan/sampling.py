@@ -21,9 +21,10 @@ import torch
 
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.files import label_folder, write_atomic
+from pathsynth.gan.architectures import build_generator
 from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
 from pathsynth.gan.config import TrainConfig, from_dict
-from pathsynth.gan.networks import Generator
+from pathsynth.gan.networks import ConditionalGenerator
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import to_uint8
 
@@ -78,7 +79,7 @@ class LoadedGenerator:
         config: the run's resolved config.
     """
 
-    network: Generator
+    network: ConditionalGenerator
     class_names: list[str]
     step: int
     checkpoint: Path
@@ -107,7 +108,7 @@ def load_generator(
             f"checkpoint {path} holds a config this version cannot read: {error}"
         ) from None
     class_names = list(state["class_names"])
-    network = Generator(config.model, config.data.resolution, len(class_names))
+    network = build_generator(config.model, config.data.resolution, len(class_names))
     try:
         network.load_state_dict(state["generator_ema"])
     except RuntimeError:
@@ -120,7 +121,7 @@ def load_generator(
 
 @torch.no_grad()
 def generate_images(
-    generator: Generator,
+    generator: ConditionalGenerator,
     class_names: list[str],
     per_class: int,
     seed: int,

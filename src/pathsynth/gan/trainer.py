@@ -27,9 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from pathsynth.classify.augment import ColourAugment
 from pathsynth.devices import resolve_device, use_bf16
 from pathsynth.errors import CheckpointError, ConfigError, PathsynthError
 from pathsynth.files import write_atomic
+from pathsynth.gan.architectures import build_discriminator, build_generator, check_architecture
 from pathsynth.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, save_checkpoint
 from pathsynth.gan.config import TrainConfig, augment_ops
 from pathsynth.gan.data import EpochSampler
@@ -43,11 +45,12 @@ from pathsynth.gan.losses import (
     gradient_penalty,
     r1_penalty,
 )
-from pathsynth.gan.networks import Discriminator, Generator, generator_stride2_layers
+from pathsynth.gan.networks import ConditionalGenerator
 from pathsynth.gan.quality import CheapFeatures, kid
 from pathsynth.gan.sampling import image_grid
 from pathsynth.imaging.crops import random_crops
 from pathsynth.imaging.png import encode_png
+from pathsynth.imaging.stain import fit_lab_statistics
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float, to_uint8
 
 
@@ -82,15 +85,6 @@ def total_steps(config: TrainConfig, dataset_size: int) -> int:
         return config.optim.steps
     batches = dataset_size // config.optim.batch_size
     return max(1, config.optim.epochs * batches // config.optim.n_critic)
-
-
-def check_architecture(config: TrainConfig) -> None:
-    """Refuse an image size the networks cannot make, before any data is read.
-
-    Raises:
-        ConfigError: the size and the sizes that work.
-    """
-    generator_stride2_layers(config.model, config.data.resolution)
 
 
 class _StopFlag:
@@ -187,6 +181,9 @@ class GanTrainer:
             torch.channels_last if config.run.channels_last else torch.contiguous_format
         )
         self.ops = augment_ops(config.augment.policy)
+        self.colour_generator = torch.Generator().manual_seed(config.run.seed + 3)
+        self.colour = self._colour_augment()
+        self.reconstruct = config.loss.reconstruction_weight > 0
 
         self.G, self.D, self.G_ema = self._seeded_networks(len(self.class_names))
         self.opt_g = self._adam(self.G, config.optim.g_lr)
@@ -245,12 +242,26 @@ class GanTrainer:
             )
         return local_batch
 
-    def _seeded_networks(self, num_classes: int) -> tuple[Generator, Discriminator, nn.Module]:
+    def _colour_augment(self) -> ColourAugment | None:
+        """The classifier's colour augmentation for real images, if the config turns any on.
+
+        Its draws come from a CPU generator of its own (checkpointed with the other RNG states);
+        RandStainNA's LAB statistics are fitted on this run's training images.
+        """
+        colour = self.config.augment.colour
+        if not colour.enabled:
+            return None
+        lab = fit_lab_statistics(self.dataset.images) if colour.randstain_p > 0 else None
+        return ColourAugment(colour, self.colour_generator, lab)
+
+    def _seeded_networks(
+        self, num_classes: int
+    ) -> tuple[ConditionalGenerator, nn.Module, nn.Module]:
         """G, D and the EMA copy of G, initialised from ``run.seed`` (the same on every rank)."""
         config = self.config
         torch.manual_seed(config.run.seed)
-        G = Generator(config.model, config.data.resolution, num_classes)
-        D = Discriminator(config.model, config.data.resolution, num_classes)
+        G = build_generator(config.model, config.data.resolution, num_classes)
+        D = build_discriminator(config.model, config.data.resolution, num_classes)
         G.to(self.device).to(memory_format=self.memory_format)
         D.to(self.device).to(memory_format=self.memory_format)
         if self.context.enabled:
@@ -291,7 +302,10 @@ class GanTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs, as a checkpoint dict."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        rng: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "colour": self.colour_generator.get_state(),
+        }
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
@@ -348,6 +362,8 @@ class GanTrainer:
         self.best_score = state.get("best_score")
         self.best_step = state.get("best_step")
         torch.set_rng_state(state["rng"]["torch"])
+        if "colour" in state["rng"]:  # checkpoints before colour augmentation have none
+            self.colour_generator.set_state(state["rng"]["colour"])
         if self.device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
 
@@ -362,8 +378,21 @@ class GanTrainer:
         images = self.dataset.images[index]
         if self.config.data.crop:  # positions from the global RNG: checkpointed, so resumable
             images = random_crops(images, self.config.data.crop)
+        if self.colour is not None:
+            images = self._colour_augmented(images)
         images = to_signed_float(images).contiguous(memory_format=self.memory_format)
         return images, self.dataset.labels[index]
+
+    def _colour_augmented(self, images: torch.Tensor) -> torch.Tensor:
+        """This rank's uint8 images colour-augmented with the draws of their places in the global
+        batch (the other places hold zeros): torchrun then augments as one process would, at the
+        cost of augmenting ``world_size`` times the images."""
+        assert self.colour is not None
+        if not self.context.enabled:
+            return self.colour(images)
+        full = images.new_zeros((self.config.optim.batch_size, *images.shape[1:]))
+        full[self.offset : self.offset + self.local_batch] = images
+        return self.colour(full)[self.offset : self.offset + self.local_batch]
 
     def _noise(self) -> torch.Tensor:
         full = torch.randn(
@@ -404,12 +433,17 @@ class GanTrainer:
             else:
                 with torch.no_grad():
                     fake = self.G(noise, labels)
-            logits = self.D_train(
-                torch.cat([self._augment(real), self._augment(fake.detach())]),
-                torch.cat([labels, labels]),
-            )
+            seen = torch.cat([self._augment(real), self._augment(fake.detach())])
+            if self.reconstruct:  # FastGAN: D also rebuilds the (augmented) real images
+                logits, reconstruction = self.D_train(
+                    seen, torch.cat([labels, labels]), reconstruct=self.local_batch
+                )
+            else:
+                logits = self.D_train(seen, torch.cat([labels, labels]))
         real_logits, fake_logits = logits.float().split(self.local_batch)
         loss_d = discriminator_loss(self.config.loss.kind, real_logits, fake_logits)
+        if self.reconstruct:
+            loss_d = loss_d + self.config.loss.reconstruction_weight * reconstruction.float()
         loss_d = self._regularised(loss_d, real, fake, labels, real_logits, fake_logits)
         if self.config.augment.adaptive:
             self.ada.accumulate(real_logits)
