@@ -8,7 +8,8 @@ CLI import these functions where a workspace is named.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -77,6 +78,8 @@ class GeneratedImageLike(Protocol):
     def step(self) -> int: ...
     @property
     def png(self) -> bytes: ...
+    @property
+    def sampling(self) -> Mapping[str, Any]: ...
 
 
 def open_workspace(root: Path) -> Workspace:
@@ -390,7 +393,13 @@ def store_generated_ids(
     run_name = f"{run['run_name']}-{run_id[:12]}"
     generator_key = f"generator:{run_id}"
     patient_code = space.pseudonym("patient", generator_key)
-    study_code = space.pseudonym("study", f"{generator_key}\0step{run['checkpoint_step']}")
+    # images drawn with other sampler settings (a diffusion run's guidance, steps) are another
+    # study of the same run, so their files never share a name with the first ones
+    settings = json.dumps(run["sampling"], sort_keys=True) if run.get("sampling") else ""
+    study_key = f"{generator_key}\0step{run['checkpoint_step']}" + (
+        f"\0{settings}" if settings else ""
+    )
+    study_code = space.pseudonym("study", study_key)
     with space.open_catalog() as catalog:
         with catalog.session() as session:
             modality = run.get("modality") or _only_modality(session)
@@ -424,7 +433,7 @@ def store_generated_ids(
                     study_id=study_id,
                     row={"label": image.class_name, "origin": "synthetic", "run_id": run_row,
                          "checkpoint_step": image.step, "seed": image.seed,
-                         "transform": {"index": image.index}},
+                         "transform": {"index": image.index, **image.sampling}},
                 )  # fmt: skip
 
         ids = _store_derived(space, catalog, items())
