@@ -38,7 +38,7 @@ def test_dry_run_prints_the_resolved_config_with_overrides(class_folders: Path) 
     config = json.loads(result.stdout)
     assert config["preset"] == "quick" and config["optim"]["steps"] == 7
     assert config["sampling"] == {"sampler": "dpm++", "steps": 25, "guidance": 3.0}
-    assert config["model"]["channels"] == [32, 64, 128, 128]
+    assert config["model"]["channels"] == [16, 32, 64, 128]
 
 
 def test_a_value_no_run_can_use_is_one_line(class_folders: Path) -> None:

@@ -78,8 +78,9 @@ class GeneratedImageLike(Protocol):
     def step(self) -> int: ...
     @property
     def png(self) -> bytes: ...
-    @property
-    def sampling(self) -> Mapping[str, Any]: ...
+
+    # optional: ``sampling``, a mapping of how the image was sampled (a diffusion run's sampler,
+    # steps and guidance), stored with it in its ``transform``
 
 
 def open_workspace(root: Path) -> Workspace:
@@ -433,11 +434,17 @@ def store_generated_ids(
                     study_id=study_id,
                     row={"label": image.class_name, "origin": "synthetic", "run_id": run_row,
                          "checkpoint_step": image.step, "seed": image.seed,
-                         "transform": {"index": image.index, **image.sampling}},
+                         "transform": {"index": image.index, **_sampling(image)}},
                 )  # fmt: skip
 
         ids = _store_derived(space, catalog, items())
     return ids, set(ids) - before
+
+
+def _sampling(image: GeneratedImageLike) -> dict[str, Any]:
+    """How a generated image was sampled, where its generator says (diffusion runs)."""
+    sampling = getattr(image, "sampling", None)
+    return dict(sampling) if isinstance(sampling, Mapping) else {}
 
 
 def _only_modality(session: Session) -> str:

@@ -97,12 +97,14 @@ class GuidedSampler(nn.Module):
         self.resolution = config.data.resolution
         self.num_classes = num_classes
         self.bf16 = bf16
+        self.channels_last = config.run.channels_last
         self.noise_dim = 3 * self.resolution * self.resolution
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from flattened starting noise ``(N, 3*H*W)`` and labels ``(N,)``."""
         start = noise.float().view(-1, 3, self.resolution, self.resolution)
-        start = start.contiguous(memory_format=torch.channels_last)
+        if self.channels_last:
+            start = start.contiguous(memory_format=torch.channels_last)
         return denoise(
             self.unet, start, labels, self.num_classes, self.schedule, self.sampling, self.bf16
         )
@@ -159,5 +161,6 @@ def load_diffusion(
         unet.load_state_dict(state["generator_ema"])
     except RuntimeError:
         raise CheckpointError(f"checkpoint {path} does not match its own config's UNet") from None
-    unet = unet.to(device).to(memory_format=torch.channels_last).eval().requires_grad_(False)
+    layout = torch.channels_last if config.run.channels_last else torch.contiguous_format
+    unet = unet.to(device).to(memory_format=layout).eval().requires_grad_(False)
     return LoadedDiffusion(unet, class_names, int(state["step"]), path, config)
