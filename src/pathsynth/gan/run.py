@@ -11,6 +11,9 @@ around the loop and :class:`~pathsynth.gan.trainer.GanTrainer` only the loop:
 - the torchrun hand-off: join the process group when launched by torchrun, rank 0 makes the
   folder and tells the others, everyone leaves the group at the end.
 
+The folder, identity, config and resume pieces serve the diffusion generator too
+(:mod:`pathsynth.diffusion.run`): ``run.json`` records each run's ``kind``.
+
 Nothing here touches the catalog: the GAN runs on machines without any SQL package.
 """
 
