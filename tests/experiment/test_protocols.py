@@ -90,11 +90,11 @@ def test_a_condition_without_its_images_or_a_class_is_refused():
     sets = experiment()
     sets.synthetic = None
     with pytest.raises(
-        DataError, match="condition 'synthetic' needs GAN images, and there are none"
+        DataError, match="condition 'synthetic' needs generated images, and there are none"
     ):
         honest_sets(sets, "synthetic", torch.tensor([11]))
     sets.synthetic = part([301, 302], [-1, -1], [-1, -1], [0, 0])
-    with pytest.raises(DataError, match="GAN images have no images of class malignant"):
+    with pytest.raises(DataError, match="generated images have no images of class malignant"):
         honest_sets(sets, "affine+synthetic", torch.tensor([11]))
     with pytest.raises(DataError, match="unknown condition 'gan'"):
         honest_sets(sets, "gan", torch.tensor([11]))

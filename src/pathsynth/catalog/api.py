@@ -8,7 +8,8 @@ CLI import these functions where a workspace is named.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -83,6 +84,9 @@ class GeneratedImageLike(Protocol):
     def step(self) -> int: ...
     @property
     def png(self) -> bytes: ...
+
+    # optional: ``sampling``, a mapping of how the image was sampled (a diffusion run's sampler,
+    # steps and guidance), stored with it in its ``transform``
 
 
 def open_workspace(root: Path) -> Workspace:
@@ -396,7 +400,13 @@ def store_generated_ids(
     run_name = f"{run['run_name']}-{run_id[:12]}"
     generator_key = f"generator:{run_id}"
     patient_code = space.pseudonym("patient", generator_key)
-    study_code = space.pseudonym("study", f"{generator_key}\0step{run['checkpoint_step']}")
+    # images drawn with other sampler settings (a diffusion run's guidance, steps) are another
+    # study of the same run, so their files never share a name with the first ones
+    settings = json.dumps(run["sampling"], sort_keys=True) if run.get("sampling") else ""
+    study_key = f"{generator_key}\0step{run['checkpoint_step']}" + (
+        f"\0{settings}" if settings else ""
+    )
+    study_code = space.pseudonym("study", study_key)
     with space.open_catalog() as catalog:
         with catalog.session() as session:
             modality = run.get("modality") or _only_modality(session)
@@ -430,11 +440,17 @@ def store_generated_ids(
                     study_id=study_id,
                     row={"label": image.class_name, "origin": "synthetic", "run_id": run_row,
                          "checkpoint_step": image.step, "seed": image.seed,
-                         "transform": {"index": image.index}},
+                         "transform": {"index": image.index, **_sampling(image)}},
                 )  # fmt: skip
 
         ids = _store_derived(space, catalog, items())
     return ids, set(ids) - before
+
+
+def _sampling(image: GeneratedImageLike) -> dict[str, Any]:
+    """How a generated image was sampled, where its generator says (diffusion runs)."""
+    sampling = getattr(image, "sampling", None)
+    return dict(sampling) if isinstance(sampling, Mapping) else {}
 
 
 def _only_modality(session: Session) -> str:

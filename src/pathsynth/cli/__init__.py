@@ -5,6 +5,7 @@ commands run on machines without any SQL package.
 """
 
 from pathsynth.cli import catalog as _catalog  # noqa: F401  (registers commands)
+from pathsynth.cli import diffusion as _diffusion  # noqa: F401
 from pathsynth.cli import embed as _embed  # noqa: F401
 from pathsynth.cli import experiment as _experiment  # noqa: F401
 from pathsynth.cli import gan as _gan  # noqa: F401

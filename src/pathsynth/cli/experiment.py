@@ -52,7 +52,13 @@ def reproduce(
     ),
     protocols: str | None = typer.Option(None, "--protocols", help="honest,paper (default both)."),
     train_on: str | None = typer.Option(
-        None, "--train-on", help="original,affine,synthetic,affine+synthetic (default all)."
+        None,
+        "--train-on",
+        help="original,affine,synthetic,affine+synthetic (default all); with --generator both: "
+        "original+gan,affine+gan,original+diffusion,affine+diffusion.",
+    ),
+    generator: str | None = typer.Option(
+        None, "--generator", help="gan (default) | diffusion | both: the generator(s) trained."
     ),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda."),
     network: str | None = typer.Option(
@@ -100,6 +106,7 @@ def reproduce(
         "folds": folds,
         "protocols": _names(protocols),
         "conditions": _names(train_on),
+        "generator": generator,
         "device": device,
         "inception_weights": str(inception_weights) if inception_weights else None,
         "external_test": str(external_test.resolve()) if external_test else None,

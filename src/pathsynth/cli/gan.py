@@ -16,6 +16,7 @@ from pathsynth.errors import ConfigError
 
 if TYPE_CHECKING:
     from pathsynth.gan.config import TrainConfig
+    from pathsynth.imaging.patches import PreprocessConfig
     from pathsynth.imaging.tensorset import TensorImageSet
 
 
@@ -78,26 +79,40 @@ def train_gan(
     if dry_run:
         console.print_json(config.to_json())
         return
-    if data is not None and split is not None:
-        raise ConfigError("give the training data as --data FOLDER or --workspace W --split NAME")
-    if data is not None:
-        origin = {"folder": str(data.resolve())}
-    elif split is not None:
-        origin = {"workspace": str(resolve_workspace(workspace).resolve()), "split": split,
-                  "fold": fold}  # fmt: skip
-    else:
-        from pathsynth.gan.run import recorded_data
-
-        if resume is None:
-            raise ConfigError(
-                "give the training data as either --data FOLDER or --workspace W --split NAME"
-            )
-        origin = recorded_data(resume)
-    dataset, source = _training_images(config, origin)
+    origin = training_origin(data, workspace, split, fold, resume)
+    dataset, source = training_images(config.data.preprocess, origin)
     _train(config, dataset, source, origin, runs, name or config.preset, resume)
 
 
-def _training_images(config: TrainConfig, origin: dict[str, str]) -> tuple[TensorImageSet, str]:
+def training_origin(
+    data: Path | None, workspace: Path | None, split: str | None, fold: str, resume: Path | None
+) -> dict[str, str]:
+    """Where a training command's images come from: ``--data``, ``--workspace/--split``, or what
+    the run to ``--resume`` recorded.
+
+    Raises:
+        ConfigError: both or neither given (and nothing to resume).
+        CheckpointError: a resumed run that does not say where its images came from.
+    """
+    if data is not None and split is not None:
+        raise ConfigError("give the training data as --data FOLDER or --workspace W --split NAME")
+    if data is not None:
+        return {"folder": str(data.resolve())}
+    if split is not None:
+        return {"workspace": str(resolve_workspace(workspace).resolve()), "split": split,
+                "fold": fold}  # fmt: skip
+    from pathsynth.gan.run import recorded_data
+
+    if resume is None:
+        raise ConfigError(
+            "give the training data as either --data FOLDER or --workspace W --split NAME"
+        )
+    return recorded_data(resume)
+
+
+def training_images(
+    preprocess: PreprocessConfig, origin: dict[str, str]
+) -> tuple[TensorImageSet, str]:
     """The training images of a class-folder root or a catalog split, prepared as ``reproduce``
     prepares them, and a description of where they came from."""
     from pathsynth.gan.data import folder_files, load_image_set
@@ -105,13 +120,13 @@ def _training_images(config: TrainConfig, origin: dict[str, str]) -> tuple[Tenso
     if "folder" in origin:
         source = f"data folder {origin['folder']}"
         files = folder_files(Path(origin["folder"]))
-        return load_image_set(files, config.data.preprocess, source), source
+        return load_image_set(files, preprocess, source), source
     from pathsynth.catalog.api import fold_files, open_workspace
 
     root = Path(origin["workspace"])
     source = f"split {origin['split']} fold {origin['fold']} of workspace {root}"
     files = fold_files(open_workspace(root), origin["split"], origin["fold"])
-    return load_image_set(files, config.data.preprocess, source, root / "cache"), source
+    return load_image_set(files, preprocess, source, root / "cache"), source
 
 
 def _train(
@@ -158,14 +173,39 @@ def generate(
     batch_size: int = typer.Option(64, "--batch-size", help="Images per generator pass."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     workspace: Path | None = WorkspaceOpt,
+    sampler: str | None = typer.Option(
+        None, "--sampler", help="Diffusion runs: ddim | dpm++ (default: the run's)."
+    ),
+    sampling_steps: int | None = typer.Option(
+        None, "--sampling-steps", help="Diffusion runs: solver steps (default: the run's)."
+    ),
+    guidance: float | None = typer.Option(
+        None, "--guidance", help="Diffusion runs: classifier-free guidance scale."
+    ),
 ) -> None:
-    """Sample images of every class with a run's generator, into a folder or the catalog."""
+    """Sample images of every class with a run's generator (GAN or diffusion, told from the run
+    folder), into a folder or the catalog."""
     import time
 
+    from pathsynth.gan.run import run_kind
     from pathsynth.gan.sampling import write_class_folders
-    from pathsynth.generators import generator_for, store_samples
+    from pathsynth.generators import ImageGenerator, generator_for, store_samples
 
-    samples = generator_for("gan").sample(run, per_class, seed, checkpoint, device, batch_size)
+    named = {"sampler": sampler, "steps": sampling_steps, "guidance": guidance}
+    settings = {key: value for key, value in named.items() if value is not None}
+    kind = run_kind(run) if run.is_dir() else "gan"
+    chosen: ImageGenerator
+    if kind == "diffusion":
+        from pathsynth.generators.diffusion import DiffusionGenerator
+
+        chosen = DiffusionGenerator(sampling=settings)
+    elif settings:
+        raise ConfigError(
+            f"--sampler, --sampling-steps and --guidance are for diffusion runs; {run} is a {kind} run"
+        )
+    else:
+        chosen = generator_for(kind)
+    samples = chosen.sample(run, per_class, seed, checkpoint, device, batch_size)
     start = time.perf_counter()
     if out is not None:
         count = write_class_folders(samples.images, out)

@@ -33,6 +33,7 @@ from pathsynth.experiment.protocols import (
     ExperimentSets,
     LabelledPart,
     check_external,
+    condition_generator,
     honest_sets,
     paper_pool,
     paper_sets,
@@ -201,8 +202,10 @@ def _save_bundle(
     marks the run done), so a run killed in between is trained and bundled again."""
     protocol, condition, seed = run
     generator_run = None
-    trained = context.state.outputs("generator").get("run_dir")
-    if "synthetic" in condition and trained:
+    outputs = context.state.outputs("generator")
+    kind = condition_generator(condition)
+    trained = outputs.get("runs", {}).get(kind, {}).get("run_dir") or outputs.get("run_dir")
+    if kind is not None and trained:
         generator_run = run_identity(Path(trained)).run_id
     save_bundle(
         context.paths.classifier_run(protocol, condition, seed).with_suffix(".bundle"),

@@ -1,9 +1,10 @@
 """The experiment's configuration: one frozen dataclass that holds every stage's config.
 
-The GAN and classifier configs are nested whole, so ``--set gan.optim.steps=500``,
+The GAN, diffusion and classifier configs are nested whole, so ``--set gan.optim.steps=500``,
+``--set diffusion.sampling.guidance=3``,
 ``--set classifier.epochs=30`` or ``--set preprocess.size=96`` reach any key through the one
 mechanism of :mod:`pathsynth.config`. The GAN trains on the experiment's network inputs, so its
-``data`` group always follows ``preprocess`` (set ``preprocess.*``, never ``gan.data.*``).
+``data`` group always follows ``preprocess`` (set ``preprocess.*``, never ``gan.data.*``); so does the diffusion model's.
 
 ``smoke`` is for tests (under a minute on 2 CPU cores); ``quick`` finishes on 2 CPU cores in about
 20 minutes per modality and shows real, if modest, results; ``paper`` is the reference work's full
@@ -21,8 +22,17 @@ from typing import Any
 
 from pathsynth.classify.config import ClassifierConfig, classifier_config
 from pathsynth.config import resolve, to_plain
+from pathsynth.diffusion.config import DiffusionConfig
+from pathsynth.diffusion.config import resolve_config as diffusion_config
 from pathsynth.errors import ConfigError
-from pathsynth.experiment.protocols import CONDITIONS, PROTOCOLS
+from pathsynth.experiment.protocols import (
+    ALL_CONDITIONS,
+    CONDITIONS,
+    GENERATOR_KINDS,
+    NAMED_CONDITIONS,
+    PROTOCOLS,
+    condition_generator,
+)
 from pathsynth.gan.config import DataConfig, TrainConfig
 from pathsynth.gan.presets import resolve_config
 from pathsynth.imaging.affine import AffineConfig
@@ -51,8 +61,10 @@ class ExperimentConfig:
     #   mapped to a reference fitted on the training fold only (external and test sets too)
     affine: AffineConfig = field(default_factory=AffineConfig)  # expansion ranges
     affine_per_class: int = 250  # training images per class after expansion (originals included)
-    generator: str = "gan"  # the generator trained on the expanded training fold
-    gan: TrainConfig = field(default_factory=lambda: resolve_config("modern"))  # its config
+    generator: str = "gan"  # "gan" | "diffusion" | "both": trained on the expanded training fold
+    gan: TrainConfig = field(default_factory=lambda: resolve_config("modern"))  # the GAN's config
+    diffusion: DiffusionConfig = field(default_factory=lambda: diffusion_config("quick"))  # the
+    #   diffusion model's config
     synthetic_per_class: int = 250  # generated images per class
     generate_seed: int = 0  # seed of the generation noise
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # seed/device per run
@@ -73,10 +85,11 @@ class ExperimentConfig:
         if self.modality not in MODALITIES:
             raise ConfigError(f"unknown modality {self.modality!r}; choose histology or cytology")
         _known("protocol", self.protocols, PROTOCOLS)
-        _known("condition", self.conditions, CONDITIONS)
+        _known("condition", self.conditions, ALL_CONDITIONS)
         if not self.protocols or not self.conditions:
             raise ConfigError("protocols and conditions need at least one entry each")
         _known("generator", (self.generator,), GENERATORS)
+        self._check_conditions()
         _known("stain normalisation", (self.stain_normalisation,), ("none", *STAIN_METHODS))
         if self.folds < 1 or not -1 <= self.fold < max(self.folds, 1):
             raise ConfigError(f"folds must be at least 1 (got {self.folds}), fold within them")
@@ -95,9 +108,39 @@ class ExperimentConfig:
         data = DataConfig(preprocess=self.preprocess, crop=self.classifier.crop_size)
         if self.gan.data != data:
             object.__setattr__(self, "gan", dataclasses.replace(self.gan, data=data))
+        if self.diffusion.data != data:  # refuses a side the UNet's levels cannot halve
+            object.__setattr__(self, "diffusion", dataclasses.replace(self.diffusion, data=data))
+
+    def _check_conditions(self) -> None:
+        """With both generators the conditions name the generator (the default list becomes
+        the named one); a condition naming a generator the experiment does not train is refused.
+        """
+        kinds = self.generator_kinds
+        if len(kinds) > 1 and "synthetic" in {condition_generator(c) for c in self.conditions}:
+            if self.conditions != CONDITIONS:
+                raise ConfigError(
+                    "with generator 'both' name the generator in each condition: "
+                    f"{', '.join(NAMED_CONDITIONS)}"
+                )
+            object.__setattr__(self, "conditions", ("original", "affine", *NAMED_CONDITIONS))
+        for condition in self.conditions:
+            kind = condition_generator(condition)
+            if kind in GENERATOR_KINDS and kind not in kinds:
+                raise ConfigError(
+                    f"condition {condition!r} needs the {kind} generator; this experiment trains "
+                    f"{' and '.join(kinds)} (set generator)"
+                )
+
+    @property
+    def generator_kinds(self) -> tuple[str, ...]:
+        """The generators trained, in order (the first one's images are ``synthetic``)."""
+        return GENERATOR_KINDS if self.generator == "both" else (self.generator,)
 
     def trains_on(self, origin: str) -> bool:
-        """True when a compared condition trains on ``origin`` images ("affine", "synthetic")."""
+        """True when a compared condition trains on ``origin`` images ("affine", "synthetic":
+        images of any generator)."""
+        if origin == "synthetic":
+            return any(condition_generator(c) is not None for c in self.conditions)
         return any(origin in condition.split("+") for condition in self.conditions)
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,7 +148,7 @@ class ExperimentConfig:
         return to_plain(self)
 
 
-GENERATORS = ("gan",)
+GENERATORS = (*GENERATOR_KINDS, "both")
 
 
 def _known(what: str, given: tuple[str, ...], known: tuple[str, ...]) -> None:
@@ -168,6 +211,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "run.checkpoint_every": 3,
             },
         ),
+        "diffusion": diffusion_config(
+            "smoke", {"optim.steps": 6, "run.checkpoint_every": 3, "run.sample_every": 3}
+        ),
         "classifier": classifier_config("smoke"),
         "seeds": 2,
     },
@@ -189,6 +235,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "run.log_every": 50,
             },
         ),
+        # the GAN's wall clock at the FLOP ratio: a diffusion training step costs about 3.0
+        # GFLOP per image against 1.2 for the quick GAN's G and D (torch's FLOP counter), so
+        # 3000 GAN steps buy about 1200 diffusion steps of the same batch (not yet timed here)
+        "diffusion": diffusion_config(
+            "quick", {"optim.steps": 1200, "run.sample_every": 400, "run.checkpoint_every": 200}
+        ),
         "classifier": classifier_config("quick", epochs=15, patience=5, min_epochs=8),
         "seeds": 3,
     },
@@ -196,6 +248,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "affine_per_class": 250,  # 4 classes x 250 = the paper's 1000-image expansion
         "synthetic_per_class": 400,  # the paper generated about 320-475 per class
         "gan": resolve_config("paper", {"optim.epochs": 3000}),
+        "diffusion": diffusion_config("gpu"),
         "classifier": classifier_config("paper"),
         "seeds": 5,
     },
@@ -214,6 +267,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "run.checkpoint_every": 1000,
             },
         ),
+        "diffusion": diffusion_config("gpu"),
         "classifier": classifier_config(
             "quick", epochs=40, patience=10, min_epochs=10, batch_size=128, device="auto"
         ),
@@ -226,6 +280,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 _FOLLOWING = {
     "gan.data": "preprocess.* (e.g. --set preprocess.size=96)",
     "gan.run.device": "device (--device)",
+    "diffusion.data": "preprocess.* (e.g. --set preprocess.size=96)",
+    "diffusion.run.device": "device (--device)",
     "classifier.device": "device (--device)",
     "classifier.seed": "seeds (every seed 0..seeds-1 is run)",
 }

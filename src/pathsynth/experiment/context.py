@@ -77,6 +77,12 @@ class StageContext:
         if self.paths.synthetic.exists():
             synthetic = torch.load(self.paths.synthetic, weights_only=False)
             sets.synthetic = LabelledPart.from_state(synthetic)
+        for kind in self.config.generator_kinds:
+            if self.paths.generated(kind).exists():
+                state = torch.load(self.paths.generated(kind), weights_only=False)
+                sets.generated[kind] = LabelledPart.from_state(state)
+        if sets.synthetic is not None and len(self.config.generator_kinds) == 1:
+            sets.generated[self.config.generator_kinds[0]] = sets.synthetic
         return sets
 
 

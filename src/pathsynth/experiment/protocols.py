@@ -4,8 +4,10 @@ Conditions say what a classifier trains on:
 
 - ``original``: the real images of the training side;
 - ``affine``: those plus their affine children;
-- ``synthetic``: the real images plus GAN images;
-- ``affine+synthetic``: all three.
+- ``synthetic``: the real images plus the experiment's generated images (GAN by default);
+- ``affine+synthetic``: all three;
+- ``original+gan``, ``affine+gan``, ``original+diffusion``, ``affine+diffusion``: the same with
+  the named generator's images, for experiments that train both (``--generator both``).
 
 Protocols say what it is tested on:
 
@@ -20,7 +22,7 @@ Protocols say what it is tested on:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,6 +33,21 @@ from pathsynth.imaging.tensorset import TensorImageSet
 
 PROTOCOLS = ("honest", "paper")
 CONDITIONS = ("original", "affine", "synthetic", "affine+synthetic")
+GENERATOR_KINDS = ("gan", "diffusion")
+# conditions that name the generator whose images they add
+NAMED_CONDITIONS = tuple(
+    f"{base}+{kind}" for kind in GENERATOR_KINDS for base in ("original", "affine")
+)
+ALL_CONDITIONS = CONDITIONS + NAMED_CONDITIONS
+
+
+def condition_generator(condition: str) -> str | None:
+    """The generator whose images ``condition`` adds: a kind it names, ``"synthetic"`` for the
+    experiment's one generator, or ``None`` when it adds none."""
+    for part in condition.split("+"):
+        if part in GENERATOR_KINDS or part == "synthetic":
+            return part
+    return None
 
 
 @dataclass
@@ -137,7 +154,8 @@ class ExperimentSets:
         real_test: real images of the held-out fold.
         affine_train: affine children of the training fold's images (honest protocol).
         affine_all: affine children of every real image (paper protocol); may be None.
-        synthetic: GAN images (from a GAN trained on the training fold); may be None.
+        synthetic: generated images of the experiment's (first) generator, trained on the
+            training fold; may be None.
         external: real images of an external test source (other patients, another site); never
             used for training, validation or the generator; may be None.
     """
@@ -148,6 +166,17 @@ class ExperimentSets:
     affine_all: LabelledPart | None = None
     synthetic: LabelledPart | None = None
     external: LabelledPart | None = None
+    generated: dict[str, LabelledPart] = field(default_factory=dict)
+
+    def generated_for(self, condition: str) -> LabelledPart:
+        """The generated images ``condition`` adds (``synthetic``: the first generator's).
+
+        Raises:
+            DataError: there are none, or a class has none.
+        """
+        kind = condition_generator(condition)
+        part = self.synthetic if kind == "synthetic" else self.generated.get(kind or "")
+        return _needs(part, f"{kind if kind != 'synthetic' else 'generated'} images", condition)
 
 
 @dataclass
@@ -189,8 +218,8 @@ def honest_sets(
         DataError: an unknown condition, a derived set the condition needs that is missing or
             lacks a class, or any leak of a test patient into training (see :func:`check_honest`).
     """
-    if condition not in CONDITIONS:
-        raise DataError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)}")
+    if condition not in ALL_CONDITIONS:
+        raise DataError(f"unknown condition {condition!r}; choose from {', '.join(ALL_CONDITIONS)}")
     in_validation = torch.isin(sets.real_train.groups, validation_groups)
     validation = sets.real_train.select(in_validation)
     parts = [sets.real_train.select(~in_validation)]
@@ -198,8 +227,8 @@ def honest_sets(
     if "affine" in condition:
         affine = _needs(sets.affine_train, "affine children of the training fold", condition)
         parts.append(affine.select(~torch.isin(affine.parents, validation_ids)))
-    if "synthetic" in condition:
-        parts.append(_needs(sets.synthetic, "GAN images", condition))
+    if condition_generator(condition) is not None:
+        parts.append(sets.generated_for(condition))
     train = concatenate(parts)
     check_honest(train, validation, sets.real_test)
     return ConditionSets(train, validation, sets.real_test)
@@ -252,13 +281,14 @@ def paper_pool(sets: ExperimentSets, condition: str) -> LabelledPart:
         return reals
     if condition == "affine":
         return concatenate([reals, _needs(sets.affine_all, "affine children", condition)])
-    if condition == "synthetic":
-        return _needs(sets.synthetic, "GAN images", condition)
-    if condition == "affine+synthetic":
-        affine = _needs(sets.affine_all, "affine children", condition)
-        synthetic = _needs(sets.synthetic, "GAN images", condition)
-        return concatenate([reals, affine, synthetic])
-    raise DataError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)}")
+    if condition == "synthetic":  # the paper's pool: generated images alone
+        return sets.generated_for(condition)
+    if condition in ("affine+synthetic", *NAMED_CONDITIONS):
+        parts = [reals, sets.generated_for(condition)]
+        if condition.startswith("affine+"):
+            parts.insert(1, _needs(sets.affine_all, "affine children", condition))
+        return concatenate(parts)
+    raise DataError(f"unknown condition {condition!r}; choose from {', '.join(ALL_CONDITIONS)}")
 
 
 def paper_sets(

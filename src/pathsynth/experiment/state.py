@@ -47,6 +47,10 @@ class ExperimentPaths:
         """The generated images, as tensors."""
         return self.folder / "synthetic.pt"
 
+    def generated(self, kind: str) -> Path:
+        """One generator's images, as tensors, when the experiment trains more than one."""
+        return self.folder / f"synthetic-{kind}.pt"
+
     @property
     def reference_classifier(self) -> Path:
         """Weights of the honest/original seed-0 classifier (the quality stage's features)."""
@@ -78,7 +82,7 @@ class ExperimentPaths:
         return {
             "inputs": [self.inputs],
             "affine": [self.affine],
-            "generate": [self.synthetic],
+            "generate": [self.synthetic, *(self.generated(k) for k in ("gan", "diffusion"))],
             "classify": [self.folder / "classify", self.reference_classifier],
             "quality": [self.quality],
             "results": [self.results, self.examples],

@@ -1,5 +1,10 @@
-"""The ``generator`` and ``generate`` stages: train the configured generator on the expanded
-training fold only, then sample it into the catalog.
+"""The ``generator`` and ``generate`` stages: train the configured generator(s) on the expanded
+training fold only, then sample each into the catalog.
+
+With one generator the stages' outputs are as they always were; with ``generator: both`` they
+also hold one entry per kind under ``runs`` (``generator``) and ``by_generator`` (``generate``),
+the first kind's run stays the stage's ``run_dir`` and its images ``synthetic.pt``, and every
+kind's images are saved as ``synthetic-<kind>.pt`` for the conditions that name it.
 
 Both speak only the :class:`~pathsynth.generators.ImageGenerator` interface, so a new generator
 kind plugs in through :data:`pathsynth.generators.GENERATORS` and the experiment's config.
@@ -23,59 +28,98 @@ from pathsynth.imaging.png import decode_png
 from pathsynth.imaging.tensorset import TensorImageSet
 
 
-def experiment_generator(config: ExperimentConfig, device: torch.device) -> ImageGenerator:
-    """The experiment's generator with its config, computing on ``device``."""
-    if config.generator == "gan":
+def experiment_generator(
+    config: ExperimentConfig, device: torch.device, kind: str | None = None
+) -> ImageGenerator:
+    """The experiment's generator of ``kind`` (default: its first) with its config, computing
+    on ``device``."""
+    kind = kind or config.generator_kinds[0]
+    if kind == "gan":
         gan = dataclasses.replace(
             config.gan, run=dataclasses.replace(config.gan.run, device=str(device))
         )
         return generator_for("gan", gan)
-    return generator_for(config.generator)
+    if kind == "diffusion":
+        diffusion = dataclasses.replace(
+            config.diffusion, run=dataclasses.replace(config.diffusion.run, device=str(device))
+        )
+        return generator_for("diffusion", diffusion)
+    return generator_for(kind)
 
 
 def train_generator(context: StageContext) -> dict[str, Any]:
-    """The generator trained on the real training fold and its affine children, continuing the
-    run this stage started before a kill (from its last checkpoint); skipped when no condition
-    trains on generated images."""
+    """Each configured generator trained on the real training fold and its affine children,
+    continuing the run this stage started before a kill (from its last checkpoint); skipped when
+    no condition trains on generated images."""
     if not context.config.trains_on("synthetic"):
         return {"skipped": "no condition trains on generated images"}
     sets = context.sets()
     assert sets.affine_train is not None  # the affine stage ran
     training = concatenate([sets.real_train, sets.affine_train]).images
     record = context.record
-    started = record.outputs.get("run_dir")
-    resume_dir = Path(started) if started and Path(started).is_dir() else None
-    if resume_dir is not None:
-        context.log(f"  continuing the generator run {resume_dir}")
+    kinds = context.config.generator_kinds
+    runs: dict[str, dict[str, Any]] = record.outputs.setdefault("runs", {})
+    for kind in kinds:
+        if runs.get(kind, {}).get("finished"):
+            continue
+        started = runs.get(kind, {}).get("run_dir")
+        if started is None and kind == kinds[0]:  # recorded before runs were kept per kind
+            started = record.outputs.get("run_dir")
+        resume_dir = Path(started) if started and Path(started).is_dir() else None
+        if resume_dir is not None:
+            context.log(f"  continuing the {kind} run {resume_dir}")
 
-    def opened(run_dir: Path) -> None:
-        record.outputs["run_dir"] = str(run_dir)
+        def opened(run_dir: Path, kind: str = kind) -> None:
+            runs[kind] = {"run_dir": str(run_dir)}
+            if kind == kinds[0]:
+                record.outputs["run_dir"] = str(run_dir)
+            context.checkpoint()
+
+        generator = experiment_generator(context.config, context.device, kind)
+        run = generator.train(
+            training, context.workspace.runs, f"{context.name}-{generator.kind}",
+            f"experiment {context.name}: real training fold and its affine children",
+            resume_dir=resume_dir, log=lambda line: context.log(f"  {line}"), on_open=opened,
+        )  # fmt: skip
+        if run.status != "finished":
+            raise DataError(f"{kind} training was interrupted at step {run.step}; rerun to resume")
+        runs[kind] = {"kind": kind, "run_dir": str(run.run_dir), "steps": run.step,
+                      "finished": True, **run.numbers}  # fmt: skip
         context.checkpoint()
-
-    generator = experiment_generator(context.config, context.device)
-    run = generator.train(
-        training, context.workspace.runs, f"{context.name}-{generator.kind}",
-        f"experiment {context.name}: real training fold and its affine children",
-        resume_dir=resume_dir, log=lambda line: context.log(f"  {line}"), on_open=opened,
-    )  # fmt: skip
-    if run.status != "finished":
-        raise DataError(f"generator training was interrupted at step {run.step}; rerun to resume")
-    return {
-        "kind": generator.kind,
-        "run_dir": str(run.run_dir),
-        "steps": run.step,
-        "training_images": len(training),
-        **run.numbers,
-    }
+    first = {key: value for key, value in runs[kinds[0]].items() if key != "finished"}
+    outputs = {**first, "training_images": len(training)}
+    if len(kinds) > 1:
+        outputs["runs"] = runs
+    return outputs
 
 
 def generate(context: StageContext) -> dict[str, Any]:
-    """Images of every class from the trained generator, into the catalog with provenance
+    """Images of every class from each trained generator, into the catalog with provenance
     (skipped with the generator)."""
-    if "run_dir" not in context.state.outputs("generator"):
+    trained = context.state.outputs("generator")
+    if "run_dir" not in trained:
         return {"skipped": "no generator was trained"}
-    run_dir = Path(context.state.outputs("generator")["run_dir"])
-    generator = experiment_generator(context.config, context.device)
+    kinds = context.config.generator_kinds
+    run_dirs = {kind: trained.get("runs", {}).get(kind, {}).get("run_dir") for kind in kinds}
+    run_dirs[kinds[0]] = trained["run_dir"]
+    made: dict[str, dict[str, Any]] = {}
+    for kind in kinds:
+        part, made[kind] = _sample_into_catalog(context, kind, Path(str(run_dirs[kind])))
+        if kind == kinds[0]:
+            save_tensors(context.paths.synthetic, part.to_state())
+        if len(kinds) > 1:
+            save_tensors(context.paths.generated(kind), part.to_state())
+    outputs = dict(made[kinds[0]])
+    if len(kinds) > 1:
+        outputs["by_generator"] = made
+    return outputs
+
+
+def _sample_into_catalog(
+    context: StageContext, kind: str, run_dir: Path
+) -> tuple[LabelledPart, dict[str, Any]]:
+    """One generator's images stored in the catalog, as a labelled part, and what to record."""
+    generator = experiment_generator(context.config, context.device, kind)
     samples = generator.sample(
         run_dir, context.config.synthetic_per_class, context.config.generate_seed,
         device=str(context.device),
@@ -95,8 +139,7 @@ def generate(context: StageContext) -> dict[str, Any]:
         torch.full((len(ids),), -1),
         torch.full((len(ids),), -1),
     )
-    save_tensors(context.paths.synthetic, part.to_state())
-    return {
+    return part, {
         "images": len(images),
         "checkpoint_step": samples.step,
         "checkpoint": str(samples.checkpoint),

@@ -11,6 +11,9 @@ around the loop and :class:`~pathsynth.gan.trainer.GanTrainer` only the loop:
 - the torchrun hand-off: join the process group when launched by torchrun, rank 0 makes the
   folder and tells the others, everyone leaves the group at the end.
 
+The folder, identity, config and resume pieces serve the diffusion generator too
+(:mod:`pathsynth.diffusion.run`): ``run.json`` records each run's ``kind``.
+
 Nothing here touches the catalog: the GAN runs on machines without any SQL package.
 """
 
@@ -24,7 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pathsynth import __version__
 from pathsynth.devices import resolve_device
@@ -133,9 +136,21 @@ def run_identity(run_dir: Path) -> RunIdentity:
     return RunIdentity(digest, run_dir.name, "")
 
 
-def _write_identity(run_dir: Path, source: str, data: Mapping[str, str] | None) -> None:
+def run_kind(run_dir: Path) -> str:
+    """The generator kind that made a run (``gan`` or ``diffusion``), as its ``run.json`` records
+    it; a run made before kinds were recorded is a GAN run."""
+    path = run_dir / IDENTITY_NAME
+    if path.is_file():
+        return str(json.loads(path.read_text(encoding="utf-8")).get("kind", "gan"))
+    return "gan"
+
+
+def _write_identity(
+    run_dir: Path, source: str, data: Mapping[str, str] | None, kind: str = "gan"
+) -> None:
     identity = {
         "run_id": uuid.uuid4().hex,
+        "kind": kind,
         "source": source,
         "data": dict(data or {}),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -217,25 +232,35 @@ def _reopen(run_dir: Path, is_main: bool) -> dict[str, Any] | None:
     return resume
 
 
+class RunConfigLike(Protocol):
+    """What the run folder code needs of a generator's resolved config (GAN or diffusion)."""
+
+    def to_json(self) -> str:
+        """The config as indented JSON."""
+        ...
+
+
 def open_run(
-    config: TrainConfig,
+    config: RunConfigLike,
     runs: Path,
     name: str,
     source: str,
     resume_dir: Path | None = None,
     context: DistContext | None = None,
     data: Mapping[str, str] | None = None,
+    kind: str = "gan",
 ) -> OpenedRun:
     """Make a new numbered run folder, or reopen ``resume_dir``; write its config and identity.
 
     A reopened folder continues from its last checkpoint when it has one, and starts at step 0
-    otherwise (a run killed before its first checkpoint).
+    otherwise (a run killed before its first checkpoint). The caller checks the config first.
+
+    Args:
+        kind: the generator kind, recorded in ``run.json`` (``generate`` reads it back).
 
     Raises:
-        ConfigError: an image size the networks cannot make.
         CheckpointError: a last checkpoint that cannot be read.
     """
-    check_architecture(config)
     context = context or DistContext()
     resume = None
     if resume_dir is not None:
@@ -252,8 +277,21 @@ def open_run(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / CONFIG_NAME, config.to_json() + "\n")
         if not (run_dir / IDENTITY_NAME).is_file():
-            _write_identity(run_dir, source, data)
+            _write_identity(run_dir, source, data, kind)
     return OpenedRun(run_dir, resume)
+
+
+def check_batch(dataset: TensorImageSet, batch_size: int, source: str) -> None:
+    """Refuse a training set smaller than one global batch.
+
+    Raises:
+        DataError: the count and the batch size.
+    """
+    if len(dataset) < batch_size:
+        raise DataError(
+            f"{source} has {len(dataset)} images, fewer than one batch of "
+            f"{batch_size}; lower optim.batch_size"
+        )
 
 
 def train_run(
@@ -289,11 +327,8 @@ def train_run(
         DataError: fewer images than one batch.
         ConfigError, CheckpointError: what :func:`open_run` and the trainer refuse.
     """
-    if len(dataset) < config.optim.batch_size:
-        raise DataError(
-            f"{source} has {len(dataset)} images, fewer than one batch of "
-            f"{config.optim.batch_size}; lower optim.batch_size"
-        )
+    check_architecture(config)
+    check_batch(dataset, config.optim.batch_size, source)
     context = init_distributed(resolve_device(config.run.device))
     try:
         opened = open_run(config, runs, name, source, resume_dir, context, data)

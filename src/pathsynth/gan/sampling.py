@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +39,8 @@ class GeneratedImage:
         index: its index within its class for that seed (0-based).
         step: training step of the checkpoint that made it.
         png: the encoded PNG file.
+        sampling: how it was sampled, where the generator has settings for that (a diffusion
+            run's sampler, steps and guidance scale); stored with the image in the catalog.
     """
 
     class_name: str
@@ -46,6 +48,7 @@ class GeneratedImage:
     index: int
     step: int
     png: bytes
+    sampling: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def file_name(self) -> str:
@@ -65,6 +68,17 @@ def class_noise(seed: int, class_index: int, count: int, noise_dim: int) -> torc
     """The first ``count`` noise vectors for ``class_index`` under ``seed`` (CPU float32)."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + class_index)
     return torch.randn(count, noise_dim, generator=generator)
+
+
+class NoiseToImages(Protocol):
+    """Anything that turns ``(N, noise_dim)`` noise and ``(N,)`` labels into images in [-1, 1]:
+    the GAN's generator, or a diffusion sampler whose noise is its starting image."""
+
+    noise_dim: int
+
+    def __call__(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
 
 
 @dataclass
@@ -121,7 +135,7 @@ def load_generator(
 
 @torch.no_grad()
 def generate_images(
-    generator: ConditionalGenerator,
+    generator: NoiseToImages,
     class_names: list[str],
     per_class: int,
     seed: int,
@@ -131,13 +145,14 @@ def generate_images(
     amp: bool = False,
     threads: int | None = None,
     compress_level: int = 1,
+    sampling: Mapping[str, Any] | None = None,
 ) -> Iterator[GeneratedImage]:
     """Sample ``per_class`` images of every class and yield them PNG-encoded, class by class.
 
     Generation of the next batch overlaps with PNG encoding of the previous ones (thread pool).
 
     Args:
-        generator: the (EMA) generator, in eval mode.
+        generator: the (EMA) generator, in eval mode, or a diffusion sampler.
         class_names: class name per label index.
         per_class: images per class.
         seed: generation seed (same seed, same batch size: same bytes).
@@ -146,6 +161,7 @@ def generate_images(
         amp: run the generator under bf16 autocast.
         threads: PNG encoding threads (default: CPU count).
         compress_level: zlib level, 0-9 (1: fast, files about 10% larger than 6).
+        sampling: recorded with every image (a diffusion run's sampler, steps, guidance).
 
     Raises:
         ConfigError: ``per_class`` or ``batch_size`` below 1.
@@ -153,6 +169,7 @@ def generate_images(
     if per_class < 1 or batch_size < 1:
         raise ConfigError("per-class count and batch size must be at least 1")
     device = next(generator.parameters()).device
+    recorded = dict(sampling or {})
     workers = threads or os.cpu_count() or 2
     pending: deque[tuple[Future[bytes], str, int]] = deque()
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -169,10 +186,10 @@ def generate_images(
                     pending.append((future, class_name, start + offset))
                 while len(pending) > 4 * workers * max(1, batch_size // 8):
                     future, name, index = pending.popleft()
-                    yield GeneratedImage(name, seed, index, step, future.result())
+                    yield GeneratedImage(name, seed, index, step, future.result(), recorded)
         while pending:
             future, name, index = pending.popleft()
-            yield GeneratedImage(name, seed, index, step, future.result())
+            yield GeneratedImage(name, seed, index, step, future.result(), recorded)
 
 
 def write_class_folders(images: Iterable[GeneratedImage], out_dir: Path) -> int:

@@ -1,7 +1,7 @@
 """Image generators behind one interface: train a run, resume it, sample from it, describe it.
 
 The experiment driver and the ``generate`` command speak only :class:`ImageGenerator`; each kind
-(the class-conditional GAN today) plugs in through :data:`GENERATORS` without touching them.
+(the class-conditional GAN and the diffusion model) plugs in through :data:`GENERATORS` without touching them.
 """
 
 from pathsynth.generators.base import (

@@ -57,7 +57,7 @@ class GeneratorSummary:
     """A run as the report shows it.
 
     Args:
-        kind: the generator kind (``gan``).
+        kind: the generator kind (``gan`` or ``diffusion``).
         run_id: the run's unique id.
         run_dir: its folder.
         stats_jsonl: its training statistics, one JSON record per line.
@@ -112,8 +112,14 @@ def _gan(config: Any) -> ImageGenerator:
     return GanGenerator(config)
 
 
+def _diffusion(config: Any) -> ImageGenerator:
+    from pathsynth.generators.diffusion import DiffusionGenerator
+
+    return DiffusionGenerator(config)
+
+
 # kind -> factory taking that kind's config (None: a generator that only samples existing runs)
-GENERATORS: dict[str, Callable[[Any], ImageGenerator]] = {"gan": _gan}
+GENERATORS: dict[str, Callable[[Any], ImageGenerator]] = {"gan": _gan, "diffusion": _diffusion}
 
 
 def generator_for(kind: str, config: Any = None) -> ImageGenerator:

@@ -1,0 +1,82 @@
+"""One diffusion training run from start to end, in the GAN's run folders.
+
+The numbered folder, ``run.json`` (with ``kind: diffusion``, which ``generate`` reads), the saved
+``config.json``, resume from the last checkpoint and the torchrun hand-off are
+:mod:`pathsynth.gan.run`'s; this module only puts the diffusion trainer in them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pathsynth.devices import resolve_device
+from pathsynth.diffusion.config import DiffusionConfig, apply_overrides, from_dict
+from pathsynth.diffusion.trainer import DiffusionTrainer
+from pathsynth.errors import CheckpointError
+from pathsynth.gan.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
+from pathsynth.gan.distributed import init_distributed, shutdown_distributed
+from pathsynth.gan.run import CONFIG_NAME, check_batch, open_run
+from pathsynth.gan.trainer import TrainResult
+from pathsynth.imaging.tensorset import TensorImageSet
+
+KIND = "diffusion"
+
+
+def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> DiffusionConfig:
+    """The config of a diffusion run's last checkpoint (its ``config.json`` when it has none
+    yet) with ``overrides`` applied, for ``--resume``.
+
+    Raises:
+        CheckpointError: no run folder, nothing to read in it, or a GAN run's checkpoint.
+        ConfigError: an override the config refuses.
+    """
+    saved = run_dir / CONFIG_NAME
+    if run_dir.is_dir() and not list_checkpoints(run_dir, "last") and saved.is_file():
+        return apply_overrides(from_dict(json.loads(saved.read_text(encoding="utf-8"))), overrides)
+    path = find_checkpoint(run_dir, "last")
+    state = load_checkpoint(path)
+    if state.get("kind") != KIND:
+        raise CheckpointError(f"{run_dir} is not a diffusion run (resume it with train-gan)")
+    return apply_overrides(from_dict(state["config"]), overrides)
+
+
+def train_run(
+    config: DiffusionConfig,
+    dataset: TensorImageSet,
+    runs: Path,
+    name: str,
+    source: str,
+    resume_dir: Path | None = None,
+    log: Callable[[str], None] | None = None,
+    on_open: Callable[[Path], None] | None = None,
+    data: Mapping[str, str] | None = None,
+) -> TrainResult | None:
+    """Train one diffusion run, as a single process or as one rank of torchrun (DDP).
+
+    Args: as :func:`pathsynth.gan.run.train_run`.
+
+    Returns:
+        How the run ended, on rank 0; ``None`` on the other ranks.
+
+    Raises:
+        DataError: fewer images than one batch.
+        ConfigError, CheckpointError: what the run folder and the trainer refuse.
+    """
+    check_batch(dataset, config.optim.batch_size, source)
+    context = init_distributed(resolve_device(config.run.device))
+    try:
+        opened = open_run(config, runs, name, source, resume_dir, context, data, kind=KIND)
+        if context.is_main and on_open is not None:
+            on_open(opened.run_dir)
+        trainer = DiffusionTrainer(
+            config, dataset, opened.run_dir, context=context, resume=opened.resume,
+            log=log if context.is_main else None,
+        )  # fmt: skip
+        opened.resume = None
+        result = trainer.train()
+        return result if context.is_main else None
+    finally:
+        shutdown_distributed(context)

@@ -1,0 +1,41 @@
+"""Diffusion presets resolve, and values no run can use are refused with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+
+from pathsynth.diffusion.config import PRESETS, from_dict, resolve_config
+from pathsynth.errors import ConfigError
+
+
+def test_presets_give_the_documented_sizes_and_round_trip_through_plain_data() -> None:
+    sizes = {"smoke": 32, "quick": 64, "gpu": 128}
+    assert set(PRESETS) == set(sizes)
+    for name, side in sizes.items():
+        config = resolve_config(name)
+        assert config.data.resolution == side and config.preset == name
+        assert config.schedule.prediction == "v_prediction"
+        assert config.run.quality_every == 0
+        assert from_dict(config.to_dict()) == config
+
+
+def test_unknown_key_names_the_valid_ones() -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown diffusion setting 'model.depth'.*model\.channels"
+    ):
+        resolve_config("smoke", {"model.depth": 3})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("sampling.sampler", "euler", "sampling.sampler 'euler' is not one of ddim, dpm\\+\\+"),
+        ("guidance.label_dropout", "1.0", "guidance.label_dropout must be in"),
+        ("model.norm_groups", "5", "model.norm_groups 5 does not divide"),
+        ("data.preprocess.size", "33", "multiple of 2 and at least 8 px, got 33"),
+        ("run.quality_every", "10", "run.quality_every must be 0 for diffusion runs"),
+    ],
+)
+def test_values_no_run_can_use_are_refused(key: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("smoke", {key: value})

@@ -1,0 +1,61 @@
+"""``reproduce --generator both`` at smoke size: both generators trained on the training fold
+only, each one's images in the catalog, the conditions named for the generator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from experiment.test_reproduce import CLASSES, two_sites
+from sqlalchemy import select
+
+from pathsynth.catalog.models import Image, Run
+from pathsynth.catalog.workspace import Workspace
+from pathsynth.errors import ConfigError
+from pathsynth.experiment.config import experiment_config
+from pathsynth.experiment.pipeline import Experiment
+
+NAMED = ("original+gan", "affine+gan", "original+diffusion", "affine+diffusion")
+
+
+def test_both_generators_train_generate_and_name_their_conditions(
+    herlev: Path, tmp_path: Path
+) -> None:
+    site_a, _ = two_sites(herlev, tmp_path)
+    space = Workspace.create(tmp_path / "ws")
+    config = experiment_config(
+        "smoke", "cytology",
+        {"generator": "both", "seeds": 1, "protocols": ("honest",), "classifier.epochs": 2},
+    )  # fmt: skip
+    assert config.conditions == ("original", "affine", *NAMED)
+    experiment = Experiment.create(space, site_a, config, CLASSES, "both", log=lambda line: None)
+    results = json.loads(experiment.run(until="results").read_text())
+
+    trained = experiment.state.outputs("generator")
+    assert set(trained["runs"]) == {"gan", "diffusion"}
+    assert trained["run_dir"] == trained["runs"]["gan"]["run_dir"]
+    assert trained["runs"]["diffusion"]["steps"] == config.diffusion.optim.steps
+    run_kind = json.loads((Path(trained["runs"]["diffusion"]["run_dir"]) / "run.json").read_text())
+    assert run_kind["kind"] == "diffusion"
+    made = experiment.state.outputs("generate")["by_generator"]
+    per_kind = config.synthetic_per_class * len(CLASSES)
+    assert made["gan"]["images"] == made["diffusion"]["images"] == per_kind
+    with space.open_catalog() as catalog, catalog.session() as session:
+        kinds = dict(session.execute(select(Run.name, Run.kind)).all())
+        diffusion_run = next(name for name, kind in kinds.items() if kind == "diffusion")
+        run_id = session.scalar(select(Run.id).where(Run.name == diffusion_run))
+        transforms = session.scalars(select(Image.transform).where(Image.run_id == run_id)).all()
+    assert len(transforms) == per_kind
+    assert all(t["guidance"] == config.diffusion.sampling.guidance for t in transforms)
+    conditions = {key.split("/")[1] for key in results["conditions"]}
+    assert conditions == {"original", "affine", *NAMED}
+
+
+def test_both_generators_refuse_an_unnamed_synthetic_condition() -> None:
+    with pytest.raises(ConfigError, match="with generator 'both' name the generator"):
+        experiment_config(
+            "smoke", "cytology", {"generator": "both", "conditions": "original,synthetic"}
+        )
+    with pytest.raises(ConfigError, match="needs the diffusion generator"):
+        experiment_config("smoke", "cytology", {"conditions": "original,original+diffusion"})
