@@ -157,3 +157,26 @@ def test_probe_logistic_and_fine_tune_side_by_side_then_quality_on_backbone_feat
     assert vectors() == stored  # real and generated vectors came from the catalog
     again = json.loads(experiment.paths.quality.read_text())["quality"]
     assert again["frechet_distance"] == pytest.approx(quality["frechet_distance"])
+
+
+def test_the_quality_backbone_is_the_classifier_backbone_file_by_default(tmp_path):
+    """With backbone weights (an SSL file) the quality stage and the GAN's best-checkpoint signal
+    use them; without any weights the default stays the reference classifier, and saying
+    features=backbone takes the random-init backbone."""
+    from pathsynth.experiment.config import experiment_config
+
+    path = str(tmp_path / "ssl.pt")
+    config = experiment_config(
+        "smoke", "histology",
+        {"classifier.kind": "linear-probe", "classifier.backbone_weights": path,
+         "classifier.backbone_input_size": 32},
+    )  # fmt: skip
+    assert config.quality_backbone() == ("resnet18", path, 32)
+    assert (config.gan.run.quality_backbone, config.gan.run.quality_backbone_weights) == (
+        "resnet18", path)  # fmt: skip
+    plain = experiment_config("smoke", "histology")
+    assert plain.quality_backbone() is None and plain.gan.run.quality_backbone == ""
+    chosen = experiment_config("smoke", "histology", {"quality.features": "backbone"})
+    assert chosen.quality_backbone() == ("resnet18", None, 0)
+    with pytest.raises(ConfigError, match=r"set quality\.backbone"):
+        experiment_config("smoke", "histology", {"gan.run.quality_backbone": "resnet18"})

@@ -97,7 +97,7 @@ class BackboneClassifier(nn.Module):
         size = self.spec.size
         if x.shape[-1] != size or x.shape[-2] != size:
             mode = "bicubic" if self.spec.interpolation == "bicubic" else "bilinear"
-            x = F.interpolate(x, size=(size, size), mode=mode, align_corners=False)
+            x = F.interpolate(x, size=(size, size), mode=mode, align_corners=False).clamp(0, 1)
         x = (x - self.mean) / self.std
         return self.head(self.backbone(x))
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathsynth.classify.config import KINDS, ClassifierConfig, classifier_config
+from pathsynth.classify.config import FROZEN_KINDS, KINDS, ClassifierConfig, classifier_config
 from pathsynth.config import resolve, to_plain
 from pathsynth.errors import ConfigError
 from pathsynth.experiment.protocols import CONDITIONS, PROTOCOLS
@@ -143,6 +143,38 @@ class ExperimentConfig:
         data = DataConfig(preprocess=self.preprocess, crop=self.classifier.crop_size)
         if self.gan.data != data:
             object.__setattr__(self, "gan", dataclasses.replace(self.gan, data=data))
+        # the GAN's best checkpoint is chosen on the features the quality stage reports on
+        chosen = self.quality_backbone()
+        if chosen is not None:
+            name, weights, size = chosen
+            run = dataclasses.replace(
+                self.gan.run,
+                quality_backbone=name,
+                quality_backbone_weights=weights,
+                quality_backbone_size=size,
+            )
+            if run != self.gan.run:
+                object.__setattr__(self, "gan", dataclasses.replace(self.gan, run=run))
+
+    def quality_backbone(self) -> tuple[str, str | None, int] | None:
+        """The backbone the quality stage (and the GAN's best-checkpoint signal) measures on, as
+        ``(name, weights, input_size)``, or ``None`` for the reference classifier's features
+        (see :class:`QualityConfig`)."""
+        chosen = self.quality
+        if chosen.features == "classifier":
+            return None
+        if chosen.backbone:
+            return chosen.backbone, chosen.backbone_weights, chosen.backbone_input_size
+        classifier = self.classifier
+        uses_backbone = classifier.kind in FROZEN_KINDS or classifier.network == "backbone"
+        uses_backbone = uses_backbone or bool(set(self.classifier_kinds) & set(FROZEN_KINDS))
+        weights = chosen.backbone_weights or (
+            classifier.backbone_weights if uses_backbone else None
+        )
+        if chosen.features == "auto" and weights is None:
+            return None
+        size = chosen.backbone_input_size or classifier.backbone_input_size
+        return classifier.backbone, weights, size
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -280,6 +312,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 _FOLLOWING = {
     "gan.data": "preprocess.* (e.g. --set preprocess.size=96)",
     "gan.run.device": "device (--device)",
+    "gan.run.quality_backbone": "quality.backbone (--quality-backbone)",
     "classifier.device": "device (--device)",
     "classifier.seed": "seeds (every seed 0..seeds-1 is run)",
 }

@@ -26,10 +26,8 @@ from typing import Any
 import torch
 
 from pathsynth.backbones.load import Backbone, load_backbone
-from pathsynth.classify.config import FROZEN_KINDS
 from pathsynth.classify.networks import build_classifier
 from pathsynth.config import sanitise, save_record
-from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.probe import ExperimentEmbeddings
 from pathsynth.experiment.protocols import ExperimentSets
@@ -48,23 +46,6 @@ NO_BACKBONE = (
 )
 
 
-def quality_backbone(config: ExperimentConfig) -> tuple[str, str | None, int] | None:
-    """The backbone the quality stage measures on, as ``(name, weights, input_size)``, or
-    ``None`` for the reference classifier's features (see :class:`QualityConfig`)."""
-    chosen = config.quality
-    if chosen.features == "classifier":
-        return None
-    if chosen.backbone:
-        return chosen.backbone, chosen.backbone_weights, chosen.backbone_input_size
-    classifier = config.classifier
-    uses_backbone = bool(set(config.kinds) & set(FROZEN_KINDS)) or classifier.network == "backbone"
-    weights = chosen.backbone_weights or (classifier.backbone_weights if uses_backbone else None)
-    if chosen.features == "auto" and weights is None:
-        return None
-    size = chosen.backbone_input_size or classifier.backbone_input_size
-    return classifier.backbone, weights, size
-
-
 def quality(context: StageContext) -> dict[str, Any]:
     """Synthesis quality and memorisation of the generated images, into ``quality.json``.
 
@@ -74,7 +55,7 @@ def quality(context: StageContext) -> dict[str, Any]:
     sets = context.sets()
     if sets.synthetic is None:
         return {"skipped": "no generated images"}
-    chosen = quality_backbone(context.config)
+    chosen = context.config.quality_backbone()
     has_reference = context.paths.reference_classifier.exists()
     if chosen is None and not has_reference:
         return {"skipped": "no honest/original classifier to take features from"}
