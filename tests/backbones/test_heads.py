@@ -180,3 +180,28 @@ def test_the_quality_backbone_is_the_classifier_backbone_file_by_default(tmp_pat
     assert chosen.quality_backbone() == ("resnet18", None, 0)
     with pytest.raises(ConfigError, match=r"set quality\.backbone"):
         experiment_config("smoke", "histology", {"gan.run.quality_backbone": "resnet18"})
+
+
+def test_reproduce_takes_kinds_and_a_quality_backbone_and_refuses_an_unknown_kind(tmp_path):
+    from helpers import run_pathsynth
+
+    source = tmp_path / "source"
+    (source / "a").mkdir(parents=True)
+    weights = tmp_path / "ssl.safetensors"
+    common = ("reproduce", str(source), "-m", "cytology", "--preset", "smoke", "--dry-run")
+    done = run_pathsynth(
+        *common, "--classifier-kinds", "logistic,fine-tune", "--quality-backbone",
+        "vit_small_patch16_224", "--quality-backbone-weights", str(weights),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)
+    assert config["classifier_kinds"] == ["logistic", "fine-tune"]
+    assert config["classifier"]["kind"] == "logistic"
+    assert config["quality"]["backbone"] == "vit_small_patch16_224"
+    assert config["gan"]["run"]["quality_backbone_weights"] == str(weights)
+    refused = run_pathsynth(*common, "--classifier-kinds", "logistic,probe")
+    assert refused.returncode != 0
+    assert "unknown classifier kind(s) probe; known: fine-tune, linear-probe, logistic" in (
+        refused.stdout + refused.stderr
+    )
+    assert "Traceback" not in refused.stderr
