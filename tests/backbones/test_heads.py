@@ -132,7 +132,9 @@ def test_probe_logistic_and_fine_tune_side_by_side_then_quality_on_backbone_feat
         "fine-tune",
     )
     experiment = Experiment.create(space, source, config, None, "kinds", log=lambda line: None)
-    results = json.loads(experiment.run("results").read_text())
+    results = json.loads(experiment.run("report").read_text())
+    page = (experiment.paths.report / "report.html").read_text()
+    assert "original@fine-tune" in page and "original@logistic" in page
     keys = set(results["conditions"])
     assert keys == {
         f"honest/{c}{k}" for c in ("original", "synthetic") for k in ("", "@logistic", "@fine-tune")
