@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from pathsynth.classify.config import PRESETS, classifier_config
+from pathsynth.classify.config import NETWORKS, PRESETS, classifier_config
 from pathsynth.errors import ConfigError
 
 
@@ -14,7 +14,7 @@ def test_every_preset_resolves_to_a_valid_config(preset: str) -> None:
 
     for field, value in PRESETS[preset].items():
         assert getattr(config, field) == value
-    assert dataclasses.asdict(config)["network"] in ("small_cnn", "resnet18")
+    assert dataclasses.asdict(config)["network"] in NETWORKS
 
 
 def test_overrides_replace_preset_values() -> None:

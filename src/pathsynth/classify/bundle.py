@@ -202,7 +202,7 @@ def load_bundle(path: Path, device: torch.device | str = "cpu") -> ClassifierBun
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"classifier bundle {path} holds no weights")
-    model = build_classifier(manifest.classifier, len(manifest.class_names))
+    model = build_classifier(manifest.classifier, len(manifest.class_names), weights=False)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:  # missing, unexpected or mis-shaped tensors

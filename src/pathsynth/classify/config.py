@@ -12,8 +12,9 @@ from typing import Any
 from pathsynth.config import resolve
 from pathsynth.errors import ConfigError
 
-NETWORKS = ("small_cnn", "resnet18")
-KINDS = ("fine-tune", "linear-probe")
+NETWORKS = ("small_cnn", "resnet18", "backbone")
+KINDS = ("fine-tune", "linear-probe", "logistic")
+FROZEN_KINDS = ("linear-probe", "logistic")  # kinds that train on a frozen backbone's embeddings
 MONITORS = ("balanced_accuracy", "loss")
 SCHEDULES = ("constant", "cosine")
 SAMPLERS = ("shuffle", "balanced")
@@ -121,12 +122,21 @@ class ClassifierConfig:
     # model
     kind: str = "fine-tune"  # "fine-tune" (``network`` trained end to end) | "linear-probe" (a
     #   linear head on a frozen backbone's per-image embeddings, the eva protocol; classify/probe.py)
-    backbone: str = "resnet18"  # linear-probe: a timm architecture or hf-hub:org/name
-    backbone_weights: str | None = None  # linear-probe: state dict or .safetensors file (key
+    #   | "logistic" (scikit-learn logistic regression on the same embeddings, C chosen on the
+    #   validation patients; classify/logistic.py)
+    backbone: str = "resnet18"  # linear-probe, logistic, network=backbone: a timm architecture or
+    #   hf-hub:org/name
+    backbone_weights: str | None = None  # the backbone's state dict or .safetensors file (key
     #   prefixes handled) or hf-hub:org/name; None = random init (the floor a backbone must beat)
-    backbone_input_size: int = 0  # linear-probe: side the backbone sees; 0 = its pretrained
-    #   config's
+    backbone_input_size: int = 0  # side the backbone sees; 0 = its pretrained config's
     network: str = "small_cnn"  # "small_cnn" (paper-like) | "resnet18" (torchvision, random init)
+    #   | "backbone" (fine-tune the timm ``backbone`` with a new linear head; classify/finetune.py)
+    finetune_blocks: int = 0  # network=backbone: train only the last N blocks of the backbone's
+    #   timm layer groups (and the head); 0 = every layer
+    layer_decay: float = 1.0  # network=backbone: layer-wise learning-rate decay, the layer k
+    #   groups below the top trains at learning_rate * layer_decay**k; 1 = none, in (0, 1]
+    logistic_c: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)  # logistic: inverse
+    #   regularisation strengths tried; the one best on the validation patients is kept
     width: int = 32  # small_cnn: channels of the first block, doubled per block
     blocks: int = 4  # small_cnn: conv-BN-ReLU-pool blocks
     dropout: float = 0.3  # small_cnn: dropout before the linear head, 0 to disable
@@ -179,6 +189,13 @@ class ClassifierConfig:
             raise ConfigError(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
         if self.kind not in KINDS:
             raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if not 0.0 < self.layer_decay <= 1.0 or self.finetune_blocks < 0:
+            raise ConfigError(
+                f"layer_decay must be in (0, 1] and finetune_blocks >= 0, got {self.layer_decay}, "
+                f"{self.finetune_blocks}"
+            )
+        if not self.logistic_c or any(not c > 0.0 or not math.isfinite(c) for c in self.logistic_c):
+            raise ConfigError(f"logistic_c needs positive finite values, got {self.logistic_c}")
         if self.backbone_input_size != 0 and self.backbone_input_size < 16:
             raise ConfigError(
                 f"backbone_input_size must be 0 or at least 16, got {self.backbone_input_size}"
@@ -235,6 +252,10 @@ class ClassifierConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # the eva protocol's head: full-batch-ish AdamW on frozen features (set classifier.backbone)
     "linear-probe": {"kind": "linear-probe", "epochs": 200, "patience": 20, "batch_size": 256},
+    "logistic": {"kind": "logistic"},
+    # a timm backbone fine-tuned end to end with layer-wise learning-rate decay (set
+    #   classifier.backbone and backbone_weights)
+    "fine-tune": {"network": "backbone", "learning_rate": 3e-4, "layer_decay": 0.75},
     "smoke": {"width": 8, "blocks": 3, "epochs": 2, "patience": 2, "batch_size": 16},
     "quick": {"width": 16, "epochs": 25, "patience": 6},
     "paper": {"epochs": 150, "patience": 20, "batch_size": 64, "device": "cuda"},

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from pathsynth.classify.config import ClassifierConfig
+from pathsynth.classify.config import FROZEN_KINDS, ClassifierConfig
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.weights import read_state_dict
 
@@ -113,24 +113,41 @@ def resnet18(num_classes: int, weights_path: Path | str | None = None) -> ResNet
     return model
 
 
-def build_classifier(config: ClassifierConfig, num_classes: int, in_channels: int = 3) -> nn.Module:
+def build_classifier(
+    config: ClassifierConfig, num_classes: int, in_channels: int = 3, weights: bool = True
+) -> nn.Module:
     """The network ``config.network`` names, for ``num_classes`` classes.
 
-    A ``linear-probe`` config gives a :class:`~pathsynth.classify.probe.FrozenFeatureClassifier`
-    whose backbone is the bare architecture (random init; a bundle's state dict or the caller
-    supplies the weights), except a hub backbone, which is loaded from the hub (cache).
+    A ``linear-probe`` or ``logistic`` config gives a
+    :class:`~pathsynth.classify.probe.FrozenFeatureClassifier` whose backbone is the bare
+    architecture (random init; a bundle's state dict or the caller supplies the weights), except
+    a hub backbone, which is loaded from the hub (cache). ``network="backbone"`` gives a
+    :class:`~pathsynth.classify.finetune.BackboneClassifier` starting from ``backbone_weights``.
+
+    Args:
+        config: the classifier config.
+        num_classes: number of outputs.
+        in_channels: image channels.
+        weights: load ``backbone_weights`` for ``network="backbone"``; False builds the bare
+            architecture (a bundle's state dict then supplies every tensor).
 
     Raises:
-        CheckpointError: a ``weights_path`` that :func:`resnet18` refuses.
-        ConfigError: ``weights_path`` with the small CNN, ResNet-18 or a probe on non-RGB images,
-            or a backbone timm does not know.
+        CheckpointError: a ``weights_path`` that :func:`resnet18` refuses, or backbone weights
+            :func:`~pathsynth.backbones.load.load_backbone` refuses.
+        ConfigError: ``weights_path`` with the small CNN, ResNet-18 or a backbone on non-RGB
+            images, a backbone timm does not know, or more ``finetune_blocks`` than it has.
     """
-    if config.kind == "linear-probe":
+    if config.kind in FROZEN_KINDS or config.network == "backbone":
+        if in_channels != 3:
+            raise ConfigError(f"a timm backbone takes RGB images, got {in_channels} channels")
         from pathsynth.classify.probe import FrozenFeatureClassifier, probe_backbone
 
-        if in_channels != 3:
-            raise ConfigError(f"a linear probe takes RGB images, got {in_channels} channels")
-        return FrozenFeatureClassifier(probe_backbone(config, weights=False), num_classes)
+        if config.kind in FROZEN_KINDS:
+            return FrozenFeatureClassifier(probe_backbone(config, weights=False), num_classes)
+        from pathsynth.classify.finetune import BackboneClassifier
+
+        backbone = probe_backbone(config, weights=weights)
+        return BackboneClassifier(backbone, num_classes, config.finetune_blocks)
     if config.network == "resnet18":
         if in_channels != 3:
             raise ConfigError(f"resnet18 takes RGB images, got {in_channels} channels")

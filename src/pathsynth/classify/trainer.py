@@ -37,6 +37,7 @@ from torch import nn
 from pathsynth.classify.augment import ColourAugment, random_dihedral
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.classify.evaluate import predict_probabilities
+from pathsynth.classify.finetune import optimiser_groups
 from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.recipe import RecipeSteps, balanced_batches
 from pathsynth.devices import resolve_device
@@ -419,7 +420,7 @@ def _epochs(
     """Train epoch after epoch, up to ``config.epochs``, yielding each one's record and the
     network it scored (``model``, or its weight average when ``ema_decay`` is on)."""
     optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        optimiser_groups(model, config), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     criterion = _training_criterion(config, train_set, device)
     order_generator = torch.Generator().manual_seed(config.seed + 1)

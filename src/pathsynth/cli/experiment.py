@@ -70,6 +70,22 @@ def reproduce(
     inception_weights: Path | None = typer.Option(
         None, "--inception-weights", help="Local Inception-v3 state dict: adds standard FID/KID."
     ),
+    quality_backbone: str | None = typer.Option(
+        None,
+        "--quality-backbone",
+        help="timm backbone whose features the quality metrics use (default: the classifier's "
+        "backbone when it has weights, else the reference classifier's features).",
+    ),
+    quality_backbone_weights: Path | None = typer.Option(
+        None, "--quality-backbone-weights", help="Its weights file (state dict or safetensors)."
+    ),
+    classifier_kinds: str | None = typer.Option(
+        None,
+        "--classifier-kinds",
+        help="Classifier kinds side by side in one results table, e.g. linear-probe,fine-tune "
+        "(fine-tune trains classifier.network; set classifier.network=backbone for the timm "
+        "backbone).",
+    ),
     pixel_size: float | None = typer.Option(
         None,
         "--pixel-size",
@@ -113,6 +129,11 @@ def reproduce(
         "source_pixel_size_um": pixel_size,
         "external_pixel_size_um": external_pixel_size,
         "classifier.network": network,
+        "classifier_kinds": _names(classifier_kinds),
+        "quality.backbone": quality_backbone,
+        "quality.backbone_weights": str(quality_backbone_weights)
+        if quality_backbone_weights
+        else None,
         "classifier.weights_path": str(classifier_weights) if classifier_weights else None,
         **parse_assignments(assignments),
     }
@@ -142,6 +163,12 @@ def classify(
         "original,affine,synthetic,affine+synthetic", "--train-on", help="Conditions to compare."
     ),
     seeds: int = typer.Option(5, "--seeds", help="Classifier runs per condition."),
+    classifier_kinds: str | None = typer.Option(
+        None,
+        "--classifier-kinds",
+        help="Kinds side by side, e.g. linear-probe,logistic,fine-tune (the first is the "
+        "reference).",
+    ),
     assignments: list[str] = typer.Option(
         [],
         "--set",
@@ -160,7 +187,7 @@ def classify(
 
     overrides = {
         "seeds": seeds, "protocols": _names(protocol), "conditions": _names(train_on),
-        **parse_assignments(assignments),
+        "classifier_kinds": _names(classifier_kinds), **parse_assignments(assignments),
     }  # fmt: skip
     space = Workspace(resolve_workspace(workspace))
     experiment = Experiment.open(space, name, overrides, log=_log)

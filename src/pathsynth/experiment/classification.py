@@ -1,7 +1,10 @@
-"""The ``classify`` stage: one classifier per protocol x condition x seed, each tested once.
+"""The ``classify`` stage: one classifier per kind x protocol x condition x seed, each tested once.
 
 Every run's numbers are written to its own JSON as soon as it finishes, so a killed stage goes
-on from the last finished run.
+on from the last finished run. With several classifier kinds (``classifier_kinds``) every kind
+trains on the same sets and seeds, so the results table pairs them run by run; the runs of
+``classifier.kind`` keep the bare condition name, the others are ``<condition>@<kind>``
+(:func:`run_label`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import Any
 import torch
 
 from pathsynth.classify.bundle import Provenance, save_bundle
-from pathsynth.classify.config import ClassifierConfig
+from pathsynth.classify.config import FROZEN_KINDS, ClassifierConfig
 from pathsynth.classify.evaluate import evaluate_images
+from pathsynth.classify.logistic import train_logistic
 from pathsynth.classify.probe import (
     FeatureSet,
     FrozenFeatureClassifier,
@@ -25,6 +29,7 @@ from pathsynth.classify.probe import (
 )
 from pathsynth.classify.trainer import TrainingResult, train_classifier, validation_split
 from pathsynth.config import load_record, save_record
+from pathsynth.errors import ConfigError
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.data import stain_reference
 from pathsynth.experiment.probe import ExperimentEmbeddings
@@ -70,28 +75,39 @@ class ClassifierRun:
     config: dict[str, Any]
 
 
+def run_label(condition: str, kind: str, primary: str) -> str:
+    """How a run of ``condition`` by a classifier of ``kind`` is named in paths and results:
+    the bare condition for the experiment's own kind ``primary``, else ``<condition>@<kind>``."""
+    return condition if kind == primary else f"{condition}@{kind}"
+
+
 def classify(context: StageContext) -> dict[str, Any]:
-    """Every protocol x condition x seed not yet on disk."""
+    """Every kind x protocol x condition x seed not yet on disk."""
     sets = context.sets()
     done = 0
     config = context.config
     embeddings = _probe_embeddings(context)
-    for protocol in config.protocols:
-        for condition in config.conditions:
-            for seed in range(config.seeds):
-                target = context.paths.classifier_run(protocol, condition, seed)
-                if target.exists():
-                    continue
-                run = classify_once(context, sets, protocol, condition, seed, embeddings)
-                save_record(run, target)
-                done += 1
+    for kind in config.kinds:
+        for protocol in config.protocols:
+            for condition in config.conditions:
+                label = run_label(condition, kind, config.classifier.kind)
+                for seed in range(config.seeds):
+                    target = context.paths.classifier_run(protocol, label, seed)
+                    if target.exists():
+                        continue
+                    run = classify_once(
+                        context, sets, protocol, condition, seed, embeddings, kind=kind
+                    )
+                    save_record(run, target)
+                    done += 1
     return {"runs": done}
 
 
 def read_run(
     context: StageContext, protocol: str, condition: str, seed: int
 ) -> ClassifierRun | None:
-    """The recorded run, or ``None`` when it has not finished."""
+    """The recorded run (``condition`` as :func:`run_label` names it), or ``None`` when it has
+    not finished."""
     path = context.paths.classifier_run(protocol, condition, seed)
     return load_record(ClassifierRun, path, "classifier run") if path.exists() else None
 
@@ -116,20 +132,22 @@ def _condition_sets(
 
 
 def _probe_embeddings(context: StageContext) -> ExperimentEmbeddings | None:
-    """The stage's per-image embeddings when the classifier is a linear probe, else ``None``.
+    """The stage's per-image embeddings when a classifier kind trains on frozen features
+    (linear probe, logistic regression), else ``None``.
 
     Raises:
         ConfigError, CheckpointError: a backbone or weights file the loader refuses (before any
             classifier is trained or anything written).
     """
     config = context.config.classifier
-    if config.kind != "linear-probe":
+    if not set(context.config.kinds) & set(FROZEN_KINDS):
         return None
     from pathsynth.experiment.probe import ExperimentEmbeddings
 
     backbone = probe_backbone(config)
+    what = " and ".join(kind for kind in context.config.kinds if kind in FROZEN_KINDS)
     context.log(
-        f"  linear probe on {backbone.name} ({backbone.dim} dims, weights {backbone.weights}, "
+        f"  {what.replace('-', ' ')} on {backbone.name} ({backbone.dim} dims, weights {backbone.weights}, "
         f"{backbone.spec.size} px)"
     )
     return ExperimentEmbeddings(context, backbone, str(context.device))
@@ -142,16 +160,24 @@ def classify_once(
     condition: str,
     seed: int,
     embeddings: ExperimentEmbeddings | None = None,
+    kind: str | None = None,
 ) -> ClassifierRun:
-    """Train one classifier on the condition's training set and test it under the protocol
-    (a linear head on ``embeddings`` when the config is a linear probe)."""
-    config = dataclasses.replace(context.config.classifier, seed=seed, device=str(context.device))
+    """Train one classifier of ``kind`` (default ``classifier.kind``) on the condition's
+    training set and test it under the protocol (a linear head or logistic regression on
+    ``embeddings`` for the frozen-feature kinds)."""
+    kind = kind or context.config.classifier.kind
+    config = dataclasses.replace(
+        context.config.classifier, kind=kind, seed=seed, device=str(context.device)
+    )
+    label = run_label(condition, kind, context.config.classifier.kind)
     chosen, test_ids = _condition_sets(context, sets, protocol, condition, seed)
     if sets.external is not None:
         check_external(sets.external, chosen.train, chosen.validation)
     start = time.perf_counter()
     external = None
-    if embeddings is not None:
+    if kind in FROZEN_KINDS:
+        if embeddings is None:
+            raise ConfigError(f"a {kind} classifier needs the stage's embeddings")
         result = _train_probe(embeddings, chosen, config)
         test = _probe_score(result.model, embeddings.of(chosen.test), result.class_names)
         if sets.external is not None:
@@ -163,11 +189,11 @@ def classify_once(
         test = _score(result.model, chosen.test, test_ids, config)
         if sets.external is not None:
             external = _score(result.model, sets.external, sets.external.ids, config)
-    if protocol == "honest" and condition == "original" and seed == 0:
+    if protocol == "honest" and label == "original" and seed == 0:
         torch.save(result.model.state_dict(), context.paths.reference_classifier)
-    _save_bundle(context, result.model, config, (protocol, condition, seed), chosen, test)
+    _save_bundle(context, result.model, config, (protocol, label, seed), chosen, test)
     context.log(
-        f"  {protocol}/{condition} seed {seed}: accuracy {test.summary['accuracy']:.3f}, "
+        f"  {protocol}/{label} seed {seed}: accuracy {test.summary['accuracy']:.3f}, "
         f"balanced {test.summary['balanced_accuracy']:.3f} on {test.images} test images"
         + (
             f"; external balanced {external.summary['balanced_accuracy']:.3f}"
@@ -178,7 +204,7 @@ def classify_once(
     )
     return ClassifierRun(
         protocol=protocol,
-        condition=condition,
+        condition=label,
         seed=seed,
         train_inputs=len(chosen.train.images),
         test=test,
@@ -252,10 +278,13 @@ def _score(
 def _train_probe(
     embeddings: ExperimentEmbeddings, chosen: ConditionSets, config: ClassifierConfig
 ) -> TrainingResult:
-    """A linear head on the per-image vectors of the training and validation parts."""
+    """A linear head (``linear-probe``) or logistic regression (``logistic``) on the per-image
+    vectors of the training and validation parts."""
     class_names = list(chosen.train.images.class_names)
     model = FrozenFeatureClassifier(embeddings.backbone, len(class_names))
     train, validation = embeddings.of(chosen.train), embeddings.of(chosen.validation)
+    if config.kind == "logistic":
+        return train_logistic(model, train, validation, class_names, config)
     return train_linear_probe(model, train, validation, class_names, config)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathsynth.classify.config import ClassifierConfig, classifier_config
+from pathsynth.classify.config import FROZEN_KINDS, KINDS, ClassifierConfig, classifier_config
 from pathsynth.config import resolve, to_plain
 from pathsynth.diffusion.config import DiffusionConfig
 from pathsynth.diffusion.config import resolve_config as diffusion_config
@@ -40,6 +40,43 @@ from pathsynth.imaging.patches import PreprocessConfig, preprocess_preset
 from pathsynth.imaging.stain import STAIN_METHODS
 
 MODALITIES = ("histology", "cytology")
+QUALITY_FEATURES = ("auto", "backbone", "classifier")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Which features the ``quality`` stage measures synthesis quality on (experiment/quality.py).
+
+    ``auto`` takes a backbone when the experiment has one with weights: ``backbone`` below when
+    named, else the classifier's own ``backbone_weights`` (where an SSL backbone from
+    ``pathsynth pretrain`` or a foundation model's file is given). Without any backbone weights it
+    falls back to ``classifier`` (the honest/original seed-0 classifier's penultimate features):
+    a random-init backbone is no domain feature either, and that classifier at least learnt this
+    fold; ``features=backbone`` asks for the random-init backbone all the same.
+
+    Args: see the comment on each field.
+    """
+
+    features: str = "auto"  # "auto" | "backbone" (always a timm backbone, random init when no
+    #   weights) | "classifier" (penultimate layer of the honest/original seed-0 classifier)
+    backbone: str = ""  # timm architecture or hf-hub:org/name; "" = classifier.backbone
+    backbone_weights: str | None = None  # its state dict / .safetensors / hf-hub id; None with
+    #   backbone "" = classifier.backbone_weights (an SSL backbone file when the experiment has one)
+    backbone_input_size: int = 0  # side the backbone sees; 0 = its pretrained config's
+    compare_classifier: bool = True  # with backbone features, also report FD and KID on the
+    #   reference classifier's features (classifier_* numbers), for comparison
+
+    def __post_init__(self) -> None:
+        if self.features not in QUALITY_FEATURES:
+            raise ConfigError(
+                f"quality.features must be one of {', '.join(QUALITY_FEATURES)}, "
+                f"got {self.features!r}"
+            )
+        if self.backbone_input_size != 0 and self.backbone_input_size < 16:
+            raise ConfigError(
+                f"quality.backbone_input_size must be 0 or at least 16, got "
+                f"{self.backbone_input_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -68,12 +105,17 @@ class ExperimentConfig:
     synthetic_per_class: int = 250  # generated images per class
     generate_seed: int = 0  # seed of the generation noise
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # seed/device per run
+    classifier_kinds: tuple[str, ...] = ()  # classifier kinds run side by side on the same sets
+    #   and seeds ("linear-probe", "logistic", "fine-tune"); () = classifier.kind alone. The first
+    #   becomes classifier.kind: its results keep the bare condition name (and give the quality
+    #   stage its reference classifier), the others' are "<condition>@<kind>"
     protocols: tuple[str, ...] = PROTOCOLS  # "honest" | "paper"
     conditions: tuple[str, ...] = CONDITIONS  # training sets compared
     seeds: int = 5  # classifier runs per condition (paired across conditions)
     validation_fraction: float = 0.15  # real training groups held out for early stopping
     device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda"
     inception_weights: str | None = None  # local Inception-v3 state dict: adds standard FID/KID
+    quality: QualityConfig = field(default_factory=QualityConfig)  # synthesis-quality features
     external_test: str | None = None  # folder of real images from other patients/sites: every
     #   classifier is also tested there; never used for training, validation or the generator
     source_pixel_size_um: float | None = None  # micrometres per pixel of the source's images,
@@ -93,6 +135,12 @@ class ExperimentConfig:
         _known("stain normalisation", (self.stain_normalisation,), ("none", *STAIN_METHODS))
         if self.folds < 1 or not -1 <= self.fold < max(self.folds, 1):
             raise ConfigError(f"folds must be at least 1 (got {self.folds}), fold within them")
+        _known("classifier kind", self.classifier_kinds, KINDS)
+        if len(set(self.classifier_kinds)) != len(self.classifier_kinds):
+            raise ConfigError(f"classifier_kinds names a kind twice: {self.classifier_kinds}")
+        if self.classifier_kinds and self.classifier.kind != self.classifier_kinds[0]:
+            first = dataclasses.replace(self.classifier, kind=self.classifier_kinds[0])
+            object.__setattr__(self, "classifier", first)
         if self.seeds < 1:
             raise ConfigError(f"seeds must be at least 1, got {self.seeds}")
         if not 0 < self.test_fraction < 1:
@@ -110,6 +158,18 @@ class ExperimentConfig:
             object.__setattr__(self, "gan", dataclasses.replace(self.gan, data=data))
         if self.diffusion.data != data:  # refuses a side the UNet's levels cannot halve
             object.__setattr__(self, "diffusion", dataclasses.replace(self.diffusion, data=data))
+        # the GAN's best checkpoint is chosen on the features the quality stage reports on
+        chosen = self.quality_backbone()
+        if chosen is not None:
+            name, weights, size = chosen
+            run = dataclasses.replace(
+                self.gan.run,
+                quality_backbone=name,
+                quality_backbone_weights=weights,
+                quality_backbone_size=size,
+            )
+            if run != self.gan.run:
+                object.__setattr__(self, "gan", dataclasses.replace(self.gan, run=run))
 
     def _check_conditions(self) -> None:
         """With both generators the conditions name the generator (the default list becomes
@@ -135,6 +195,32 @@ class ExperimentConfig:
     def generator_kinds(self) -> tuple[str, ...]:
         """The generators trained, in order (the first one's images are ``synthetic``)."""
         return GENERATOR_KINDS if self.generator == "both" else (self.generator,)
+
+    def quality_backbone(self) -> tuple[str, str | None, int] | None:
+        """The backbone the quality stage (and the GAN's best-checkpoint signal) measures on, as
+        ``(name, weights, input_size)``, or ``None`` for the reference classifier's features
+        (see :class:`QualityConfig`)."""
+        chosen = self.quality
+        if chosen.features == "classifier":
+            return None
+        if chosen.backbone:
+            return chosen.backbone, chosen.backbone_weights, chosen.backbone_input_size
+        classifier = self.classifier
+        uses_backbone = classifier.kind in FROZEN_KINDS or classifier.network == "backbone"
+        uses_backbone = uses_backbone or bool(set(self.classifier_kinds) & set(FROZEN_KINDS))
+        weights = chosen.backbone_weights or (
+            classifier.backbone_weights if uses_backbone else None
+        )
+        if chosen.features == "auto" and weights is None:
+            return None
+        size = chosen.backbone_input_size or classifier.backbone_input_size
+        return classifier.backbone, weights, size
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The classifier kinds run, ``classifier.kind`` first."""
+        others = tuple(kind for kind in self.classifier_kinds if kind != self.classifier.kind)
+        return (self.classifier.kind, *others)
 
     def trains_on(self, origin: str) -> bool:
         """True when a compared condition trains on ``origin`` images ("affine", "synthetic":
@@ -282,6 +368,7 @@ _FOLLOWING = {
     "gan.run.device": "device (--device)",
     "diffusion.data": "preprocess.* (e.g. --set preprocess.size=96)",
     "diffusion.run.device": "device (--device)",
+    "gan.run.quality_backbone": "quality.backbone (--quality-backbone)",
     "classifier.device": "device (--device)",
     "classifier.seed": "seeds (every seed 0..seeds-1 is run)",
 }

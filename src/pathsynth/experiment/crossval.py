@@ -107,7 +107,7 @@ def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Re
             for k, result in enumerate(folds)
         ],
         conditions=conditions,
-        comparisons=comparisons(conditions, config.protocols, config.conditions),
+        comparisons=comparisons(conditions, config.protocols, config.conditions, config.kinds),
         synthesis_quality=first.synthesis_quality,
         memorisation=first.memorisation,
         generator=first.generator,
@@ -119,5 +119,7 @@ def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Re
             else None,
         ),
         external=external,
-        external_comparisons=comparisons(external, config.protocols, config.conditions),
+        external_comparisons=comparisons(
+            external, config.protocols, config.conditions, config.kinds
+        ),
     )

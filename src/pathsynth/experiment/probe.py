@@ -6,6 +6,11 @@ one frozen backbone; an image's inputs (patches, crops) are averaged into one ve
 stored in the catalog keyed by image content, backbone weights and a preprocessing hash that
 covers the experiment's inputs and stain reference, so every condition and seed of a stage, and
 a rerun, reuse them.
+
+The quality stage asks for another view (``view_side``): one vector per image from its first
+input alone, centre-cropped to the generated images' side, so that a real image and a generated
+one are seen at the same scale and field (averaging a real image's several tiles would shrink the
+real set's spread and bias every distance). The view is part of the key.
 """
 
 from __future__ import annotations
@@ -36,16 +41,23 @@ class ExperimentEmbeddings:
         context: the stage.
         backbone: the frozen feature extractor.
         device: where the backbone runs.
+        view_side: 0: an image's vector averages all its inputs; S: it is the features of the
+            centre S x S crop of its first input alone.
     """
 
-    def __init__(self, context: StageContext, backbone: Backbone, device: str = "cpu") -> None:
+    def __init__(
+        self, context: StageContext, backbone: Backbone, device: str = "cpu", view_side: int = 0
+    ) -> None:
         self.context = context
         self.backbone = backbone
         self.device = device
-        inputs = {
+        self.view_side = view_side
+        inputs: dict[str, Any] = {
             "experiment_inputs": context.config.preprocess.as_dict(),
             "stain_reference": context.state.outputs("inputs").get("stain_reference"),
         }
+        if view_side:
+            inputs["view"] = {"input": "first", "centre_crop": view_side}
         digest = preprocessing_sha256(_plain(inputs), backbone.spec)
         self.key = EmbeddingKey(backbone.name, backbone.weights_sha256, digest)
         self.method = {"backbone": backbone.name, "weights": backbone.weights,
@@ -68,6 +80,20 @@ class ExperimentEmbeddings:
         features = torch.stack([self.vectors[int(i)] for i in ids])
         return FeatureSet(features, labels)
 
+    def views(self, part: LabelledPart) -> torch.Tensor:
+        """The pixels behind :meth:`of`'s vectors with ``view_side``: each image's first input,
+        centre-cropped, in ascending id order.
+
+        Raises:
+            DataError: no ``view_side``, or inputs smaller than it.
+        """
+        if not self.view_side:
+            raise DataError("image views need a view_side")
+        ids = torch.unique(part.ids)
+        first = {int(i): r for r, i in reversed(list(enumerate(part.ids.tolist())))}
+        rows = [first[int(i)] for i in ids]
+        return centre_crops(part.images.images[rows], self.view_side)
+
     def _fill(self, part: LabelledPart, ids: torch.Tensor, inverse: torch.Tensor) -> None:
         """Load stored vectors of ``ids`` and compute and store the missing ones."""
         wanted = [int(i) for i in ids if int(i) not in self.vectors]
@@ -87,8 +113,14 @@ class ExperimentEmbeddings:
             return
         position = {image_id: k for k, image_id in enumerate(missing)}
         rows = [r for r, i in enumerate(ids[inverse].tolist()) if i in position]
+        if self.view_side:  # the first input of each image, centre-cropped
+            first = {int(part.ids[r]): r for r in reversed(rows)}
+            rows = [first[image_id] for image_id in missing]
         index = torch.tensor([position[int(part.ids[r])] for r in rows], dtype=torch.int64)
-        vectors = embed_inputs(self.backbone, part.images.images[rows], index, device=self.device)
+        images = part.images.images[rows]
+        if self.view_side:
+            images = centre_crops(images, self.view_side)
+        vectors = embed_inputs(self.backbone, images, index, device=self.device)
         counts = torch.bincount(index, minlength=len(missing))
         store_embeddings(
             space,
@@ -98,6 +130,19 @@ class ExperimentEmbeddings:
         )
         for image_id, k in position.items():
             self.vectors[image_id] = vectors[k]
+
+
+def centre_crops(images: torch.Tensor, side: int) -> torch.Tensor:
+    """The centre ``side`` x ``side`` square of every image (N, C, H, W).
+
+    Raises:
+        DataError: images smaller than ``side``.
+    """
+    height, width = images.shape[-2:]
+    if side > min(height, width):
+        raise DataError(f"a {side} px view of {width}x{height} inputs")
+    top, left = (height - side) // 2, (width - side) // 2
+    return images[..., top : top + side, left : left + side]
 
 
 def _plain(data: Any) -> Any:

@@ -14,7 +14,7 @@ from pathsynth import __version__
 from pathsynth.catalog.licence import source_licence
 from pathsynth.config import load_record, to_plain
 from pathsynth.errors import DataError
-from pathsynth.experiment.classification import ClassifierRun, TestScore, read_run
+from pathsynth.experiment.classification import ClassifierRun, TestScore, read_run, run_label
 from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.protocols import ExperimentSets
@@ -78,9 +78,11 @@ def build_results(context: StageContext) -> Results:
             if record.status == "finished"
         ],
         conditions=conditions,
-        comparisons=comparisons(conditions, config.protocols, config.conditions),
+        comparisons=comparisons(conditions, config.protocols, config.conditions, config.kinds),
         external=external,
-        external_comparisons=comparisons(external, config.protocols, config.conditions),
+        external_comparisons=comparisons(
+            external, config.protocols, config.conditions, config.kinds
+        ),
         synthesis_quality=quality.quality if quality else None,
         memorisation=quality.memorisation if quality else None,
         generator=_generator(context),
@@ -92,7 +94,7 @@ def build_results(context: StageContext) -> Results:
 def configs_of(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """The resolved configs, one per concern (the report shows one block each)."""
     everything = to_plain(config)
-    nested = ("preprocess", "affine", "gan", "classifier")
+    nested = ("preprocess", "affine", "gan", "classifier", "quality")
     configs = {name: everything.pop(name) for name in nested}
     return {"experiment": everything, **configs}
 
@@ -151,19 +153,21 @@ def _generator(context: StageContext) -> GeneratorInfo | None:
 
 
 def _conditions(context: StageContext, external: bool = False) -> dict[str, ConditionResult]:
-    """Every protocol x condition with a finished run, scored on the held-out test set or (with
-    ``external``) on the external test set."""
+    """Every kind x protocol x condition with a finished run, scored on the held-out test set or
+    (with ``external``) on the external test set; keyed ``<protocol>/<label>`` (:func:`run_label`)."""
     config = context.config
     found: dict[str, ConditionResult] = {}
-    for protocol in config.protocols:
-        for condition in config.conditions:
-            runs = [read_run(context, protocol, condition, seed) for seed in range(config.seeds)]
-            scored = [
-                (run, run.external if external else run.test) for run in runs if run is not None
-            ]
-            done = [(run, score) for run, score in scored if score is not None]
-            if done:
-                found[f"{protocol}/{condition}"] = _condition(protocol, condition, done)
+    for kind in config.kinds:
+        for protocol in config.protocols:
+            for condition in config.conditions:
+                label = run_label(condition, kind, config.classifier.kind)
+                runs = [read_run(context, protocol, label, seed) for seed in range(config.seeds)]
+                scored = [
+                    (run, run.external if external else run.test) for run in runs if run is not None
+                ]
+                done = [(run, score) for run, score in scored if score is not None]
+                if done:
+                    found[f"{protocol}/{label}"] = _condition(protocol, label, done)
     return found
 
 
@@ -204,28 +208,38 @@ def _defined(value: float | None) -> float:
 
 
 def comparisons(
-    conditions: dict[str, ConditionResult], protocols: tuple[str, ...], names: tuple[str, ...]
+    conditions: dict[str, ConditionResult],
+    protocols: tuple[str, ...],
+    names: tuple[str, ...],
+    kinds: tuple[str, ...] = (),
 ) -> list[Comparison]:
-    """Every condition against ``original`` under the same protocol, paired by seed."""
+    """Every condition against ``original`` under the same protocol and classifier kind, and
+    with several ``kinds`` (``classifier.kind`` first) every other kind against the first on the
+    same condition; all paired by seed (and fold)."""
+    pairs: list[tuple[str, str]] = []
+    primary = kinds[0] if kinds else ""
+    for kind in kinds or ("",):
+        base = run_label("original", kind, primary)
+        pairs += [(base, run_label(c, kind, primary)) for c in names if c != "original"]
+    for kind in kinds[1:]:
+        pairs += [(c, run_label(c, kind, primary)) for c in names]
     found = []
     for protocol in protocols:
-        base = conditions.get(f"{protocol}/original")
-        if base is None:
-            continue
-        for condition in names[1:]:
-            other = conditions.get(f"{protocol}/{condition}")
-            if other is None:
+        for a_name, b_name in pairs:
+            a_result = conditions.get(f"{protocol}/{a_name}")
+            b_result = conditions.get(f"{protocol}/{b_name}")
+            if a_result is None or b_result is None:
                 continue
             for metric in COMPARED_METRICS:
-                a = [getattr(seed, metric) for seed in base.per_seed]
-                b = [getattr(seed, metric) for seed in other.per_seed]
+                a = [getattr(seed, metric) for seed in a_result.per_seed]
+                b = [getattr(seed, metric) for seed in b_result.per_seed]
                 if len(a) != len(b) or len(a) < 2:
                     continue
                 paired = paired_comparison(a, b)
                 difference: MeanInterval = paired.difference
                 found.append(
                     Comparison(
-                        protocol=protocol, a="original", b=condition, metric=metric,
+                        protocol=protocol, a=a_name, b=b_name, metric=metric,
                         difference=difference.mean,
                         difference_interval=[difference.low, difference.high],
                         t_p_value=paired.t_p_value, wilcoxon_p_value=paired.wilcoxon_p_value,

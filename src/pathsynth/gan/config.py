@@ -199,6 +199,10 @@ class RunConfig:
     checkpoint_every: int = 1000  # steps between 'last' checkpoints (0 = only at the end)
     quality_every: int = 1000  # steps between quality signals for the 'best' checkpoint (0 = off)
     quality_samples: int = 256  # EMA samples (and real images) for the quality signal
+    quality_backbone: str = ""  # timm backbone whose features the quality signal uses; "" = fixed
+    #   random-conv features (gan/quality.py)
+    quality_backbone_weights: str | None = None  # its weights file or hf-hub id; None = random init
+    quality_backbone_size: int = 0  # side the backbone sees; 0 = its pretrained config's
     log_every: int = 50  # steps between JSONL stats lines
     samples_per_class: int = 8  # fixed-noise images per class in each grid
     device: str = "auto"  # "auto" (cuda if present) | "cpu" | "cuda" | "cuda:N"

@@ -1,9 +1,12 @@
-"""A cheap quality signal for keeping the best checkpoint: KID on fixed random-conv features.
+"""A cheap quality signal for keeping the best checkpoint: KID on fixed features.
 
 Not a metric to report (that is ``pathsynth.metrics``): it only has to rank checkpoints of one run
-against the same real images, every few hundred steps, in well under a second. Features are a
-4x4 average-pooled colour layout plus the pooled outputs of a fixed, seeded random conv net (which
-responds to texture and edges); the distance is the unbiased polynomial-kernel MMD^2 (KID).
+against the same real images, every few hundred steps, in well under a second. By default the
+features are a 4x4 average-pooled colour layout plus the pooled outputs of a fixed, seeded random
+conv net (which responds to texture and edges); with ``run.quality_backbone`` they are a timm
+backbone's (:class:`BackboneSignal`: an SSL or foundation model's weights, the domain features
+the experiment's quality stage reports on). The distance is the unbiased polynomial-kernel MMD^2
+(KID).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pathsynth.backbones.load import load_backbone
 from pathsynth.metrics.kid import mmd2_unbiased
 
 
@@ -47,6 +51,51 @@ class CheapFeatures(nn.Module):
             x = F.relu(conv(x))
             parts.append(x.mean(dim=(2, 3)))
         return torch.cat(parts, dim=1)
+
+
+class BackboneSignal(nn.Module):
+    """A frozen timm backbone's pooled features of images in [-1, 1], resized and normalised as
+    its pretrained config asks.
+
+    Args:
+        name: the timm architecture or hf-hub id.
+        weights: its weights file or hub id; ``None`` = random init (seeded, reproducible).
+        input_size: the side it sees; 0 = its pretrained config's.
+
+    Raises:
+        ConfigError, CheckpointError: what :func:`~pathsynth.backbones.load.load_backbone`
+            refuses.
+    """
+
+    mean: torch.Tensor  # the backbone's input normalisation, (1, 3, 1, 1) buffers
+    std: torch.Tensor
+
+    def __init__(self, name: str, weights: str | None = None, input_size: int = 0) -> None:
+        super().__init__()
+        backbone = load_backbone(name, weights, input_size=input_size or None)
+        self.model = backbone.model.requires_grad_(False).eval()
+        self.size = backbone.spec.size
+        self.mode = "bicubic" if backbone.spec.interpolation == "bicubic" else "bilinear"
+        self.register_buffer("mean", torch.tensor(backbone.spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(backbone.spec.std).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True) -> BackboneSignal:
+        """Always eval: the backbone is a fixed feature."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:  # as backbones.embed resizes
+            x = F.interpolate(x, size=(self.size, self.size), mode=self.mode, align_corners=False)
+            x = x.clamp(0.0, 1.0)
+        return self.model((x - self.mean) / self.std).float()
+
+
+def signal_features(name: str = "", weights: str | None = None, input_size: int = 0) -> nn.Module:
+    """The checkpoint signal's features: :class:`CheapFeatures` without a backbone name, else
+    :class:`BackboneSignal`."""
+    return BackboneSignal(name, weights, input_size) if name else CheapFeatures()
 
 
 def kid(real: torch.Tensor, fake: torch.Tensor) -> float:

@@ -46,7 +46,7 @@ from pathsynth.gan.losses import (
     r1_penalty,
 )
 from pathsynth.gan.networks import ConditionalGenerator
-from pathsynth.gan.quality import CheapFeatures, kid
+from pathsynth.gan.quality import kid, signal_features
 from pathsynth.gan.sampling import image_grid
 from pathsynth.imaging.crops import random_crops
 from pathsynth.imaging.png import encode_png
@@ -205,7 +205,7 @@ class GanTrainer:
         self.G_train, self.D_train = self._training_wrappers()
 
         self.grid_noise, self.grid_labels = self._grid_inputs()
-        self.quality_features: CheapFeatures | None = None
+        self.quality_features: nn.Module | None = None
         self.real_features: torch.Tensor | None = None
         self.quality_noise = torch.empty(0)
         self.quality_labels = torch.empty(0, dtype=torch.long)
@@ -529,11 +529,15 @@ class GanTrainer:
 
     @torch.no_grad()
     def quality_signal(self) -> float:
-        """KID between EMA samples and real images on cheap fixed features (lower is better)."""
+        """KID between EMA samples and real images on fixed features (lower is better): cheap
+        random-conv ones, or ``run.quality_backbone``'s."""
         count = min(self.config.run.quality_samples, len(self.dataset))
         if self.quality_features is None:
             with torch.random.fork_rng(devices=[]):  # never move the training RNG
-                self.quality_features = CheapFeatures().to(self.device)
+                run = self.config.run
+                self.quality_features = signal_features(
+                    run.quality_backbone, run.quality_backbone_weights, run.quality_backbone_size
+                ).to(self.device)
             order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(7))
             real = self.dataset.images[order[:count].to(self.device)]
             if self.config.data.crop:  # fixed crops, so the signal compares like with like

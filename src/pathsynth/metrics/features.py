@@ -1,11 +1,14 @@
 """Feature extractors that feed the synthesis-quality metrics, all offline.
 
-Two kinds, both behind :class:`FeatureExtractor` (a name plus ``images -> (n, d) features``):
+Three kinds, all behind :class:`FeatureExtractor` (a name plus ``images -> (n, d) features``):
 
 - :class:`ClassifierFeatures`: any ``torch.nn.Module`` (normally a classifier trained on the real
   train fold) with a forward hook on a named layer, or by default on the input of its last
   ``nn.Linear`` (the penultimate features). This is the default for pathology: Inception was
   trained on ImageNet photographs and needs a download anyway.
+- :class:`BackboneFeatures`: a timm backbone (:mod:`pathsynth.backbones`: an SSL or foundation
+  model's weights, or random init), images resized and normalised as its pretrained config asks;
+  the domain features the experiment's quality stage prefers when a backbone has weights.
 - :class:`InceptionFeatures`: torchvision's Inception-v3 pool features (2048-d), the standard for
   FID/KID, built ONLY from a local weights file the user passes; nothing is ever downloaded.
 
@@ -121,6 +124,33 @@ class ClassifierFeatures:
             handle.remove()
             self.model.train(was_training)
         return torch.cat(captured)
+
+
+class BackboneFeatures:
+    """Pooled features of a frozen timm backbone (see :mod:`pathsynth.backbones`).
+
+    Args:
+        backbone: a :class:`~pathsynth.backbones.load.Backbone` (from ``load_backbone``).
+        device: where the network runs.
+        batch_size: images per forward pass.
+    """
+
+    def __init__(self, backbone: Any, device: torch.device | str = "cpu", batch_size: int = 64):
+        self.backbone = backbone
+        self.device = device
+        self.batch_size = batch_size
+        self.name = f"{backbone.name} ({backbone.weights})"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(n, dim) float32 features of uint8 NCHW RGB ``images``, on the CPU.
+
+        Raises:
+            DataError: images that are not uint8 (N, 3, H, W).
+        """
+        from pathsynth.backbones.embed import embed_inputs
+
+        _check_uint8_images(images)
+        return embed_inputs(self.backbone, images, batch_size=self.batch_size, device=self.device)
 
 
 def load_inception(weights_path: Path | str) -> nn.Module:

@@ -151,7 +151,8 @@ class Comparison:
 @dataclass(frozen=True)
 class SynthesisQuality:
     """Distribution distances between real training and synthetic images on one feature space;
-    ``inception_*`` only where the user supplied Inception-v3 weights."""
+    ``inception_*`` only where the user supplied Inception-v3 weights, ``classifier_*`` only
+    where the main numbers are on a backbone's features."""
 
     feature_extractor: str
     kid_mean: float | None
@@ -166,6 +167,10 @@ class SynthesisQuality:
     inception_kid_std: float | None = None
     inception_kid_subset_size: int | None = None
     inception_frechet_distance: float | None = None
+    classifier_kid_mean: float | None = None  # on the reference classifier's features, where
+    classifier_kid_std: float | None = None  #   the main numbers are on a backbone's
+    classifier_kid_subset_size: int | None = None
+    classifier_frechet_distance: float | None = None
 
 
 @dataclass(frozen=True)
