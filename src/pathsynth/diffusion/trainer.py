@@ -31,7 +31,7 @@ from pathsynth.gan.data import EpochSampler
 from pathsynth.gan.distributed import DistContext, all_reduce_sum
 from pathsynth.gan.ema import make_ema, update_ema
 from pathsynth.gan.sampling import image_grid
-from pathsynth.gan.trainer import TrainingDiverged, TrainResult, _StopFlag
+from pathsynth.gan.trainer import StopFlag, TrainingDiverged, TrainResult
 from pathsynth.imaging.crops import random_crops
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float, to_uint8
@@ -284,7 +284,7 @@ class DiffusionTrainer:
         Raises:
             TrainingDiverged: the loss became NaN or infinite (the last good checkpoint is kept).
         """
-        stop = _StopFlag()
+        stop = StopFlag()
         main = self.context.is_main
         if main:
             self.log(

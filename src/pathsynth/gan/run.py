@@ -145,7 +145,7 @@ def run_kind(run_dir: Path) -> str:
     return "gan"
 
 
-def _write_identity(
+def write_identity(
     run_dir: Path, source: str, data: Mapping[str, str] | None, kind: str = "gan"
 ) -> None:
     identity = {
@@ -277,7 +277,7 @@ def open_run(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / CONFIG_NAME, config.to_json() + "\n")
         if not (run_dir / IDENTITY_NAME).is_file():
-            _write_identity(run_dir, source, data, kind)
+            write_identity(run_dir, source, data, kind)
     return OpenedRun(run_dir, resume)
 
 

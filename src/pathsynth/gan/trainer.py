@@ -87,7 +87,7 @@ def total_steps(config: TrainConfig, dataset_size: int) -> int:
     return max(1, config.optim.epochs * batches // config.optim.n_critic)
 
 
-class _StopFlag:
+class StopFlag:
     """Set by SIGINT/SIGTERM while training; the loop checks it between steps."""
 
     def __init__(self) -> None:
@@ -591,7 +591,7 @@ class GanTrainer:
         Raises:
             TrainingDiverged: a loss became NaN or infinite (the last good checkpoint is kept).
         """
-        stop = _StopFlag()
+        stop = StopFlag()
         window = _LossWindow(self.device, self.step)
         if self.context.is_main:
             self.log(

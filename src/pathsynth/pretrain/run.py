@@ -24,7 +24,7 @@ from pathsynth.errors import CheckpointError
 from pathsynth.files import atomic_path, write_text_atomic
 from pathsynth.gan.checkpoint import find_checkpoint, list_checkpoints
 from pathsynth.gan.distributed import DistContext, init_distributed, shutdown_distributed
-from pathsynth.gan.run import CONFIG_NAME, IDENTITY_NAME, _write_identity, new_run_dir, trim_stats
+from pathsynth.gan.run import CONFIG_NAME, IDENTITY_NAME, new_run_dir, trim_stats, write_identity
 from pathsynth.pretrain.config import PretrainConfig, apply_overrides, from_dict
 from pathsynth.pretrain.trainer import PretrainResult, SimclrTrainer, load_pretrain_checkpoint
 
@@ -171,5 +171,5 @@ def _open(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / CONFIG_NAME, config.to_json() + "\n")
         if not (run_dir / IDENTITY_NAME).is_file():
-            _write_identity(run_dir, source, data)
+            write_identity(run_dir, source, data)
     return run_dir, resume

@@ -33,7 +33,7 @@ from pathsynth.errors import CheckpointError, ConfigError, DataError, PathsynthE
 from pathsynth.gan.checkpoint import list_checkpoints, save_checkpoint
 from pathsynth.gan.data import EpochSampler
 from pathsynth.gan.distributed import DistContext, all_reduce_sum, convert_batchnorm
-from pathsynth.gan.trainer import _StopFlag
+from pathsynth.gan.trainer import StopFlag
 from pathsynth.imaging.stain import fit_lab_statistics
 from pathsynth.pretrain.config import PretrainConfig
 from pathsynth.pretrain.loss import nt_xent
@@ -268,7 +268,7 @@ class SimclrTrainer:
             PretrainDiverged: the loss became NaN or infinite (the last good checkpoint is kept).
         """
         config = self.config
-        stop = _StopFlag()
+        stop = StopFlag()
         window_loss = torch.zeros((), device=self.device)
         window_steps, started = 0, time.perf_counter()
         last_loss = float("nan")
