@@ -2,7 +2,7 @@
 
 import torch
 
-from pathsynth.classify.augment import random_dihedral
+from pathsynth.imaging.augment import random_dihedral
 
 
 def _symmetries(image: torch.Tensor) -> list[torch.Tensor]:

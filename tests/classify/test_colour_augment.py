@@ -14,8 +14,14 @@ import torch
 from skimage import color
 from torch import nn
 
-from pathsynth.classify.augment import (
+from pathsynth.classify.config import classifier_config
+from pathsynth.classify.trainer import train_classifier, train_one_epoch
+from pathsynth.config import from_plain, to_plain
+from pathsynth.errors import ConfigError, DataError
+from pathsynth.imaging.augment import (
+    COLOUR_PRESETS,
     ColourAugment,
+    ColourAugmentConfig,
     apply_gamma,
     gaussian_blur,
     hed_jitter,
@@ -24,10 +30,6 @@ from pathsynth.classify.augment import (
     shift_brightness,
     shift_hue,
 )
-from pathsynth.classify.config import COLOUR_PRESETS, ColourAugmentConfig, classifier_config
-from pathsynth.classify.trainer import train_classifier, train_one_epoch
-from pathsynth.config import from_plain, to_plain
-from pathsynth.errors import ConfigError, DataError
 from pathsynth.imaging.colour import rgb_to_lab
 from pathsynth.imaging.stain import fit_lab_statistics
 

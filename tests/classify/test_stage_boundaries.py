@@ -8,7 +8,7 @@ def test_classify_and_metrics_import_no_catalog_sqlalchemy_or_gan() -> None:
     code = (
         "import sys\n"
         "import pathsynth.classify.config, pathsynth.classify.networks, pathsynth.classify.trainer\n"
-        "import pathsynth.classify.evaluate, pathsynth.classify.augment\n"
+        "import pathsynth.classify.evaluate, pathsynth.imaging.augment\n"
         "import pathsynth.metrics.classification, pathsynth.metrics.aggregate\n"
         "import pathsynth.metrics.registry, pathsynth.metrics.memorisation\n"
         "import pathsynth.metrics.features\n"

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 
-from pathsynth.classify.augment import ColourAugment, random_dihedral
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.classify.evaluate import predict_probabilities
 from pathsynth.classify.finetune import optimiser_groups
@@ -42,6 +41,7 @@ from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.recipe import RecipeSteps, balanced_batches
 from pathsynth.devices import resolve_device
 from pathsynth.errors import ConfigError, DataError
+from pathsynth.imaging.augment import ColourAugment, random_dihedral
 from pathsynth.imaging.crops import random_crops
 from pathsynth.imaging.stain import fit_lab_statistics
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float

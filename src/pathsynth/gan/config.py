@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathsynth.classify.config import ColourAugmentConfig
 from pathsynth.config import dotted_keys, from_plain, to_json, to_plain, with_overrides
 from pathsynth.devices import AMP_MODES
 from pathsynth.errors import ConfigError
+from pathsynth.imaging.augment import ColourAugmentConfig
 from pathsynth.imaging.patches import PreprocessConfig
 
 LOSS_KINDS = ("bce", "wgan-gp", "hinge")
@@ -152,7 +152,7 @@ class AugmentConfig:
     of the real images it sees.
 
     ``colour`` is the classifier's colour and stain augmentation
-    (:class:`pathsynth.classify.augment.ColourAugment`, all off by default; e.g.
+    (:class:`pathsynth.imaging.augment.ColourAugment`, all off by default; e.g.
     ``augment.colour.hed_p=0.5``), applied to real images only, before DiffAugment: the
     generator then learns the stain variation the classifier is trained to ignore.
     """

@@ -27,7 +27,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from pathsynth.classify.augment import ColourAugment
 from pathsynth.devices import resolve_device, use_bf16
 from pathsynth.errors import CheckpointError, ConfigError, PathsynthError
 from pathsynth.files import write_atomic
@@ -48,6 +47,7 @@ from pathsynth.gan.losses import (
 from pathsynth.gan.networks import ConditionalGenerator
 from pathsynth.gan.quality import kid, signal_features
 from pathsynth.gan.sampling import image_grid
+from pathsynth.imaging.augment import ColourAugment
 from pathsynth.imaging.crops import random_crops
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.stain import fit_lab_statistics

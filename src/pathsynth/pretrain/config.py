@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathsynth.classify.config import COLOUR_PRESETS, ColourAugmentConfig
 from pathsynth.config import from_plain, resolve, to_json, to_plain, with_overrides
 from pathsynth.errors import ConfigError
+from pathsynth.imaging.augment import COLOUR_PRESETS, ColourAugmentConfig
 from pathsynth.imaging.patches import PreprocessConfig
 
 AMP_MODES = ("auto", "bf16", "off")

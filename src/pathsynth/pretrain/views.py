@@ -2,7 +2,7 @@
 
 A view is a random resized crop of the stored input (``torchvision.ops.roi_align`` cuts and
 resizes every image's own box in one call), one of the eight flips/rotations of the square and
-the classifier's colour and stain jitter (:class:`pathsynth.classify.augment.ColourAugment`),
+the classifier's colour and stain jitter (:class:`pathsynth.imaging.augment.ColourAugment`),
 then normalised as the backbone expects. Every draw comes from one ``torch.Generator`` in a fixed
 order, so a seed and a batch give the same views every time (what exact resume needs).
 """
@@ -15,8 +15,8 @@ import torch
 from torchvision.ops import roi_align
 
 from pathsynth.backbones.load import InputSpec
-from pathsynth.classify.augment import ColourAugment, random_dihedral
 from pathsynth.errors import DataError
+from pathsynth.imaging.augment import ColourAugment, random_dihedral
 from pathsynth.imaging.stain import LabStatistics
 from pathsynth.pretrain.config import PretrainConfig
 
