@@ -21,13 +21,20 @@ from typing import Any
 
 from pathsynth.classify.config import ClassifierConfig, classifier_config
 from pathsynth.config import resolve, to_plain
-from pathsynth.errors import ConfigError
-from pathsynth.experiment.protocols import CONDITIONS, PROTOCOLS
+from pathsynth.errors import ConfigError, DataError
+from pathsynth.experiment.protocols import (
+    CONDITIONS,
+    PROTOCOLS,
+    SELECTED,
+    check_condition,
+    condition_parts,
+)
 from pathsynth.gan.config import DataConfig, TrainConfig
 from pathsynth.gan.presets import resolve_config
 from pathsynth.imaging.affine import AffineConfig
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_preset
 from pathsynth.imaging.stain import STAIN_METHODS
+from pathsynth.selection.config import SelectionConfig
 
 MODALITIES = ("histology", "cytology")
 
@@ -57,7 +64,10 @@ class ExperimentConfig:
     generate_seed: int = 0  # seed of the generation noise
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # seed/device per run
     protocols: tuple[str, ...] = PROTOCOLS  # "honest" | "paper"
-    conditions: tuple[str, ...] = CONDITIONS  # training sets compared
+    conditions: tuple[str, ...] = CONDITIONS  # training sets compared; a ":selected" suffix
+    #   (e.g. "affine+synthetic:selected") trains on the selected generated images only
+    selection: SelectionConfig = field(default_factory=SelectionConfig)  # selective synthesis:
+    #   selection.enabled adds the ":selected" variant of every condition with generated images
     seeds: int = 5  # classifier runs per condition (paired across conditions)
     validation_fraction: float = 0.15  # real training groups held out for early stopping
     device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda"
@@ -73,7 +83,19 @@ class ExperimentConfig:
         if self.modality not in MODALITIES:
             raise ConfigError(f"unknown modality {self.modality!r}; choose histology or cytology")
         _known("protocol", self.protocols, PROTOCOLS)
-        _known("condition", self.conditions, CONDITIONS)
+        for condition in self.conditions:
+            try:
+                check_condition(condition)
+            except DataError as error:
+                raise ConfigError(str(error)) from None
+        if self.selection.enabled:  # the selected variant right after each condition it selects
+            chosen = [
+                name
+                for condition in self.conditions
+                for name in (condition, condition + SELECTED)
+                if "synthetic" in condition.split("+") or name == condition
+            ]
+            object.__setattr__(self, "conditions", tuple(dict.fromkeys(chosen)))
         if not self.protocols or not self.conditions:
             raise ConfigError("protocols and conditions need at least one entry each")
         _known("generator", (self.generator,), GENERATORS)
@@ -98,7 +120,14 @@ class ExperimentConfig:
 
     def trains_on(self, origin: str) -> bool:
         """True when a compared condition trains on ``origin`` images ("affine", "synthetic")."""
-        return any(origin in condition.split("+") for condition in self.conditions)
+        return any(
+            origin in condition_parts(condition)[0].split("+") for condition in self.conditions
+        )
+
+    @property
+    def selects(self) -> bool:
+        """True when a compared condition trains on selected generated images."""
+        return any(condition_parts(condition)[1] for condition in self.conditions)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (saved with the state and the results)."""

@@ -5,7 +5,10 @@ Conditions say what a classifier trains on:
 - ``original``: the real images of the training side;
 - ``affine``: those plus their affine children;
 - ``synthetic``: the real images plus GAN images;
-- ``affine+synthetic``: all three.
+- ``affine+synthetic``: all three;
+- ``synthetic:selected``, ``affine+synthetic:selected``: the same with only the generated images
+  that selective synthesis kept (criteria from the real training fold; see
+  :mod:`pathsynth.experiment.selection`).
 
 Protocols say what it is tested on:
 
@@ -31,6 +34,29 @@ from pathsynth.imaging.tensorset import TensorImageSet
 
 PROTOCOLS = ("honest", "paper")
 CONDITIONS = ("original", "affine", "synthetic", "affine+synthetic")
+SELECTED = ":selected"  # suffix of a condition that trains on the selected generated images only
+
+
+def condition_parts(condition: str) -> tuple[str, bool]:
+    """``(base condition, selected)`` of a condition name (``affine+synthetic:selected`` gives
+    ``("affine+synthetic", True)``)."""
+    if condition.endswith(SELECTED):
+        return condition[: -len(SELECTED)], True
+    return condition, False
+
+
+def check_condition(condition: str) -> str:
+    """``condition`` when it is one of :data:`CONDITIONS`, or one that trains on generated images
+    with the ``:selected`` suffix.
+
+    Raises:
+        DataError: any other name (the message lists the known ones).
+    """
+    base, selected = condition_parts(condition)
+    if base not in CONDITIONS or (selected and "synthetic" not in base.split("+")):
+        known = [*CONDITIONS, *(f"{c}{SELECTED}" for c in CONDITIONS if "synthetic" in c)]
+        raise DataError(f"unknown condition {condition!r}; choose from {', '.join(known)}")
+    return condition
 
 
 @dataclass
@@ -138,6 +164,7 @@ class ExperimentSets:
         affine_train: affine children of the training fold's images (honest protocol).
         affine_all: affine children of every real image (paper protocol); may be None.
         synthetic: GAN images (from a GAN trained on the training fold); may be None.
+        selected_synthetic: the generated images selective synthesis kept; may be None.
         external: real images of an external test source (other patients, another site); never
             used for training, validation or the generator; may be None.
     """
@@ -148,6 +175,17 @@ class ExperimentSets:
     affine_all: LabelledPart | None = None
     synthetic: LabelledPart | None = None
     external: LabelledPart | None = None
+    selected_synthetic: LabelledPart | None = None
+
+    def generated(self, condition: str) -> LabelledPart:
+        """The generated images ``condition`` trains on: all, or the selected ones.
+
+        Raises:
+            DataError: none there (or none of some class).
+        """
+        if condition_parts(condition)[1]:
+            return _needs(self.selected_synthetic, "selected GAN images", condition)
+        return _needs(self.synthetic, "GAN images", condition)
 
 
 @dataclass
@@ -178,7 +216,7 @@ def honest_sets(
 
     Args:
         sets: the experiment's images.
-        condition: one of :data:`CONDITIONS`.
+        condition: one of :data:`CONDITIONS`, or a ``:selected`` variant.
         validation_groups: patient/group ids of the real training fold held out for validation.
 
     Returns:
@@ -189,8 +227,7 @@ def honest_sets(
         DataError: an unknown condition, a derived set the condition needs that is missing or
             lacks a class, or any leak of a test patient into training (see :func:`check_honest`).
     """
-    if condition not in CONDITIONS:
-        raise DataError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)}")
+    check_condition(condition)
     in_validation = torch.isin(sets.real_train.groups, validation_groups)
     validation = sets.real_train.select(in_validation)
     parts = [sets.real_train.select(~in_validation)]
@@ -199,7 +236,7 @@ def honest_sets(
         affine = _needs(sets.affine_train, "affine children of the training fold", condition)
         parts.append(affine.select(~torch.isin(affine.parents, validation_ids)))
     if "synthetic" in condition:
-        parts.append(_needs(sets.synthetic, "GAN images", condition))
+        parts.append(sets.generated(condition))
     train = concatenate(parts)
     check_honest(train, validation, sets.real_test)
     return ConditionSets(train, validation, sets.real_test)
@@ -247,18 +284,16 @@ def paper_pool(sets: ExperimentSets, condition: str) -> LabelledPart:
     Raises:
         DataError: an unknown condition, or a set the condition needs that is missing.
     """
+    base, _ = condition_parts(check_condition(condition))
     reals = concatenate([sets.real_train, sets.real_test])
-    if condition == "original":
+    if base == "original":
         return reals
-    if condition == "affine":
+    if base == "affine":
         return concatenate([reals, _needs(sets.affine_all, "affine children", condition)])
-    if condition == "synthetic":
-        return _needs(sets.synthetic, "GAN images", condition)
-    if condition == "affine+synthetic":
-        affine = _needs(sets.affine_all, "affine children", condition)
-        synthetic = _needs(sets.synthetic, "GAN images", condition)
-        return concatenate([reals, affine, synthetic])
-    raise DataError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)}")
+    if base == "synthetic":
+        return sets.generated(condition)
+    affine = _needs(sets.affine_all, "affine children", condition)
+    return concatenate([reals, affine, sets.generated(condition)])
 
 
 def paper_sets(

@@ -17,7 +17,7 @@ from pathsynth.errors import DataError
 from pathsynth.experiment.classification import ClassifierRun, TestScore, read_run
 from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.context import StageContext
-from pathsynth.experiment.protocols import ExperimentSets
+from pathsynth.experiment.protocols import ExperimentSets, condition_parts
 from pathsynth.experiment.synthesis import experiment_generator
 from pathsynth.imaging.crops import random_crops
 from pathsynth.metrics.aggregate import MeanInterval, paired_comparison, summarise_over_seeds
@@ -33,6 +33,7 @@ from pathsynth.report.schema import (
     QualityRecord,
     Results,
     SeedResult,
+    SelectionRecord,
     SplitInfo,
     StageTiming,
     write_results,
@@ -57,6 +58,11 @@ def build_results(context: StageContext) -> Results:
     quality = (
         load_record(QualityRecord, context.paths.quality, "quality record")
         if context.paths.quality.exists()
+        else None
+    )
+    selection = (
+        load_record(SelectionRecord, context.paths.selection, "selection record").summary
+        if context.paths.selection.exists()
         else None
     )
     return Results(
@@ -86,13 +92,14 @@ def build_results(context: StageContext) -> Results:
         generator=_generator(context),
         configs=configs_of(config),
         examples=Examples("examples/affine.npz", "examples/real_vs_synthetic.npz"),
+        selection=selection,
     )
 
 
 def configs_of(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """The resolved configs, one per concern (the report shows one block each)."""
     everything = to_plain(config)
-    nested = ("preprocess", "affine", "gan", "classifier")
+    nested = ("preprocess", "affine", "gan", "classifier", "selection")
     configs = {name: everything.pop(name) for name in nested}
     return {"experiment": everything, **configs}
 
@@ -206,15 +213,25 @@ def _defined(value: float | None) -> float:
 def comparisons(
     conditions: dict[str, ConditionResult], protocols: tuple[str, ...], names: tuple[str, ...]
 ) -> list[Comparison]:
-    """Every condition against ``original`` under the same protocol, paired by seed."""
+    """Every condition against ``original`` under the same protocol, every ``:selected``
+    condition against the same condition without selection, and every condition that adds
+    generated images to affine ones against ``affine`` alone; paired by seed."""
+    pairs = [("original", name) for name in names if name != "original"]
+    pairs += [
+        (condition_parts(name)[0], name)
+        for name in names
+        if condition_parts(name)[1] and condition_parts(name)[0] in names
+    ]
+    if "affine" in names:
+        pairs += [
+            ("affine", name) for name in names if condition_parts(name)[0] == "affine+synthetic"
+        ]
     found = []
     for protocol in protocols:
-        base = conditions.get(f"{protocol}/original")
-        if base is None:
-            continue
-        for condition in names[1:]:
+        for a_name, condition in pairs:
+            base = conditions.get(f"{protocol}/{a_name}")
             other = conditions.get(f"{protocol}/{condition}")
-            if other is None:
+            if base is None or other is None:
                 continue
             for metric in COMPARED_METRICS:
                 a = [getattr(seed, metric) for seed in base.per_seed]
@@ -225,7 +242,7 @@ def comparisons(
                 difference: MeanInterval = paired.difference
                 found.append(
                     Comparison(
-                        protocol=protocol, a="original", b=condition, metric=metric,
+                        protocol=protocol, a=a_name, b=condition, metric=metric,
                         difference=difference.mean,
                         difference_interval=[difference.low, difference.high],
                         t_p_value=paired.t_p_value, wilcoxon_p_value=paired.wilcoxon_p_value,
