@@ -716,8 +716,8 @@ def store_selection(
         The number of rows stored.
 
     Raises:
-        DataError: an image id the catalog does not hold, one id twice, or a score that is not
-            finite (nothing is written).
+        DataError: an image id the catalog does not hold or that is not a generated image, one
+            id twice, or a score that is not finite (nothing is written).
     """
     ids = [row.image_id for row in rows]
     if len(set(ids)) != len(ids):
@@ -728,16 +728,21 @@ def store_selection(
         if not all(np.isfinite(numbers)):
             raise DataError(f"selection {selection!r}: image {row.image_id} has a score not finite")
     with space.write_lock(), space.open_catalog() as catalog, catalog.session() as session:
-        known: set[int] = set()
+        origins: dict[int, str] = {}
         for start in range(0, len(ids), 500):
-            known.update(
-                session.scalars(select(Image.id).where(Image.id.in_(ids[start : start + 500])))
-            )
-        missing = sorted(set(ids) - known)
+            chunk = ids[start : start + 500]
+            found = session.execute(select(Image.id, Image.origin).where(Image.id.in_(chunk)))
+            origins.update({image_id: origin for image_id, origin in found})
+        missing = sorted(set(ids) - set(origins))
         if missing:
             raise DataError(
                 f"selection {selection!r}: image {missing[0]} is not in the catalog "
                 f"({len(missing)} missing)"
+            )
+        other = sorted(i for i, origin in origins.items() if origin != "synthetic")
+        if other:
+            raise DataError(
+                f"selection {selection!r}: image {other[0]} is {origins[other[0]]}, not generated"
             )
         run_id = _run_id(session, "select", selection, method)
         run = session.get(Run, run_id)
