@@ -52,7 +52,10 @@ def reproduce(
     ),
     protocols: str | None = typer.Option(None, "--protocols", help="honest,paper (default both)."),
     train_on: str | None = typer.Option(
-        None, "--train-on", help="original,affine,synthetic,affine+synthetic (default all)."
+        None,
+        "--train-on",
+        help="original,affine,synthetic,affine+synthetic (default all); a ':selected' suffix "
+        "trains on the selected generated images (affine+synthetic:selected).",
     ),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda."),
     network: str | None = typer.Option(
