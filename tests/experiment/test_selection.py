@@ -15,7 +15,7 @@ import torch
 
 from pathsynth.catalog.api import selection_scores
 from pathsynth.catalog.workspace import Workspace
-from pathsynth.errors import DataError
+from pathsynth.errors import ConfigError, DataError
 from pathsynth.experiment.config import experiment_config
 from pathsynth.experiment.pipeline import Experiment
 from pathsynth.experiment.selection import select
@@ -156,3 +156,23 @@ def test_a_cross_validation_fold_cannot_be_reselected_alone(selected):
             experiment.forget_selection()
     finally:
         experiment.state.parent = None
+
+
+def test_the_selection_option_adds_a_selected_variant_of_each_condition_with_generated_images():
+    config = experiment_config("smoke", "histology", {"selection": selection_config("strict")})
+    assert config.conditions == (
+        "original", "affine", "synthetic", "synthetic:selected", "affine+synthetic",
+        "affine+synthetic:selected",
+    )  # fmt: skip
+    assert config.selects and config.trains_on("synthetic")
+    listed = experiment_config(
+        "smoke", "histology", {"conditions": ("original", "synthetic:selected")}
+    )
+    assert listed.selects and listed.trains_on("synthetic") and not listed.trains_on("affine")
+    assert not experiment_config("smoke", "histology").selects
+
+
+@pytest.mark.parametrize("condition", ["affine:selected", "original:selected", "gan:selected"])
+def test_a_selected_condition_without_generated_images_is_refused_naming_it(condition):
+    with pytest.raises(ConfigError, match=f"unknown condition '{condition}'"):
+        experiment_config("smoke", "histology", {"conditions": ("original", condition)})
