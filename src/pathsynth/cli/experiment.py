@@ -177,7 +177,9 @@ def classify(
 def select_generated(
     name: str = typer.Argument(..., help="Experiment name (from `reproduce`)."),
     preset: str | None = typer.Option(
-        None, "--preset", help="lenient | default | strict | fixed (default: the experiment's)."
+        None,
+        "--preset",
+        help="lenient | default | strict | fixed (default: the experiment's, else default).",
     ),
     assignments: list[str] = typer.Option(
         [], "--set", help="Selection keys, e.g. --set selection.keep_floor=0.3."
@@ -203,10 +205,9 @@ def select_generated(
     space = Workspace(resolve_workspace(workspace))
     experiment = Experiment.open(space, name, overrides, log=_log)
     experiment.require("generate")
-    if not experiment.config.selects:
-        experiment = Experiment.open(
-            space, name, {**overrides, "selection.enabled": True}, log=_log
-        )
+    if not experiment.config.selects:  # an experiment run without selection: the preset's
+        overrides["selection"] = selection_config(preset or "default")
+        experiment = Experiment.open(space, name, overrides, log=_log)
     experiment.forget_selection()
     experiment.run(until="select")
     if not experiment.paths.selection.exists():
