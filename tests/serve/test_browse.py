@@ -71,6 +71,24 @@ def test_image_page_shows_features_and_lineage(client):
     assert re.search(r"checkpoint step</th><td>40<", page) and re.search(r"seed</th><td>3<", page)
 
 
+def test_image_page_shows_selection_scores_where_the_catalog_has_them(client, lab):
+    from pathsynth.catalog.api import SelectionRow, store_selection
+    from pathsynth.catalog.workspace import Workspace
+
+    generated = tile_ids(client.get("/images?origin=synthetic").text)[:2]
+    assert 'id="selection"' not in client.get(f"/images/{generated[0]}").text
+    rows = [
+        SelectionRow(generated[0], 0.8125, 0.5, 1.25, 2.0, 0.9, False, True, "kept"),
+        SelectionRow(generated[1], 0.125, 0.5, 3.5, 2.0, 0.1, True, False, "near-copy+confidence"),
+    ]
+    store_selection(Workspace(lab), "demo", rows, {"preset": "default"})
+    kept = client.get(f"/images/{generated[0]}").text
+    assert 'id="selection"' in kept and "kept (kept)" in kept
+    assert "0.812 (0.500)" in kept and "1.250 (2.000)" in kept
+    rejected = client.get(f"/images/{generated[1]}").text
+    assert "rejected (near-copy+confidence)" in rejected and "near-copy</td>" in rejected
+
+
 def test_thumbnails_are_made_once_cached_on_disk_and_carry_no_metadata(client, lab):
     first = client.get("/images/2/thumb.jpg")
     assert first.status_code == 200 and first.headers["content-type"] == "image/jpeg"

@@ -8,6 +8,7 @@ CLI import these functions where a workspace is named.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -16,10 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from pathsynth.catalog.browse import CatalogReader, ImageFilter
+from pathsynth.catalog.browse import CatalogReader, ImageFilter, SelectionRow, selection_row
 from pathsynth.catalog.db import Catalog
 from pathsynth.catalog.models import (
     EMBEDDING_DTYPES,
@@ -27,6 +28,7 @@ from pathsynth.catalog.models import (
     Image,
     Patient,
     Run,
+    SelectionScore,
     Split,
     SplitMember,
     Study,
@@ -67,7 +69,7 @@ from pathsynth.imaging.features import compute_features
 # that they import the facade only.
 __all__ = [
     "AnswerRecord", "CatalogReader", "EmbeddingKey", "FoldImage", "ImageFilter", "PlannedItem", "Rater",
-    "TestSummary", "TuringBook", "Workspace", "new_public_id",
+    "SelectionRow", "TestSummary", "TuringBook", "Workspace", "new_public_id",
 ]  # fmt: skip
 
 
@@ -722,3 +724,75 @@ def store_embeddings(
                        "preprocess_sha256": key.preprocess_sha256, "run_id": run_id}  # fmt: skip
         session.execute(insert(Embedding), [{**row, **key_columns} for row in fresh])
     return len(fresh)
+
+
+# -- selective synthesis ---------------------------------------------------------------------------
+
+
+def store_selection(
+    space: Workspace, selection: str, rows: list[SelectionRow], method: dict[str, Any]
+) -> int:
+    """Replace the scores recorded under ``selection`` by ``rows``, in one transaction.
+
+    Args:
+        space: the workspace.
+        selection: the selection's name (an experiment's, for its ``select`` stage).
+        rows: one row per generated image, each a catalog image id.
+        method: the settings, thresholds and kept fractions, recorded as the config of the
+            ``select`` run named ``selection`` (replaced on a rerun).
+
+    Returns:
+        The number of rows stored.
+
+    Raises:
+        DataError: an image id the catalog does not hold or that is not a generated image, one
+            id twice, or a score that is not finite (nothing is written).
+    """
+    ids = [row.image_id for row in rows]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"selection {selection!r}: an image is scored twice")
+    for row in rows:
+        numbers = (row.confidence, row.min_confidence, row.distance, row.max_distance,
+                   row.copy_ratio)  # fmt: skip
+        if not all(np.isfinite(numbers)):
+            raise DataError(f"selection {selection!r}: image {row.image_id} has a score not finite")
+    with space.write_lock(), space.open_catalog() as catalog, catalog.session() as session:
+        origins: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found = session.execute(select(Image.id, Image.origin).where(Image.id.in_(chunk)))
+            origins.update({image_id: origin for image_id, origin in found})
+        missing = sorted(set(ids) - set(origins))
+        if missing:
+            raise DataError(
+                f"selection {selection!r}: image {missing[0]} is not in the catalog "
+                f"({len(missing)} missing)"
+            )
+        other = sorted(i for i, origin in origins.items() if origin != "synthetic")
+        if other:
+            raise DataError(
+                f"selection {selection!r}: image {other[0]} is {origins[other[0]]}, not generated"
+            )
+        run_id = _run_id(session, "select", selection, method)
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.config = method  # a rerun records its own settings
+        session.execute(delete(SelectionScore).where(SelectionScore.selection == selection))
+        if rows:
+            session.execute(
+                insert(SelectionScore),
+                [{**dataclasses.asdict(row), "selection": selection, "run_id": run_id}
+                 for row in rows],
+            )  # fmt: skip
+    return len(rows)
+
+
+def selection_scores(space: Workspace, selection: str) -> list[SelectionRow]:
+    """The rows recorded under ``selection``, by image id."""
+    with space.open_catalog() as catalog, catalog.session() as session:
+        found = session.scalars(
+            select(SelectionScore)
+            .where(SelectionScore.selection == selection)
+            .order_by(SelectionScore.image_id)
+        )
+        return [selection_row(row) for row in found]

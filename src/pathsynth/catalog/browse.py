@@ -27,6 +27,7 @@ from pathsynth.catalog.models import (
     Image,
     Patient,
     Run,
+    SelectionScore,
     Split,
     SplitMember,
     Study,
@@ -156,6 +157,30 @@ class RelatedImage:
 
 
 @dataclass(frozen=True)
+class SelectionRow:
+    """One generated image's selection scores and decision (see
+    :class:`pathsynth.catalog.models.SelectionScore`)."""
+
+    image_id: int
+    confidence: float
+    min_confidence: float
+    distance: float
+    max_distance: float
+    copy_ratio: float
+    near_copy: bool
+    kept: bool
+    reason: str
+
+
+def selection_row(row: SelectionScore) -> SelectionRow:
+    """The plain form of a stored :class:`~pathsynth.catalog.models.SelectionScore`."""
+    return SelectionRow(
+        row.image_id, row.confidence, row.min_confidence, row.distance, row.max_distance,
+        row.copy_ratio, bool(row.near_copy), bool(row.kept), row.reason,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ImageDetail:
     """Everything the catalog knows about one image, by codes only.
 
@@ -169,6 +194,8 @@ class ImageDetail:
         run: the run that made it (``kind``, ``name``), or None for a real image.
         checkpoint_step, seed: a generated image's checkpoint step and noise seed.
         splits: ``(split name, fold)`` of every split holding it.
+        selections: ``(selection name, scores)`` of every selection that scored it (generated
+            images of an experiment with selective synthesis).
     """
 
     summary: ImageSummary
@@ -187,6 +214,7 @@ class ImageDetail:
     checkpoint_step: int | None
     seed: int | None
     splits: list[tuple[str, str]]
+    selections: list[tuple[str, SelectionRow]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -407,6 +435,14 @@ class CatalogReader:
                     .order_by(Split.name)
                 )
             ]
+            selections = [
+                (row.selection, selection_row(row))
+                for row in session.scalars(
+                    select(SelectionScore)
+                    .where(SelectionScore.image_id == image_id)
+                    .order_by(SelectionScore.selection)
+                )
+            ]
         summary = ImageSummary(
             image.id, image.label, image.origin, image.width, image.height, study_code,
             patient_code, source or "",
@@ -418,6 +454,7 @@ class CatalogReader:
             features=features, parents=parents, children=children,
             children_total=int(children_total or 0), transform=image.transform, run=run,
             checkpoint_step=image.checkpoint_step, seed=image.seed, splits=splits,
+            selections=selections,
         )  # fmt: skip
 
     def image_file(self, image_id: int) -> tuple[Path, str] | None:

@@ -333,3 +333,31 @@ class Embedding(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary(length=2**24))  # MEDIUMBLOB on MariaDB
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+# Selective synthesis (migration 0005): each generated image's scores and keep/reject decision.
+class SelectionScore(Base):
+    """One generated image's selection scores under one selection (an experiment's ``select``
+    stage, named in ``selection``) and whether it was kept.
+
+    The criteria come from that experiment's real training fold only; the thresholds are the
+    image's class's. ``run_id`` names the ``select`` run whose config records the settings and
+    the per-class thresholds and kept fractions.
+    """
+
+    __tablename__ = "selection_scores"
+    __table_args__ = (UniqueConstraint("image_id", "selection", name="selection_image"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    selection: Mapped[str] = mapped_column(String(128), index=True)
+    confidence: Mapped[float] = mapped_column(Float)  # real-trained classifier, intended class
+    min_confidence: Mapped[float] = mapped_column(Float)  # the class's threshold
+    distance: Mapped[float] = mapped_column(Float)  # to the class's nearest real images
+    max_distance: Mapped[float] = mapped_column(Float)  # the class's threshold
+    copy_ratio: Mapped[float] = mapped_column(Float)  # memorisation: nearest real / real median
+    near_copy: Mapped[bool]
+    kept: Mapped[bool]
+    reason: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())

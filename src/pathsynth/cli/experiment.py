@@ -55,7 +55,8 @@ def reproduce(
         None,
         "--train-on",
         help="original,affine,synthetic,affine+synthetic (default all); with --generator both: "
-        "original+gan,affine+gan,original+diffusion,affine+diffusion.",
+        "original+gan,affine+gan,original+diffusion,affine+diffusion; a ':selected' suffix "
+        "trains on the selected generated images (affine+synthetic:selected).",
     ),
     generator: str | None = typer.Option(
         None, "--generator", help="gan (default) | diffusion | both: the generator(s) trained."
@@ -101,6 +102,12 @@ def reproduce(
         help="Folder of real images from other patients or sites (layouts as for ingest): every "
         "classifier is also tested there; never used for training, validation or the generator.",
     ),
+    selection: str | None = typer.Option(
+        None,
+        "--selection",
+        help="Selective synthesis preset (none | lenient | default | strict | fixed): adds a "
+        "':selected' variant of every condition with generated images.",
+    ),
     assignments: list[str] = typer.Option(
         [], "--set", help="Any config key: --set gan.optim.steps=500, --set classifier.epochs=30."
     ),
@@ -115,9 +122,11 @@ def reproduce(
     from pathsynth.config import parse_assignments, to_json
     from pathsynth.experiment.config import experiment_config
     from pathsynth.experiment.pipeline import Experiment, check_stage
+    from pathsynth.selection import selection_config
 
     check_stage(until)
     overrides: dict[str, Any] = {
+        "selection": selection_config(selection) if selection else None,
         "seeds": seeds,
         "folds": folds,
         "protocols": _names(protocols),
@@ -193,6 +202,58 @@ def classify(
     experiment = Experiment.open(space, name, overrides, log=_log)
     experiment.require("inputs", "affine", "generator", "generate")
     experiment.invalidate("classify")
+    _print_results(experiment.run())
+
+
+@app.command(name="select")
+def select_generated(
+    name: str = typer.Argument(..., help="Experiment name (from `reproduce`)."),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="lenient | default | strict | fixed (default: the experiment's, else default).",
+    ),
+    assignments: list[str] = typer.Option(
+        [], "--set", help="Selection keys, e.g. --set selection.keep_floor=0.3."
+    ),
+    workspace: Path | None = WorkspaceOpt,
+) -> None:
+    """Select an experiment's generated images again (scores against its real training fold,
+    into the catalog), print the kept fraction per class, then retrain the ':selected'
+    conditions and rewrite the results and report (other classifier runs are kept).
+    """
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.config import load_record, parse_assignments
+    from pathsynth.experiment.pipeline import Experiment
+    from pathsynth.report.schema import SelectionRecord
+    from pathsynth.selection import selection_config
+
+    overrides: dict[str, Any] = {
+        "selection": selection_config(preset) if preset else None,
+        **parse_assignments(assignments),
+    }
+    if any(not key.startswith("selection.") for key in overrides if key != "selection"):
+        raise ConfigError("select takes selection.* keys only (--set selection.keep_floor=0.3)")
+    space = Workspace(resolve_workspace(workspace))
+    experiment = Experiment.open(space, name, overrides, log=_log)
+    experiment.require("generate")
+    if not experiment.config.selects:  # an experiment run without selection: the preset's
+        overrides["selection"] = selection_config(preset or "default")
+        experiment = Experiment.open(space, name, overrides, log=_log)
+    experiment.forget_selection()
+    experiment.run(until="select")
+    if not experiment.paths.selection.exists():
+        raise DataError(f"experiment {name!r} has no generated images to select from")
+    record = load_record(SelectionRecord, experiment.paths.selection, "selection record")
+    table = Table()
+    for column in ("class", "kept", "generated", "fraction", "by floor", "near-copies"):
+        table.add_column(column)
+    for label, counts in record.summary.per_class.items():
+        table.add_row(
+            label, str(counts.kept), str(counts.generated), f"{counts.fraction:.3f}",
+            str(counts.kept_by_floor), str(counts.near_copies),
+        )  # fmt: skip
+    console.print(table)
     _print_results(experiment.run())
 
 

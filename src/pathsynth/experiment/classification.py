@@ -21,6 +21,7 @@ from pathsynth.classify.bundle import Provenance, save_bundle
 from pathsynth.classify.config import FROZEN_KINDS, ClassifierConfig
 from pathsynth.classify.evaluate import evaluate_images
 from pathsynth.classify.logistic import train_logistic
+from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.probe import (
     FeatureSet,
     FrozenFeatureClassifier,
@@ -129,6 +130,40 @@ def _condition_sets(
     pool = paper_pool(sets, condition)
     # the paper's unit: every pooled image on its own
     return paper_sets(pool, seed, context.config.test_fraction), None
+
+
+def reference_validation(context: StageContext, sets: ExperimentSets) -> LabelledPart:
+    """The real validation part of the honest/original seed-0 run: groups of the real training
+    fold held out from the reference classifier's training (never the test fold)."""
+    return _condition_sets(context, sets, "honest", "original", 0)[0].validation
+
+
+def reference_classifier(context: StageContext, sets: ExperimentSets) -> torch.nn.Module:
+    """The honest/original seed-0 classifier (trained on the real training fold minus its
+    validation groups), in eval mode on the experiment's device; trained now when no run has
+    saved it yet, and then recorded as that ``classify`` run when the experiment compares it (so
+    the classify stage does not train it again).
+
+    Raises:
+        ConfigError: a linear-probe classifier (its features are a backbone's; the reference is a
+            fine-tuned network).
+    """
+    config = context.config
+    if config.classifier.kind == "linear-probe":
+        raise ConfigError(
+            "the reference classifier is fine-tuned; classifier.kind=linear-probe has none"
+        )
+    if not context.paths.reference_classifier.exists():
+        run = classify_once(context, sets, "honest", "original", 0)
+        if "honest" in config.protocols and "original" in config.conditions:
+            save_record(run, context.paths.classifier_run("honest", "original", 0))
+    model = build_classifier(
+        dataclasses.replace(config.classifier, device="cpu"),
+        len(sets.real_train.images.class_names),
+    )
+    state = torch.load(context.paths.reference_classifier, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.to(context.device).eval()
 
 
 def _probe_embeddings(context: StageContext) -> ExperimentEmbeddings | None:

@@ -24,20 +24,23 @@ from pathsynth.classify.config import FROZEN_KINDS, KINDS, ClassifierConfig, cla
 from pathsynth.config import resolve, to_plain
 from pathsynth.diffusion.config import DiffusionConfig
 from pathsynth.diffusion.config import resolve_config as diffusion_config
-from pathsynth.errors import ConfigError
+from pathsynth.errors import ConfigError, DataError
 from pathsynth.experiment.protocols import (
-    ALL_CONDITIONS,
     CONDITIONS,
     GENERATOR_KINDS,
     NAMED_CONDITIONS,
     PROTOCOLS,
+    SELECTED,
+    check_condition,
     condition_generator,
+    condition_parts,
 )
 from pathsynth.gan.config import DataConfig, TrainConfig
 from pathsynth.gan.presets import resolve_config
 from pathsynth.imaging.affine import AffineConfig
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_preset
 from pathsynth.imaging.stain import STAIN_METHODS
+from pathsynth.selection.config import SelectionConfig
 
 MODALITIES = ("histology", "cytology")
 QUALITY_FEATURES = ("auto", "backbone", "classifier")
@@ -110,7 +113,10 @@ class ExperimentConfig:
     #   becomes classifier.kind: its results keep the bare condition name (and give the quality
     #   stage its reference classifier), the others' are "<condition>@<kind>"
     protocols: tuple[str, ...] = PROTOCOLS  # "honest" | "paper"
-    conditions: tuple[str, ...] = CONDITIONS  # training sets compared
+    conditions: tuple[str, ...] = CONDITIONS  # training sets compared; a ":selected" suffix
+    #   (e.g. "affine+synthetic:selected") trains on the selected generated images only
+    selection: SelectionConfig = field(default_factory=SelectionConfig)  # selective synthesis:
+    #   selection.enabled adds the ":selected" variant of every condition with generated images
     seeds: int = 5  # classifier runs per condition (paired across conditions)
     validation_fraction: float = 0.15  # real training groups held out for early stopping
     device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda"
@@ -127,11 +133,28 @@ class ExperimentConfig:
         if self.modality not in MODALITIES:
             raise ConfigError(f"unknown modality {self.modality!r}; choose histology or cytology")
         _known("protocol", self.protocols, PROTOCOLS)
-        _known("condition", self.conditions, ALL_CONDITIONS)
+        for condition in self.conditions:
+            try:
+                check_condition(condition)
+            except DataError as error:
+                raise ConfigError(str(error)) from None
         if not self.protocols or not self.conditions:
             raise ConfigError("protocols and conditions need at least one entry each")
         _known("generator", (self.generator,), GENERATORS)
         self._check_conditions()
+        if self.selection.enabled:  # the selected variant right after each condition it selects
+            if len(self.generator_kinds) > 1:
+                raise ConfigError(
+                    "selection applies to one generator's images: choose --generator gan or "
+                    "diffusion, or leave selection off"
+                )
+            variants = [
+                name
+                for condition in self.conditions
+                for name in (condition, condition + SELECTED)
+                if "synthetic" in condition.split("+") or name == condition
+            ]
+            object.__setattr__(self, "conditions", tuple(dict.fromkeys(variants)))
         _known("stain normalisation", (self.stain_normalisation,), ("none", *STAIN_METHODS))
         if self.folds < 1 or not -1 <= self.fold < max(self.folds, 1):
             raise ConfigError(f"folds must be at least 1 (got {self.folds}), fold within them")
@@ -227,7 +250,14 @@ class ExperimentConfig:
         images of any generator)."""
         if origin == "synthetic":
             return any(condition_generator(c) is not None for c in self.conditions)
-        return any(origin in condition.split("+") for condition in self.conditions)
+        return any(
+            origin in condition_parts(condition)[0].split("+") for condition in self.conditions
+        )
+
+    @property
+    def selects(self) -> bool:
+        """True when a compared condition trains on selected generated images."""
+        return any(condition_parts(condition)[1] for condition in self.conditions)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (saved with the state and the results)."""

@@ -14,10 +14,12 @@ from typing import Any
 import torch
 
 from pathsynth.catalog.workspace import Workspace
+from pathsynth.config import load_record
 from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.protocols import ExperimentSets, LabelledPart
 from pathsynth.experiment.state import ExperimentPaths, ExperimentState, StageRecord
 from pathsynth.files import atomic_path
+from pathsynth.report.schema import SelectionRecord
 
 
 @dataclass
@@ -77,6 +79,11 @@ class StageContext:
         if self.paths.synthetic.exists():
             synthetic = torch.load(self.paths.synthetic, weights_only=False)
             sets.synthetic = LabelledPart.from_state(synthetic)
+            if self.paths.selection.exists():
+                kept = kept_image_ids(self.paths.selection)
+                sets.selected_synthetic = sets.synthetic.select(
+                    torch.isin(sets.synthetic.ids, kept)
+                )
         for kind in self.config.generator_kinds:
             if self.paths.generated(kind).exists():
                 state = torch.load(self.paths.generated(kind), weights_only=False)
@@ -84,6 +91,14 @@ class StageContext:
         if sets.synthetic is not None and len(self.config.generator_kinds) == 1:
             sets.generated[self.config.generator_kinds[0]] = sets.synthetic
         return sets
+
+
+def kept_image_ids(path: Path) -> torch.Tensor:
+    """The catalog ids of the generated images a ``selection.json`` kept."""
+    record = load_record(SelectionRecord, path, "selection record")
+    return torch.tensor(
+        [image.image_id for image in record.images if image.kept], dtype=torch.int64
+    )
 
 
 def real_split_name(experiment: str, fold: int | None = None) -> str:

@@ -110,6 +110,7 @@ def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Re
         comparisons=comparisons(conditions, config.protocols, config.conditions, config.kinds),
         synthesis_quality=first.synthesis_quality,
         memorisation=first.memorisation,
+        selection=first.selection,
         generator=first.generator,
         configs=configs_of(config),
         examples=Examples(

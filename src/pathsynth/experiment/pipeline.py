@@ -13,10 +13,12 @@ cleanly (the generator from its last checkpoint, the classifiers from the last f
    real images (paper protocol), stored in the catalog with parents and parameters;
 5. ``generator``: the configured generator trained on the expanded training fold only;
 6. ``generate``: generated images per class, stored in the catalog with run, step and seed;
-7. ``classify``: every protocol x condition x seed;
-8. ``quality``: KID, Frechet distance, precision/recall/density/coverage and memorisation;
-9. ``results``: ``results.json`` in the report's schema, and the example arrays;
-10. ``report``: the HTML report.
+7. ``select``: selective synthesis (when a condition trains on selected generated images): each
+   generated image scored against the real training fold, kept or rejected, into the catalog;
+8. ``classify``: every protocol x condition x seed;
+9. ``quality``: KID, Frechet distance, precision/recall/density/coverage and memorisation;
+10. ``results``: ``results.json`` in the report's schema, and the example arrays;
+11. ``report``: the HTML report.
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ from pathsynth.experiment import (
     expansion,
     quality,
     results,
+    selection,
     synthesis,
 )
 from pathsynth.experiment.config import ExperimentConfig, check_overrides
 from pathsynth.experiment.context import StageContext
+from pathsynth.experiment.protocols import condition_parts
 from pathsynth.experiment.state import ExperimentPaths, ExperimentState, StageRecord
 from pathsynth.report import write_report
 
@@ -82,6 +86,7 @@ STAGES: dict[str, Stage] = {
     "affine": expansion.affine,
     "generator": synthesis.train_generator,
     "generate": synthesis.generate,
+    "select": selection.select,
     "classify": classification.classify,
     "quality": quality.quality,
     "results": results.results,
@@ -225,6 +230,35 @@ class Experiment:
         for later in order[order.index(stage) :]:
             self.state.stages.pop(later, None)
             for path in self.paths.written_by(later):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+        self._save()
+
+    def forget_selection(self) -> None:
+        """Forget the ``select`` stage and what depends on it: the classifier runs of the
+        ``:selected`` conditions, the results and the report (the other classifier runs, the
+        reference classifier and the quality stage stay), so the next :meth:`run` selects again
+        and retrains only the selected conditions.
+
+        Raises:
+            DataError: a fold of a cross-validation, or a cross-validation (its folds select).
+        """
+        self._own_stages("select")
+        if self.state.parent is not None:
+            raise DataError(
+                f"experiment {self.state.name!r} is a fold of the cross-validation "
+                f"{self.state.parent!r}; rerun that one (its pooled results would go stale)"
+            )
+        for stage in ("select", "classify", "results", "report"):
+            self.state.stages.pop(stage, None)
+        selected = [c for c in self.config.conditions if condition_parts(c)[1]]
+        for protocol in self.config.protocols:
+            for condition in selected:
+                shutil.rmtree(self.paths.classifier_run(protocol, condition, 0).parent)
+        for stage in ("select", "results", "report"):
+            for path in self.paths.written_by(stage):
                 if path.is_dir():
                     shutil.rmtree(path)
                 else:

@@ -7,7 +7,10 @@ Conditions say what a classifier trains on:
 - ``synthetic``: the real images plus the experiment's generated images (GAN by default);
 - ``affine+synthetic``: all three;
 - ``original+gan``, ``affine+gan``, ``original+diffusion``, ``affine+diffusion``: the same with
-  the named generator's images, for experiments that train both (``--generator both``).
+  the named generator's images, for experiments that train both (``--generator both``);
+- ``synthetic:selected``, ``affine+synthetic:selected``: the same with only the generated images
+  that selective synthesis kept (criteria from the real training fold; see
+  :mod:`pathsynth.experiment.selection`). Selection applies to the experiment's first generator.
 
 Protocols say what it is tested on:
 
@@ -43,11 +46,36 @@ ALL_CONDITIONS = CONDITIONS + NAMED_CONDITIONS
 
 def condition_generator(condition: str) -> str | None:
     """The generator whose images ``condition`` adds: a kind it names, ``"synthetic"`` for the
-    experiment's one generator, or ``None`` when it adds none."""
-    for part in condition.split("+"):
+    experiment's one generator, or ``None`` when it adds none (a ``:selected`` suffix aside)."""
+    for part in condition_parts(condition)[0].split("+"):
         if part in GENERATOR_KINDS or part == "synthetic":
             return part
     return None
+
+
+SELECTED = ":selected"  # suffix of a condition that trains on the selected generated images only
+
+
+def condition_parts(condition: str) -> tuple[str, bool]:
+    """``(base condition, selected)`` of a condition name (``affine+synthetic:selected`` gives
+    ``("affine+synthetic", True)``)."""
+    if condition.endswith(SELECTED):
+        return condition[: -len(SELECTED)], True
+    return condition, False
+
+
+def check_condition(condition: str) -> str:
+    """``condition`` when it is one of :data:`ALL_CONDITIONS`, or a condition that trains on the
+    experiment's (first) generator's images with the ``:selected`` suffix.
+
+    Raises:
+        DataError: any other name (the message lists the known ones).
+    """
+    base, selected = condition_parts(condition)
+    if base not in ALL_CONDITIONS or (selected and condition_generator(base) != "synthetic"):
+        known = [*ALL_CONDITIONS, *(f"{c}{SELECTED}" for c in CONDITIONS if "synthetic" in c)]
+        raise DataError(f"unknown condition {condition!r}; choose from {', '.join(known)}")
+    return condition
 
 
 @dataclass
@@ -156,6 +184,7 @@ class ExperimentSets:
         affine_all: affine children of every real image (paper protocol); may be None.
         synthetic: generated images of the experiment's (first) generator, trained on the
             training fold; may be None.
+        selected_synthetic: those of them selective synthesis kept; may be None.
         external: real images of an external test source (other patients, another site); never
             used for training, validation or the generator; may be None.
     """
@@ -167,14 +196,19 @@ class ExperimentSets:
     synthetic: LabelledPart | None = None
     external: LabelledPart | None = None
     generated: dict[str, LabelledPart] = field(default_factory=dict)
+    selected_synthetic: LabelledPart | None = None
 
     def generated_for(self, condition: str) -> LabelledPart:
-        """The generated images ``condition`` adds (``synthetic``: the first generator's).
+        """The generated images ``condition`` adds (``synthetic``: the first generator's; with
+        ``:selected``, the ones selective synthesis kept).
 
         Raises:
             DataError: there are none, or a class has none.
         """
         kind = condition_generator(condition)
+        selected = condition_parts(condition)[1]
+        if selected:
+            return _needs(self.selected_synthetic, "selected generated images", condition)
         part = self.synthetic if kind == "synthetic" else self.generated.get(kind or "")
         return _needs(part, f"{kind if kind != 'synthetic' else 'generated'} images", condition)
 
@@ -207,7 +241,7 @@ def honest_sets(
 
     Args:
         sets: the experiment's images.
-        condition: one of :data:`CONDITIONS`.
+        condition: one of :data:`CONDITIONS`, or a ``:selected`` variant.
         validation_groups: patient/group ids of the real training fold held out for validation.
 
     Returns:
@@ -218,8 +252,7 @@ def honest_sets(
         DataError: an unknown condition, a derived set the condition needs that is missing or
             lacks a class, or any leak of a test patient into training (see :func:`check_honest`).
     """
-    if condition not in ALL_CONDITIONS:
-        raise DataError(f"unknown condition {condition!r}; choose from {', '.join(ALL_CONDITIONS)}")
+    check_condition(condition)
     in_validation = torch.isin(sets.real_train.groups, validation_groups)
     validation = sets.real_train.select(in_validation)
     parts = [sets.real_train.select(~in_validation)]
@@ -276,19 +309,18 @@ def paper_pool(sets: ExperimentSets, condition: str) -> LabelledPart:
     Raises:
         DataError: an unknown condition, or a set the condition needs that is missing.
     """
+    base, _ = condition_parts(check_condition(condition))
     reals = concatenate([sets.real_train, sets.real_test])
-    if condition == "original":
+    if base == "original":
         return reals
-    if condition == "affine":
+    if base == "affine":
         return concatenate([reals, _needs(sets.affine_all, "affine children", condition)])
-    if condition == "synthetic":  # the paper's pool: generated images alone
+    if base == "synthetic":  # the paper's pool: generated images alone
         return sets.generated_for(condition)
-    if condition in ("affine+synthetic", *NAMED_CONDITIONS):
-        parts = [reals, sets.generated_for(condition)]
-        if condition.startswith("affine+"):
-            parts.insert(1, _needs(sets.affine_all, "affine children", condition))
-        return concatenate(parts)
-    raise DataError(f"unknown condition {condition!r}; choose from {', '.join(ALL_CONDITIONS)}")
+    parts = [reals, sets.generated_for(condition)]
+    if base.startswith("affine+"):
+        parts.insert(1, _needs(sets.affine_all, "affine children", condition))
+    return concatenate(parts)
 
 
 def paper_sets(

@@ -17,7 +17,7 @@ from pathsynth.errors import DataError
 from pathsynth.experiment.classification import ClassifierRun, TestScore, read_run, run_label
 from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.context import StageContext
-from pathsynth.experiment.protocols import ExperimentSets
+from pathsynth.experiment.protocols import ExperimentSets, condition_parts
 from pathsynth.experiment.synthesis import experiment_generator
 from pathsynth.imaging.crops import random_crops
 from pathsynth.metrics.aggregate import MeanInterval, paired_comparison, summarise_over_seeds
@@ -33,6 +33,7 @@ from pathsynth.report.schema import (
     QualityRecord,
     Results,
     SeedResult,
+    SelectionRecord,
     SplitInfo,
     StageTiming,
     write_results,
@@ -57,6 +58,11 @@ def build_results(context: StageContext) -> Results:
     quality = (
         load_record(QualityRecord, context.paths.quality, "quality record")
         if context.paths.quality.exists()
+        else None
+    )
+    selection = (
+        load_record(SelectionRecord, context.paths.selection, "selection record").summary
+        if context.paths.selection.exists()
         else None
     )
     return Results(
@@ -88,13 +94,14 @@ def build_results(context: StageContext) -> Results:
         generator=_generator(context),
         configs=configs_of(config),
         examples=Examples("examples/affine.npz", "examples/real_vs_synthetic.npz"),
+        selection=selection,
     )
 
 
 def configs_of(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """The resolved configs, one per concern (the report shows one block each)."""
     everything = to_plain(config)
-    nested = ("preprocess", "affine", "gan", "classifier", "quality")
+    nested = ("preprocess", "affine", "gan", "diffusion", "classifier", "quality", "selection")
     configs = {name: everything.pop(name) for name in nested}
     return {"experiment": everything, **configs}
 
@@ -213,19 +220,30 @@ def comparisons(
     names: tuple[str, ...],
     kinds: tuple[str, ...] = (),
 ) -> list[Comparison]:
-    """Every condition against ``original`` under the same protocol and classifier kind, and
-    with several ``kinds`` (``classifier.kind`` first) every other kind against the first on the
-    same condition; all paired by seed (and fold)."""
+    """Every condition against ``original`` under the same protocol and classifier kind, every
+    ``:selected`` condition against the same condition without selection, every condition that
+    adds generated images to affine ones against ``affine`` alone, and with several ``kinds``
+    (``classifier.kind`` first) every other kind against the first on the same condition; all
+    paired by seed (and fold)."""
     pairs: list[tuple[str, str]] = []
     primary = kinds[0] if kinds else ""
     for kind in kinds or ("",):
-        base = run_label("original", kind, primary)
-        pairs += [(base, run_label(c, kind, primary)) for c in names if c != "original"]
+
+        def label(condition: str, kind: str = kind) -> str:
+            return run_label(condition, kind, primary)
+
+        pairs += [(label("original"), label(c)) for c in names if c != "original"]
+        for name in names:
+            base, selected = condition_parts(name)
+            if selected and base in names:
+                pairs.append((label(base), label(name)))
+            if base.startswith("affine+") and "affine" in names:
+                pairs.append((label("affine"), label(name)))
     for kind in kinds[1:]:
         pairs += [(c, run_label(c, kind, primary)) for c in names]
     found = []
     for protocol in protocols:
-        for a_name, b_name in pairs:
+        for a_name, b_name in dict.fromkeys(pairs):
             a_result = conditions.get(f"{protocol}/{a_name}")
             b_result = conditions.get(f"{protocol}/{b_name}")
             if a_result is None or b_result is None:

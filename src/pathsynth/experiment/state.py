@@ -52,6 +52,11 @@ class ExperimentPaths:
         return self.folder / f"synthetic-{kind}.pt"
 
     @property
+    def selection(self) -> Path:
+        """Selective synthesis: every generated image's scores and decision, per-class counts."""
+        return self.folder / "selection.json"
+
+    @property
     def reference_classifier(self) -> Path:
         """Weights of the honest/original seed-0 classifier (the quality stage's features)."""
         return self.folder / "reference-classifier.pt"
@@ -83,6 +88,7 @@ class ExperimentPaths:
             "inputs": [self.inputs],
             "affine": [self.affine],
             "generate": [self.synthetic, *(self.generated(k) for k in ("gan", "diffusion"))],
+            "select": [self.selection],
             "classify": [self.folder / "classify", self.reference_classifier],
             "quality": [self.quality],
             "results": [self.results, self.examples],
@@ -91,7 +97,7 @@ class ExperimentPaths:
 
     def classifier_run(self, protocol: str, condition: str, seed: int) -> Path:
         """One classifier run's JSON (its folder is created)."""
-        folder = self.folder / "classify" / protocol / condition.replace("+", "-")
+        folder = self.folder / "classify" / protocol / condition.replace("+", "-").replace(":", "-")
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"seed{seed}.json"
 

@@ -204,6 +204,58 @@ class QualityRecord:
 
 
 @dataclass(frozen=True)
+class ClassSelection:
+    """Selective synthesis of one class: how many generated images were kept, and the class's
+    thresholds (``confidence_from``: ``validation`` quantile or ``fixed``)."""
+
+    generated: int
+    kept: int
+    kept_by_floor: int
+    near_copies: int
+    min_confidence: float
+    max_distance: float
+    confidence_from: str
+
+    @property
+    def fraction(self) -> float:
+        """The kept fraction (0 for a class with no generated image)."""
+        return self.kept / self.generated if self.generated else 0.0
+
+
+@dataclass(frozen=True)
+class SelectionSummary:
+    """Selective synthesis of the generated images: settings and per-class kept counts."""
+
+    feature_extractor: str
+    settings: dict[str, Any]
+    per_class: dict[str, ClassSelection]
+    generated: int
+    kept: int
+
+
+@dataclass(frozen=True)
+class ImageSelection:
+    """One generated image's selection scores and decision."""
+
+    image_id: int
+    label: str
+    confidence: float
+    distance: float
+    copy_ratio: float
+    near_copy: bool
+    kept: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class SelectionRecord:
+    """What the select stage decided (the file ``selection.json``)."""
+
+    summary: SelectionSummary
+    images: list[ImageSelection]
+
+
+@dataclass(frozen=True)
 class GeneratorInfo:
     """The generator run of the experiment."""
 
@@ -239,6 +291,7 @@ class Results:
     examples: Examples = field(default_factory=Examples)
     external: dict[str, ConditionResult] = field(default_factory=dict)  # on the external test set
     external_comparisons: list[Comparison] = field(default_factory=list)
+    selection: SelectionSummary | None = None  # selective synthesis, where the experiment ran it
     paper_reference: dict[str, dict[str, float]] = field(default_factory=lambda: PAPER_REFERENCE)
     schema: int = SCHEMA_VERSION
 

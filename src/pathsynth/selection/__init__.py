@@ -1,0 +1,24 @@
+"""Selective synthesis: keep a generated image only where criteria computed from the real
+training fold accept it (:mod:`.criteria`), with thresholds from one config (:mod:`.config`).
+
+This package takes tensors only (probabilities, feature vectors, images); the experiment's
+``select`` stage feeds it and stores its decisions in the catalog.
+"""
+
+from pathsynth.selection.config import SELECTION_PRESETS, SelectionConfig, selection_config
+from pathsynth.selection.criteria import (
+    ClassThresholds,
+    SelectionDecision,
+    SelectionScores,
+    class_thresholds,
+    decide,
+    distances_to_class,
+    real_reference_distances,
+    score_images,
+)
+
+__all__ = [
+    "SELECTION_PRESETS", "ClassThresholds", "SelectionConfig", "SelectionDecision",
+    "SelectionScores", "class_thresholds", "decide", "distances_to_class",
+    "real_reference_distances", "score_images", "selection_config",
+]  # fmt: skip
