@@ -1,4 +1,4 @@
-"""What a workspace holds: experiments, their classifier bundles and GAN runs, with headline numbers.
+"""What a workspace holds: experiments, their classifier bundles and generator runs, with headline numbers.
 
 Read-only, and tolerant: a damaged or old file becomes a ``problem`` on its own row instead of
 stopping the listing. Nothing here needs the catalog (no SQL package is imported), so
@@ -63,10 +63,12 @@ class BundleEntry:
 
 
 @dataclass(frozen=True)
-class GanRunEntry:
-    """One GAN run folder: identity, progress and its last losses and best quality signal."""
+class GeneratorRunEntry:
+    """One generator run folder (GAN or diffusion): identity, progress, its last losses and the
+    GAN's best quality signal."""
 
     name: str
+    kind: str = "gan"  # the generator kind run.json records (runs before it recorded one: GAN)
     run_id: str = ""
     created: str = ""
     preset: str = ""
@@ -74,6 +76,7 @@ class GanRunEntry:
     steps_planned: int | None = None  # None: derived from epochs (not known without the data)
     loss_d: float | None = None
     loss_g: float | None = None
+    loss: float | None = None  # a diffusion run's last logged training loss
     best_kid: float | None = None
     problem: str | None = None
 
@@ -84,11 +87,11 @@ class Inventory:
 
     experiments: list[ExperimentEntry]
     bundles: list[BundleEntry]
-    gan_runs: list[GanRunEntry]
+    generator_runs: list[GeneratorRunEntry]
 
 
 def workspace_inventory(root: Path) -> Inventory:
-    """List a workspace's experiments, classifier bundles and GAN runs.
+    """List a workspace's experiments, classifier bundles and generator runs (GAN and diffusion).
 
     Args:
         root: the workspace folder; missing sub-folders just mean nothing of that kind.
@@ -117,7 +120,7 @@ def workspace_inventory(root: Path) -> Inventory:
     return Inventory(
         experiments=[read_experiment_entry(folder) for folder in folders],
         bundles=bundles,
-        gan_runs=[read_gan_run_entry(folder) for folder in runs],
+        generator_runs=[read_generator_run_entry(folder) for folder in runs],
     )
 
 
@@ -178,19 +181,22 @@ def read_bundle_entry(path: Path) -> BundleEntry:
     )
 
 
-def read_gan_run_entry(folder: Path) -> GanRunEntry:
-    """One GAN run's identity, config and statistics; files it lacks leave their fields empty."""
+def read_generator_run_entry(folder: Path) -> GeneratorRunEntry:
+    """One generator run's identity, config and statistics; files it lacks leave their fields
+    empty."""
     try:
         identity = _json_object(folder / "run.json")
         config = _json_object(folder / "config.json")
         stats = _stats(folder / "stats.jsonl")
     except (OSError, ValueError) as error:
-        return GanRunEntry(folder.name, problem=f"{folder.name}: {error}")
+        return GeneratorRunEntry(folder.name, problem=f"{folder.name}: {error}")
     losses = [record for record in stats if "loss_d" in record]
+    plain = [record for record in stats if isinstance(record.get("loss"), int | float)]
     kids = [float(r["quality_kid"]) for r in stats if isinstance(r.get("quality_kid"), int | float)]
     planned = config.get("optim", {}).get("steps")
-    return GanRunEntry(
+    return GeneratorRunEntry(
         name=folder.name,
+        kind=str(identity.get("kind", "gan")),
         run_id=str(identity.get("run_id", "")),
         created=str(identity.get("created", "")),
         preset=str(config.get("preset", "")),
@@ -198,6 +204,7 @@ def read_gan_run_entry(folder: Path) -> GanRunEntry:
         steps_planned=int(planned) if isinstance(planned, int) and planned > 0 else None,
         loss_d=float(losses[-1]["loss_d"]) if losses else None,
         loss_g=float(losses[-1]["loss_g"]) if losses else None,
+        loss=float(plain[-1]["loss"]) if plain else None,
         best_kid=min(kids) if kids else None,
     )
 

@@ -125,6 +125,9 @@ def test_runs_lists_experiments_bundles_and_gan_runs_with_their_numbers(tmp_path
     assert "cannot be read" in out  # the empty one, on its own row
     assert "00000-demo-gan" in out and "smoke" in out and "40/50" in out
     assert "0.1234" in out  # the best KID of the run
+    diffusion_row = next(line for line in out.splitlines() if "00001-demo-diffusion" in line)
+    assert "diffusion" in diffusion_row and "20/30" in diffusion_row
+    assert "0.432" in diffusion_row and "0.568" not in out  # its last logged loss
 
 
 def populate_workspace(ws: Path) -> None:
@@ -158,6 +161,13 @@ def populate_workspace(ws: Path) -> None:
     ]
     lines = [json.dumps(record) for record in stats] + ['{"step": 45, "loss']  # cut by a kill
     (run / "stats.jsonl").write_text("\n".join(lines))
+    diffusion = ws / "runs" / "00001-demo-diffusion"
+    diffusion.mkdir()
+    identity = {"run_id": "e" * 32, "created": "2026-01-03", "kind": "diffusion"}
+    (diffusion / "run.json").write_text(json.dumps(identity))
+    (diffusion / "config.json").write_text(json.dumps({"preset": "quick", "optim": {"steps": 30}}))
+    records = [{"step": 10, "loss": 0.5678}, {"step": 20, "loss": 0.4321}]
+    (diffusion / "stats.jsonl").write_text("\n".join(json.dumps(r) for r in records))
 
 
 def results(balanced: dict[str, float]) -> Results:

@@ -84,17 +84,19 @@ def predictions_csv(result: FilePredictions) -> str:
 
 @app.command()
 def runs(workspace: Path | None = WorkspaceOpt) -> None:
-    """List the workspace's experiments, classifier bundles and GAN runs, with headline numbers."""
+    """List the workspace's experiments, classifier bundles and generator runs, with headline numbers."""
     from pathsynth.inventory import workspace_inventory
 
     root = resolve_workspace(workspace)
     found = workspace_inventory(root)
-    if not (found.experiments or found.bundles or found.gan_runs):
-        console.print(f"nothing in {root} yet: no experiments, classifier bundles or GAN runs")
+    if not (found.experiments or found.bundles or found.generator_runs):
+        console.print(
+            f"nothing in {root} yet: no experiments, classifier bundles or generator runs"
+        )
         return
     _print_experiments(found)
     _print_bundles(found, root)
-    _print_gan_runs(found)
+    _print_generator_runs(found)
 
 
 def _number(value: float | None) -> str:
@@ -142,25 +144,31 @@ def _print_bundles(found: Inventory, root: Path) -> None:
     console.print(table)
 
 
-def _print_gan_runs(found: Inventory) -> None:
-    if not found.gan_runs:
-        console.print("no GAN runs")
+def _print_generator_runs(found: Inventory) -> None:
+    if not found.generator_runs:
+        console.print("no generator runs")
         return
-    table = Table(title="GAN runs")
-    for column in ("run", "preset", "created", "steps", "loss D", "loss G", "best KID"):
+    table = Table(title="Generator runs")
+    columns = ("run", "kind", "preset", "created", "steps", "loss D / G / loss", "best KID")
+    for column in columns:
         table.add_column(column)
-    for entry in found.gan_runs:
+    for entry in found.generator_runs:
         if entry.problem:
-            table.add_row(entry.name, f"[red]{entry.problem}[/red]", "", "", "", "", "")
+            table.add_row(entry.name, "", f"[red]{entry.problem}[/red]", "", "", "", "")
             continue
         planned = "?" if entry.steps_planned is None else str(entry.steps_planned)
+        losses = (
+            _number(entry.loss)
+            if entry.kind != "gan"
+            else f"{_number(entry.loss_d)} / {_number(entry.loss_g)}"
+        )
         table.add_row(
             entry.name,
+            entry.kind,
             entry.preset,
             entry.created,
             f"{entry.steps_done}/{planned}",
-            _number(entry.loss_d),
-            _number(entry.loss_g),
+            losses,
             "-" if entry.best_kid is None else f"{entry.best_kid:.4f}",
         )
     console.print(table)

@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from pathsynth.catalog.api import CatalogReader, ImageFilter
-from pathsynth.inventory import read_experiment_entry, read_gan_run_entry, read_run_identity
+from pathsynth.inventory import read_experiment_entry, read_generator_run_entry, read_run_identity
 from pathsynth.serve.app import render
 from pathsynth.serve.charts import bar_chart
 from pathsynth.serve.params import whole_number
@@ -279,7 +279,7 @@ def gan_run(request: Request) -> Response:
     """One GAN run: its numbers and sample grids."""
     require_operator(request)
     folder = _listed_folder(_workspace_root(request) / "runs", request.path_params["name"])
-    return render(request, "run.html", {"run": read_gan_run_entry(folder),
+    return render(request, "run.html", {"run": read_generator_run_entry(folder),
                                         "grids": _grids(folder)})  # fmt: skip
 
 
