@@ -30,7 +30,7 @@ def test_both_generators_train_generate_and_name_their_conditions(
     )  # fmt: skip
     assert config.conditions == ("original", "affine", *NAMED)
     experiment = Experiment.create(space, site_a, config, CLASSES, "both", log=lambda line: None)
-    results = json.loads(experiment.run(until="results").read_text())
+    results = json.loads(experiment.run(until="report").read_text())
 
     trained = experiment.state.outputs("generator")
     assert set(trained["runs"]) == {"gan", "diffusion"}
@@ -50,6 +50,15 @@ def test_both_generators_train_generate_and_name_their_conditions(
     assert all(t["guidance"] == config.diffusion.sampling.guidance for t in transforms)
     conditions = {key.split("/")[1] for key in results["conditions"]}
     assert conditions == {"original", "affine", *NAMED}
+    # each generator measured alike against the real training fold, side by side in the report
+    assert set(results["generators"]) == {"gan", "diffusion"}
+    gan, diffusion = results["generators"]["gan"], results["generators"]["diffusion"]
+    assert results["synthesis_quality"] == gan["quality"]  # the first generator's, as before
+    assert gan["quality"]["feature_extractor"] == diffusion["quality"]["feature_extractor"]
+    assert diffusion["memorisation"]["total"] == per_kind
+    assert gan["quality"]["kid_mean"] != diffusion["quality"]["kid_mean"]
+    report = (experiment.paths.report / "report.html").read_text()
+    assert "Generators compared" in report and "<th>diffusion</th>" in report
 
 
 def test_both_generators_refuse_an_unnamed_synthetic_condition() -> None:

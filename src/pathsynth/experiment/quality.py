@@ -30,12 +30,18 @@ from pathsynth.classify.networks import build_classifier
 from pathsynth.config import sanitise, save_record
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.probe import ExperimentEmbeddings
-from pathsynth.experiment.protocols import ExperimentSets
+from pathsynth.experiment.protocols import ExperimentSets, LabelledPart
 from pathsynth.imaging.crops import random_crops
 from pathsynth.metrics.features import ClassifierFeatures, InceptionFeatures
 from pathsynth.metrics.memorisation import NearestRealNeighbours, memorisation_check
 from pathsynth.metrics.registry import synthesis_quality
-from pathsynth.report.schema import Memorisation, Neighbours, QualityRecord, SynthesisQuality
+from pathsynth.report.schema import (
+    GeneratorQualities,
+    Memorisation,
+    Neighbours,
+    QualityRecord,
+    SynthesisQuality,
+)
 
 FEATURE_EXTRACTOR = (
     "penultimate layer of the honest/original seed-0 classifier (trained on the real training fold)"
@@ -47,7 +53,9 @@ NO_BACKBONE = (
 
 
 def quality(context: StageContext) -> dict[str, Any]:
-    """Synthesis quality and memorisation of the generated images, into ``quality.json``.
+    """Synthesis quality and memorisation of the generated images, into ``quality.json`` (the
+    experiment's first generator) and, when it trains several, ``quality-generators.json`` (one
+    record per generator, measured alike, for the report's comparison).
 
     Raises:
         ConfigError, CheckpointError: a quality backbone or weights file the loader refuses.
@@ -55,11 +63,30 @@ def quality(context: StageContext) -> dict[str, Any]:
     sets = context.sets()
     if sets.synthetic is None:
         return {"skipped": "no generated images"}
+    if (
+        context.config.quality_backbone() is None
+        and not context.paths.reference_classifier.exists()
+    ):
+        return {"skipped": "no honest/original classifier to take features from"}
+    record = _measure(context, sets, sets.synthetic)
+    save_record(record, context.paths.quality)
+    outputs: dict[str, Any] = {
+        "flagged": record.memorisation.flagged,
+        "features": record.quality.feature_extractor,
+    }
+    if len(context.config.generator_kinds) > 1:
+        each = {kind: _measure(context, sets, part) for kind, part in sets.generated.items()}
+        save_record(GeneratorQualities(each), context.paths.generator_quality)
+        outputs["generators"] = sorted(each)
+    return outputs
+
+
+def _measure(context: StageContext, sets: ExperimentSets, part: LabelledPart) -> QualityRecord:
+    """KID, FD, precision/recall/density/coverage and the memorisation check of one generator's
+    images ``part`` against the real training fold."""
     chosen = context.config.quality_backbone()
     has_reference = context.paths.reference_classifier.exists()
-    if chosen is None and not has_reference:
-        return {"skipped": "no honest/original classifier to take features from"}
-    synthetic = sets.synthetic.images.images
+    synthetic = part.images.images
     generator = torch.Generator().manual_seed(0)
     if chosen is not None:
         name, weights, size = chosen
@@ -69,9 +96,9 @@ def quality(context: StageContext) -> dict[str, Any]:
             context, backbone, str(context.device), view_side=synthetic.shape[-1]
         )
         real = embeddings.views(sets.real_train)
-        synthetic = embeddings.views(sets.synthetic)
+        synthetic = embeddings.views(part)
         real_features = embeddings.of(sets.real_train).features
-        synthetic_features = embeddings.of(sets.synthetic).features
+        synthetic_features = embeddings.of(part).features
         extractor = _backbone_name(backbone)
         numbers: dict[str, Any] = synthesis_quality(
             real_features, synthetic_features, generator=generator
@@ -101,7 +128,7 @@ def quality(context: StageContext) -> dict[str, Any]:
     memorised = memorisation_check(
         synthetic, real, synthetic_features=synthetic_features, real_features=real_features
     )
-    record = QualityRecord(
+    return QualityRecord(
         quality=SynthesisQuality(feature_extractor=extractor, **sanitise(numbers)),
         memorisation=Memorisation(
             threshold_ratio=memorised.near_copy_ratio,
@@ -111,8 +138,6 @@ def quality(context: StageContext) -> dict[str, Any]:
             feature=_neighbours(memorised.feature) if memorised.feature else None,
         ),
     )
-    save_record(record, context.paths.quality)
-    return {"flagged": memorised.n_near_copies, "features": extractor}
 
 
 def _backbone_name(backbone: Backbone) -> str:

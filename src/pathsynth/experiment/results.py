@@ -30,6 +30,7 @@ from pathsynth.report.schema import (
     ExperimentInfo,
     ExternalInfo,
     GeneratorInfo,
+    GeneratorQualities,
     QualityRecord,
     Results,
     SeedResult,
@@ -65,6 +66,13 @@ def build_results(context: StageContext) -> Results:
         if context.paths.selection.exists()
         else None
     )
+    generators = (
+        load_record(
+            GeneratorQualities, context.paths.generator_quality, "generator quality record"
+        ).generators
+        if context.paths.generator_quality.exists()
+        else {}
+    )
     return Results(
         experiment=ExperimentInfo(
             name=context.name,
@@ -95,6 +103,7 @@ def build_results(context: StageContext) -> Results:
         configs=configs_of(config),
         examples=Examples("examples/affine.npz", "examples/real_vs_synthetic.npz"),
         selection=selection,
+        generators=generators,
     )
 
 

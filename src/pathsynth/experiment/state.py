@@ -67,6 +67,11 @@ class ExperimentPaths:
         return self.folder / "quality.json"
 
     @property
+    def generator_quality(self) -> Path:
+        """The same for each generator, when the experiment trains several."""
+        return self.folder / "quality-generators.json"
+
+    @property
     def results(self) -> Path:
         """Every number of the experiment (:class:`pathsynth.report.schema.Results`)."""
         return self.folder / "results.json"
@@ -90,7 +95,7 @@ class ExperimentPaths:
             "generate": [self.synthetic, *(self.generated(k) for k in ("gan", "diffusion"))],
             "select": [self.selection],
             "classify": [self.folder / "classify", self.reference_classifier],
-            "quality": [self.quality],
+            "quality": [self.quality, self.generator_quality],
             "results": [self.results, self.examples],
             "report": [self.report],
         }.get(stage, [])

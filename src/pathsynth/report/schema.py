@@ -204,6 +204,14 @@ class QualityRecord:
 
 
 @dataclass(frozen=True)
+class GeneratorQualities:
+    """Quality and memorisation of each generator an experiment trained, measured alike (the file
+    ``quality-generators.json``, written when it trains more than one)."""
+
+    generators: dict[str, QualityRecord]
+
+
+@dataclass(frozen=True)
 class ClassSelection:
     """Selective synthesis of one class: how many generated images were kept, and the class's
     thresholds (``confidence_from``: ``validation`` quantile or ``fixed``)."""
@@ -292,6 +300,8 @@ class Results:
     external: dict[str, ConditionResult] = field(default_factory=dict)  # on the external test set
     external_comparisons: list[Comparison] = field(default_factory=list)
     selection: SelectionSummary | None = None  # selective synthesis, where the experiment ran it
+    generators: dict[str, QualityRecord] = field(default_factory=dict)  # per generator kind, when
+    #   the experiment trained several (--generator both)
     paper_reference: dict[str, dict[str, float]] = field(default_factory=lambda: PAPER_REFERENCE)
     schema: int = SCHEMA_VERSION
 
