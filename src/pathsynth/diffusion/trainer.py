@@ -26,7 +26,12 @@ from pathsynth.diffusion.networks import build_unet, training_scheduler
 from pathsynth.diffusion.sampling import denoise
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.files import write_atomic
-from pathsynth.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, save_checkpoint
+from pathsynth.gan.checkpoint import (
+    CHECKPOINT_FORMAT,
+    list_checkpoints,
+    restore_states,
+    save_checkpoint,
+)
 from pathsynth.gan.data import EpochSampler
 from pathsynth.gan.distributed import DistContext, all_reduce_sum
 from pathsynth.gan.ema import make_ema, update_ema
@@ -174,20 +179,13 @@ class DiffusionTrainer:
     def _load_state(self, state: dict[str, Any]) -> None:
         if state.get("kind") != "diffusion":
             raise CheckpointError("the checkpoint to resume is not a diffusion run's")
-        if list(state["class_names"]) != self.class_names:
-            raise CheckpointError(
-                f"checkpoint classes {list(state['class_names'])} differ from the data's "
-                f"classes {self.class_names}"
-            )
-        try:
-            self.unet.load_state_dict(state["generator"])
-            self.ema.load_state_dict(state["generator_ema"])
-            self.opt.load_state_dict(state["optimizer"])
-            self.lr_schedule.load_state_dict(state["lr_schedule"])
-        except (RuntimeError, KeyError, ValueError) as error:
-            raise CheckpointError(
-                f"checkpoint network does not match this config ({str(error).splitlines()[0]})"
-            ) from None
+        parts = {
+            "generator": self.unet,
+            "generator_ema": self.ema,
+            "optimizer": self.opt,
+            "lr_schedule": self.lr_schedule,
+        }
+        restore_states(state, self.class_names, parts)
         self.sampler.load_state_dict(state["sampler"])
         self.step = int(state["step"])
         torch.set_rng_state(state["rng"]["torch"])

@@ -115,3 +115,24 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             f"checkpoint {path} has format {state['format']}, this version reads {CHECKPOINT_FORMAT}"
         )
     return state
+
+
+def restore_states(state: dict[str, Any], class_names: list[str], parts: dict[str, Any]) -> None:
+    """Load a resumed checkpoint's ``parts`` (key -> module, optimiser or schedule) in place.
+
+    Raises:
+        CheckpointError: the checkpoint's classes differ from the data's, or a part is missing or
+            does not fit (the first line of torch's reason).
+    """
+    if list(state["class_names"]) != class_names:
+        raise CheckpointError(
+            f"checkpoint classes {list(state['class_names'])} differ from the data's "
+            f"classes {class_names}"
+        )
+    try:
+        for key, part in parts.items():
+            part.load_state_dict(state[key])
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint networks do not match this config ({str(error).splitlines()[0]})"
+        ) from None

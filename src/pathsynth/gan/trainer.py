@@ -28,10 +28,15 @@ import torch
 from torch import nn
 
 from pathsynth.devices import resolve_device, use_bf16
-from pathsynth.errors import CheckpointError, ConfigError, PathsynthError
+from pathsynth.errors import ConfigError, PathsynthError
 from pathsynth.files import write_atomic
 from pathsynth.gan.architectures import build_discriminator, build_generator, check_architecture
-from pathsynth.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, save_checkpoint
+from pathsynth.gan.checkpoint import (
+    CHECKPOINT_FORMAT,
+    list_checkpoints,
+    restore_states,
+    save_checkpoint,
+)
 from pathsynth.gan.config import TrainConfig, augment_ops
 from pathsynth.gan.data import EpochSampler
 from pathsynth.gan.diffaug import AdaptiveProbability, augment
@@ -335,22 +340,15 @@ class GanTrainer:
         return [total, float(self.ada.count)]
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        if list(state["class_names"]) != self.class_names:
-            raise CheckpointError(
-                f"checkpoint classes {list(state['class_names'])} differ from the data's "
-                f"classes {self.class_names}"
-            )
-        try:
-            self.G.load_state_dict(state["generator"])
-            self.D.load_state_dict(state["discriminator"])
-            self.G_ema.load_state_dict(state["generator_ema"])
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            self.lecam.load_state_dict(state["lecam"])
-        except (RuntimeError, KeyError, ValueError) as error:
-            raise CheckpointError(
-                f"checkpoint networks do not match this config ({str(error).splitlines()[0]})"
-            ) from None
+        parts = {
+            "generator": self.G,
+            "discriminator": self.D,
+            "generator_ema": self.G_ema,
+            "opt_g": self.opt_g,
+            "opt_d": self.opt_d,
+            "lecam": self.lecam,
+        }
+        restore_states(state, self.class_names, parts)
         self.ada.load_state_dict(state["ada"])
         pending_sum, pending_count = state.get("ada_pending", [0.0, 0.0])
         if pending_count:
