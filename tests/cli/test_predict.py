@@ -103,7 +103,7 @@ def test_runs_on_an_empty_workspace_says_so(tmp_path) -> None:
     done = pathsynth("runs", "-w", str(tmp_path / "ws"))
 
     assert done.returncode == 0, done.stderr
-    assert "no experiments, classifier bundles or GAN runs" in done.stdout
+    assert "no experiments, classifier bundles or generator runs" in done.stdout
     missing = pathsynth("runs", "-w", str(tmp_path / "elsewhere"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 
