@@ -314,9 +314,10 @@ _BY_MODALITY: dict[tuple[str, str], dict[str, Any]] = {
     ("histology", "gpu"): {"affine_per_class": 150},
 }
 
-# quick's generator budget: the README's command (BACH, quick) must finish within 20 minutes on
-# 2 CPU cores; the GAN trains about 57 images/s there (batch 32: 0.56 s/step), so 800 steps are
-# about 7.5 minutes, beside about 9 minutes of classifier fits (3 seeds x 4 conditions)
+# quick's generator budget: the README's command (BACH, quick) should finish within 20 minutes on
+# 2 CPU cores; 800 GAN steps of 32 took 11 minutes on the 2-core development VM (38 images/s,
+# shared), beside about 23 minutes of classifier fits (3 seeds x 4 conditions; BENCHMARKS.md),
+# so the whole command does not fit there yet
 QUICK_GENERATOR_STEPS = 800
 
 PRESETS: dict[str, dict[str, Any]] = {
