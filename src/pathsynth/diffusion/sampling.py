@@ -19,8 +19,8 @@ from torch import nn
 
 from pathsynth.diffusion.config import DiffusionConfig, SamplingConfig, ScheduleConfig, from_dict
 from pathsynth.diffusion.networks import build_unet, sampling_scheduler
-from pathsynth.errors import CheckpointError, ConfigError
-from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
+from pathsynth.errors import CheckpointError
+from pathsynth.gan.checkpoint import load_run_checkpoint
 
 
 @torch.no_grad()
@@ -145,16 +145,7 @@ def load_diffusion(
     Raises:
         CheckpointError: no such run or checkpoint, a corrupt one, or one of a GAN run.
     """
-    path = find_checkpoint(run_dir, which)
-    state = load_checkpoint(path)
-    if state.get("kind") != "diffusion":
-        raise CheckpointError(f"checkpoint {path} is not a diffusion run's")
-    try:
-        config = from_dict(state["config"])
-    except ConfigError as error:
-        raise CheckpointError(
-            f"checkpoint {path} holds a config this version cannot read: {error}"
-        ) from None
+    path, state, config = load_run_checkpoint(run_dir, which, from_dict, kind="diffusion")
     class_names = list(state["class_names"])
     unet = build_unet(config.model, config.data.resolution, len(class_names))
     try:

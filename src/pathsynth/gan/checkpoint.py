@@ -9,18 +9,21 @@ process leaves the previous checkpoint intact and never a half-written one.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from pathsynth.errors import CheckpointError
+from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.files import atomic_path
 from pathsynth.weights import load_torch_file
 
 CHECKPOINT_FORMAT = 1
 _NAME = re.compile(r"^(last|best)-step=(\d+)\.pt$")
 REQUIRED_KEYS = ("format", "step", "generator", "generator_ema", "class_names", "config")
+
+ConfigT = TypeVar("ConfigT")
 
 
 def checkpoint_name(kind: str, step: int) -> str:
@@ -136,3 +139,33 @@ def restore_states(state: dict[str, Any], class_names: list[str], parts: dict[st
         raise CheckpointError(
             f"checkpoint networks do not match this config ({str(error).splitlines()[0]})"
         ) from None
+
+
+def load_run_checkpoint(
+    run_dir: Path,
+    which: str,
+    read_config: Callable[[dict[str, Any]], ConfigT],
+    kind: str | None = None,
+) -> tuple[Path, dict[str, Any], ConfigT]:
+    """A run's checkpoint ``which`` (see :func:`find_checkpoint`), its state and its config read
+    by ``read_config`` (the generator kind's ``from_dict``).
+
+    Args:
+        kind: the ``kind`` the checkpoint must record (``None``: not checked; GAN checkpoints
+            record none).
+
+    Raises:
+        CheckpointError: no such run or checkpoint, a corrupt one, one of another kind, or a
+            config this version cannot read.
+    """
+    path = find_checkpoint(run_dir, which)
+    state = load_checkpoint(path)
+    if kind is not None and state.get("kind") != kind:
+        raise CheckpointError(f"checkpoint {path} is not a {kind} run's")
+    try:
+        config = read_config(state["config"])
+    except ConfigError as error:
+        raise CheckpointError(
+            f"checkpoint {path} holds a config this version cannot read: {error}"
+        ) from None
+    return path, state, config

@@ -22,7 +22,7 @@ import torch
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.files import label_folder, write_atomic
 from pathsynth.gan.architectures import build_generator
-from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
+from pathsynth.gan.checkpoint import load_run_checkpoint
 from pathsynth.gan.config import TrainConfig, from_dict
 from pathsynth.gan.networks import ConditionalGenerator
 from pathsynth.imaging.png import encode_png
@@ -113,14 +113,7 @@ def load_generator(
     Raises:
         CheckpointError: no such run or checkpoint, or a corrupt one.
     """
-    path = find_checkpoint(run_dir, which)
-    state = load_checkpoint(path)
-    try:
-        config = from_dict(state["config"])
-    except ConfigError as error:
-        raise CheckpointError(
-            f"checkpoint {path} holds a config this version cannot read: {error}"
-        ) from None
+    path, state, config = load_run_checkpoint(run_dir, which, from_dict)
     class_names = list(state["class_names"])
     network = build_generator(config.model, config.data.resolution, len(class_names))
     try:
