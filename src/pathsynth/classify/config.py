@@ -89,7 +89,8 @@ class ClassifierConfig:
     seed: int = 0  # seeds weights, batch order, augmentation and the validation split
     device: str = "cpu"  # "auto" (CUDA when present) | "cpu" | "cuda" | "cuda:N"
     bf16: bool = True  # bf16 autocast, used on CUDA only (CPU autocast does not pay here)
-    channels_last: bool = True  # NHWC memory layout, used on CUDA only
+    channels_last: bool = True  # NHWC memory layout on every device (the same numbers; on 2 CPU
+    #   cores the quick small CNN trained 1.7x faster than NCHW, BENCHMARKS.md)
     eval_batch_size: int = 256  # images per forward pass when evaluating
     tta: bool = False  # test: average each input's 8 dihedral views (microscopy has no "up")
 

@@ -165,7 +165,7 @@ def _forward(
     model: nn.Module, uint8_images: torch.Tensor, config: ClassifierConfig
 ) -> torch.Tensor:
     inputs = to_signed_float(uint8_images)
-    if config.channels_last and _uses_cuda(config):
+    if config.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16 and _uses_cuda(config)):
         return model(inputs)
@@ -356,7 +356,7 @@ def _seeded_model(
         num_classes = len(train_set.class_names)
         model = build_classifier(config, num_classes, in_channels=train_set.images.shape[1])
     model = model.to(device)
-    if config.channels_last and device.type == "cuda":
+    if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 

@@ -303,7 +303,12 @@ _INPUTS = {
 # classifier fields per modality, and what else differs by modality (a BACH image is six tiles,
 # so each affine child costs six inputs)
 _CLASSIFIER: dict[tuple[str, str], dict[str, Any]] = {
-    ("histology", "quick"): {"crop_size": 64, "crops_per_image": 2, "crop_stride": 64},
+    ("histology", "quick"): {
+        "crop_size": 64,
+        "crops_per_image": 2,
+        "crop_stride": 64,
+        "batch_size": 64,  # 1.4x faster per epoch than 32; validation 0.664 vs 0.641, 3 seeds
+    },
     ("cytology", "smoke"): {"crop_size": 32, "crop_stride": 16},
     ("cytology", "quick"): {"epochs": 40, "patience": 12, "min_epochs": 10},
     ("histology", "gpu"): {"crop_size": 128, "crops_per_image": 4, "crop_stride": 64},
