@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import torch
 
 from pathsynth.errors import ConfigError
@@ -41,3 +43,14 @@ def use_bf16(amp: str, device: torch.device) -> bool:
     if amp == "off":
         return False
     return device.type == "cuda" or cpu_has_native_bf16()
+
+
+def device_name(device: torch.device) -> str:
+    """``device`` as a reader of a timing wants it: the GPU's model (``NVIDIA H100 80GB HBM3,
+    cuda:0``) or the CPU with the threads torch uses (``cpu, x86_64, 2 threads``)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"{torch.cuda.get_device_name(index)}, cuda:{index}"
+    machine = platform.machine() or "unknown architecture"
+    threads = torch.get_num_threads()
+    return f"{device.type}, {machine}, {threads} thread{'s' if threads != 1 else ''}"

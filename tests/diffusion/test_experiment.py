@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from experiment.test_reproduce import CLASSES, two_sites
 from sqlalchemy import select
@@ -57,8 +58,29 @@ def test_both_generators_train_generate_and_name_their_conditions(
     assert gan["quality"]["feature_extractor"] == diffusion["quality"]["feature_extractor"]
     assert diffusion["memorisation"]["total"] == per_kind
     assert gan["quality"]["kid_mean"] != diffusion["quality"]["kid_mean"]
+    # what each generator cost, measured where it trained and sampled
+    costs = results["generator_costs"]
+    assert list(costs) == ["gan", "diffusion"]
+    for kind, cost in costs.items():
+        assert cost["train_seconds"] > 0 and cost["train_images_per_s"] > 0, kind
+        assert cost["sample_seconds"] > 0 and cost["sample_images_per_s"] > 0, kind
+        assert cost["train_steps"] == trained["runs"][kind]["steps"]
+        assert cost["sampled_images"] == per_kind
+        assert cost["train_device"] == cost["sample_device"] and cost["train_device"]
+    assert costs["diffusion"]["sample_seconds"] == made["diffusion"]["sample_seconds"]
+    # real training images beside each generator's, per class, in one figure
+    with np.load(experiment.paths.examples / "real_vs_synthetic.npz") as examples:
+        assert list(examples["sources"]) == ["real", "gan", "diffusion"]
+        for name in CLASSES:
+            assert len(examples[f"real_{name}"]) == len(examples[f"diffusion_{name}"]) == 8
+    figures = json.loads((experiment.paths.report / "report.json").read_text())["figures"]
+    assert "real_vs_generated" in figures
     report = (experiment.paths.report / "report.html").read_text()
     assert "Generators compared" in report and "<th>diffusion</th>" in report
+    table = report[report.index('<table id="generators">') :].split("</table>")[0]
+    measured = [row for row in table.split("<tr")[2:] if 'class="measured"' in row]
+    assert len(measured) == 2 and all("not recorded" not in row for row in measured)
+    assert "FID 0.63" in table and "published, not measured here" in table
 
 
 def test_both_generators_refuse_an_unnamed_synthetic_condition() -> None:

@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -123,6 +124,24 @@ def test_the_report_stage_wrote_the_page_with_the_measured_quality(finished):
     kid = results["synthesis_quality"]["kid_mean"]
     assert f"{kid:.5f}" in text  # the page shows what quality.json holds, not n/a
     assert f"{results['synthesis_quality']['frechet_distance']:.2f}" in text
+
+
+def test_one_generator_is_timed_and_shown_beside_the_real_images(finished):
+    _, experiment, results, _ = finished
+    cost = results["generator_costs"]["gan"]
+    assert list(results["generator_costs"]) == ["gan"]
+    assert cost["train_seconds"] > 0 and cost["sample_images_per_s"] > 0
+    assert cost["train_steps"] == experiment.config.gan.optim.steps
+    assert cost["sampled_images"] == experiment.config.synthetic_per_class * len(CLASSES)
+    with np.load(experiment.paths.examples / "real_vs_synthetic.npz") as examples:
+        assert list(examples["sources"]) == ["real", "gan"]
+        assert {key for key in examples.files if key != "sources"} == {
+            f"{source}_{name}" for source in ("real", "gan") for name in CLASSES
+        }
+    page = (experiment.paths.report / "report.html").read_text()
+    table = page[page.index('<table id="generators">') :].split("</table>")[0]
+    measured = [row for row in table.split("<tr")[2:] if 'class="measured"' in row]
+    assert len(measured) == 1 and f"{cost['sample_images_per_s']:.2f}" in measured[0]
 
 
 def test_a_rerun_skips_finished_stages_and_a_lost_run_is_redone(finished, herlev):

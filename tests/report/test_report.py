@@ -195,9 +195,7 @@ def test_figures_exist_as_png_and_svg_and_are_embedded(report):
     folder = page.parent / "figures"
     names = {
         "affine",
-        "real_vs_synthetic_benign",
-        "real_vs_synthetic_malignant",
-        "real_vs_synthetic_normal",
+        "real_vs_generated",
         "generator_training",
         "classifier_honest-original",
         "classifier_honest-synthetic",

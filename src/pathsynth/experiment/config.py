@@ -219,6 +219,20 @@ class ExperimentConfig:
         """The generators trained, in order (the first one's images are ``synthetic``)."""
         return GENERATOR_KINDS if self.generator == "both" else (self.generator,)
 
+    def generator_config(self, kind: str) -> TrainConfig | DiffusionConfig:
+        """The resolved config of the generator ``kind`` (``gan`` or ``diffusion``).
+
+        Raises:
+            ConfigError: a kind the experiment has no config for.
+        """
+        configs: dict[str, TrainConfig | DiffusionConfig] = {
+            "gan": self.gan,
+            "diffusion": self.diffusion,
+        }
+        if kind not in configs:
+            raise ConfigError(f"no config for generator {kind!r}; known: {', '.join(configs)}")
+        return configs[kind]
+
     def quality_backbone(self) -> tuple[str, str | None, int] | None:
         """The backbone the quality stage (and the GAN's best-checkpoint signal) measures on, as
         ``(name, weights, input_size)``, or ``None`` for the reference classifier's features

@@ -5,7 +5,8 @@ or slide groups at a time) and runs K fold experiments, each an ordinary experim
 is one part: affine expansion, the generator and every classifier see the other K-1 parts only, so
 every real image is tested exactly once per seed. The parent's results pool the folds: each
 condition holds folds x seeds runs, and the paired comparisons pair them by fold and seed.
-Synthesis quality, memorisation, the generator curves and the examples are those of fold 0.
+Synthesis quality, memorisation, the generators' comparison and costs, the generator curves and
+the examples are those of fold 0.
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Re
         memorisation=first.memorisation,
         selection=first.selection,
         generator=first.generator,
+        generators=first.generators,
+        generator_costs=first.generator_costs,
         configs=configs_of(config),
         examples=Examples(
             str(relative / first.examples.affine) if first.examples.affine else None,

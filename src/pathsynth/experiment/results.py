@@ -29,6 +29,7 @@ from pathsynth.report.schema import (
     Examples,
     ExperimentInfo,
     ExternalInfo,
+    GeneratorCost,
     GeneratorInfo,
     GeneratorQualities,
     QualityRecord,
@@ -41,6 +42,7 @@ from pathsynth.report.schema import (
 )
 
 COMPARED_METRICS = ("accuracy", "balanced_accuracy")
+EXAMPLES_PER_CLASS = 8  # images of each class and source kept for the report's grid
 
 
 def results(context: StageContext) -> dict[str, Any]:
@@ -104,6 +106,7 @@ def build_results(context: StageContext) -> Results:
         examples=Examples("examples/affine.npz", "examples/real_vs_synthetic.npz"),
         selection=selection,
         generators=generators,
+        generator_costs=generator_costs(context),
     )
 
 
@@ -166,6 +169,42 @@ def _generator(context: StageContext) -> GeneratorInfo | None:
         seconds=record.seconds,
         steps=int(record.outputs["steps"]),
     )
+
+
+def generator_costs(context: StageContext) -> dict[str, GeneratorCost]:
+    """Training and sampling wall time of each generator the experiment trained and sampled,
+    from what the ``generator`` and ``generate`` stages recorded (``None`` where a stage of an
+    older pathsynth recorded no time); empty when no generator was trained."""
+    config = context.config
+    if not (context.state.finished("generator") and context.state.finished("generate")):
+        return {}
+    trained, made = context.state.outputs("generator"), context.state.outputs("generate")
+    if "run_dir" not in trained or "images" not in made:
+        return {}
+    first = config.generator_kinds[0]
+    runs = trained.get("runs", {first: trained})
+    sampled = made.get("by_generator", {first: made})
+    costs = {}
+    for kind in config.generator_kinds:
+        run, samples = runs[kind], sampled[kind]
+        steps, images = int(run["steps"]), int(samples["images"])
+        batch_size = config.generator_config(kind).optim.batch_size
+        train_seconds, sample_seconds = run.get("train_seconds"), samples.get("sample_seconds")
+        costs[kind] = GeneratorCost(
+            train_seconds=train_seconds,
+            train_steps=steps,
+            train_images_per_s=_per_second(steps * batch_size, train_seconds),
+            train_device=run.get("train_device"),
+            sample_seconds=sample_seconds,
+            sampled_images=images,
+            sample_images_per_s=_per_second(images, sample_seconds),
+            sample_device=samples.get("sample_device"),
+        )
+    return costs
+
+
+def _per_second(count: int, seconds: float | None) -> float | None:
+    return round(count / seconds, 3) if seconds else None
 
 
 def _conditions(context: StageContext, external: bool = False) -> dict[str, ConditionResult]:
@@ -277,22 +316,28 @@ def comparisons(
 
 
 def write_examples(context: StageContext) -> None:
-    """The arrays behind the report's example figures (affine children, real vs synthetic)."""
+    """The arrays behind the report's example figures: affine children, and per class the real
+    training images beside each generator's (``real_vs_synthetic.npz``: ``sources`` names the
+    sources in order, ``real`` first, and ``<source>_<class>`` holds up to
+    :data:`EXAMPLES_PER_CLASS` images of each)."""
     sets = context.sets()
     folder = context.paths.examples
     folder.mkdir(exist_ok=True)
     affine = _affine_examples(sets)
     if affine is not None:
         np.savez_compressed(folder / "affine.npz", originals=affine[0], children=affine[1])
-    if sets.synthetic is not None:
-        arrays: dict[str, Any] = {}
+    if sets.generated:
+        arrays: dict[str, Any] = {"sources": np.array(["real", *sets.generated])}
         for i, name in enumerate(sets.real_train.images.class_names):
-            real = sets.real_train.images.images[sets.real_train.images.labels == i][:8]
-            fake = sets.synthetic.images.images[sets.synthetic.images.labels == i][:8]
-            if real.shape[-1] != fake.shape[-1]:  # generated crops: show real crops beside them
-                real = random_crops(real, fake.shape[-1], torch.Generator().manual_seed(i))
+            real = sets.real_train.images.images[sets.real_train.images.labels == i]
+            real = real[:EXAMPLES_PER_CLASS]
+            for kind, part in sets.generated.items():
+                fake = part.images.images[part.images.labels == i][:EXAMPLES_PER_CLASS]
+                arrays[f"{kind}_{name}"] = fake.permute(0, 2, 3, 1).numpy()
+            side = next(iter(sets.generated.values())).images.images.shape[-1]
+            if real.shape[-1] != side:  # generated crops: show real crops beside them
+                real = random_crops(real, side, torch.Generator().manual_seed(i))
             arrays[f"real_{name}"] = real.permute(0, 2, 3, 1).numpy()
-            arrays[f"synthetic_{name}"] = fake.permute(0, 2, 3, 1).numpy()
         np.savez_compressed(folder / "real_vs_synthetic.npz", **arrays)
 
 

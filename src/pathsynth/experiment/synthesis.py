@@ -13,12 +13,14 @@ kind plugs in through :data:`pathsynth.generators.GENERATORS` and the experiment
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from pathsynth.devices import device_name
 from pathsynth.errors import DataError
 from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.context import StageContext, save_tensors
@@ -32,25 +34,28 @@ def experiment_generator(
     config: ExperimentConfig, device: torch.device, kind: str | None = None
 ) -> ImageGenerator:
     """The experiment's generator of ``kind`` (default: its first) with its config, computing
-    on ``device``."""
-    kind = kind or config.generator_kinds[0]
-    if kind == "gan":
-        gan = dataclasses.replace(
-            config.gan, run=dataclasses.replace(config.gan.run, device=str(device))
-        )
-        return generator_for("gan", gan)
-    if kind == "diffusion":
-        diffusion = dataclasses.replace(
-            config.diffusion, run=dataclasses.replace(config.diffusion.run, device=str(device))
-        )
-        return generator_for("diffusion", diffusion)
-    return generator_for(kind)
+    on ``device``.
+
+    Raises:
+        ConfigError: a kind the experiment has no config for.
+    """
+    own = config.generator_config(kind or config.generator_kinds[0])
+    run = dataclasses.replace(own.run, device=str(device))
+    return generator_for(kind or config.generator_kinds[0], dataclasses.replace(own, run=run))
 
 
 def train_generator(context: StageContext) -> dict[str, Any]:
     """Each configured generator trained on the real training fold and its affine children,
     continuing the run this stage started before a kill (from its last checkpoint); skipped when
-    no condition trains on generated images."""
+    no condition trains on generated images.
+
+    Each run's record holds ``train_seconds``, the wall time of its training calls (summed over
+    a SIGTERM and the rerun that continues it; a process killed outright loses the time since
+    its last resume) and ``train_device``.
+
+    Raises:
+        DataError: a run was interrupted (rerun to resume it).
+    """
     if not context.config.trains_on("synthetic"):
         return {"skipped": "no condition trains on generated images"}
     sets = context.sets()
@@ -75,16 +80,24 @@ def train_generator(context: StageContext) -> dict[str, Any]:
                 record.outputs["run_dir"] = str(run_dir)
             context.checkpoint()
 
+        trained_before = float(runs.get(kind, {}).get("train_seconds", 0.0))
         generator = experiment_generator(context.config, context.device, kind)
+        started_at = time.perf_counter()
         run = generator.train(
             training, context.workspace.runs, f"{context.name}-{generator.kind}",
             f"experiment {context.name}: real training fold and its affine children",
             resume_dir=resume_dir, log=lambda line: context.log(f"  {line}"), on_open=opened,
         )  # fmt: skip
+        timing = {
+            "train_seconds": round(trained_before + time.perf_counter() - started_at, 3),
+            "train_device": device_name(context.device),
+        }
         if run.status != "finished":
+            runs[kind].update(timing)  # a SIGTERM'd run's time counts when it is continued
+            context.checkpoint()
             raise DataError(f"{kind} training was interrupted at step {run.step}; rerun to resume")
         runs[kind] = {"kind": kind, "run_dir": str(run.run_dir), "steps": run.step,
-                      "finished": True, **run.numbers}  # fmt: skip
+                      "finished": True, **timing, **run.numbers}  # fmt: skip
         context.checkpoint()
     first = {key: value for key, value in runs[kinds[0]].items() if key != "finished"}
     outputs = {**first, "training_images": len(training)}
@@ -118,13 +131,17 @@ def generate(context: StageContext) -> dict[str, Any]:
 def _sample_into_catalog(
     context: StageContext, kind: str, run_dir: Path
 ) -> tuple[LabelledPart, dict[str, Any]]:
-    """One generator's images stored in the catalog, as a labelled part, and what to record."""
+    """One generator's images stored in the catalog, as a labelled part, and what to record
+    (with ``sample_seconds``: the wall time of loading the checkpoint and sampling, storing
+    excluded, and ``sample_device``)."""
     generator = experiment_generator(context.config, context.device, kind)
+    started_at = time.perf_counter()  # loading the checkpoint and sampling; not the catalog
     samples = generator.sample(
         run_dir, context.config.synthetic_per_class, context.config.generate_seed,
         device=str(context.device),
     )  # fmt: skip
     images = list(samples.images)
+    sample_seconds = time.perf_counter() - started_at
     samples.images = iter(images)
     ids, _ = store_samples(context.workspace, samples, context.config.modality)
     pixels = np.stack([decode_png(image.png) for image in images])
@@ -143,4 +160,6 @@ def _sample_into_catalog(
         "images": len(images),
         "checkpoint_step": samples.step,
         "checkpoint": str(samples.checkpoint),
+        "sample_seconds": round(sample_seconds, 3),
+        "sample_device": device_name(context.device),
     }

@@ -25,8 +25,24 @@ from pathsynth.config import to_plain
 from pathsynth.files import write_text_atomic
 from pathsynth.report import figures
 from pathsynth.report.figures import SavedFigure, save_figure
-from pathsynth.report.numbers import NOT_AVAILABLE, fmt, interval, p_value, percent, sanitise
-from pathsynth.report.schema import SUMMARY_METRICS, ConditionResult, Results, read_results
+from pathsynth.report.numbers import (
+    NOT_AVAILABLE,
+    duration,
+    fmt,
+    interval,
+    p_value,
+    percent,
+    sanitise,
+)
+from pathsynth.report.schema import (
+    SUMMARY_METRICS,
+    ConditionResult,
+    GeneratorCost,
+    Memorisation,
+    Results,
+    SynthesisQuality,
+    read_results,
+)
 
 REPORT_NAME = "report.html"
 
@@ -41,6 +57,17 @@ class ConditionView:
     paper: str
     curves: SavedFigure | None
     roc: SavedFigure | None
+
+
+@dataclass
+class GeneratorView:
+    """One generator of this run in the comparison table: its quality and memorisation on the
+    real training fold, and what training and sampling it cost (``None`` where not measured)."""
+
+    kind: str
+    quality: SynthesisQuality | None
+    memorisation: Memorisation | None
+    cost: GeneratorCost | None
 
 
 class _Figures:
@@ -83,6 +110,7 @@ def write_report(results_json: Path, out_dir: Path) -> Path:
         "external": _condition_views(results, results.external, drawn, "external_"),
         **_example_figures(results, base, drawn),
         **_generator_figure(results, base, drawn),
+        "generator_views": _generator_views(results),
         "stages_total": sum(s.seconds for s in results.stages if s.seconds is not None),
         "configs": {
             key: json.dumps(sanitise(value), indent=2, sort_keys=True)
@@ -134,17 +162,35 @@ def _example_figures(results: Results, base: Path, drawn: _Figures) -> dict[str,
     if affine is not None and {"originals", "children"} <= set(affine):
         drawing = figures.affine_grid(affine["originals"], affine["children"])
         affine_figure = drawn.keep(drawing, "affine")
-    class_figures = []
-    pairs = _load_npz(base, results.examples.real_vs_synthetic)
-    if pairs is not None:
-        for name in _pair_classes(pairs, results.experiment.classes):
-            drawing = figures.real_vs_synthetic_grid(
-                name, pairs[f"real_{name}"], pairs[f"synthetic_{name}"]
-            )
-            item = drawn.keep(drawing, f"real_vs_synthetic_{name}")
-            if item is not None:
-                class_figures.append({"class_name": name, "figure": item})
-    return {"affine_figure": affine_figure, "class_figures": class_figures}
+    examples = _load_npz(base, results.examples.real_vs_synthetic)
+    generated_figure = None
+    if examples is not None:
+        sources, classes = _example_sources(examples, results.experiment.classes)
+        images = {name: {s: examples[f"{s}_{name}"] for s in sources} for name in classes}
+        drawing = figures.real_vs_generated_grid(classes, sources, images)
+        generated_figure = drawn.keep(drawing, "real_vs_generated")
+    return {"affine_figure": affine_figure, "generated_figure": generated_figure}
+
+
+def _generator_views(results: Results) -> list[GeneratorView]:
+    """The run's generators in training order: with several, each one's record of the quality
+    stage; with one, the run's synthesis quality and memorisation."""
+    kinds = list(dict.fromkeys([*results.generator_costs, *results.generators]))
+    if not kinds and results.generator is not None:
+        kinds = [results.generator.kind]
+    views = []
+    for kind in kinds:
+        record = results.generators.get(kind)
+        quality: SynthesisQuality | None
+        memorisation: Memorisation | None
+        if record is not None:
+            quality, memorisation = record.quality, record.memorisation
+        elif not results.generators and len(kinds) == 1:
+            quality, memorisation = results.synthesis_quality, results.memorisation
+        else:
+            quality, memorisation = None, None
+        views.append(GeneratorView(kind, quality, memorisation, results.generator_costs.get(kind)))
+    return views
 
 
 def _generator_figure(results: Results, base: Path, drawn: _Figures) -> dict[str, Any]:
@@ -173,10 +219,18 @@ def _load_npz(base: Path, name: str | None) -> dict[str, np.ndarray] | None:
         return None
 
 
-def _pair_classes(pairs: Mapping[str, np.ndarray], order: list[str]) -> list[str]:
-    found = [key.removeprefix("real_") for key in pairs if key.startswith("real_")]
-    found = [name for name in found if f"synthetic_{name}" in pairs]
-    return [c for c in order if c in found] + sorted(c for c in found if c not in order)
+def _example_sources(
+    examples: Mapping[str, np.ndarray], order: list[str]
+) -> tuple[list[str], list[str]]:
+    """The sources of an examples file (its ``sources`` array; ``real`` and ``synthetic`` in a
+    file written before it had one) and the classes every source holds, in ``order`` first."""
+    if "sources" in examples:
+        sources = [str(source) for source in examples["sources"]]
+    else:
+        sources = ["real", "synthetic"]
+    found = [key.removeprefix("real_") for key in examples if key.startswith("real_")]
+    found = [name for name in found if all(f"{s}_{name}" in examples for s in sources)]
+    return sources, [c for c in order if c in found] + sorted(c for c in found if c not in order)
 
 
 def _read_jsonl(base: Path, name: str) -> tuple[list[dict[str, Any]], str]:
@@ -204,7 +258,14 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(
-        {"num": fmt, "percent": percent, "p_value": p_value, "interval": interval, "value": _value}
+        {
+            "num": fmt,
+            "percent": percent,
+            "p_value": p_value,
+            "interval": interval,
+            "value": _value,
+            "duration": duration,
+        }
     )
     return environment
 

@@ -25,6 +25,7 @@ from pathsynth.report.schema import SeedResult
 MAX_GRID_ROWS = 6  # originals shown in the affine grid
 MAX_GRID_COLUMNS = 8  # children (or images per row) shown
 PNG_DPI = 110
+SOURCE_BLOCK = (2, 4)  # rows, columns of images per class and source in the real-vs-generated grid
 
 
 @dataclass(frozen=True)
@@ -132,18 +133,62 @@ def affine_grid(originals: np.ndarray, children: np.ndarray) -> Figure | None:
     return image_grid(rows, labels, columns, "Affine expansion: shift, zoom, rotation, reflection")
 
 
-def real_vs_synthetic_grid(
-    class_name: str, real: np.ndarray, synthetic: np.ndarray
+def real_vs_generated_grid(
+    class_names: Sequence[str],
+    sources: Sequence[str],
+    images: Mapping[str, Mapping[str, np.ndarray]],
+    block: tuple[int, int] = SOURCE_BLOCK,
 ) -> Figure | None:
-    """One class: a row of real images above a row of synthetic ones.
+    """Per class a row block, per source a column block: the real training images beside each
+    generator's images of the same class (empty cells where a source has fewer).
 
     Args:
-        class_name: shown in the title.
-        real: ``uint8`` (M, H, W, 3) real images.
-        synthetic: ``uint8`` (M, H, W, 3) generated images.
+        class_names: the classes, top to bottom.
+        sources: the sources, left to right (``real`` first, then each generator kind).
+        images: ``images[class_name][source]``: ``uint8`` (M, H, W, 3); a missing entry leaves
+            its block empty.
+        block: rows and columns of images in each block (the first ``rows x columns`` shown).
+
+    Returns:
+        The figure, or ``None`` when there is no class, no source or no image at all.
     """
-    rows = [list(real[:MAX_GRID_COLUMNS]), list(synthetic[:MAX_GRID_COLUMNS])]
-    return image_grid(rows, ["real", "synthetic"], None, f"{class_name}: real vs synthetic")
+    rows, columns = block
+    shown = rows * columns
+    if (
+        not class_names
+        or not sources
+        or not any(
+            len(images.get(name, {}).get(source, ())) for name in class_names for source in sources
+        )
+    ):
+        return None
+    cell = 0.62
+    figure = Figure(
+        figsize=(cell * columns * len(sources) + 1.0, cell * rows * len(class_names) + 0.9)
+    )
+    outer = figure.add_gridspec(
+        len(class_names), len(sources), wspace=0.08, hspace=0.1, left=0.06, right=0.99,
+        top=1 - 0.55 / figure.get_figheight(), bottom=0.01,
+    )  # fmt: skip
+    for r, name in enumerate(class_names):
+        for s, source in enumerate(sources):
+            pictures = list(images.get(name, {}).get(source, ()))[:shown]
+            inner = outer[r, s].subgridspec(rows, columns, wspace=0.03, hspace=0.03)
+            for k in range(shown):
+                ax: Axes = figure.add_subplot(inner[k // columns, k % columns])
+                ax.set_axis_off()
+                if k < len(pictures):
+                    ax.imshow(np.asarray(pictures[k]), interpolation="nearest")
+            box = outer[r, s].get_position(figure)
+            if r == 0:
+                label = "real (training fold)" if source == "real" else source
+                figure.text((box.x0 + box.x1) / 2, box.y1 + 0.01, label, ha="center",
+                            va="bottom", fontsize=9, fontweight="bold")  # fmt: skip
+            if s == 0:
+                figure.text(box.x0 - 0.008, (box.y0 + box.y1) / 2, name, ha="right",
+                            va="center", rotation=90, fontsize=8)  # fmt: skip
+    figure.suptitle("Real training images and each generator's, per class", fontsize=10)
+    return figure
 
 
 def _series(records: Sequence[Mapping[str, Any]], x_key: str, y_key: str) -> tuple[list, list]:

@@ -7,7 +7,9 @@ from typing import Any
 
 from pathsynth.config import sanitise
 
-__all__ = ["NOT_AVAILABLE", "finite", "fmt", "interval", "p_value", "percent", "sanitise"]
+__all__ = [
+    "NOT_AVAILABLE", "duration", "finite", "fmt", "interval", "p_value", "percent", "sanitise",
+]  # fmt: skip
 
 NOT_AVAILABLE = "n/a"
 
@@ -53,3 +55,16 @@ def interval(summary: Any, as_percent: bool = True) -> str:
     if finite(summary.low) is None or finite(summary.high) is None:
         return show(summary.mean)
     return f"{show(summary.mean)} [{show(summary.low)}, {show(summary.high)}]"
+
+
+def duration(seconds: Any) -> str:
+    """A wall time in the unit a reader takes in at once (``93.2 s``, ``12.5 min``, ``8.5 h``);
+    ``n/a`` when not a finite number."""
+    number = finite(seconds)
+    if number is None:
+        return NOT_AVAILABLE
+    if number < 120:
+        return f"{number:.1f} s"
+    if number < 7200:
+        return f"{number / 60:.1f} min"
+    return f"{number / 3600:.1f} h"

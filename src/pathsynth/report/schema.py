@@ -276,6 +276,77 @@ class GeneratorInfo:
 
 
 @dataclass(frozen=True)
+class GeneratorCost:
+    """What one generator of the experiment cost in wall time: training (the generator stage's
+    calls, checkpoints and quality checks included) and sampling its images (loading the
+    checkpoint and sampling; storing in the catalog excluded), each with the device it ran on.
+    ``None`` where an older run did not record it."""
+
+    train_seconds: float | None
+    train_steps: int
+    train_images_per_s: float | None  # training images seen (steps x batch) per wall second
+    train_device: str | None
+    sample_seconds: float | None
+    sampled_images: int
+    sample_images_per_s: float | None
+    sample_device: str | None
+
+
+@dataclass(frozen=True)
+class PublishedGenerator:
+    """A generator's figures as a publication states them, shown beside this run's own and
+    never measured here (``fid`` and ``inception_score`` on Inception-v3 features of that
+    study's data; ``None`` where it states none)."""
+
+    citation: str
+    modality: str
+    generator: str
+    fid: float | None = None
+    inception_score: float | None = None
+    train_hours: float | None = None
+    generated_images: int | None = None
+    generation_minutes: float | None = None
+    device: str | None = None
+
+    @property
+    def train_seconds(self) -> float | None:
+        """The stated training time in seconds (``None`` where none is stated)."""
+        return None if self.train_hours is None else self.train_hours * 3600.0
+
+    @property
+    def generation_seconds(self) -> float | None:
+        """The stated time to generate and save the images, in seconds."""
+        return None if self.generation_minutes is None else self.generation_minutes * 60.0
+
+    @property
+    def generation_images_per_s(self) -> float | None:
+        """Images generated (and saved) per second, as stated."""
+        if not self.generated_images or not self.generation_minutes:
+            return None
+        return self.generated_images / (self.generation_minutes * 60.0)
+
+
+REFERENCE_STUDY = (
+    "Berezsky, Liashchynskyi et al., Synthesis of biomedical images based on generative "
+    "adversarial networks, Ukrainian Journal of Information Technology 1(1), 2019"
+)
+LATER_STUDY = (
+    "Berezsky, Liashchynskyi et al., IDDM 2024, CEUR-WS vol. 3892, paper 23 (GANs compared on "
+    "cytology by FID and training time, and a diffusion model beside them)"
+)
+PUBLISHED_GENERATORS = (  # the reference study's GAN, and the authors' later GAN-vs-diffusion
+    PublishedGenerator(REFERENCE_STUDY, "histology", "gan (CWGAN-based, 128 px)", train_hours=9.0,
+                       generated_images=1600, generation_minutes=27.0, device="Tesla K80"),
+    PublishedGenerator(REFERENCE_STUDY, "cytology", "gan (CWGAN-based, 128 px)", train_hours=8.5,
+                       generated_images=1900, generation_minutes=41.0, device="Tesla K80"),
+    PublishedGenerator(LATER_STUDY, "cytology", "gan (the authors' GAN)", fid=3.39,
+                       inception_score=3.95),
+    PublishedGenerator(LATER_STUDY, "cytology", "diffusion (Stable Diffusion)", fid=0.63,
+                       inception_score=3.99),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Examples:
     """Example arrays for the report's figures, relative to the results file."""
 
@@ -302,6 +373,10 @@ class Results:
     selection: SelectionSummary | None = None  # selective synthesis, where the experiment ran it
     generators: dict[str, QualityRecord] = field(default_factory=dict)  # per generator kind, when
     #   the experiment trained several (--generator both)
+    generator_costs: dict[str, GeneratorCost] = field(default_factory=dict)  # per generator kind
+    published_generators: list[PublishedGenerator] = field(
+        default_factory=lambda: list(PUBLISHED_GENERATORS)
+    )
     paper_reference: dict[str, dict[str, float]] = field(default_factory=lambda: PAPER_REFERENCE)
     schema: int = SCHEMA_VERSION
 

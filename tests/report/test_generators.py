@@ -1,0 +1,180 @@
+"""The report's generator comparison: real vs each generator per class in one grid, each
+generator's quality, near-copies and costs, and the published figures labelled as such."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pathsynth.report import write_report
+from pathsynth.report.build import _example_sources
+from pathsynth.report.figures import SOURCE_BLOCK, real_vs_generated_grid
+from pathsynth.report.numbers import duration
+from pathsynth.report.schema import (
+    PUBLISHED_GENERATORS,
+    GeneratorCost,
+    Memorisation,
+    Neighbours,
+    QualityRecord,
+    SynthesisQuality,
+    read_results,
+)
+from report.test_report import CLASSES, example_results, visible_text
+
+SOURCES = ("real", "gan", "diffusion")
+
+
+def _record(kid: float, flagged: int) -> QualityRecord:
+    quality = SynthesisQuality("classifier:resnet18", kid, 0.001, 20, 40.0, 0.5, 0.25, 0.8, 0.4)
+    neighbours = Neighbours(1000.0, 500.0, 1500.0, 0.02)
+    return QualityRecord(quality, Memorisation(0.25, flagged, 24, neighbours, None))
+
+
+def _cost(train_seconds: float, sample_seconds: float, device: str) -> GeneratorCost:
+    return GeneratorCost(
+        train_seconds=train_seconds, train_steps=300, train_images_per_s=300 * 8 / train_seconds,
+        train_device=device, sample_seconds=sample_seconds, sampled_images=24,
+        sample_images_per_s=24 / sample_seconds, sample_device=device,
+    )  # fmt: skip
+
+
+def _both_generators(folder: Path) -> Path:
+    """A results file of a ``--generator both`` run, its examples with a ``sources`` array."""
+    path = example_results(
+        folder,
+        generators={"gan": _record(0.0411, 2), "diffusion": _record(0.0123, 0)},
+        generator_costs={
+            "gan": _cost(61.5, 0.25, "cpu, x86_64, 2 threads"),
+            "diffusion": _cost(75.0, 12.0, "cpu, x86_64, 2 threads"),
+        },
+    )
+    rng = np.random.default_rng(1)
+    arrays = {
+        f"{source}_{name}": rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+        for name in CLASSES
+        for source in SOURCES
+    }
+    np.savez(folder / "examples" / "real_vs_synthetic.npz", sources=np.array(SOURCES), **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    folder = tmp_path_factory.mktemp("both")
+    page = write_report(_both_generators(folder), folder / "report")
+    return page, visible_text(page)
+
+
+def _table_rows(html: str) -> list[str]:
+    table = html[html.index('<table id="generators">') :].split("</table>")[0]
+    return table.split("<tr")[2:]  # the header row first
+
+
+def test_the_grid_has_a_row_block_per_class_and_a_column_block_per_source():
+    rng = np.random.default_rng(0)
+    images = {
+        name: {source: rng.integers(0, 256, (8, 12, 12, 3), dtype=np.uint8) for source in SOURCES}
+        for name in CLASSES
+    }
+    images["normal"]["gan"] = images["normal"]["gan"][:3]  # a source short of images
+    figure = real_vs_generated_grid(CLASSES, SOURCES, images)
+    assert figure is not None
+    per_block = SOURCE_BLOCK[0] * SOURCE_BLOCK[1]
+    assert len(figure.axes) == len(CLASSES) * len(SOURCES) * per_block
+    shown = sum(1 for ax in figure.axes if ax.images)
+    assert shown == len(CLASSES) * len(SOURCES) * per_block - (per_block - 3)
+    labels = {text.get_text() for text in figure.texts} - {figure.get_suptitle()}
+    assert labels == {"real (training fold)", "gan", "diffusion", *CLASSES}
+    # blocks run left to right in source order: every gan cell right of every real cell
+    xs = {source: [] for source in SOURCES}
+    for k, ax in enumerate(figure.axes):
+        xs[SOURCES[(k // per_block) % len(SOURCES)]].append(ax.get_position().x0)
+    assert max(xs["real"]) < min(xs["gan"]) and max(xs["gan"]) < min(xs["diffusion"])
+
+
+def test_the_grid_refuses_to_draw_nothing():
+    assert real_vs_generated_grid(CLASSES, SOURCES, {}) is None
+    assert real_vs_generated_grid([], SOURCES, {"a": {"real": np.zeros((1, 4, 4, 3))}}) is None
+
+
+def test_both_generators_share_one_real_vs_generated_figure(both):
+    page, html = both
+    summary = json.loads((page.parent / "report.json").read_text())
+    assert "real_vs_generated" in summary["figures"]
+    assert not [name for name in summary["figures"] if name.startswith("real_vs_synthetic")]
+    assert (page.parent / "figures" / "real_vs_generated.png").stat().st_size > 5000
+    assert "Real and generated images per class" in html
+
+
+def test_each_generator_row_holds_its_quality_near_copies_and_costs(both):
+    _, html = both
+    rows = _table_rows(html)
+    measured = [row for row in rows if 'class="measured"' in row]
+    assert [re.search(r"<th>(.*?)</th>", row).group(1) for row in measured] == ["gan", "diffusion"]
+    gan, diffusion = measured
+    assert "0.04110" in gan and "2 of 24" in gan
+    assert "0.01230" in diffusion and "0 of 24" in diffusion
+    assert "61.5 s" in gan and "75.0 s" in diffusion  # training wall time
+    assert "12.0 s" in diffusion and "2.00" in diffusion  # sampling time, 24 images in 12 s
+    assert "cpu, x86_64, 2 threads" in gan and "n/a" not in gan
+
+
+def test_published_figures_are_labelled_as_not_measured_here(both):
+    _, html = both
+    published = [row for row in _table_rows(html) if 'class="published"' in row]
+    assert len(published) == len(PUBLISHED_GENERATORS)
+    assert all("published, not measured here" in row for row in published)
+    later = [row for row in published if "CEUR-WS vol. 3892, paper 23" in row]
+    assert len(later) == 2
+    assert any("diffusion" in row and "FID 0.63" in row for row in later)
+    assert any("FID 3.39" in row for row in later)
+    reference = [row for row in published if "Ukrainian Journal of Information Technology" in row]
+    assert any("9.0 h" in row and "Tesla K80" in row and "27.0 min" in row for row in reference)
+    assert not any("measured here (this run)" in row for row in published)
+
+
+def test_a_single_generator_is_compared_with_the_published_figures(tmp_path):
+    cost = _cost(30.0, 1.5, "cpu, x86_64, 2 threads")
+    results = example_results(tmp_path, generator_costs={"gan": cost})
+    html = visible_text(write_report(results, tmp_path / "out"))
+    measured = [row for row in _table_rows(html) if 'class="measured"' in row]
+    assert len(measured) == 1
+    assert "<th>gan</th>" in measured[0]
+    assert "0.01234" in measured[0] and "3 of 40" in measured[0]  # the run's own quality record
+    assert "30.0 s" in measured[0] and "16.00" in measured[0]  # 24 images in 1.5 s
+
+
+def test_a_results_file_from_before_generator_costs_still_reads(tmp_path):
+    path = _both_generators(tmp_path)
+    older = json.loads(path.read_text())
+    del older["generator_costs"], older["published_generators"]
+    path.write_text(json.dumps(older))
+    results = read_results(path)
+    assert results.generator_costs == {}
+    assert results.published_generators == list(PUBLISHED_GENERATORS)
+    html = visible_text(write_report(path, tmp_path / "out"))
+    measured = [row for row in _table_rows(html) if 'class="measured"' in row]
+    assert len(measured) == 2 and all("not recorded in this run" in row for row in measured)
+    assert "FID 0.63" in html
+
+
+def test_an_examples_file_from_before_sources_shows_real_and_synthetic(tmp_path):
+    results = example_results(tmp_path)  # real_<class> and synthetic_<class>, no sources
+    with np.load(tmp_path / "examples" / "real_vs_synthetic.npz") as archive:
+        examples = {key: archive[key] for key in archive.files}
+    assert _example_sources(examples, ["normal", "benign"]) == (
+        ["real", "synthetic"], ["normal", "benign", "malignant"],
+    )  # fmt: skip
+    page = write_report(results, tmp_path / "out")
+    assert (page.parent / "figures" / "real_vs_generated.png").stat().st_size > 5000
+
+
+def test_durations_are_shown_in_a_unit_a_reader_takes_in():
+    assert [duration(v) for v in (0.25, 93.24, 750.0, 30600.0)] == [
+        "0.2 s", "93.2 s", "12.5 min", "8.5 h",
+    ]  # fmt: skip
+    assert [duration(v) for v in (None, float("nan"), "x")] == ["n/a"] * 3
