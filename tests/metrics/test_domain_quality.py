@@ -1,13 +1,16 @@
 """Synthesis-quality metrics on a backbone's features rank image sets by how far they are from
-real ones, on real Herlev cells read in place.
+real ones, on real Herlev cells read in place: the cheap check, on random-init features and real
+cells only. Issue 9's target itself (SSL features, a trained GAN's images) is
+``test_ssl_gan_ranking.py``.
 
-No pretrained weights exist on these machines, so the backbone is a random-init timm ResNet-18
-(:func:`~pathsynth.backbones.load.load_backbone`, seeded). What this shows: random convolutional
-features already separate blur, a colour shift and a dropped class from held-out real images,
-and the FD, KID and coverage computed on them order the sets as intended. What it does not show:
-that a trained (SSL or foundation) backbone does better, nor anything about a GAN's samples: the
-middle set is real held-out cells mildly degraded (JPEG quality 30 and a slight blur), standing in
-for "generated-like" images because a GAN short enough for a test makes nothing like cells.
+The backbone is a random-init timm ResNet-18 (:func:`~pathsynth.backbones.load.load_backbone`,
+seeded); no network is trained. What this shows: random convolutional features already separate
+blur, a colour shift and a dropped class from held-out real images, and the FD, KID and coverage
+computed on them order the sets as intended. What it does not show: anything about a trained
+backbone or a GAN's samples: the middle set is real held-out cells mildly degraded (JPEG quality
+30 and a slight blur), standing in for "generated-like" images. On these random-init features a
+short GAN's images are not reliably ranked between real and degraded sets (``bench/ranking.py``
+prints both), which is why the GAN test uses an SSL backbone.
 
 Slide groups are split into four disjoint parts: the reference set (the "training fold"), the
 held-out real set, and the sources of the middle and the degraded sets, so no cell or slide is in
