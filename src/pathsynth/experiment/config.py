@@ -333,11 +333,11 @@ _BY_MODALITY: dict[tuple[str, str], dict[str, Any]] = {
     ("histology", "gpu"): {"affine_per_class": 150},
 }
 
-# quick's generator budget: the README's command (BACH, quick) should finish within 20 minutes on
-# 2 CPU cores; 800 GAN steps of 32 took 11 minutes on the 2-core development VM (38 images/s,
-# shared), beside about 23 minutes of classifier fits (3 seeds x 4 conditions; BENCHMARKS.md),
-# so the whole command does not fit there yet
-QUICK_GENERATOR_STEPS = 800
+# quick's generator budget: the README's command (BACH, quick) must finish within 20 minutes on
+# 2 CPU cores; 800 GAN steps of 32 took 7.5 to 11 minutes on the 2-core development VM (38 to 58
+# images/s, by load) beside about 9.5 minutes of classifier fits (3 seeds x 4 conditions, NHWC,
+# batches of 64), so quick trains 600 (BENCHMARKS.md, "The README's main command")
+QUICK_GENERATOR_STEPS = 600
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
