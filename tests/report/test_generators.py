@@ -3,6 +3,7 @@ generator's quality, near-copies and costs, and the published figures labelled a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathsynth.report.figures import SOURCE_BLOCK, real_vs_generated_grid
 from pathsynth.report.numbers import duration
 from pathsynth.report.schema import (
     PUBLISHED_GENERATORS,
+    Comparison,
     GeneratorCost,
     Memorisation,
     Neighbours,
@@ -23,7 +25,7 @@ from pathsynth.report.schema import (
     SynthesisQuality,
     read_results,
 )
-from report.test_report import CLASSES, example_results, visible_text
+from report.test_report import CLASSES, condition_result, example_results, visible_text
 
 SOURCES = ("real", "gan", "diffusion")
 
@@ -137,6 +139,51 @@ def test_published_figures_are_labelled_as_not_measured_here(both):
     assert not any("measured here (this run)" in row for row in published)
 
 
+def _balanced(a: str, b: str, difference: float, protocol: str = "honest") -> Comparison:
+    low, high = difference - 0.03, difference + 0.03
+    return Comparison(protocol, a, b, "balanced_accuracy", difference, [low, high], 0.2, 0.3, 3)
+
+
+def test_each_generator_row_shows_the_honest_downstream_result_of_its_conditions(tmp_path):
+    conditions = {
+        f"honest/{name}": condition_result(name, accuracies, None)
+        for name, accuracies in [
+            ("original", [0.70, 0.72, 0.71]),
+            ("affine", [0.74, 0.75, 0.76]),
+            ("affine+gan", [0.77, 0.78, 0.79]),
+            ("affine+gan:selected", [0.81, 0.82, 0.83]),
+            ("affine+diffusion", [0.61, 0.62, 0.63]),
+        ]
+    }
+    leaky = condition_result("affine+gan", [0.97, 0.98, 0.99], None)
+    conditions["paper/affine+gan"] = dataclasses.replace(leaky, protocol="paper")
+    comparisons = [
+        _balanced("affine", "affine+gan", 0.03),
+        _balanced("affine+gan", "affine+gan:selected", 0.04),
+        _balanced("affine", "affine+diffusion", -0.13),
+        _balanced("affine", "affine+gan", 0.23, protocol="paper"),
+        dataclasses.replace(_balanced("affine", "affine+gan", 0.5), metric="accuracy"),
+    ]
+    results = example_results(
+        tmp_path,
+        conditions=conditions,
+        comparisons=comparisons,
+        generators={"gan": _record(0.0411, 2), "diffusion": _record(0.0123, 0)},
+    )
+    html = visible_text(write_report(results, tmp_path / "out"))
+    measured = [row for row in _table_rows(html) if 'class="measured"' in row]
+    gan, diffusion = (row.split('class="downstream"')[1] for row in measured)
+    # the honest conditions with each generator's images, with and without selection
+    assert "affine+gan</code> 77.0%" in gan and "affine+gan:selected</code> 81.0%" in gan
+    assert "vs <code>affine</code> +3.0 pp [+0.0 pp, +6.0 pp]" in gan
+    assert "vs <code>affine+gan</code> +4.0 pp [+1.0 pp, +7.0 pp]" in gan
+    assert "affine+diffusion</code> 61.0%" in diffusion
+    assert "vs <code>affine</code> -13.0 pp [-16.0 pp, -10.0 pp]" in diffusion
+    assert "gan" not in diffusion.replace("affine+diffusion", "")
+    # neither the leaky protocol nor another metric leaks into the column
+    assert "97.0%" not in gan and "+23.0 pp" not in gan and "+50.0 pp" not in gan
+
+
 def test_a_single_generator_is_compared_with_the_published_figures(tmp_path):
     cost = _cost(30.0, 1.5, "cpu, x86_64, 2 threads")
     results = example_results(tmp_path, generator_costs={"gan": cost})
@@ -146,6 +193,7 @@ def test_a_single_generator_is_compared_with_the_published_figures(tmp_path):
     assert "<th>gan</th>" in measured[0]
     assert "0.01234" in measured[0] and "3 of 40" in measured[0]  # the run's own quality record
     assert "30.0 s" in measured[0] and "16.00" in measured[0]  # 24 images in 1.5 s
+    assert "<code>synthetic</code> 85.0%" in measured[0]  # its images' condition downstream
 
 
 def test_a_results_file_from_before_generator_costs_still_reads(tmp_path):

@@ -55,7 +55,7 @@ def _summary(mean: float, half_width: float, n: int = 2) -> MeanInterval:
     return MeanInterval(mean, half_width / 2, mean - half_width, mean + half_width, n, 0.95)
 
 
-def _condition(train_on: str, accuracies: list[float], auc: float | None) -> ConditionResult:
+def condition_result(train_on: str, accuracies: list[float], auc: float | None) -> ConditionResult:
     per_seed = [
         SeedResult(
             seed=seed,
@@ -116,8 +116,8 @@ def example_results(folder: Path, **changes: Any) -> Path:
         ),
         stages=[StageTiming("ingest", 3.25, "finished"), StageTiming("generator", None, "running")],
         conditions={
-            "honest/original": _condition("original", [0.8123, 0.8321], 0.9),
-            "honest/synthetic": _condition("synthetic", [0.85, 0.87], None),
+            "honest/original": condition_result("original", [0.8123, 0.8321], 0.9),
+            "honest/synthetic": condition_result("synthetic", [0.85, 0.87], None),
         },
         comparisons=[
             Comparison(

@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from matplotlib.figure import Figure
 
 from pathsynth.config import to_plain
+from pathsynth.experiment.protocols import condition_generator
 from pathsynth.files import write_text_atomic
 from pathsynth.report import figures
 from pathsynth.report.figures import SavedFigure, save_figure
@@ -32,10 +33,12 @@ from pathsynth.report.numbers import (
     interval,
     p_value,
     percent,
+    points,
     sanitise,
 )
 from pathsynth.report.schema import (
     SUMMARY_METRICS,
+    Comparison,
     ConditionResult,
     GeneratorCost,
     Memorisation,
@@ -60,14 +63,27 @@ class ConditionView:
 
 
 @dataclass
+class Downstream:
+    """One condition that trains on a generator's images, under the honest protocol: its
+    balanced accuracy on the held-out real images and its paired differences (b - a, by seed)
+    against the conditions it is compared with (``original``, ``affine``, the unselected one)."""
+
+    condition: str
+    balanced_accuracy: str
+    against: list[Comparison]
+
+
+@dataclass
 class GeneratorView:
     """One generator of this run in the comparison table: its quality and memorisation on the
-    real training fold, and what training and sampling it cost (``None`` where not measured)."""
+    real training fold, what training and sampling it cost (``None`` where not measured) and
+    the downstream honest result of every condition that adds its images."""
 
     kind: str
     quality: SynthesisQuality | None
     memorisation: Memorisation | None
     cost: GeneratorCost | None
+    downstream: list[Downstream]
 
 
 class _Figures:
@@ -189,8 +205,32 @@ def _generator_views(results: Results) -> list[GeneratorView]:
             quality, memorisation = results.synthesis_quality, results.memorisation
         else:
             quality, memorisation = None, None
-        views.append(GeneratorView(kind, quality, memorisation, results.generator_costs.get(kind)))
+        cost = results.generator_costs.get(kind)
+        downstream = _downstream(results, kind, first=kind == kinds[0])
+        views.append(GeneratorView(kind, quality, memorisation, cost, downstream))
     return views
+
+
+HONEST = "honest"  # the protocol whose test images no choice has seen: the result that counts
+
+
+def _downstream(results: Results, kind: str, first: bool) -> list[Downstream]:
+    """The honest conditions (every classifier kind) that add ``kind``'s images (``synthetic``
+    ones when ``kind`` is the first generator), with their balanced-accuracy comparisons."""
+    rows = []
+    for key, condition in results.conditions.items():
+        protocol, _, label = key.partition("/")
+        uses = condition_generator(label.split("@")[0])
+        if protocol != HONEST or not (uses == kind or (uses == "synthetic" and first)):
+            continue
+        against = [
+            c
+            for c in results.comparisons
+            if c.protocol == HONEST and c.b == label and c.metric == "balanced_accuracy"
+        ]
+        accuracy = interval(condition.summary.get("balanced_accuracy"))
+        rows.append(Downstream(label, accuracy, against))
+    return rows
 
 
 def _generator_figure(results: Results, base: Path, drawn: _Figures) -> dict[str, Any]:
@@ -261,6 +301,7 @@ def _environment() -> Environment:
         {
             "num": fmt,
             "percent": percent,
+            "points": points,
             "p_value": p_value,
             "interval": interval,
             "value": _value,

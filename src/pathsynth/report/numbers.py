@@ -38,6 +38,13 @@ def percent(value: Any, digits: int = 1) -> str:
     return NOT_AVAILABLE if number is None else f"{100.0 * number:.{digits}f}%"
 
 
+def points(value: Any, digits: int = 1) -> str:
+    """A difference of proportions in signed percentage points (``0.012`` -> ``+1.2 pp``);
+    ``n/a`` when not finite."""
+    number = finite(value)
+    return NOT_AVAILABLE if number is None else f"{100.0 * number:+.{digits}f} pp"
+
+
 def p_value(value: Any) -> str:
     """A p-value, in scientific notation below 0.001; ``n/a`` when not finite."""
     number = finite(value)
