@@ -6,8 +6,8 @@ The GAN, diffusion and classifier configs are nested whole, so ``--set gan.optim
 mechanism of :mod:`pathsynth.config`. The GAN trains on the experiment's network inputs, so its
 ``data`` group always follows ``preprocess`` (set ``preprocess.*``, never ``gan.data.*``); so does the diffusion model's.
 
-``smoke`` is for tests (under a minute on 2 CPU cores); ``quick`` finishes on 2 CPU cores in about
-20 minutes per modality and shows real, if modest, results; ``paper`` is the reference work's full
+``smoke`` is for tests (under a minute on 2 CPU cores); ``quick`` finishes on 2 CPU cores within
+20 minutes per modality (BACH: 16.7 minutes measured) and shows real, if modest, results; ``paper`` is the reference work's full
 schedule (128x128, 3000 GAN epochs over a 1000-image expansion, 5 seeds) and wants a GPU;
 ``gpu`` is quick's design (fields at a magnification, random crops, grid testing) at twice the
 magnification and crop size, for one GPU.
@@ -336,7 +336,8 @@ _BY_MODALITY: dict[tuple[str, str], dict[str, Any]] = {
 # quick's generator budget: the README's command (BACH, quick) must finish within 20 minutes on
 # 2 CPU cores; 800 GAN steps of 32 took 7.5 to 11 minutes on the 2-core development VM (38 to 58
 # images/s, by load) beside about 9.5 minutes of classifier fits (3 seeds x 4 conditions, NHWC,
-# batches of 64), so quick trains 600 (BENCHMARKS.md, "The README's main command")
+# batches of 64), so quick trains 600: the whole command then took 16.7 minutes there
+# (BENCHMARKS.md, "The README's main command")
 QUICK_GENERATOR_STEPS = 600
 
 PRESETS: dict[str, dict[str, Any]] = {
