@@ -59,6 +59,39 @@ def run_pathsynth(*args: str, env: dict[str, str] | None = None, prefix: tuple[s
     )
 
 
+def run_ranks(ranks: int, args: list[str], runs: Path, name: str, timeout: float = 120) -> Path:
+    """Run ``pathsynth ARGS --runs RUNS --name NAME`` as one process (``ranks`` 1) or under
+    torchrun with ``ranks`` gloo processes, one OpenMP thread each; assert it succeeded and
+    return its run folder. A run past ``timeout`` seconds is killed with every process torchrun
+    started, and the timeout raised."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    launcher = [sys.executable, "-m", "pathsynth"]
+    if ranks > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node", str(ranks), "-m", "pathsynth"]  # fmt: skip
+    process = subprocess.Popen(
+        [*launcher, *args, "--runs", str(runs), "--name", name],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # so a hang can be ended with every worker torchrun started
+    )
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    assert process.returncode == 0, stderr[-3000:]
+    (run_dir,) = runs.glob(f"*-{name}")
+    return run_dir
+
+
 @contextlib.contextmanager
 def throwaway_database(server_url: str, prefix: str, create: str, drop: str) -> Iterator[str]:
     """A new database on a test server (``create``/``drop`` are SQL with ``{name}``), its URL

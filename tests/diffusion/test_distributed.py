@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_ranks
 
 from pathsynth.diffusion.config import from_dict
 from pathsynth.diffusion.networks import build_unet
@@ -21,35 +18,17 @@ ARGS = [
 ]  # fmt: skip
 
 
-def _train(command: list[str], data: Path, runs: Path, name: str) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [*command, "train-diffusion", "--data", str(data), "--runs", str(runs), "--name", name,
-         *ARGS],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # so a hang can be ended with every worker torchrun started
-    )  # fmt: skip
-    try:
-        _, stderr = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    assert process.returncode == 0, stderr[-3000:]
-    (run_dir,) = runs.glob(f"*-{name}")
-    return load_checkpoint(find_checkpoint(run_dir, "last"))
+def _train(ranks: int, data: Path, runs: Path, name: str) -> dict:
+    args = ["train-diffusion", "--data", str(data), *ARGS]
+    return load_checkpoint(find_checkpoint(run_ranks(ranks, args, runs, name), "last"))
 
 
 @pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(
     class_folders: Path, tmp_path: Path
 ) -> None:
-    single = _train([sys.executable, "-m", "pathsynth"], class_folders, tmp_path, "single")
-    ddp = _train(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "pathsynth"],
-        class_folders, tmp_path, "ddp",
-    )  # fmt: skip
+    single = _train(1, class_folders, tmp_path, "single")
+    ddp = _train(2, class_folders, tmp_path, "ddp")
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["step"] == single["step"] == 3
     config = from_dict(single["config"])

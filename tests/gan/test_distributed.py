@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_ranks
 
 from pathsynth.gan.architectures import build_discriminator, build_generator
 from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
@@ -35,38 +32,11 @@ FASTGAN = {
 }
 
 
-def _train(command: list[str], data: Path, runs: Path, name: str, extra: dict[str, object]) -> dict:
+def _train(ranks: int, data: Path, runs: Path, name: str, extra: dict[str, object]) -> dict:
     settings = {**EXACT, **extra}
     sets = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [
-            *command,
-            "train-gan",
-            "--data",
-            str(data),
-            "--runs",
-            str(runs),
-            "--name",
-            name,
-            *ARGS,
-            *sets,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # so a hang can be ended with every worker torchrun started
-    )
-    try:
-        _, stderr = process.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    assert process.returncode == 0, stderr[-3000:]
-    (run_dir,) = runs.glob(f"*-{name}")
-    return load_checkpoint(find_checkpoint(run_dir, "last"))
+    args = ["train-gan", "--data", str(data), *ARGS, *sets]
+    return load_checkpoint(find_checkpoint(run_ranks(ranks, args, runs, name, timeout=90), "last"))
 
 
 def _initial_weights(config_data: dict, class_names: list[str]) -> dict[str, dict]:
@@ -87,15 +57,8 @@ def _initial_weights(config_data: dict, class_names: list[str]) -> dict[str, dic
 def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(
     class_folders: Path, tmp_path: Path, extra: dict[str, object]
 ) -> None:
-    single = _train([sys.executable, "-m", "pathsynth"], class_folders, tmp_path, "single", extra)
-    ddp = _train(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "pathsynth"],
-        class_folders,
-        tmp_path,
-        "ddp",
-        extra,
-    )  # fmt: skip
+    single = _train(1, class_folders, tmp_path, "single", extra)
+    ddp = _train(2, class_folders, tmp_path, "ddp", extra)
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["step"] == single["step"] == 3
     initial = _initial_weights(single["config"], single["class_names"])

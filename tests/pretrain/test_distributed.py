@@ -4,14 +4,11 @@ negatives are gathered from both ranks."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_ranks
 
 from pathsynth.gan.checkpoint import find_checkpoint
 from pathsynth.pretrain.config import from_dict
@@ -22,50 +19,17 @@ from .conftest import SPLIT
 ARGS = ["--preset", "smoke", "--steps", "3", "--device", "cpu", "--no-unlabelled"]
 
 
-def _pretrain(command: list[str], lab: Path, runs: Path, name: str) -> dict:
-    process = subprocess.Popen(
-        [
-            *command,
-            "pretrain",
-            "-w",
-            str(lab),
-            "--split",
-            SPLIT,
-            "--fold",
-            "train",
-            "--runs",
-            str(runs),
-            "--name",
-            name,
-            *ARGS,
-        ],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # so a hang can be ended with every worker torchrun started
-    )
-    try:
-        _, stderr = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    assert process.returncode == 0, stderr[-3000:]
-    (run_dir,) = runs.glob(f"*-{name}")
-    return load_pretrain_checkpoint(find_checkpoint(run_dir, "last"))
+def _pretrain(ranks: int, lab: Path, runs: Path, name: str) -> dict:
+    args = ["pretrain", "-w", str(lab), "--split", SPLIT, "--fold", "train", *ARGS]
+    return load_pretrain_checkpoint(find_checkpoint(run_ranks(ranks, args, runs, name), "last"))
 
 
 @pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(
     lab: Path, tmp_path: Path
 ) -> None:
-    single = _pretrain([sys.executable, "-m", "pathsynth"], lab, tmp_path, "single")
-    ddp = _pretrain(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "pathsynth"],
-        lab, tmp_path, "ddp",
-    )  # fmt: skip
+    single = _pretrain(1, lab, tmp_path, "single")
+    ddp = _pretrain(2, lab, tmp_path, "ddp")
 
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["step"] == single["step"] == 3
