@@ -1,5 +1,6 @@
 """``reproduce --generator both`` at smoke size: both generators trained on the training fold
-only, each one's images in the catalog, the conditions named for the generator."""
+only, each one's images in the catalog, the conditions named for the generator, and each
+generator's images selected against the same real-fold thresholds."""
 
 from __future__ import annotations
 
@@ -8,28 +9,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from experiment.test_reproduce import CLASSES, two_sites
 from sqlalchemy import select
 
+from pathsynth.catalog.api import selection_scores
 from pathsynth.catalog.models import Image, Run
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.errors import ConfigError
 from pathsynth.experiment.config import experiment_config
 from pathsynth.experiment.pipeline import Experiment
+from pathsynth.selection import selection_config
 
 NAMED = ("original+gan", "affine+gan", "original+diffusion", "affine+diffusion")
+SELECTED = tuple(name for condition in NAMED for name in (condition, f"{condition}:selected"))
 
 
-def test_both_generators_train_generate_and_name_their_conditions(
+def test_both_generators_train_generate_select_and_name_their_conditions(
     herlev: Path, tmp_path: Path
 ) -> None:
     site_a, _ = two_sites(herlev, tmp_path)
     space = Workspace.create(tmp_path / "ws")
     config = experiment_config(
         "smoke", "cytology",
-        {"generator": "both", "seeds": 1, "protocols": ("honest",), "classifier.epochs": 2},
+        {"generator": "both", "seeds": 1, "protocols": ("honest",), "classifier.epochs": 2,
+         "selection": selection_config("default")},
     )  # fmt: skip
-    assert config.conditions == ("original", "affine", *NAMED)
+    assert config.conditions == ("original", "affine", *SELECTED)
     experiment = Experiment.create(space, site_a, config, CLASSES, "both", log=lambda line: None)
     results = json.loads(experiment.run(until="report").read_text())
 
@@ -50,7 +56,7 @@ def test_both_generators_train_generate_and_name_their_conditions(
     assert len(transforms) == per_kind
     assert all(t["guidance"] == config.diffusion.sampling.guidance for t in transforms)
     conditions = {key.split("/")[1] for key in results["conditions"]}
-    assert conditions == {"original", "affine", *NAMED}
+    assert conditions == {"original", "affine", *SELECTED}
     # each generator measured alike against the real training fold, side by side in the report
     assert set(results["generators"]) == {"gan", "diffusion"}
     gan, diffusion = results["generators"]["gan"], results["generators"]["diffusion"]
@@ -82,6 +88,43 @@ def test_both_generators_train_generate_and_name_their_conditions(
     assert len(measured) == 2 and all("not recorded" not in row for row in measured)
     assert "FID 0.63" in table and "published, not measured here" in table
 
+    # selection: each generator's images scored against the same real-fold thresholds
+    record = json.loads(experiment.paths.selection.read_text())
+    ids = {
+        kind: set(torch.load(experiment.paths.generated(kind), weights_only=False)["ids"].tolist())
+        for kind in ("gan", "diffusion")
+    }
+    assert not ids["gan"] & ids["diffusion"]
+    stored = {row.image_id: row for row in selection_scores(space, "both")}
+    assert set(stored) == ids["gan"] | ids["diffusion"]
+    for image in record["images"]:
+        assert image["image_id"] in ids[image["generator"]]
+        assert stored[image["image_id"]].kept == image["kept"]
+    kept = {
+        kind: {i["image_id"] for i in record["images"] if i["generator"] == kind and i["kept"]}
+        for kind in ("gan", "diffusion")
+    }
+    selection = results["selection"]
+    assert list(selection["generators"]) == ["gan", "diffusion"]
+    assert selection["kept"] == len(kept["gan"])  # the top level stays the first generator's
+    for kind, made in selection["generators"].items():
+        assert made["generated"] == per_kind and made["kept"] == len(kept[kind])
+        assert 0 < made["kept"] <= per_kind
+        for name, counts in made["per_class"].items():  # one set of thresholds for both
+            limits = selection["per_class"][name]
+            assert counts["min_confidence"] == limits["min_confidence"]
+            assert counts["max_distance"] == limits["max_distance"]
+        # each selected condition trains on its own generator's kept images only
+        for base in ("original", "affine"):
+            unselected = results["conditions"][f"honest/{base}+{kind}"]["train_images"]
+            chosen = results["conditions"][f"honest/{base}+{kind}:selected"]["train_images"]
+            assert chosen == unselected - (per_kind - made["kept"])
+        part = experiment.context.sets().generated_for(f"affine+{kind}:selected")
+        assert set(part.ids.tolist()) == kept[kind]
+    shown = report[report.index('<table id="selection-generators">') :].split("</table>")[0]
+    for kind, made in selection["generators"].items():
+        assert f'<th>{kind}</th><th>all</th><td class="num">{made["kept"]}</td>' in shown
+
 
 def test_both_generators_refuse_an_unnamed_synthetic_condition() -> None:
     with pytest.raises(ConfigError, match="with generator 'both' name the generator"):
@@ -90,3 +133,13 @@ def test_both_generators_refuse_an_unnamed_synthetic_condition() -> None:
         )
     with pytest.raises(ConfigError, match="needs the diffusion generator"):
         experiment_config("smoke", "cytology", {"conditions": "original,original+diffusion"})
+    with pytest.raises(ConfigError, match="needs the diffusion generator"):
+        experiment_config(
+            "smoke", "cytology",
+            {"conditions": "original,affine+diffusion:selected",
+             "selection": selection_config("default")},
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="needs the gan generator"):
+        experiment_config(
+            "smoke", "cytology", {"generator": "diffusion", "conditions": "affine+gan:selected"}
+        )

@@ -86,6 +86,27 @@ def test_check_honest_refuses_every_kind_of_leak():
         check_honest(sets.real_train, validation, sets.synthetic)
 
 
+def test_a_selected_named_condition_trains_on_its_own_generators_kept_images_only():
+    sets = experiment()
+    sets.generated = {
+        "gan": part([401, 402, 403, 404], [-1] * 4, [-1] * 4, [0, 0, 1, 1]),
+        "diffusion": part([501, 502, 503, 504], [-1] * 4, [-1] * 4, [0, 0, 1, 1]),
+    }
+    sets.selected_generated = {
+        "gan": part([401, 403], [-1] * 2, [-1] * 2, [0, 1]),
+        "diffusion": part([502, 504], [-1] * 2, [-1] * 2, [0, 1]),
+    }
+    real = {1, 2, 5, 6, 7, 8}
+    for condition, generated in (("original+gan:selected", {401, 403}),
+                                 ("original+diffusion:selected", {502, 504}),
+                                 ("original+diffusion", {501, 502, 503, 504})):  # fmt: skip
+        chosen = honest_sets(sets, condition, validation_groups=torch.tensor([11]))
+        assert set(chosen.train.ids.tolist()) == real | generated
+    del sets.selected_generated["diffusion"]
+    with pytest.raises(DataError, match="needs selected diffusion images, and there are none"):
+        honest_sets(sets, "affine+diffusion:selected", torch.tensor([11]))
+
+
 def test_a_condition_without_its_images_or_a_class_is_refused():
     sets = experiment()
     sets.synthetic = None

@@ -15,10 +15,13 @@ import torch
 
 from pathsynth.catalog.api import selection_scores
 from pathsynth.catalog.workspace import Workspace
+from pathsynth.config import load_record
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.experiment.config import experiment_config
+from pathsynth.experiment.context import kept_image_ids
 from pathsynth.experiment.pipeline import Experiment
 from pathsynth.experiment.selection import select
+from pathsynth.report.schema import SelectionRecord
 from pathsynth.selection import selection_config
 
 CLASSES = ("normal_intermediate", "normal_superficiel")
@@ -57,6 +60,9 @@ def test_selected_conditions_are_compared_with_and_without_selection(selected):
     summary = results["selection"]
     rejected = summary["generated"] - summary["kept"]
     assert summary["generated"] == 40
+    assert summary["generators"] == {
+        "gan": {key: summary[key] for key in ("per_class", "generated", "kept")}
+    }
     unselected = results["conditions"]["honest/affine+synthetic"]["train_images"]
     assert results["conditions"]["honest/affine+synthetic:selected"]["train_images"] == (
         unselected - rejected
@@ -89,6 +95,22 @@ def test_every_generated_image_has_its_scores_in_the_catalog_and_each_class_keep
         kept = sum(1 for i in record["images"] if i["label"] == name and i["kept"])
         assert counts["kept"] == kept and counts["generated"] == 20
         assert kept >= 0.2 * 20  # the default preset's floor
+
+
+def test_a_selection_record_written_before_per_generator_selection_is_still_read(
+    selected, tmp_path
+):
+    _, experiment, _ = selected
+    record = _record(experiment)
+    del record["summary"]["generators"]
+    for image in record["images"]:
+        del image["generator"]
+    older = tmp_path / "selection.json"
+    older.write_text(json.dumps(record))
+    read = load_record(SelectionRecord, older, "selection record")
+    assert read.summary.generators == {} and {i.generator for i in read.images} == {""}
+    kept = {i["image_id"] for i in record["images"] if i["kept"]}
+    assert set(kept_image_ids(older).tolist()) == kept
 
 
 def test_selection_never_reads_the_test_fold(selected):
@@ -170,6 +192,14 @@ def test_the_selection_option_adds_a_selected_variant_of_each_condition_with_gen
     )
     assert listed.selects and listed.trains_on("synthetic") and not listed.trains_on("affine")
     assert not experiment_config("smoke", "histology").selects
+    both = experiment_config(
+        "smoke", "histology", {"generator": "both", "selection": selection_config("default")}
+    )
+    assert both.conditions == (
+        "original", "affine", "original+gan", "original+gan:selected", "affine+gan",
+        "affine+gan:selected", "original+diffusion", "original+diffusion:selected",
+        "affine+diffusion", "affine+diffusion:selected",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("condition", ["affine:selected", "original:selected", "gan:selected"])

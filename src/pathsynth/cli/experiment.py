@@ -56,7 +56,8 @@ def reproduce(
         "--train-on",
         help="original,affine,synthetic,affine+synthetic (default all); with --generator both: "
         "original+gan,affine+gan,original+diffusion,affine+diffusion; a ':selected' suffix "
-        "trains on the selected generated images (affine+synthetic:selected).",
+        "trains on the generated images selection kept of that generator "
+        "(affine+synthetic:selected, affine+gan:selected).",
     ),
     generator: str | None = typer.Option(
         None, "--generator", help="gan (default) | diffusion | both: the generator(s) trained."
@@ -219,13 +220,13 @@ def select_generated(
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
     """Select an experiment's generated images again (scores against its real training fold,
-    into the catalog), print the kept fraction per class, then retrain the ':selected'
+    into the catalog), print each generator's kept fraction per class, then retrain the ':selected'
     conditions and rewrite the results and report (other classifier runs are kept).
     """
     from pathsynth.catalog.workspace import Workspace
     from pathsynth.config import load_record, parse_assignments
     from pathsynth.experiment.pipeline import Experiment
-    from pathsynth.report.schema import SelectionRecord
+    from pathsynth.report.schema import GeneratorSelection, SelectionRecord
     from pathsynth.selection import selection_config
 
     overrides: dict[str, Any] = {
@@ -246,13 +247,20 @@ def select_generated(
         raise DataError(f"experiment {name!r} has no generated images to select from")
     record = load_record(SelectionRecord, experiment.paths.selection, "selection record")
     table = Table()
-    for column in ("class", "kept", "generated", "fraction", "by floor", "near-copies"):
+    columns = ("generator", "class", "kept", "generated", "fraction", "by floor", "near-copies")
+    for column in columns:
         table.add_column(column)
-    for label, counts in record.summary.per_class.items():
-        table.add_row(
-            label, str(counts.kept), str(counts.generated), f"{counts.fraction:.3f}",
-            str(counts.kept_by_floor), str(counts.near_copies),
-        )  # fmt: skip
+    made = record.summary.generators or {  # "": a record older than per-generator selection
+        "": GeneratorSelection(
+            record.summary.per_class, record.summary.generated, record.summary.kept
+        )
+    }
+    for kind, counts_of in made.items():
+        for label, counts in counts_of.per_class.items():
+            table.add_row(
+                kind, label, str(counts.kept), str(counts.generated), f"{counts.fraction:.3f}",
+                str(counts.kept_by_floor), str(counts.near_copies),
+            )  # fmt: skip
     console.print(table)
     _print_results(experiment.run())
 

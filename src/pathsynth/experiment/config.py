@@ -114,7 +114,8 @@ class ExperimentConfig:
     #   stage its reference classifier), the others' are "<condition>@<kind>"
     protocols: tuple[str, ...] = PROTOCOLS  # "honest" | "paper"
     conditions: tuple[str, ...] = CONDITIONS  # training sets compared; a ":selected" suffix
-    #   (e.g. "affine+synthetic:selected") trains on the selected generated images only
+    #   (e.g. "affine+synthetic:selected", "affine+gan:selected") trains on the generated images
+    #   selection kept of that generator only
     selection: SelectionConfig = field(default_factory=SelectionConfig)  # selective synthesis:
     #   selection.enabled adds the ":selected" variant of every condition with generated images
     seeds: int = 5  # classifier runs per condition (paired across conditions)
@@ -143,16 +144,11 @@ class ExperimentConfig:
         _known("generator", (self.generator,), GENERATORS)
         self._check_conditions()
         if self.selection.enabled:  # the selected variant right after each condition it selects
-            if len(self.generator_kinds) > 1:
-                raise ConfigError(
-                    "selection applies to one generator's images: choose --generator gan or "
-                    "diffusion, or leave selection off"
-                )
             variants = [
                 name
                 for condition in self.conditions
                 for name in (condition, condition + SELECTED)
-                if "synthetic" in condition.split("+") or name == condition
+                if name == condition or _adds_every_generated_image(condition)
             ]
             object.__setattr__(self, "conditions", tuple(dict.fromkeys(variants)))
         _known("stain normalisation", (self.stain_normalisation,), ("none", *STAIN_METHODS))
@@ -279,6 +275,12 @@ class ExperimentConfig:
 
 
 GENERATORS = (*GENERATOR_KINDS, "both")
+
+
+def _adds_every_generated_image(condition: str) -> bool:
+    """True for a condition that adds a generator's images without selection (the ones that
+    ``selection.enabled`` gives a ``:selected`` variant)."""
+    return condition_generator(condition) is not None and not condition_parts(condition)[1]
 
 
 def _known(what: str, given: tuple[str, ...], known: tuple[str, ...]) -> None:

@@ -79,17 +79,20 @@ class StageContext:
         if self.paths.synthetic.exists():
             synthetic = torch.load(self.paths.synthetic, weights_only=False)
             sets.synthetic = LabelledPart.from_state(synthetic)
-            if self.paths.selection.exists():
-                kept = kept_image_ids(self.paths.selection)
-                sets.selected_synthetic = sets.synthetic.select(
-                    torch.isin(sets.synthetic.ids, kept)
-                )
         for kind in self.config.generator_kinds:
             if self.paths.generated(kind).exists():
                 state = torch.load(self.paths.generated(kind), weights_only=False)
                 sets.generated[kind] = LabelledPart.from_state(state)
         if sets.synthetic is not None and len(self.config.generator_kinds) == 1:
             sets.generated[self.config.generator_kinds[0]] = sets.synthetic
+        if self.paths.selection.exists():  # catalog ids are unique: one list serves every kind
+            kept = kept_image_ids(self.paths.selection)
+            if sets.synthetic is not None:
+                sets.selected_synthetic = sets.synthetic.select(
+                    torch.isin(sets.synthetic.ids, kept)
+                )
+            for kind, part in sets.generated.items():
+                sets.selected_generated[kind] = part.select(torch.isin(part.ids, kept))
         return sets
 
 

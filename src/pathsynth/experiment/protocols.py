@@ -8,9 +8,9 @@ Conditions say what a classifier trains on:
 - ``affine+synthetic``: all three;
 - ``original+gan``, ``affine+gan``, ``original+diffusion``, ``affine+diffusion``: the same with
   the named generator's images, for experiments that train both (``--generator both``);
-- ``synthetic:selected``, ``affine+synthetic:selected``: the same with only the generated images
-  that selective synthesis kept (criteria from the real training fold; see
-  :mod:`pathsynth.experiment.selection`). Selection applies to the experiment's first generator.
+- ``synthetic:selected``, ``affine+synthetic:selected``, ``affine+gan:selected``, ...: the same
+  with only the generated images that selective synthesis kept of that generator (criteria from
+  the real training fold; see :mod:`pathsynth.experiment.selection`).
 
 Protocols say what it is tested on:
 
@@ -65,15 +65,17 @@ def condition_parts(condition: str) -> tuple[str, bool]:
 
 
 def check_condition(condition: str) -> str:
-    """``condition`` when it is one of :data:`ALL_CONDITIONS`, or a condition that trains on the
-    experiment's (first) generator's images with the ``:selected`` suffix.
+    """``condition`` when it is one of :data:`ALL_CONDITIONS`, or one of those that adds a
+    generator's images with the ``:selected`` suffix (whether the experiment trains that
+    generator is the experiment config's check).
 
     Raises:
         DataError: any other name (the message lists the known ones).
     """
     base, selected = condition_parts(condition)
-    if base not in ALL_CONDITIONS or (selected and condition_generator(base) != "synthetic"):
-        known = [*ALL_CONDITIONS, *(f"{c}{SELECTED}" for c in CONDITIONS if "synthetic" in c)]
+    if base not in ALL_CONDITIONS or (selected and condition_generator(base) is None):
+        adding = [c for c in ALL_CONDITIONS if condition_generator(c) is not None]
+        known = [*ALL_CONDITIONS, *(f"{c}{SELECTED}" for c in adding)]
         raise DataError(f"unknown condition {condition!r}; choose from {', '.join(known)}")
     return condition
 
@@ -185,6 +187,8 @@ class ExperimentSets:
         synthetic: generated images of the experiment's (first) generator, trained on the
             training fold; may be None.
         selected_synthetic: those of them selective synthesis kept; may be None.
+        generated: each generator's images by kind (with one generator, its ``synthetic``).
+        selected_generated: each generator's images that selective synthesis kept, by kind.
         external: real images of an external test source (other patients, another site); never
             used for training, validation or the generator; may be None.
     """
@@ -197,18 +201,22 @@ class ExperimentSets:
     external: LabelledPart | None = None
     generated: dict[str, LabelledPart] = field(default_factory=dict)
     selected_synthetic: LabelledPart | None = None
+    selected_generated: dict[str, LabelledPart] = field(default_factory=dict)
 
     def generated_for(self, condition: str) -> LabelledPart:
-        """The generated images ``condition`` adds (``synthetic``: the first generator's; with
-        ``:selected``, the ones selective synthesis kept).
+        """The generated images ``condition`` adds (``synthetic``: the first generator's, a named
+        kind: that generator's; with ``:selected``, the ones selective synthesis kept of them).
 
         Raises:
             DataError: there are none, or a class has none.
         """
         kind = condition_generator(condition)
         selected = condition_parts(condition)[1]
-        if selected:
+        if selected and kind == "synthetic":
             return _needs(self.selected_synthetic, "selected generated images", condition)
+        if selected:
+            part = self.selected_generated.get(kind or "")
+            return _needs(part, f"selected {kind} images", condition)
         part = self.synthetic if kind == "synthetic" else self.generated.get(kind or "")
         return _needs(part, f"{kind if kind != 'synthetic' else 'generated'} images", condition)
 

@@ -1,7 +1,7 @@
 """The ``select`` stage: selective synthesis of the generated images, from the real training fold.
 
-Each generated image (of any generator kind: the stage reads the experiment's generated part, not
-the generator) is scored against the experiment's REAL TRAINING FOLD only:
+Each generated image of every generator the experiment trained (the stage reads each kind's
+generated part, not the generator) is scored against the experiment's REAL TRAINING FOLD only:
 
 - the confidence of the honest/original seed-0 classifier (trained on the training fold minus its
   validation groups) in the image's intended class;
@@ -11,15 +11,18 @@ the generator) is scored against the experiment's REAL TRAINING FOLD only:
 
 Per-class thresholds come from :class:`~pathsynth.selection.SelectionConfig`: the confidence
 quantile is taken over the real validation images (training fold, held out from the classifier),
-the distance quantile over the real training images' own distances to their class. The test fold
-and any external test set are never read here. Each image's scores and decision go into the
-catalog (``selection_scores``, under the experiment's name) and ``selection.json``; conditions
-with the ``:selected`` suffix train on the kept images.
+the distance quantile over the real training images' own distances to their class. They are
+computed once and applied to each generator's images alike (the keep floor is per generator and
+class). The test fold and any external test set are never read here. Each image's scores and
+decision go into the catalog (``selection_scores``, under the experiment's name) and
+``selection.json``; a condition with the ``:selected`` suffix trains on the kept images of the
+generator it adds (``synthetic``: the first one).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -27,6 +30,7 @@ import torch
 from pathsynth.catalog.api import SelectionRow, store_selection
 from pathsynth.classify.evaluate import ImagePredictions, evaluate_images
 from pathsynth.config import save_record, to_plain
+from pathsynth.errors import DataError
 from pathsynth.experiment.classification import reference_classifier, reference_validation
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.protocols import LabelledPart
@@ -35,6 +39,7 @@ from pathsynth.imaging.tensorset import TensorImageSet
 from pathsynth.metrics.features import ClassifierFeatures
 from pathsynth.report.schema import (
     ClassSelection,
+    GeneratorSelection,
     ImageSelection,
     SelectionRecord,
     SelectionSummary,
@@ -53,18 +58,24 @@ FEATURE_EXTRACTOR = (
 
 
 def select(context: StageContext) -> dict[str, Any]:
-    """Score and select the generated images; skipped when no condition trains on selected ones."""
+    """Score and select every generator's images; skipped when no condition trains on selected
+    ones."""
     if not context.config.selects:
         return {"skipped": "no condition trains on selected generated images"}
     sets = context.sets()
-    if sets.synthetic is None:
+    generated = {
+        kind: sets.generated[kind]
+        for kind in context.config.generator_kinds
+        if kind in sets.generated
+    }
+    if not generated:
         return {"skipped": "no generated images"}
     model = reference_classifier(context, sets)
     record = select_generated(
         model,
         sets.real_train,
         reference_validation(context, sets),
-        sets.synthetic,
+        generated,
         context.config.selection,
         context.config.classifier,
     )
@@ -80,42 +91,64 @@ def select(context: StageContext) -> dict[str, Any]:
     ]  # fmt: skip
     store_selection(context.workspace, context.name, rows, method)
     save_record(record, context.paths.selection)
-    for name, counts in record.summary.per_class.items():
-        context.log(
-            f"  {name}: kept {counts.kept} of {counts.generated} ({counts.fraction:.0%}; "
-            f"{counts.kept_by_floor} by the floor, {counts.near_copies} near-copies)"
-        )
-    return {"generated": record.summary.generated, "kept": record.summary.kept}
+    for kind, made in record.summary.generators.items():
+        prefix = f"{kind} " if len(generated) > 1 else ""
+        for name, counts in made.per_class.items():
+            context.log(
+                f"  {prefix}{name}: kept {counts.kept} of {counts.generated} "
+                f"({counts.fraction:.0%}; {counts.kept_by_floor} by the floor, "
+                f"{counts.near_copies} near-copies)"
+            )
+    outputs: dict[str, Any] = {"generated": record.summary.generated, "kept": record.summary.kept}
+    if len(generated) > 1:
+        outputs["by_generator"] = {
+            kind: {"generated": made.generated, "kept": made.kept}
+            for kind, made in record.summary.generators.items()
+        }
+    return outputs
 
 
 def select_generated(
     model: torch.nn.Module,
     real_train: LabelledPart,
     validation: LabelledPart,
-    generated: LabelledPart,
+    generated: Mapping[str, LabelledPart],
     config: SelectionConfig,
     classifier: Any,
 ) -> SelectionRecord:
-    """Score ``generated`` against the real training fold and decide which to keep.
+    """Score each generator's images against the real training fold and decide which to keep.
+
+    The thresholds come from the real images alone, once; each generator's images are then
+    scored and decided on their own (the keep floor is per generator and class).
 
     Args:
         model: the classifier trained on the real training fold (minus ``validation``).
         real_train: the real training fold (the validation groups included).
         validation: the real validation part, held out from ``model``'s training.
-        generated: the generated images, with their catalog ids.
+        generated: each generator's images, with their catalog ids, by kind (the experiment's
+            first generator first: the summary's top-level counts are its).
         config: the thresholds.
         classifier: the classifier config (``eval_batch_size``, ``tta``, ``crop_size``,
             ``grid_stride``), so that confidences are read as the classifier is tested.
 
     Returns:
-        Per-image scores and decisions, and per-class counts and thresholds.
+        Per-image scores and decisions (each with its generator's kind), per-class counts and
+        thresholds, and each generator's counts.
 
     Raises:
-        DataError: a class without real training images, or what the memorisation check refuses.
+        DataError: no generated images, generators whose images differ in size, a class without
+            real training images, or what the memorisation check refuses.
     """
-    class_names = list(generated.images.class_names)
-    labels = generated.images.labels.cpu()
-    images = generated.images.images.cpu()
+    if not generated:
+        raise DataError("selection needs generated images, and there are none")
+    sides = {kind: part.images.images.shape[-1] for kind, part in generated.items()}
+    if len(set(sides.values())) > 1:
+        raise DataError(
+            "selection compares every generator's images with real crops of one size; these "
+            f"differ: {', '.join(f'{kind} {side} px' for kind, side in sides.items())}"
+        )
+    side = next(iter(sides.values()))
+    class_names = list(next(iter(generated.values())).images.class_names)
 
     def predict(part: TensorImageSet, ids: torch.Tensor | None) -> ImagePredictions:
         return evaluate_images(
@@ -124,59 +157,71 @@ def select_generated(
             crop_stride=classifier.grid_stride,
         )  # fmt: skip
 
-    generated_probabilities = predict(generated.images, None).probabilities
+    # the thresholds, from the real training fold only, once for every generator
     validated = predict(validation.images, validation.ids)  # one row per validation image
     validation_labels = validated.labels
     validation_confidence = validated.probabilities[
         torch.arange(len(validation_labels)), validation_labels
     ]
-    # the generator makes crops of the real inputs: compare with crops of the same size
+    # the generators make crops of the real inputs: compare with crops of the same size
     real = real_train.images.images.cpu()
-    if real.shape[-1] != images.shape[-1]:
-        real = random_crops(real, images.shape[-1], torch.Generator().manual_seed(0))
+    if real.shape[-1] != side:
+        real = random_crops(real, side, torch.Generator().manual_seed(0))
     extractor = ClassifierFeatures(model)
     real_features = extractor(real)
     real_labels = real_train.images.labels.cpu()
-    scores = score_images(
-        generated_probabilities, labels, images, extractor(images), real, real_features,
-        real_labels, config,
-    )  # fmt: skip
     reference = real_reference_distances(
         real_features, real_labels, real_train.ids.cpu(), config.neighbours
     )
     thresholds = class_thresholds(
         config, len(class_names), reference, real_labels, validation_confidence, validation_labels
     )
-    decision = decide(scores, labels, thresholds, config.keep_floor)
-    per_class = {
-        name: ClassSelection(
-            generated=int((labels == c).sum()),
-            kept=int(decision.kept[labels == c].sum()),
-            kept_by_floor=sum(
-                1 for i in torch.nonzero(labels == c).flatten().tolist()
-                if decision.reasons[i] == "kept:floor"
-            ),
-            near_copies=int(scores.near_copy[labels == c].sum()),
-            min_confidence=thresholds.min_confidence[c],
-            max_distance=thresholds.max_distance[c],
-            confidence_from=thresholds.confidence_from[c],
-        )
-        for c, name in enumerate(class_names)
-    }  # fmt: skip
+
+    made: dict[str, GeneratorSelection] = {}
+    image_rows: list[ImageSelection] = []
+    for kind, part in generated.items():
+        if list(part.images.class_names) != class_names:
+            raise DataError(f"the {kind} images have another class list than the first's")
+        labels = part.images.labels.cpu()
+        images = part.images.images.cpu()
+        probabilities = predict(part.images, None).probabilities
+        scores = score_images(
+            probabilities, labels, images, extractor(images), real, real_features, real_labels,
+            config,
+        )  # fmt: skip
+        decision = decide(scores, labels, thresholds, config.keep_floor)
+        per_class = {
+            name: ClassSelection(
+                generated=int((labels == c).sum()),
+                kept=int(decision.kept[labels == c].sum()),
+                kept_by_floor=sum(
+                    1 for i in torch.nonzero(labels == c).flatten().tolist()
+                    if decision.reasons[i] == "kept:floor"
+                ),
+                near_copies=int(scores.near_copy[labels == c].sum()),
+                min_confidence=thresholds.min_confidence[c],
+                max_distance=thresholds.max_distance[c],
+                confidence_from=thresholds.confidence_from[c],
+            )
+            for c, name in enumerate(class_names)
+        }  # fmt: skip
+        made[kind] = GeneratorSelection(per_class, len(labels), int(decision.kept.sum()))
+        image_rows += [
+            ImageSelection(
+                image_id=int(part.ids[i]), label=class_names[int(labels[i])],
+                confidence=float(scores.confidence[i]), distance=float(scores.distance[i]),
+                copy_ratio=float(scores.copy_ratio[i]), near_copy=bool(scores.near_copy[i]),
+                kept=bool(decision.kept[i]), reason=decision.reasons[i], generator=kind,
+            )
+            for i in range(len(labels))
+        ]  # fmt: skip
+    first = next(iter(made.values()))
     summary = SelectionSummary(
         feature_extractor=FEATURE_EXTRACTOR,
         settings=dataclasses.asdict(config),
-        per_class=per_class,
-        generated=len(labels),
-        kept=int(decision.kept.sum()),
+        per_class=first.per_class,
+        generated=first.generated,
+        kept=first.kept,
+        generators=made,
     )
-    image_rows = [
-        ImageSelection(
-            image_id=int(generated.ids[i]), label=class_names[int(labels[i])],
-            confidence=float(scores.confidence[i]), distance=float(scores.distance[i]),
-            copy_ratio=float(scores.copy_ratio[i]), near_copy=bool(scores.near_copy[i]),
-            kept=bool(decision.kept[i]), reason=decision.reasons[i],
-        )
-        for i in range(len(labels))
-    ]  # fmt: skip
     return SelectionRecord(summary, image_rows)

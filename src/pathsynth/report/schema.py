@@ -231,14 +231,35 @@ class ClassSelection:
 
 
 @dataclass(frozen=True)
+class GeneratorSelection:
+    """Selective synthesis of one generator's images: per-class kept counts (with the
+    thresholds, which are the experiment's and the same for every generator)."""
+
+    per_class: dict[str, ClassSelection]
+    generated: int
+    kept: int
+
+    @property
+    def fraction(self) -> float:
+        """The kept fraction (0 when the generator made no image)."""
+        return self.kept / self.generated if self.generated else 0.0
+
+
+@dataclass(frozen=True)
 class SelectionSummary:
-    """Selective synthesis of the generated images: settings and per-class kept counts."""
+    """Selective synthesis of the generated images: settings and per-class kept counts.
+
+    ``per_class``, ``generated`` and ``kept`` are the experiment's first generator's (as in
+    records written before selection covered every generator); ``generators`` holds each
+    generator's counts by kind, the first included (empty in those older records).
+    """
 
     feature_extractor: str
     settings: dict[str, Any]
     per_class: dict[str, ClassSelection]
     generated: int
     kept: int
+    generators: dict[str, GeneratorSelection] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -253,11 +274,14 @@ class ImageSelection:
     near_copy: bool
     kept: bool
     reason: str
+    generator: str = ""  # the kind that made it ("": a record older than per-generator selection,
+    #   whose images are all the first generator's)
 
 
 @dataclass(frozen=True)
 class SelectionRecord:
-    """What the select stage decided (the file ``selection.json``)."""
+    """What the select stage decided (the file ``selection.json``): every generator's images,
+    each with the kind that made it, and the summary."""
 
     summary: SelectionSummary
     images: list[ImageSelection]
