@@ -86,7 +86,11 @@ def test_both_generators_train_generate_select_and_name_their_conditions(
     table = report[report.index('<table id="generators">') :].split("</table>")[0]
     measured = [row for row in table.split("<tr")[2:] if 'class="measured"' in row]
     assert len(measured) == 2 and all("not recorded" not in row for row in measured)
-    assert "FID 0.63" in table and "published, not measured here" in table
+    assert "FID 0.63" in table and "not measured here" in table
+    downstream = report[report.index('<table id="generator-downstream">') :].split("</table>")[0]
+    for kind in ("gan", "diffusion"):  # each generator's honest conditions, selected ones too
+        assert f"<code>affine+{kind}</code>" in downstream
+        assert f"<code>affine+{kind}:selected</code>" in downstream
 
     # selection: each generator's images scored against the same real-fold thresholds
     record = json.loads(experiment.paths.selection.read_text())
