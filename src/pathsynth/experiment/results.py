@@ -328,13 +328,13 @@ def write_examples(context: StageContext) -> None:
         np.savez_compressed(folder / "affine.npz", originals=affine[0], children=affine[1])
     if sets.generated:
         arrays: dict[str, Any] = {"sources": np.array(["real", *sets.generated])}
+        side = next(iter(sets.generated.values())).images.images.shape[-1]
         for i, name in enumerate(sets.real_train.images.class_names):
             real = sets.real_train.images.images[sets.real_train.images.labels == i]
             real = real[:EXAMPLES_PER_CLASS]
             for kind, part in sets.generated.items():
                 fake = part.images.images[part.images.labels == i][:EXAMPLES_PER_CLASS]
                 arrays[f"{kind}_{name}"] = fake.permute(0, 2, 3, 1).numpy()
-            side = next(iter(sets.generated.values())).images.images.shape[-1]
             if real.shape[-1] != side:  # generated crops: show real crops beside them
                 real = random_crops(real, side, torch.Generator().manual_seed(i))
             arrays[f"real_{name}"] = real.permute(0, 2, 3, 1).numpy()

@@ -39,9 +39,10 @@ def experiment_generator(
     Raises:
         ConfigError: a kind the experiment has no config for.
     """
-    own = config.generator_config(kind or config.generator_kinds[0])
+    kind = kind or config.generator_kinds[0]
+    own = config.generator_config(kind)
     run = dataclasses.replace(own.run, device=str(device))
-    return generator_for(kind or config.generator_kinds[0], dataclasses.replace(own, run=run))
+    return generator_for(kind, dataclasses.replace(own, run=run))
 
 
 def train_generator(context: StageContext) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from typing import Any
 from pathsynth.config import sanitise
 
 __all__ = [
-    "NOT_AVAILABLE", "duration", "finite", "fmt", "interval", "p_value", "percent", "sanitise",
+    "NOT_AVAILABLE", "duration", "finite", "fmt", "interval", "p_value", "percent", "points",
+    "sanitise",
 ]  # fmt: skip
 
 NOT_AVAILABLE = "n/a"
