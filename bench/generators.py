@@ -15,8 +15,11 @@ split: it measures generators, not classifiers). Generated images are sampled wi
 weights, ``--per-class`` per class; the diffusion model with DPM-Solver++ at ``--sampling-steps``.
 
 ``--synthetic``: random uint8 images at the ``--preset`` size (diffusion ``gpu``: 128 px),
-``--train-steps`` timed steps after ``--warmup`` untimed ones (bf16 on CUDA), then sampling of
-``--sample-batch`` images at 25 DPM-Solver++ steps with guidance (two UNet passes per step).
+``--train-steps`` timed steps after ``--warmup`` untimed ones (bf16 on CUDA), eager, then
+compiled with ``--set run.compile=true``; then sampling of
+``--sample-batch`` images at 25 DPM-Solver++ steps with guidance (two UNet passes per step inside
+the guidance interval; ``--guidance-interval LO,HI`` adds one), eager and with
+``--compile-sampler`` compiled, each timed after an untimed pass of the same size.
 Prints a table; ``--json FILE`` also writes the figures.
 """
 
@@ -163,8 +166,38 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+def _train_rate(trainer: DiffusionTrainer, steps: int, warmup: int, device: torch.device) -> float:
+    """Training images/s over ``steps`` timed steps after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        trainer.train_step()
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    sync(device)
+    return steps * trainer.config.optim.batch_size / (time.perf_counter() - started)
+
+
+def _sample_rate(sampler: GuidedSampler, images: int, device: torch.device) -> float:
+    """Sampling images/s of one pass of ``images`` after an untimed one of the same size (a
+    compiled UNet compiles per shape)."""
+    noise = torch.randn(images, sampler.noise_dim, device=device)
+    label = torch.randint(0, sampler.num_classes, (images,), device=device)
+    sampler(noise, label)
+    sync(device)
+    started = time.perf_counter()
+    sampler(noise, label)
+    sync(device)
+    return images / (time.perf_counter() - started)
+
+
 def synthetic_speed(args: argparse.Namespace) -> dict[str, Any]:
-    """Diffusion training and sampling speed on random images (no data, no metrics)."""
+    """Diffusion training and sampling speed on random images (no data, no metrics).
+
+    Training is timed eager, then compiled (``run.compile=true``); sampling eager and, with
+    ``--compile-sampler``, compiled, at the run's guidance interval and each
+    ``--guidance-interval``. All in one process, one UNet.
+    """
     device = resolve_device(args.device)
     config: DiffusionConfig = diffusion_preset(
         args.preset, {"run.device": str(device), **parse_assignments(args.set)}
@@ -176,40 +209,50 @@ def synthetic_speed(args: argparse.Namespace) -> dict[str, Any]:
     data = TensorImageSet(images.to(torch.uint8), labels, ["a", "b", "c", "d"])
     with tempfile.TemporaryDirectory() as folder:
         trainer = DiffusionTrainer(config, data, Path(folder))
-    for _ in range(args.warmup):
+    compiled_step = trainer.unet_train
+    trainer.unet_train = trainer.unet  # eager first
+    train = {"eager": _train_rate(trainer, args.train_steps, args.warmup, device)}
+    if config.run.compile:
+        trainer.unet_train = compiled_step
+        started = time.perf_counter()
         trainer.train_step()
-    sync(device)
-    started = time.perf_counter()
-    for _ in range(args.train_steps):
-        trainer.train_step()
-    sync(device)
-    train_s = time.perf_counter() - started
-    sampler = GuidedSampler(trainer.ema, config, 4, bf16=trainer.bf16)
-    noise = torch.randn(args.sample_batch, sampler.noise_dim, device=device)
-    label = torch.randint(0, 4, (args.sample_batch,), device=device)
-    sampler(noise[:8], label[:8])  # warm-up
-    sync(device)
-    started = time.perf_counter()
-    sampler(noise, label)
-    sync(device)
-    sample_s = time.perf_counter() - started
+        sync(device)
+        compile_s = time.perf_counter() - started
+        train[f"compiled ({config.run.compile_mode})"] = _train_rate(
+            trainer, args.train_steps, args.warmup, device
+        )
+    intervals = [config.sampling.guidance_interval] + [
+        tuple(float(x) for x in text.split(",")) for text in args.guidance_interval
+    ]
+    sample: dict[str, float] = {}
+    for compile_unet in (False, True) if args.compile_sampler else (False,):
+        for interval in intervals:
+            sampling = dataclasses.replace(
+                config.sampling, guidance_interval=interval, compile=compile_unet
+            )
+            sampler = GuidedSampler(trainer.ema, config, 4, sampling, bf16=trainer.bf16)
+            label = f"{'compiled' if compile_unet else 'eager'}, guidance in {list(interval)}"
+            sample[label] = _sample_rate(sampler, args.sample_batch, device)
     parameters = sum(p.numel() for p in trainer.unet.parameters())
-    return {
+    figures: dict[str, Any] = {
         "preset": args.preset,
         "side": side,
         "batch": batch,
         "parameters_m": parameters / 1e6,
         "bf16": trainer.bf16,
         "train_steps": args.train_steps,
-        "train_images_per_s": args.train_steps * batch / train_s,
+        "train_images_per_s": train,
         "sampling": f"{config.sampling.sampler} {config.sampling.steps} steps, guidance "
         f"{config.sampling.guidance}",
         "sample_images": args.sample_batch,
-        "sample_images_per_s": args.sample_batch / sample_s,
+        "sample_images_per_s": sample,
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30
         if device.type == "cuda"
         else None,
     }
+    if config.run.compile:
+        figures["compile_first_step_s"] = compile_s
+    return figures
 
 
 def main() -> None:
@@ -230,6 +273,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="Untimed steps (--synthetic).")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda.")
     parser.add_argument("--set", action="append", default=[], help="Config key=value.")
+    parser.add_argument(
+        "--guidance-interval", action="append", default=[], help="LO,HI also timed (--synthetic)."
+    )
+    parser.add_argument(
+        "--compile-sampler", action="store_true", help="Also time a compiled UNet (--synthetic)."
+    )
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
     args = parser.parse_args()
     if not args.synthetic and args.data is None:

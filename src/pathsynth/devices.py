@@ -5,10 +5,12 @@ from __future__ import annotations
 import platform
 
 import torch
+from torch import nn
 
 from pathsynth.errors import ConfigError
 
 AMP_MODES = ("auto", "bf16", "off")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,6 +45,19 @@ def use_bf16(amp: str, device: torch.device) -> bool:
     if amp == "off":
         return False
     return device.type == "cuda" or cpu_has_native_bf16()
+
+
+def compiled(module: nn.Module, mode: str) -> nn.Module:
+    """``torch.compile(module)`` in one of :data:`COMPILE_MODES` (``reduce-overhead`` replays
+    CUDA graphs; ``max-autotune-no-cudagraphs`` times Triton kernels, minutes to compile).
+
+    Raises:
+        ConfigError: an unknown mode.
+    """
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+    # static shapes: a second batch size gets a graph of its own, not a slower dynamic one
+    return torch.compile(module, mode=None if mode == "default" else mode, dynamic=False)  # type: ignore[return-value]
 
 
 def device_name(device: torch.device) -> str:

@@ -37,7 +37,10 @@ def test_dry_run_prints_the_resolved_config_with_overrides(class_folders: Path) 
     assert result.exit_code == 0, result.output
     config = json.loads(result.stdout)
     assert config["preset"] == "quick" and config["optim"]["steps"] == 7
-    assert config["sampling"] == {"sampler": "dpm++", "steps": 25, "guidance": 3.0}
+    assert config["sampling"] == {
+        "sampler": "dpm++", "steps": 25, "guidance": 3.0, "guidance_interval": [0.0, 1.0],
+        "compile": False,
+    }  # fmt: skip
     assert config["model"]["channels"] == [16, 32, 64, 128]
 
 
@@ -68,7 +71,7 @@ def test_train_then_generate_tells_the_kind_and_refuses_gan_runs_sampler_options
     out = tmp_path / "out"
     done = runner.invoke(app, ["generate", str(run), "--per-class", "2", "--out", str(out),
                                "--device", "cpu", "--sampler", "ddim", "--sampling-steps", "2",
-                               "--guidance", "1.5"])  # fmt: skip
+                               "--guidance", "1.5", "--guidance-interval", "0.2,0.9", "--no-compile"])  # fmt: skip
     assert done.exit_code == 0, done.output
     assert (
         sorted(p.parent.name for p in out.rglob("*.png"))
@@ -81,3 +84,9 @@ def test_train_then_generate_tells_the_kind_and_refuses_gan_runs_sampler_options
         _pathsynth("generate", str(gan), "--per-class", "1", "--guidance", "2", "--out", str(out))
     )
     assert "are for diffusion runs" in line and "is a gan run" in line
+    line = _one_error_line(
+        _pathsynth("generate", str(run), "--per-class", "1", "--guidance-interval", "0.9,0.2",
+                   "--device", "cpu", "--out", str(tmp_path / "refused"))
+    )  # fmt: skip
+    assert "sampling.guidance_interval must be lo,hi" in line
+    assert not (tmp_path / "refused").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch
 from pathsynth.diffusion.config import SamplingConfig
 from pathsynth.diffusion.networks import build_unet
 from pathsynth.diffusion.run import train_run
-from pathsynth.diffusion.sampling import denoise
+from pathsynth.diffusion.sampling import GuidedSampler, denoise
 from pathsynth.errors import CheckpointError
 from pathsynth.generators.diffusion import DiffusionGenerator
 
@@ -45,7 +46,13 @@ def test_both_samplers_run_and_the_settings_go_with_every_image(trained: Path) -
             sampling={"sampler": sampler, "steps": 3, "guidance": 1.5}
         ).sample(trained, 1, 0, device="cpu")
         images = list(samples.images)
-        expected = {"sampler": sampler, "sampling_steps": 3, "guidance": 1.5}
+        expected = {
+            "sampler": sampler,
+            "sampling_steps": 3,
+            "guidance": 1.5,
+            "guidance_interval": [0.0, 1.0],
+            "compiled": False,
+        }
         assert samples.provenance["sampling"] == expected
         assert samples.provenance["kind"] == "diffusion"
         assert [dict(image.sampling) for image in images] == [expected] * 3
@@ -73,6 +80,52 @@ def test_guidance_zero_ignores_the_label_and_one_uses_it() -> None:
     assert not torch.allclose(mixed, conditional)
 
 
+class _Counting(torch.nn.Module):
+    """A UNet that counts the images it is asked to denoise."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet, self.images = unet, 0
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> object:
+        self.images += x.shape[0]
+        return self.unet(x, t, class_labels=class_labels)
+
+
+def test_guidance_interval_guides_inside_it_and_runs_one_pass_outside() -> None:
+    config = smoke_config()
+    torch.manual_seed(0)
+    unet = _Counting(build_unet(config.model, 32, 3).eval())
+    start, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    # 4 trailing steps of 1,000 levels: t = 999, 749, 499, 249, i.e. t / 999 = 1, .75, .5, .25
+    sampling = dataclasses.replace(SamplingConfig(), steps=4, guidance=2.0)
+
+    def run(**changes: Any) -> torch.Tensor:
+        unet.images = 0
+        return denoise(
+            unet, start, labels, 3, config.schedule, dataclasses.replace(sampling, **changes)
+        )
+
+    everywhere = run()
+    assert unet.images == 4 * 2 * 2  # two passes (conditional, null) at every step
+    nowhere = run(guidance_interval=(0.0, 0.1))
+    assert unet.images == 4 * 2
+    assert torch.equal(nowhere, run(guidance=1.0))  # no step guided: the conditional sampler
+    middle = run(guidance_interval=(0.4, 0.8))
+    assert unet.images == (2 + 2 * 2) * 2  # guided at .75 and .5 only
+    assert not torch.allclose(middle, everywhere) and not torch.allclose(middle, nowhere)
+    assert torch.equal(run(guidance_interval=(0.0, 1.0)), everywhere)
+
+
+@pytest.mark.parametrize("interval", ["0.5", "0.8,0.2", "-0.1,0.5", "0.1,1.5"])
+def test_a_guidance_interval_that_is_not_lo_hi_within_0_1_is_refused(interval: str) -> None:
+    from pathsynth.config import with_overrides
+    from pathsynth.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sampling\.guidance_interval must be lo,hi"):
+        with_overrides(smoke_config(), {"sampling.guidance_interval": interval})
+
+
 def test_a_gan_run_is_not_read_as_a_diffusion_run(tmp_path: Path) -> None:
     from pathsynth.gan.checkpoint import save_checkpoint
 
@@ -82,3 +135,15 @@ def test_a_gan_run_is_not_read_as_a_diffusion_run(tmp_path: Path) -> None:
                                   "class_names": ["a"], "config": {}})  # fmt: skip
     with pytest.raises(CheckpointError, match="is not a diffusion run's"):
         DiffusionGenerator().sample(run, 1, 0, device="cpu")
+
+
+@pytest.mark.slow
+def test_a_compiled_sampler_draws_what_the_eager_one_draws() -> None:
+    config = smoke_config()
+    torch.manual_seed(0)
+    unet = build_unet(config.model, 32, 3).eval().requires_grad_(False)
+    noise, labels = torch.randn(4, 3 * 32 * 32), torch.tensor([0, 1, 2, 0])
+    sampling = dataclasses.replace(config.sampling, steps=3)  # one batch shape: one compile
+    eager = GuidedSampler(unet, config, 3, sampling)(noise, labels)
+    compiled = GuidedSampler(unet, config, 3, dataclasses.replace(sampling, compile=True))
+    assert torch.allclose(compiled(noise, labels), eager, atol=1e-3)

@@ -77,6 +77,11 @@ def test_unknown_preset_lists_the_presets() -> None:
         ("optim.g_lr", "nan", "optim.g_lr"),
         ("optim.d_lr", "-1e-3", "optim.d_lr"),
         ("data.preprocess.mode", "zoom", "mode"),
+        (
+            "run.compile_mode",
+            "fast",
+            "run.compile_mode .fast. is not one of default, reduce-overhead",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(key: str, value: str, fragment: str) -> None:

@@ -20,7 +20,7 @@ from pathsynth.gan.trainer import GanTrainer, TrainingDiverged
 from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.tensorset import TensorImageSet
 
-from .conftest import smoke_config
+from .conftest import EXACT, smoke_config
 
 SQUARE_32 = PreprocessConfig(mode="fit", size=32)  # what the GAN's default inputs are, at 32 px
 
@@ -208,3 +208,26 @@ def test_runs_started_together_get_distinct_numbers(tmp_path: Path) -> None:
         made = list(pool.map(lambda i: new_run_dir(tmp_path, f"run{i}"), range(16)))
     assert sorted(p.name[:5] for p in made) == [f"{i:05d}" for i in range(16)]
     assert not list(tmp_path.glob(".*.lock"))
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_as_the_eager_one_does(data, tmp_path: Path) -> None:
+    """``run.compile`` (here in the CUDA-graph mode, which on the CPU compiles alone) changes
+    how the step runs, not what it computes: weights agree to float rounding after 3 steps."""
+    config = smoke_config(optim__steps=3, run__checkpoint_every=0, **EXACT)
+    eager = GanTrainer(config, data, tmp_path)  # each trainer seeds the global RNG it draws from
+    for _ in range(3):
+        eager.train_step()
+    fast = GanTrainer(
+        apply_overrides(config, {"run.compile": True, "run.compile_mode": "reduce-overhead"}),
+        data,
+        tmp_path,
+    )
+    for _ in range(3):
+        fast.train_step()
+    expected, got = _weights(eager.state_dict()), _weights(fast.state_dict())
+    assert expected.keys() == got.keys()
+    moved = _weights(GanTrainer(config, data, tmp_path).state_dict())
+    for name in expected:
+        assert torch.allclose(expected[name].float(), got[name].float(), atol=1e-4), name
+    assert any(not torch.equal(moved[name], expected[name]) for name in expected)

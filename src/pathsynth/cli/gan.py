@@ -182,6 +182,17 @@ def generate(
     guidance: float | None = typer.Option(
         None, "--guidance", help="Diffusion runs: classifier-free guidance scale."
     ),
+    guidance_interval: str | None = typer.Option(
+        None,
+        "--guidance-interval",
+        help="Diffusion runs: LO,HI noise levels (t/T) where guidance applies; one pass elsewhere.",
+    ),
+    compile_unet: bool | None = typer.Option(
+        None,
+        "--compile/--no-compile",
+        help="Diffusion runs: torch.compile the UNet (a GPU samples ~2.8x faster after a minute "
+        "of compiling; its bytes differ slightly from eager's). Default: the run's.",
+    ),
 ) -> None:
     """Sample images of every class with a run's generator (GAN or diffusion, told from the run
     folder), into a folder or the catalog."""
@@ -191,7 +202,13 @@ def generate(
     from pathsynth.gan.sampling import write_class_folders
     from pathsynth.generators import ImageGenerator, generator_for, store_samples
 
-    named = {"sampler": sampler, "steps": sampling_steps, "guidance": guidance}
+    named = {
+        "sampler": sampler,
+        "steps": sampling_steps,
+        "guidance": guidance,
+        "guidance_interval": guidance_interval,
+        "compile": compile_unet,
+    }
     settings = {key: value for key, value in named.items() if value is not None}
     kind = run_kind(run) if run.is_dir() else "gan"
     chosen: ImageGenerator
@@ -201,7 +218,8 @@ def generate(
         chosen = DiffusionGenerator(sampling=settings)
     elif settings:
         raise ConfigError(
-            f"--sampler, --sampling-steps and --guidance are for diffusion runs; {run} is a {kind} run"
+            f"--sampler, --sampling-steps, --guidance, --guidance-interval and --compile are for "
+            f"diffusion runs; {run} is a {kind} run"
         )
     else:
         chosen = generator_for(kind)

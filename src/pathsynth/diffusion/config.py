@@ -20,7 +20,8 @@ Presets:
            and 1.2 for the quick GAN's G and D.
 ``gpu``    128 px for one GPU: five levels (32, 64, 128, 256, 256), two blocks per level,
            attention at 16 and 8 px, batch 256, bf16: about 69 GFLOP per image for a training
-           step (205 for 64 channels at the top), sized for the issue's 2,500 images/s.
+           step (205 for 64 channels at the top): 1,022 images/s eager and 1,783 compiled
+           (``run.compile=true``) on an H200 (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -115,8 +116,18 @@ class SamplingConfig:
     sampler: str = "dpm++"  # "dpm++" (DPM-Solver++ 2M) | "ddim" (eta 0)
     steps: int = 25  # solver steps
     guidance: float = 2.0  # classifier-free guidance scale: 1 = conditional only, 0 = unconditional
+    guidance_interval: tuple[float, ...] = (0.0, 1.0)  # guide only where the noise level t / T
+    #   lies in [lo, hi], conditional pass alone elsewhere (Kynkaanniemi et al. 2024): fewer passes
+    compile: bool = (
+        False  # torch.compile the UNet for sampling (same bytes run to run, not eager's)
+    )
 
     def __post_init__(self) -> None:
+        interval = self.guidance_interval
+        if len(interval) != 2 or not 0.0 <= interval[0] <= interval[1] <= 1.0:
+            raise ConfigError(
+                f"sampling.guidance_interval must be lo,hi with 0 <= lo <= hi <= 1, got {interval}"
+            )
         if self.sampler not in SAMPLERS:
             raise ConfigError(
                 f"sampling.sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}"

@@ -17,6 +17,7 @@ import torch
 from diffusers import UNet2DModel
 from torch import nn
 
+from pathsynth.devices import compiled
 from pathsynth.diffusion.config import DiffusionConfig, SamplingConfig, ScheduleConfig, from_dict
 from pathsynth.diffusion.networks import build_unet, sampling_scheduler
 from pathsynth.errors import CheckpointError
@@ -37,6 +38,7 @@ def denoise(
 
     Classifier-free guidance: ``out = uncond + guidance * (cond - uncond)`` on the network's
     prediction; scale 1 runs the conditional pass only and 0 the unconditional (null label) only.
+    Outside ``sampling.guidance_interval`` (noise level ``t / T``) the conditional pass runs alone.
 
     Args:
         unet: the (EMA) UNet in eval mode.
@@ -53,13 +55,15 @@ def denoise(
     null = torch.full_like(labels, null_label)
     if guidance == 0.0:
         labels = null
-    both = guidance not in (0.0, 1.0)
+    mixing = guidance not in (0.0, 1.0)
+    lo, hi = sampling.guidance_interval
+    last = schedule.train_timesteps - 1
     x = start * scheduler.init_noise_sigma
     autocast = torch.autocast(start.device.type, dtype=torch.bfloat16, enabled=bf16)
     for t in scheduler.timesteps:
         model_in = scheduler.scale_model_input(x, t)
         with autocast:
-            if both:
+            if mixing and lo <= float(t) / last <= hi:
                 out = unet(
                     torch.cat([model_in, model_in]), t, class_labels=torch.cat([labels, null])
                 )
@@ -91,9 +95,9 @@ class GuidedSampler(nn.Module):
         bf16: bool = False,
     ) -> None:
         super().__init__()
-        self.unet = unet
-        self.schedule = config.schedule
         self.sampling = sampling or config.sampling
+        self.unet: nn.Module = compiled(unet, "default") if self.sampling.compile else unet
+        self.schedule = config.schedule
         self.resolution = config.data.resolution
         self.num_classes = num_classes
         self.bf16 = bf16
@@ -115,6 +119,8 @@ class GuidedSampler(nn.Module):
             "sampler": self.sampling.sampler,
             "sampling_steps": self.sampling.steps,
             "guidance": self.sampling.guidance,
+            "guidance_interval": list(self.sampling.guidance_interval),
+            "compiled": self.sampling.compile,
         }
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathsynth.devices import resolve_device, use_bf16
+from pathsynth.devices import compiled, resolve_device, use_bf16
 from pathsynth.diffusion.config import DiffusionConfig
 from pathsynth.diffusion.networks import build_unet, training_scheduler
 from pathsynth.diffusion.sampling import denoise
@@ -141,7 +141,7 @@ class DiffusionTrainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.unet_train = DDP(self.unet, device_ids=ids)
         if config.run.compile:
-            self.unet_train = torch.compile(self.unet_train)  # type: ignore[assignment]
+            self.unet_train = compiled(self.unet_train, config.run.compile_mode)
         # the grid's fixed start noise comes from its own generator: drawing it never moves the
         # training RNG, so resume stays exact
         fixed = torch.Generator().manual_seed(config.run.seed + 1)
@@ -220,6 +220,8 @@ class DiffusionTrainer:
 
     def train_step(self) -> torch.Tensor:
         """One optimiser step; returns the (rank-local) loss."""
+        if self.config.run.compile and self.config.run.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # earlier steps' graph outputs are done
         x0, labels = self._batch()
         batch = self.config.optim.batch_size
         noise = self._mine(torch.randn(batch, *x0.shape[1:], device=self.device))

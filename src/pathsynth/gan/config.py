@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pathsynth.config import dotted_keys, from_plain, to_json, to_plain, with_overrides
-from pathsynth.devices import AMP_MODES
+from pathsynth.devices import AMP_MODES, COMPILE_MODES
 from pathsynth.errors import ConfigError
 from pathsynth.imaging.augment import ColourAugmentConfig
 from pathsynth.imaging.patches import PreprocessConfig
@@ -208,12 +208,18 @@ class RunConfig:
     device: str = "auto"  # "auto" (cuda if present) | "cpu" | "cuda" | "cuda:N"
     amp: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with native bf16, measured faster) | "bf16" | "off"
     channels_last: bool = True  # NHWC memory format for convolutions
-    compile: bool = False  # torch.compile both networks (measured slower on the 2-core CPU)
+    compile: bool = False  # torch.compile the trained networks (measured slower on the 2-core CPU)
+    compile_mode: str = "default"  # "default" | "reduce-overhead" (CUDA graphs) |
+    #   "max-autotune-no-cudagraphs": torch.compile's mode when run.compile is on
     fused_adam: bool = True  # fused Adam kernels (CUDA and CPU); off = foreach kernels
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_MODES:
             raise ConfigError(f"run.amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(
+                f"run.compile_mode {self.compile_mode!r} is not one of {', '.join(COMPILE_MODES)}"
+            )
         for name in ("sample_every", "checkpoint_every", "quality_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"run.{name} must be >= 0 (0: off), got {getattr(self, name)}")

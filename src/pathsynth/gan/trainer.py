@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pathsynth.devices import resolve_device, use_bf16
+from pathsynth.devices import compiled, resolve_device, use_bf16
 from pathsynth.errors import ConfigError, PathsynthError
 from pathsynth.files import write_atomic
 from pathsynth.gan.architectures import build_discriminator, build_generator, check_architecture
@@ -285,8 +285,8 @@ class GanTrainer:
             G_train = DDP(self.G, device_ids=ids, forward_sync_buffers=False)
             D_train = DDP(self.D, device_ids=ids, forward_sync_buffers=False)
         if self.config.run.compile:
-            G_train = torch.compile(G_train)  # type: ignore[assignment]
-            D_train = torch.compile(D_train)  # type: ignore[assignment]
+            G_train = compiled(G_train, self.config.run.compile_mode)
+            D_train = compiled(D_train, self.config.run.compile_mode)
         return G_train, D_train
 
     def _adam(self, module: nn.Module, lr: float) -> torch.optim.Adam:
@@ -409,6 +409,8 @@ class GanTrainer:
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One generator step (after ``n_critic`` discriminator steps); returns both losses."""
+        if self.config.run.compile and self.config.run.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # earlier steps' graph outputs are done
         reuse = self.config.optim.n_critic == 1
         for _ in range(self.config.optim.n_critic):  # at least 1: the config refuses fewer
             loss_d, fake, labels = self._discriminator_step(reuse)

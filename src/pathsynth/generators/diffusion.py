@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pathsynth.config import with_overrides
 from pathsynth.devices import resolve_device, use_bf16
 from pathsynth.diffusion.config import DiffusionConfig
 from pathsynth.errors import ConfigError
@@ -79,7 +79,7 @@ class DiffusionGenerator:
 
         target = resolve_device(device)
         loaded = load_diffusion(run_dir, "last" if checkpoint == "best" else checkpoint, target)
-        sampling = dataclasses.replace(loaded.config.sampling, **self.sampling)
+        sampling = with_overrides(loaded.config.sampling, self.sampling, "sampling")
         sampler = GuidedSampler(
             loaded.unet, loaded.config, len(loaded.class_names), sampling,
             bf16=use_bf16(loaded.config.run.amp, target),
