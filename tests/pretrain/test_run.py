@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_pathsynth
 from safetensors.torch import load_file
 
 from pathsynth.backbones.load import load_backbone, state_sha256
@@ -117,3 +118,15 @@ def test_a_gan_checkpoint_is_not_taken_for_a_pretraining_one(tmp_path: Path) -> 
 
     with pytest.raises(CheckpointError, match="not a pathsynth pretraining checkpoint"):
         resumed_config(tmp_path, {})
+
+
+def test_a_pretraining_run_says_its_kind_and_generate_refuses_it_in_one_line(
+    straight: Path, tmp_path: Path
+) -> None:
+    identity = json.loads((straight / "run.json").read_text())
+    assert identity["kind"] == "pretrain" and identity["data"] == {"k": "v"}
+    out = tmp_path / "out"
+    done = run_pathsynth("generate", str(straight), "--per-class", "1", "--out", str(out))
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: unknown generator 'pretrain'; known: gan, diffusion"
+    assert not out.exists()

@@ -12,13 +12,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pathsynth.devices import resolve_device
 from pathsynth.diffusion.config import DiffusionConfig, apply_overrides, from_dict
 from pathsynth.diffusion.trainer import DiffusionTrainer
 from pathsynth.errors import CheckpointError
 from pathsynth.gan.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
-from pathsynth.gan.distributed import init_distributed, shutdown_distributed
-from pathsynth.gan.run import CONFIG_NAME, check_batch, open_run
+from pathsynth.gan.distributed import DistContext
+from pathsynth.gan.run import CONFIG_NAME, check_batch, run_training
 from pathsynth.gan.trainer import TrainResult
 from pathsynth.imaging.tensorset import TensorImageSet
 
@@ -66,17 +65,17 @@ def train_run(
         ConfigError, CheckpointError: what the run folder and the trainer refuse.
     """
     check_batch(dataset, config.optim.batch_size, source)
-    context = init_distributed(resolve_device(config.run.device))
-    try:
-        opened = open_run(config, runs, name, source, resume_dir, context, data, kind=KIND)
-        if context.is_main and on_open is not None:
-            on_open(opened.run_dir)
-        trainer = DiffusionTrainer(
-            config, dataset, opened.run_dir, context=context, resume=opened.resume,
+
+    def make(
+        run_dir: Path, context: DistContext, resume: dict[str, Any] | None
+    ) -> DiffusionTrainer:
+        return DiffusionTrainer(
+            config, dataset, run_dir, context=context, resume=resume,
             log=log if context.is_main else None,
         )  # fmt: skip
-        opened.resume = None
-        result = trainer.train()
-        return result if context.is_main else None
-    finally:
-        shutdown_distributed(context)
+
+    done = run_training(
+        config, config.run.device, make, runs, name, source,
+        resume_dir=resume_dir, on_open=on_open, data=data, kind=KIND,
+    )  # fmt: skip
+    return None if done is None else done[1]

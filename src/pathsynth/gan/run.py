@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pathsynth import __version__
 from pathsynth.devices import resolve_device
@@ -213,7 +213,11 @@ class OpenedRun:
     resume: dict[str, Any] | None
 
 
-def _reopen(run_dir: Path, is_main: bool) -> dict[str, Any] | None:
+Reopen = Callable[[Path, bool], "dict[str, Any] | None"]
+"""``(run_dir, is_main) -> state``: what a reopened run continues from (``None``: step 0)."""
+
+
+def reopen_generator_run(run_dir: Path, is_main: bool) -> dict[str, Any] | None:
     """The last checkpoint's state of a run to continue (``None``: start at step 0); rank 0 drops
     what a killed run left after it (statistics lines, a later 'best' checkpoint)."""
     resume = (
@@ -249,6 +253,7 @@ def open_run(
     context: DistContext | None = None,
     data: Mapping[str, str] | None = None,
     kind: str = "gan",
+    reopen: Reopen | None = None,
 ) -> OpenedRun:
     """Make a new numbered run folder, or reopen ``resume_dir``; write its config and identity.
 
@@ -256,7 +261,9 @@ def open_run(
     otherwise (a run killed before its first checkpoint). The caller checks the config first.
 
     Args:
-        kind: the generator kind, recorded in ``run.json`` (``generate`` reads it back).
+        kind: the run's kind, recorded in ``run.json`` (``generate`` reads it back).
+        reopen: reads the state to continue from and tidies the folder (rank 0 only); default
+            the generators' (:func:`reopen_generator_run`).
 
     Raises:
         CheckpointError: a last checkpoint that cannot be read.
@@ -264,7 +271,7 @@ def open_run(
     context = context or DistContext()
     resume = None
     if resume_dir is not None:
-        run_dir, resume = resume_dir, _reopen(resume_dir, context.is_main)
+        run_dir, resume = resume_dir, (reopen or reopen_generator_run)(resume_dir, context.is_main)
     else:
         run_dir = new_run_dir(runs, name) if context.is_main else Path()
     if context.enabled:
@@ -294,6 +301,60 @@ def check_batch(dataset: TensorImageSet, batch_size: int, source: str) -> None:
         )
 
 
+class RunTrainer(Protocol):
+    """What :func:`run_training` needs of a trainer: a loop that trains to its end."""
+
+    def train(self) -> Any:
+        """Train, checkpointing as configured; returns how the run ended."""
+        ...
+
+
+T = TypeVar("T", bound=RunTrainer)
+
+
+def run_training(
+    config: RunConfigLike,
+    device: str,
+    make_trainer: Callable[[Path, DistContext, dict[str, Any] | None], T],
+    runs: Path,
+    name: str,
+    source: str,
+    *,
+    resume_dir: Path | None = None,
+    on_open: Callable[[Path], None] | None = None,
+    data: Mapping[str, str] | None = None,
+    kind: str = "gan",
+    reopen: Reopen | None = None,
+) -> tuple[T, Any, Path] | None:
+    """Open the run folder and train in it, as a single process or as one rank of torchrun: the
+    part of a run that every trainer (GAN, diffusion, pretraining) shares.
+
+    Args:
+        config: the resolved config (written to the folder).
+        device: the config's ``run.device`` (picks the process group's backend).
+        make_trainer: ``(run_dir, context, resume_state) -> trainer``, called on every rank.
+        on_open: called with the run folder once it exists, before training (rank 0 only).
+        Others: as :func:`open_run`.
+
+    Returns:
+        ``(trainer, what its train() returned, run folder)`` on rank 0; ``None`` on the others.
+
+    Raises:
+        ConfigError, CheckpointError: what :func:`open_run` and the trainer refuse.
+    """
+    context = init_distributed(resolve_device(device))
+    try:
+        opened = open_run(config, runs, name, source, resume_dir, context, data, kind, reopen)
+        if context.is_main and on_open is not None:
+            on_open(opened.run_dir)
+        trainer = make_trainer(opened.run_dir, context, opened.resume)
+        opened.resume = None  # the trainer holds what it needs; free the checkpoint's copy
+        result = trainer.train()
+        return (trainer, result, opened.run_dir) if context.is_main else None
+    finally:
+        shutdown_distributed(context)
+
+
 def train_run(
     config: TrainConfig,
     dataset: TensorImageSet,
@@ -305,7 +366,7 @@ def train_run(
     on_open: Callable[[Path], None] | None = None,
     data: Mapping[str, str] | None = None,
 ) -> TrainResult | None:
-    """Train one run, as a single process or as one rank of torchrun (DDP).
+    """Train one GAN run, as a single process or as one rank of torchrun (DDP).
 
     Args:
         config: the resolved config.
@@ -329,21 +390,15 @@ def train_run(
     """
     check_architecture(config)
     check_batch(dataset, config.optim.batch_size, source)
-    context = init_distributed(resolve_device(config.run.device))
-    try:
-        opened = open_run(config, runs, name, source, resume_dir, context, data)
-        if context.is_main and on_open is not None:
-            on_open(opened.run_dir)
-        trainer = GanTrainer(
-            config,
-            dataset,
-            opened.run_dir,
-            context=context,
-            resume=opened.resume,
+
+    def make(run_dir: Path, context: DistContext, resume: dict[str, Any] | None) -> GanTrainer:
+        return GanTrainer(
+            config, dataset, run_dir, context=context, resume=resume,
             log=log if context.is_main else None,
-        )
-        opened.resume = None  # the trainer holds what it needs; free the checkpoint's copy
-        result = trainer.train()
-        return result if context.is_main else None
-    finally:
-        shutdown_distributed(context)
+        )  # fmt: skip
+
+    done = run_training(
+        config, config.run.device, make, runs, name, source,
+        resume_dir=resume_dir, on_open=on_open, data=data,
+    )  # fmt: skip
+    return None if done is None else done[1]

@@ -19,16 +19,16 @@ from typing import Any
 
 import torch
 
-from pathsynth.devices import resolve_device
 from pathsynth.errors import CheckpointError
-from pathsynth.files import atomic_path, write_text_atomic
+from pathsynth.files import atomic_path
 from pathsynth.gan.checkpoint import find_checkpoint, list_checkpoints
-from pathsynth.gan.distributed import DistContext, init_distributed, shutdown_distributed
-from pathsynth.gan.run import CONFIG_NAME, IDENTITY_NAME, new_run_dir, trim_stats, write_identity
+from pathsynth.gan.distributed import DistContext
+from pathsynth.gan.run import CONFIG_NAME, IDENTITY_NAME, run_training, trim_stats
 from pathsynth.pretrain.config import PretrainConfig, apply_overrides, from_dict
 from pathsynth.pretrain.trainer import PretrainResult, SimclrTrainer, load_pretrain_checkpoint
 
 BACKBONE_NAME = "backbone.safetensors"
+KIND = "pretrain"  # run.json's kind: no generator, so ``generate`` refuses the run in one line
 
 
 @dataclass
@@ -121,55 +121,33 @@ def train_pretrain_run(
     Raises:
         DataError, ConfigError, CheckpointError: what :class:`SimclrTrainer` refuses.
     """
-    context = init_distributed(resolve_device(config.run.device))
-    try:
-        run_dir, resume = _open(config, runs, name, source, resume_dir, context, data)
-        if context.is_main and on_open is not None:
-            on_open(run_dir)
-        trainer = SimclrTrainer(
+
+    def make(run_dir: Path, context: DistContext, resume: dict[str, Any] | None) -> SimclrTrainer:
+        return SimclrTrainer(
             config, pool, run_dir, context, resume, log if context.is_main else None
         )
-        result = trainer.train()
-        if not context.is_main:
-            return None
-        backbone_file = None
-        if result.status == "finished":
-            identity = json.loads((run_dir / IDENTITY_NAME).read_text(encoding="utf-8"))
-            backbone_file = export_backbone(trainer, run_dir / BACKBONE_NAME, identity["run_id"])
-        return PretrainOutcome(result, backbone_file)
-    finally:
-        shutdown_distributed(context)
+
+    done = run_training(
+        config, config.run.device, make, runs, name, source,
+        resume_dir=resume_dir, on_open=on_open, data=data, kind=KIND, reopen=_reopen,
+    )  # fmt: skip
+    if done is None:  # not rank 0
+        return None
+    trainer, result, run_dir = done
+    backbone_file = None
+    if result.status == "finished":
+        identity = json.loads((run_dir / IDENTITY_NAME).read_text(encoding="utf-8"))
+        backbone_file = export_backbone(trainer, run_dir / BACKBONE_NAME, identity["run_id"])
+    return PretrainOutcome(result, backbone_file)
 
 
-def _open(
-    config: PretrainConfig,
-    runs: Path,
-    name: str,
-    source: str,
-    resume_dir: Path | None,
-    context: DistContext,
-    data: Mapping[str, str] | None,
-) -> tuple[Path, dict[str, Any] | None]:
-    """The run folder (new, or ``resume_dir``) on every rank, and the state to resume from."""
+def _reopen(run_dir: Path, is_main: bool) -> dict[str, Any] | None:
+    """The last checkpoint's state of a pretraining run to continue (``None``: step 0); rank 0
+    drops the statistics lines after it and a backbone file (made again when the run ends)."""
     resume = None
-    if resume_dir is not None:
-        run_dir = resume_dir
-        if list_checkpoints(run_dir, "last"):
-            resume = load_pretrain_checkpoint(find_checkpoint(run_dir, "last"))
-        if context.is_main:
-            trim_stats(run_dir, int(resume["step"]) if resume else 0)
-            (run_dir / BACKBONE_NAME).unlink(missing_ok=True)  # made again when it finishes
-    else:
-        run_dir = new_run_dir(runs, name) if context.is_main else Path()
-    if context.enabled:
-        import torch.distributed as dist
-
-        shared = [str(run_dir)]
-        dist.broadcast_object_list(shared, src=0)
-        run_dir = Path(shared[0])
-    if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / CONFIG_NAME, config.to_json() + "\n")
-        if not (run_dir / IDENTITY_NAME).is_file():
-            write_identity(run_dir, source, data)
-    return run_dir, resume
+    if list_checkpoints(run_dir, "last"):
+        resume = load_pretrain_checkpoint(find_checkpoint(run_dir, "last"))
+    if is_main:
+        trim_stats(run_dir, int(resume["step"]) if resume else 0)
+        (run_dir / BACKBONE_NAME).unlink(missing_ok=True)
+    return resume
