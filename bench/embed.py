@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from pathsynth.backbones import Backbone, embed_inputs, load_backbone
+from pathsynth.devices import device_name
 from pathsynth.imaging.decode import load_rgb
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
 
@@ -85,7 +86,7 @@ def _time_precisions(
     """Time each precision of ``--precisions`` on ``batch``; print rows, append JSON lines."""
     load = os.getloadavg()[0]
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    name = device_name(device)
     rows = []
     for precision in args.precisions.split(","):
         bf16, channels_last = PRECISIONS[precision]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from pathsynth.devices import resolve_device
+from pathsynth.devices import device_name, resolve_device
 from pathsynth.gan.architectures import build_discriminator, build_generator
 from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.losses import discriminator_loss, generator_loss
@@ -147,9 +146,7 @@ def main() -> None:
         "preset": args.preset,
         "batch": args.batch,
         "resolution": size,
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu",
+        "device": device_name(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
@@ -220,7 +217,7 @@ def main() -> None:
 
     print(
         f"GAN bench: preset {args.preset}, batch {args.batch}, {size}x{size}, {results['device']}, "
-        f"{results['threads']} threads, torch {results['torch']}"
+        f"torch {results['torch']}"
     )
     print(f"{'measure':<40}{'value':>14}")
     rows = [

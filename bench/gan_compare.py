@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import torch
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.trainer import train_classifier
+from pathsynth.devices import device_name
 from pathsynth.experiment.config import experiment_config
 from pathsynth.gan.config import TrainConfig, apply_overrides
 from pathsynth.gan.data import folder_files, load_image_set
@@ -171,7 +171,7 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(str(row.get(key, "")) for key in keys) + " |")
     if args.json:
-        machine = {"cpu": platform.processor() or "cpu", "threads": torch.get_num_threads()}
+        machine = {"device": device_name(torch.device("cpu"))}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "a", encoding="utf-8") as handle:
             for row in rows:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 import torch
 
 from pathsynth.config import parse_assignments
-from pathsynth.devices import resolve_device
+from pathsynth.devices import device_name, resolve_device
 from pathsynth.diffusion.config import DiffusionConfig
 from pathsynth.diffusion.config import resolve_config as diffusion_preset
 from pathsynth.diffusion.sampling import GuidedSampler
@@ -286,9 +285,7 @@ def main() -> None:
     torch.manual_seed(0)
     figures = synthetic_speed(args) if args.synthetic else compare(args)
     figures["machine"] = {
-        "device": torch.cuda.get_device_name()
-        if torch.cuda.is_available()
-        else platform.processor(),
+        "device": device_name(resolve_device(args.device)),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }

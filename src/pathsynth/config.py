@@ -173,33 +173,72 @@ def from_plain(
 def with_overrides(config: Config, overrides: Mapping[str, Any], what: str = "config") -> Config:
     """A copy of ``config`` with dotted-key ``overrides`` applied (``config`` is left as it is).
 
+    The keys of one group are applied together, so a group's checks see all of its new values at
+    once (``model.channels`` and ``model.norm_groups`` may change together though neither fits the
+    other's old value).
+
     Raises:
         ConfigError: an unknown key, a value that cannot be converted, or one the config refuses.
     """
-    config_type = type(config)
+    tree: dict[str, Any] = {}  # field name -> _Leaf, or a dict of the group's own
     for key, value in overrides.items():
-        config = _assign(config, key.split("."), value, key, config_type, what)
-    return config
+        *groups, name = key.split(".")
+        node = tree
+        for group in groups:
+            child = node.setdefault(group, {})
+            if isinstance(child, _Leaf):  # a whole group given too: its keys apply on top
+                child = node[group] = {_WHOLE: child}
+            node = child
+        if isinstance(node.get(name), dict):
+            node[name][_WHOLE] = _Leaf(key, value)
+        else:
+            node[name] = _Leaf(key, value)
+    return _apply(config, tree, type(config), what) if tree else config
 
 
-def _assign(config: Any, path: list[str], value: Any, key: str, root: type, what: str) -> Any:
+@dataclasses.dataclass(frozen=True)
+class _Leaf:
+    """One override as given: the dotted key and its value."""
+
+    key: str
+    value: Any
+
+
+_WHOLE = ""  # in a group of overrides: the value given for the whole group, applied first
+
+
+def _apply(config: Any, group: dict[str, Any], root: type, what: str) -> Any:
+    """``config`` with a group's overrides replaced in one step (nested groups first)."""
     hints = _hints(type(config))
-    name = path[0]
-    if name not in hints or name.startswith("_") or name in _RECORDED:
-        raise _unknown(key, root, what)
-    if len(path) == 1:
-        new = _coerce(key, hints[name], value, what)
-    else:
-        inner = getattr(config, name)
-        if not is_config(inner):
+    changes = {}
+    for name, item in group.items():
+        key = item.key if isinstance(item, _Leaf) else _first_key(item)
+        if name not in hints or name.startswith("_") or name in _RECORDED:
             raise _unknown(key, root, what)
-        new = _assign(inner, path[1:], value, key, root, what)
+        if isinstance(item, _Leaf):
+            changes[name] = _coerce(key, hints[name], item.value, what)
+            continue
+        whole = item.get(_WHOLE)
+        inner = (
+            _coerce(whole.key, hints[name], whole.value, what) if whole else getattr(config, name)
+        )
+        keys = {field: value for field, value in item.items() if field != _WHOLE}
+        if not is_config(inner):
+            raise _unknown(_first_key(keys), root, what)
+        changes[name] = _apply(inner, keys, root, what)
     try:
-        return dataclasses.replace(config, **{name: new})
+        return dataclasses.replace(config, **changes)
     except ConfigError as error:
-        if key in str(error) or len(path) > 1:
+        leaves = [item for item in group.values() if isinstance(item, _Leaf)]
+        if len(group) != 1 or not leaves or leaves[0].key in str(error):
             raise
-        raise ConfigError(f"{what} setting {key}={value!r}: {error}") from None
+        raise ConfigError(f"{what} setting {leaves[0].key}={leaves[0].value!r}: {error}") from None
+
+
+def _first_key(group: dict[str, Any]) -> str:
+    """The dotted key of a group's first override below its whole-group value."""
+    item = next(value for field, value in group.items() if field != _WHOLE)
+    return item.key if isinstance(item, _Leaf) else _first_key(item)
 
 
 def resolve(

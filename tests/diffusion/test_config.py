@@ -39,3 +39,26 @@ def test_unknown_key_names_the_valid_ones() -> None:
 def test_values_no_run_can_use_are_refused(key: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve_config("smoke", {key: value})
+
+
+def test_keys_of_one_group_change_together_and_a_bad_combination_is_still_refused() -> None:
+    # 36 channels do not split into quick's 8 groups, nor its 16 into 12: neither key can be
+    # applied first on its own, together they make a UNet
+    both = {"model.channels": "36,72,72,72", "model.norm_groups": "12"}
+    config = resolve_config("quick", both)
+    assert config.model.channels == (36, 72, 72, 72) and config.model.norm_groups == 12
+    with pytest.raises(ConfigError, match=r"model\.norm_groups 8 does not divide model\.channels"):
+        resolve_config("quick", {"model.channels": "36,72,72,72"})
+    with pytest.raises(ConfigError, match=r"model\.norm_groups 12 does not divide model\.channels"):
+        resolve_config("quick", {"model.norm_groups": "12"})
+    with pytest.raises(ConfigError, match=r"model\.norm_groups 24 does not divide"):
+        resolve_config("quick", {**both, "model.norm_groups": "24"})
+
+
+def test_a_whole_group_and_keys_inside_it_apply_the_keys_on_top_in_any_order() -> None:
+    for overrides in (
+        {"sampling": {"steps": 3, "guidance": 3.0}, "sampling.guidance": "1.5"},
+        {"sampling.guidance": "1.5", "sampling": {"steps": 3, "guidance": 3.0}},
+    ):
+        sampling = resolve_config("smoke", overrides).sampling
+        assert (sampling.steps, sampling.guidance) == (3, 1.5)

@@ -233,7 +233,6 @@ def check_resolution(model: UNetConfig, resolution: int) -> None:
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "data.preprocess.size": 32,
-        # each key is applied in turn and each step must be valid: groups and levels first
         "model.norm_groups": 8,
         "model.attention_levels": (1,),
         "model.channels": (16, 32),
