@@ -205,3 +205,34 @@ def test_no_page_shows_the_patient_or_study_identifiers_of_a_source(tmp_path):
             links = re.findall(r'href="(/(?:images|patients|studies)[^"#]*)"', page.text)
             queue += [link.replace("&amp;", "&") for link in links]
     assert sum(url.startswith("/studies/") for url in seen) == 4 and len(seen) > 12
+
+
+def test_unlabelled_images_are_called_so_and_offer_no_empty_class_to_choose(lab, tmp_path):
+    from helpers import write_image
+    from starlette.testclient import TestClient
+
+    from pathsynth.catalog.ingest import IngestOptions, ingest_source
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.serve.app import create_app
+
+    for i in range(2):
+        write_image(tmp_path / "spare" / "box" / f"u{i}.png", seed=700 + i)
+    space = Workspace(lab)
+    ingest_source(
+        space, tmp_path / "spare", IngestOptions(modality="histology", workers=0, unlabelled=True)
+    )
+    with TestClient(create_app(space), base_url="http://127.0.0.1:8000") as client:
+        page = client.get("/images?origin=unlabelled").text
+        ids = tile_ids(page)
+        assert len(ids) == 2
+        assert page.count("<b>unlabelled</b>") == 2
+        options = re.findall(r'<select name="label">(.*?)</select>', page, re.S)[0]
+        assert re.findall(r'<option value="([^"]*)"', options) == ["", *sorted(CLASSES)]
+        image = client.get(f"/images/{ids[0]}").text
+        assert '<td id="label">none (unlabelled)</td>' in image
+        overview = client.get("/").text
+        by_class = overview[
+            overview.index("Images per class") : overview.index("Images per origin")
+        ]
+        assert re.search(r">unlabelled</text>.*?<text[^>]*>2</text>", by_class, re.S)
+        assert "></text>" not in by_class  # no bar without a name

@@ -237,10 +237,12 @@ class CatalogCounts:
     studies: int
 
     def per(self, axis: int) -> dict[str, int]:
-        """Images per class (``axis`` 0) or per origin (``axis`` 1)."""
+        """Images per class (``axis`` 0; unlabelled images as ``unlabelled``) or per origin
+        (``axis`` 1)."""
         totals: dict[str, int] = {}
         for key, count in self.by_class_origin.items():
-            totals[key[axis]] = totals.get(key[axis], 0) + count
+            name = key[axis] or "unlabelled"
+            totals[name] = totals.get(name, 0) + count
         return dict(sorted(totals.items()))
 
 
@@ -282,12 +284,17 @@ class CatalogReader:
         )  # fmt: skip
 
     def choices(self) -> FilterChoices:
-        """The labels, origins, sources and splits present (reused for a few seconds)."""
+        """The labels, origins, sources and splits present (reused for a few seconds); unlabelled
+        images have no label to choose (origin ``unlabelled`` finds them)."""
         with self._lock:
             if self._choices is not None and time.monotonic() - self._choices[0] < CHOICES_TTL_S:
                 return self._choices[1]
         with self.catalog.session() as session:
-            labels = list(session.scalars(select(Image.label).distinct().order_by(Image.label)))
+            labels = [
+                label
+                for label in session.scalars(select(Image.label).distinct().order_by(Image.label))
+                if label
+            ]
             sources = [
                 s
                 for s in session.scalars(select(Study.source).distinct().order_by(Study.source))
