@@ -118,9 +118,7 @@ class SamplingConfig:
     guidance: float = 2.0  # classifier-free guidance scale: 1 = conditional only, 0 = unconditional
     guidance_interval: tuple[float, ...] = (0.0, 1.0)  # guide only where the noise level t / T
     #   lies in [lo, hi], conditional pass alone elsewhere (Kynkaanniemi et al. 2024): fewer passes
-    compile: bool = (
-        False  # torch.compile the UNet for sampling (same bytes run to run, not eager's)
-    )
+    compile: bool = False  # torch.compile the UNet (same bytes run to run, not eager's)
 
     def __post_init__(self) -> None:
         interval = self.guidance_interval

@@ -262,8 +262,8 @@ def open_run(
 
     Args:
         kind: the run's kind, recorded in ``run.json`` (``generate`` reads it back).
-        reopen: reads the state to continue from and tidies the folder (rank 0 only); default
-            the generators' (:func:`reopen_generator_run`).
+        reopen: reads the state to continue from, on every rank, and tidies the folder on rank 0;
+            default the generators' (:func:`reopen_generator_run`).
 
     Raises:
         CheckpointError: a last checkpoint that cannot be read.

@@ -409,8 +409,8 @@ class GanTrainer:
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One generator step (after ``n_critic`` discriminator steps); returns both losses."""
-        if self.config.run.compile and self.config.run.compile_mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()  # earlier steps' graph outputs are done
+        if self.config.run.compile:  # CUDA graphs (reduce-overhead): earlier outputs are done
+            torch.compiler.cudagraph_mark_step_begin()
         reuse = self.config.optim.n_critic == 1
         for _ in range(self.config.optim.n_critic):  # at least 1: the config refuses fewer
             loss_d, fake, labels = self._discriminator_step(reuse)
