@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathsynth.devices import compiled, resolve_device, use_bf16
+from pathsynth.devices import compiled, use_bf16
 from pathsynth.diffusion.config import DiffusionConfig
 from pathsynth.diffusion.networks import build_unet, training_scheduler
 from pathsynth.diffusion.sampling import denoise
@@ -89,10 +89,7 @@ class DiffusionTrainer:
         self.context = context or DistContext()
         self.run_dir = run_dir
         self.log = log or (lambda line: None)
-        self.device = resolve_device(config.run.device)
-        if self.context.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.context.local_rank)
-            torch.cuda.set_device(self.device)
+        self.device = self.context.compute_device(config.run.device)
         batch = config.optim.batch_size
         if batch % self.context.world_size:
             raise ConfigError(

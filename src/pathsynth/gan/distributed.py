@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pathsynth.devices import resolve_device
+
 # The autograd-aware all_reduce below is the one torch offers for this; its successor in
 # _functional_collectives has no backward for all_reduce yet.
 warnings.filterwarnings(
@@ -49,6 +51,19 @@ class DistContext:
     def enabled(self) -> bool:
         """True when running as part of a multi-process job."""
         return self.world_size > 1
+
+    def compute_device(self, name: str) -> torch.device:
+        """The device a config's ``run.device`` means for this rank: under torchrun, CUDA is this
+        machine's GPU number ``local_rank`` (made the current one).
+
+        Raises:
+            ConfigError: CUDA asked for but not available, or a name torch does not know.
+        """
+        device = resolve_device(name)
+        if self.enabled and device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        return device
 
 
 def init_distributed(device: torch.device) -> DistContext:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pathsynth.devices import compiled, resolve_device, use_bf16
+from pathsynth.devices import compiled, use_bf16
 from pathsynth.errors import ConfigError, PathsynthError
 from pathsynth.files import write_atomic
 from pathsynth.gan.architectures import build_discriminator, build_generator, check_architecture
@@ -171,7 +171,7 @@ class GanTrainer:
         self.context = context or DistContext()
         self.run_dir = run_dir
         self.log = log or (lambda line: None)
-        self.device = self._compute_device()
+        self.device = self.context.compute_device(config.run.device)
         self.local_batch = self._local_batch()
         self.offset = self.context.rank * self.local_batch
         if dataset.resolution != config.data.preprocess.size:
@@ -224,13 +224,6 @@ class GanTrainer:
         num_classes = len(self.class_names)
         noise = torch.randn(num_classes * k, self.config.model.noise_dim, generator=fixed)
         return noise, torch.arange(num_classes).repeat_interleave(k)
-
-    def _compute_device(self) -> torch.device:
-        device = resolve_device(self.config.run.device)
-        if self.context.enabled and device.type == "cuda":
-            device = torch.device("cuda", self.context.local_rank)
-            torch.cuda.set_device(device)
-        return device
 
     def _local_batch(self) -> int:
         batch = self.config.optim.batch_size

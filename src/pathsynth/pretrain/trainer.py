@@ -28,7 +28,7 @@ from torch import nn
 
 from pathsynth.backbones.load import Backbone, load_backbone
 from pathsynth.classify.recipe import learning_rate_factor
-from pathsynth.devices import resolve_device, use_bf16
+from pathsynth.devices import use_bf16
 from pathsynth.errors import CheckpointError, ConfigError, DataError, PathsynthError
 from pathsynth.gan.checkpoint import list_checkpoints, save_checkpoint
 from pathsynth.gan.data import EpochSampler
@@ -139,7 +139,7 @@ class SimclrTrainer:
         self.context = context or DistContext()
         self.run_dir = run_dir
         self.log = log or (lambda line: None)
-        self.device = self._compute_device()
+        self.device = self.context.compute_device(config.run.device)
         world = self.context.world_size
         if config.optim.batch_size % world:
             raise ConfigError(
@@ -182,13 +182,6 @@ class SimclrTrainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # BatchNorm statistics are synced by the cross-rank BatchNorm; nothing else to sync.
             self.train_network = DDP(self.network, device_ids=ids, broadcast_buffers=False)
-
-    def _compute_device(self) -> torch.device:
-        device = resolve_device(self.config.run.device)
-        if self.context.enabled and device.type == "cuda":
-            device = torch.device("cuda", self.context.local_rank)
-            torch.cuda.set_device(device)
-        return device
 
     # ----------------------------------------------------------------------------- state
 
