@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from pathsynth.cli import training
 from pathsynth.cli.app import WorkspaceOpt, app, console, resolve_workspace
 from pathsynth.errors import ConfigError
 
@@ -23,12 +24,10 @@ def pretrain(
         None, "--backbone", help="timm architecture (model.backbone; default resnet18)."
     ),
     preset: str = typer.Option("quick", "--preset", help="smoke | quick | gpu."),
-    steps: int | None = typer.Option(None, "--steps", help="Optimiser steps (optim.steps)."),
-    seed: int | None = typer.Option(None, "--seed", help="Run seed (run.seed)."),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
-    assignments: list[str] = typer.Option(
-        [], "--set", help="Any config key: --set group.key=value."
-    ),
+    steps: int | None = training.StepsOpt,
+    seed: int | None = training.SeedOpt,
+    device: str | None = training.DeviceOpt,
+    assignments: list[str] = training.SetOpt,
     runs: Path | None = typer.Option(
         None,
         "--runs",
@@ -36,16 +35,13 @@ def pretrain(
         "runs `pathsynth runs` lists).",
     ),
     name: str | None = typer.Option(None, "--name", help="Run name (default pretrain-PRESET)."),
-    resume: Path | None = typer.Option(
-        None, "--resume", help="Run folder to continue from its last checkpoint."
-    ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
+    resume: Path | None = training.ResumeOpt,
+    dry_run: bool = training.DryRunOpt,
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
     """Pretrain a backbone self-supervised (SimCLR); writes RUN/backbone.safetensors, usable as
     --backbone-weights (single process, or one rank of torchrun)."""
     from pathsynth.catalog.api import open_workspace
-    from pathsynth.config import parse_assignments
     from pathsynth.pretrain.config import pretrain_config
     from pathsynth.pretrain.data import image_pool, pretrain_images
     from pathsynth.pretrain.run import recorded_data, resumed_config, train_pretrain_run
@@ -56,12 +52,8 @@ def pretrain(
         "run.seed": seed,
         "run.device": device,
     }
-    overrides = {key: value for key, value in named.items() if value is not None}
-    overrides.update(parse_assignments(assignments))
-    config = (
-        resumed_config(resume, overrides)
-        if resume is not None
-        else pretrain_config(preset, overrides)
+    config = training.command_config(
+        named, assignments, preset, resume, pretrain_config, resumed_config
     )
     if dry_run:
         console.print_json(config.to_json())
@@ -87,22 +79,15 @@ def pretrain(
     console.print(f"{len(images)} images, {len(pool)} inputs of {config.data.preprocess.size} px")
     outcome = train_pretrain_run(
         config, pool, runs or root / "pretrain", name or f"pretrain-{config.preset}", source,
-        resume_dir=resume, log=console.print,
-        on_open=lambda run_dir: console.print(f"run folder: {run_dir}"), data=origin,
+        resume_dir=resume, log=console.print, on_open=training.announce_run_folder, data=origin,
     )  # fmt: skip
     if outcome is None:  # not rank 0 under torchrun
         return
     result = outcome.result
-    if result.status == "interrupted":
-        console.print(
-            f"interrupted at step {result.step}; checkpoint {result.last_checkpoint}; continue "
-            f"with: pathsynth pretrain --resume {result.run_dir}",
-            soft_wrap=True,
-        )
-    else:
-        console.print(
-            f"done: {result.step} steps, loss {result.loss:.4f}; backbone weights "
-            f"{outcome.backbone_file} (use as --backbone-weights with --backbone "
-            f"{config.model.backbone})",
-            soft_wrap=True,
-        )
+    training.report_run_end(
+        "pretrain",
+        result,
+        f"done: {result.step} steps, loss {result.loss:.4f}; backbone weights "
+        f"{outcome.backbone_file} (use as --backbone-weights with --backbone "
+        f"{config.model.backbone})",
+    )

@@ -1,0 +1,118 @@
+"""What the training commands (``train-gan``, ``train-diffusion``, ``pretrain``) share: their
+common options, the config from a preset or from the run to resume, where the images come from,
+and the lines that say how a run ended.
+
+Nothing here imports the catalog at module level, so the GAN commands run without SQL packages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from pathsynth.cli.app import console, resolve_workspace
+from pathsynth.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathsynth.imaging.patches import PreprocessConfig
+    from pathsynth.imaging.tensorset import TensorImageSet
+
+C = TypeVar("C")
+
+DataOpt = typer.Option(None, "--data", help="Class-folder root FOLDER/<class>/<image>.")
+SplitOpt = typer.Option(None, "--split", help="Catalog split to train on (with --workspace).")
+FoldOpt = typer.Option("train", "--fold", help="Fold of the split.")
+StepsOpt = typer.Option(None, "--steps", help="Training steps (optim.steps).")
+BatchSizeOpt = typer.Option(None, "--batch-size", help="Global batch (optim.batch_size).")
+ResolutionOpt = typer.Option(None, "--resolution", help="Image side (data.preprocess.size).")
+SeedOpt = typer.Option(None, "--seed", help="Run seed (run.seed).")
+DeviceOpt = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (run.device).")
+SetOpt = typer.Option([], "--set", help="Any config key: --set group.key=value.")
+RunsOpt = typer.Option(Path("runs"), "--runs", help="Folder holding the numbered run folders.")
+ResumeOpt = typer.Option(None, "--resume", help="Run folder to continue from its last checkpoint.")
+DryRunOpt = typer.Option(False, "--dry-run", help="Print the resolved config and stop.")
+
+
+def command_config(
+    named: Mapping[str, Any],
+    assignments: list[str],
+    preset: str,
+    resume: Path | None,
+    from_preset: Callable[[str, dict[str, Any]], C],
+    from_run: Callable[[Path, dict[str, Any]], C],
+) -> C:
+    """The config a training command runs with: the options it names (``None``: not given) and
+    its ``--set`` keys over the preset, or over the config of the run to ``--resume``.
+
+    Raises:
+        ConfigError: a key or value the config refuses; CheckpointError: a run to resume that
+            cannot be read.
+    """
+    from pathsynth.config import parse_assignments
+
+    overrides = {key: value for key, value in named.items() if value is not None}
+    overrides.update(parse_assignments(assignments))
+    return from_run(resume, overrides) if resume is not None else from_preset(preset, overrides)
+
+
+def announce_run_folder(run_dir: Path) -> None:
+    """Say where a run writes, as soon as its folder exists (to continue it after a kill)."""
+    console.print(f"run folder: {run_dir}")
+
+
+def report_run_end(command: str, result: Any, done: str) -> None:
+    """Print how a run ended: where to continue an interrupted one, else ``done``."""
+    if result.status == "interrupted":
+        console.print(
+            f"interrupted at step {result.step}; checkpoint {result.last_checkpoint}; "
+            f"continue with: pathsynth {command} --resume {result.run_dir}",
+            soft_wrap=True,
+        )
+    else:
+        console.print(done, soft_wrap=True)
+
+
+def images_origin(
+    data: Path | None, workspace: Path | None, split: str | None, fold: str, resume: Path | None
+) -> dict[str, str]:
+    """Where a training command's images come from: ``--data``, ``--workspace/--split``, or what
+    the run to ``--resume`` recorded.
+
+    Raises:
+        ConfigError: both or neither given (and nothing to resume).
+        CheckpointError: a resumed run that does not say where its images came from.
+    """
+    if data is not None and split is not None:
+        raise ConfigError("give the training data as --data FOLDER or --workspace W --split NAME")
+    if data is not None:
+        return {"folder": str(data.resolve())}
+    if split is not None:
+        return {"workspace": str(resolve_workspace(workspace).resolve()), "split": split,
+                "fold": fold}  # fmt: skip
+    from pathsynth.gan.run import recorded_data
+
+    if resume is None:
+        raise ConfigError(
+            "give the training data as either --data FOLDER or --workspace W --split NAME"
+        )
+    return recorded_data(resume)
+
+
+def load_images(preprocess: PreprocessConfig, origin: dict[str, str]) -> tuple[TensorImageSet, str]:
+    """The training images of a class-folder root or a catalog split, prepared as ``reproduce``
+    prepares them, and a description of where they came from."""
+    from pathsynth.gan.data import folder_files, load_image_set
+
+    if "folder" in origin:
+        source = f"data folder {origin['folder']}"
+        files = folder_files(Path(origin["folder"]))
+        return load_image_set(files, preprocess, source), source
+    from pathsynth.catalog.api import fold_files, open_workspace
+
+    root = Path(origin["workspace"])
+    source = f"split {origin['split']} fold {origin['fold']} of workspace {root}"
+    files = fold_files(open_workspace(root), origin["split"], origin["fold"])
+    return load_image_set(files, preprocess, source, root / "cache"), source
