@@ -59,6 +59,14 @@ def run_pathsynth(*args: str, env: dict[str, str] | None = None, prefix: tuple[s
     )
 
 
+def torchrun(ranks: int) -> list[str]:
+    """The command that starts ``ranks`` local processes under torchrun (append what to run)."""
+    import sys
+
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc_per_node", str(ranks)]  # fmt: skip
+
+
 def run_ranks(ranks: int, args: list[str], runs: Path, name: str, timeout: float = 120) -> Path:
     """Run ``pathsynth ARGS --runs RUNS --name NAME`` as one process (``ranks`` 1) or under
     torchrun with ``ranks`` gloo processes, one OpenMP thread each; assert it succeeded and
@@ -69,10 +77,9 @@ def run_ranks(ranks: int, args: list[str], runs: Path, name: str, timeout: float
     import subprocess
     import sys
 
-    launcher = [sys.executable, "-m", "pathsynth"]
-    if ranks > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node", str(ranks), "-m", "pathsynth"]  # fmt: skip
+    launcher = (
+        [*torchrun(ranks), "-m", "pathsynth"] if ranks > 1 else [sys.executable, "-m", "pathsynth"]
+    )
     process = subprocess.Popen(
         [*launcher, *args, "--runs", str(runs), "--name", name],
         env={**os.environ, "OMP_NUM_THREADS": "1"},

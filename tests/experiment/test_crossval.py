@@ -78,3 +78,26 @@ def test_neither_the_whole_nor_a_fold_can_be_invalidated_apart(pooled):
         Experiment.open(space, "cv").invalidate("classify")
     with pytest.raises(DataError, match="'cv-fold0' is a fold of the cross-validation 'cv'"):
         Experiment.open(space, "cv-fold0").invalidate("classify")
+
+
+def test_a_generator_s_costs_are_the_mean_of_a_fold_s():
+    from pathsynth.experiment.crossval import _pooled_costs
+    from pathsynth.report.schema import GeneratorCost
+
+    def cost(train_s: float | None, steps: int, sample_s: float, images: int, device: str):
+        return GeneratorCost(train_s, steps, None if train_s is None else steps * 32 / train_s,
+                             device, sample_s, images, images / sample_s, device)  # fmt: skip
+
+    folds = [
+        {"gan": cost(100.0, 300, 2.0, 40, "cpu"), "diffusion": cost(None, 50, 8.0, 40, "cpu")},
+        {"gan": cost(300.0, 300, 6.0, 60, "cuda:0"), "diffusion": cost(90.0, 50, 8.0, 40, "cpu")},
+    ]
+    pooled = _pooled_costs(folds)
+    gan = pooled["gan"]
+    assert (gan.train_seconds, gan.train_steps, gan.sampled_images) == (200.0, 300, 50)
+    assert gan.train_images_per_s == pytest.approx(2 * 300 * 32 / 400)  # both folds' images
+    assert gan.sample_images_per_s == pytest.approx(100 / 8)
+    assert gan.train_device == gan.sample_device == "cpu, cuda:0"
+    diffusion = pooled["diffusion"]  # one fold recorded no training time: no mean, no rate
+    assert diffusion.train_seconds is None and diffusion.train_images_per_s is None
+    assert diffusion.sample_seconds == 8.0 and diffusion.sample_device == "cpu"

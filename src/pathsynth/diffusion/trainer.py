@@ -147,6 +147,12 @@ class DiffusionTrainer:
         self.grid_labels = torch.arange(self.null_label).repeat_interleave(k)
         self.grid_noise = torch.randn(len(self.grid_labels), 3, side, side, generator=fixed)
 
+    def release_process_group(self) -> None:
+        """Drop the DDP wrapper at the end of a run (as :meth:`GanTrainer.release_process_group
+        <pathsynth.gan.trainer.GanTrainer.release_process_group>`); call it only once the run is
+        over."""
+        self.unet_train = self.unet
+
     # ----------------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:

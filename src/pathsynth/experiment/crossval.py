@@ -5,8 +5,9 @@ or slide groups at a time) and runs K fold experiments, each an ordinary experim
 is one part: affine expansion, the generator and every classifier see the other K-1 parts only, so
 every real image is tested exactly once per seed. The parent's results pool the folds: each
 condition holds folds x seeds runs, and the paired comparisons pair them by fold and seed.
-Synthesis quality, memorisation, the generators' comparison and costs, the generator curves and
-the examples are those of fold 0.
+Each generator's costs are the mean of a fold's (every fold trains its own). Synthesis quality,
+memorisation, selection, the generators' comparison, the generator curves and the examples are
+those of fold 0.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathsynth.report.schema import (
     ConditionResult,
     DataInfo,
     Examples,
+    GeneratorCost,
     Results,
     SplitInfo,
     StageTiming,
@@ -76,6 +78,48 @@ def _pooled(per_fold: list[dict[str, ConditionResult]]) -> dict[str, ConditionRe
     return pooled
 
 
+def _pooled_costs(per_fold: list[dict[str, GeneratorCost]]) -> dict[str, GeneratorCost]:
+    """Each generator's cost in one fold, averaged over the folds that recorded it: seconds,
+    steps and image counts are means, rates the folds' images over their seconds, and a device
+    every fold used is named once (several are joined with ", ")."""
+    pooled = {}
+    for kind in dict.fromkeys(kind for costs in per_fold for kind in costs):
+        parts = [costs[kind] for costs in per_fold if kind in costs]
+        train_seconds = _mean_seconds([part.train_seconds for part in parts])
+        sample_seconds = _mean_seconds([part.sample_seconds for part in parts])
+        pooled[kind] = GeneratorCost(
+            train_seconds=train_seconds,
+            train_steps=round(sum(part.train_steps for part in parts) / len(parts)),
+            train_images_per_s=_rate([(p.train_images_per_s, p.train_seconds) for p in parts]),
+            train_device=_devices([part.train_device for part in parts]),
+            sample_seconds=sample_seconds,
+            sampled_images=round(sum(part.sampled_images for part in parts) / len(parts)),
+            sample_images_per_s=_rate([(p.sample_images_per_s, p.sample_seconds) for p in parts]),
+            sample_device=_devices([part.sample_device for part in parts]),
+        )
+    return pooled
+
+
+def _mean_seconds(seconds: list[float | None]) -> float | None:
+    """The mean, or ``None`` when a fold recorded no time."""
+    known = [s for s in seconds if s is not None]
+    return round(sum(known) / len(known), 3) if known and len(known) == len(seconds) else None
+
+
+def _rate(parts: list[tuple[float | None, float | None]]) -> float | None:
+    """Images per second over all folds: each fold's images (rate x seconds) over all seconds."""
+    if any(rate is None or seconds is None for rate, seconds in parts):
+        return None
+    seconds = sum(s for _, s in parts if s is not None)
+    images = sum(r * s for r, s in parts if r is not None and s is not None)
+    return round(images / seconds, 3) if seconds else None
+
+
+def _devices(devices: list[str | None]) -> str | None:
+    named = list(dict.fromkeys(d for d in devices if d is not None))
+    return ", ".join(named) if named else None
+
+
 def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Results:
     """One :class:`Results` of K fold results (see the module text)."""
     config = context.config
@@ -114,7 +158,7 @@ def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Re
         selection=first.selection,
         generator=first.generator,
         generators=first.generators,
-        generator_costs=first.generator_costs,
+        generator_costs=_pooled_costs([result.generator_costs for result in folds]),
         configs=configs_of(config),
         examples=Examples(
             str(relative / first.examples.affine) if first.examples.affine else None,

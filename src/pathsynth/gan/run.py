@@ -308,6 +308,10 @@ class RunTrainer(Protocol):
         """Train, checkpointing as configured; returns how the run ended."""
         ...
 
+    def release_process_group(self) -> None:
+        """Drop whatever holds the process group (DDP wrappers); the run is over."""
+        ...
+
 
 T = TypeVar("T", bound=RunTrainer)
 
@@ -343,6 +347,7 @@ def run_training(
         ConfigError, CheckpointError: what :func:`open_run` and the trainer refuse.
     """
     context = init_distributed(resolve_device(device))
+    trainer: T | None = None
     try:
         opened = open_run(config, runs, name, source, resume_dir, context, data, kind, reopen)
         if context.is_main and on_open is not None:
@@ -352,6 +357,8 @@ def run_training(
         result = trainer.train()
         return (trainer, result, opened.run_dir) if context.is_main else None
     finally:
+        if trainer is not None:
+            trainer.release_process_group()
         shutdown_distributed(context)
 
 

@@ -282,6 +282,12 @@ class GanTrainer:
             D_train = compiled(D_train, self.config.run.compile_mode)
         return G_train, D_train
 
+    def release_process_group(self) -> None:
+        """Drop the DDP wrappers at the end of a run, so the process group they hold is freed
+        while Python still runs (see :func:`~pathsynth.gan.distributed.shutdown_distributed`).
+        Training after this would not sync ranks: call it only once the run is over."""
+        self.G_train, self.D_train = self.G, self.D
+
     def _adam(self, module: nn.Module, lr: float) -> torch.optim.Adam:
         optim = self.config.optim
         # Fused kernels exist on CUDA and CPU; on the CPU they took Adam from 64 to 8 ms per step

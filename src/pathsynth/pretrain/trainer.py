@@ -183,6 +183,12 @@ class SimclrTrainer:
             # BatchNorm statistics are synced by the cross-rank BatchNorm; nothing else to sync.
             self.train_network = DDP(self.network, device_ids=ids, broadcast_buffers=False)
 
+    def release_process_group(self) -> None:
+        """Drop the DDP wrapper at the end of a run (as :meth:`GanTrainer.release_process_group
+        <pathsynth.gan.trainer.GanTrainer.release_process_group>`); call it only once the run is
+        over."""
+        self.train_network = self.network
+
     # ----------------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
