@@ -55,7 +55,7 @@ from sqlalchemy.engine import URL, make_url
 
 from pathsynth.catalog.models import Image as ImageRow
 from pathsynth.catalog.workspace import Workspace
-from pathsynth.gan.checkpoint import (
+from pathsynth.training.checkpoint import (
     checkpoint_step,
     find_checkpoint,
     list_checkpoints,
@@ -82,7 +82,7 @@ from sqlalchemy import select
 from pathsynth.catalog.api import AffineChild, store_affine
 from pathsynth.catalog.models import Image as Row, Study
 from pathsynth.catalog.workspace import Workspace
-from pathsynth.gan.checkpoint import (
+from pathsynth.training.checkpoint import (
     checkpoint_step,
     find_checkpoint,
     list_checkpoints,

@@ -9,7 +9,7 @@ Layout read:
 - ``experiments/<name>/state.json`` (:class:`~pathsynth.experiment.state.ExperimentState`) and
   ``results.json`` (:func:`~pathsynth.report.schema.read_results`);
 - ``experiments/<name>/**/*.bundle`` (:func:`~pathsynth.classify.bundle.read_manifest`);
-- ``runs/<NNNNN-name>/run.json``, ``config.json`` and ``stats.jsonl`` (:mod:`pathsynth.gan.run`).
+- ``runs/<NNNNN-name>/run.json``, ``config.json`` and ``stats.jsonl`` (:mod:`pathsynth.training.runs`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from helpers import run_ranks
 
 from pathsynth.diffusion.config import from_dict
 from pathsynth.diffusion.networks import build_unet
-from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
+from pathsynth.training.checkpoint import find_checkpoint, load_checkpoint
 
 ARGS = [
     "--preset", "smoke", "--steps", "3", "--device", "cpu", "--set", "run.amp=off",

@@ -127,7 +127,7 @@ def test_a_guidance_interval_that_is_not_lo_hi_within_0_1_is_refused(interval: s
 
 
 def test_a_gan_run_is_not_read_as_a_diffusion_run(tmp_path: Path) -> None:
-    from pathsynth.gan.checkpoint import save_checkpoint
+    from pathsynth.training.checkpoint import save_checkpoint
 
     run = tmp_path / "00000-gan"
     run.mkdir()

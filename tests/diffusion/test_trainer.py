@@ -10,7 +10,7 @@ import torch
 
 from pathsynth.diffusion.run import resumed_config, train_run
 from pathsynth.diffusion.trainer import dihedral
-from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
+from pathsynth.training.checkpoint import find_checkpoint, load_checkpoint
 
 from .conftest import smoke_config, tiny_set
 

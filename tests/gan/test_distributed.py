@@ -9,8 +9,8 @@ import torch
 from helpers import run_ranks, torchrun
 
 from pathsynth.gan.architectures import build_discriminator, build_generator
-from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
 from pathsynth.gan.config import from_dict
+from pathsynth.training.checkpoint import find_checkpoint, load_checkpoint
 
 from .conftest import EXACT
 
@@ -86,7 +86,7 @@ import sys, weakref
 from pathlib import Path
 from pathsynth.gan.data import folder_files, load_image_set
 from pathsynth.gan.presets import resolve_config
-from pathsynth.gan.run import run_training
+from pathsynth.training.runs import run_training
 from pathsynth.gan.trainer import GanTrainer
 from pathsynth.imaging.patches import PreprocessConfig
 

@@ -12,13 +12,13 @@ from PIL import Image
 
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.gan import trainer as trainer_module
-from pathsynth.gan.checkpoint import find_checkpoint, load_checkpoint
 from pathsynth.gan.config import apply_overrides
 from pathsynth.gan.data import folder_files, load_image_set
-from pathsynth.gan.run import new_run_dir
 from pathsynth.gan.trainer import GanTrainer, TrainingDiverged
 from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.tensorset import TensorImageSet
+from pathsynth.training.checkpoint import find_checkpoint, load_checkpoint
+from pathsynth.training.runs import new_run_dir
 
 from .conftest import EXACT, smoke_config
 

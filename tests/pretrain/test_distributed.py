@@ -10,9 +10,9 @@ import pytest
 import torch
 from helpers import run_ranks
 
-from pathsynth.gan.checkpoint import find_checkpoint
 from pathsynth.pretrain.config import from_dict
 from pathsynth.pretrain.trainer import SimclrTrainer, load_pretrain_checkpoint
+from pathsynth.training.checkpoint import find_checkpoint
 
 from .conftest import SPLIT
 

@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 
 from pathsynth.backbones.load import load_backbone, state_sha256
 from pathsynth.errors import CheckpointError
-from pathsynth.gan.checkpoint import list_checkpoints
 from pathsynth.pretrain.config import pretrain_config
 from pathsynth.pretrain.run import BACKBONE_NAME, resumed_config, train_pretrain_run
 from pathsynth.pretrain.trainer import load_pretrain_checkpoint
+from pathsynth.training.checkpoint import list_checkpoints
 
 CONFIG = pretrain_config("smoke", {"run.device": "cpu"})
 

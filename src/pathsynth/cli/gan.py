@@ -36,8 +36,9 @@ def train_gan(
     dry_run: bool = training.DryRunOpt,
 ) -> None:
     """Train the class-conditional GAN (single process, or one rank of torchrun)."""
+    from pathsynth.gan.architectures import check_architecture
     from pathsynth.gan.presets import resolve_config
-    from pathsynth.gan.run import check_architecture, resumed_config, train_run
+    from pathsynth.gan.run import resumed_config, train_run
 
     named = {
         "loss.kind": loss,
@@ -104,9 +105,9 @@ def generate(
     folder), into a folder or the catalog."""
     import time
 
-    from pathsynth.gan.run import run_kind
     from pathsynth.gan.sampling import write_class_folders
     from pathsynth.generators import ImageGenerator, generator_for, store_samples
+    from pathsynth.training.runs import run_kind
 
     named = {
         "sampler": sampler,

@@ -92,7 +92,7 @@ def images_origin(
     if split is not None:
         return {"workspace": str(resolve_workspace(workspace).resolve()), "split": split,
                 "fold": fold}  # fmt: skip
-    from pathsynth.gan.run import recorded_data
+    from pathsynth.training.runs import recorded_data
 
     if resume is None:
         raise ConfigError(

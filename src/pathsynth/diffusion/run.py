@@ -1,8 +1,8 @@
-"""One diffusion training run from start to end, in the GAN's run folders.
+"""One diffusion training run from start to end, in the run folders every trainer shares.
 
 The numbered folder, ``run.json`` (with ``kind: diffusion``, which ``generate`` reads), the saved
 ``config.json``, resume from the last checkpoint and the torchrun hand-off are
-:mod:`pathsynth.gan.run`'s; this module only puts the diffusion trainer in them.
+:mod:`pathsynth.training.runs`'s; this module only puts the diffusion trainer in them.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 from pathsynth.diffusion.config import DiffusionConfig, apply_overrides, from_dict
 from pathsynth.diffusion.trainer import DiffusionTrainer
 from pathsynth.errors import CheckpointError
-from pathsynth.gan.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
-from pathsynth.gan.distributed import DistContext
-from pathsynth.gan.run import CONFIG_NAME, check_batch, run_training
 from pathsynth.gan.trainer import TrainResult
 from pathsynth.imaging.tensorset import TensorImageSet
+from pathsynth.training.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
+from pathsynth.training.distributed import DistContext
+from pathsynth.training.runs import CONFIG_NAME, check_batch, run_training
 
 KIND = "diffusion"
 

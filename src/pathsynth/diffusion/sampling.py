@@ -21,7 +21,7 @@ from pathsynth.devices import compiled
 from pathsynth.diffusion.config import DiffusionConfig, SamplingConfig, ScheduleConfig, from_dict
 from pathsynth.diffusion.networks import build_unet, sampling_scheduler
 from pathsynth.errors import CheckpointError
-from pathsynth.gan.checkpoint import load_run_checkpoint
+from pathsynth.training.checkpoint import load_run_checkpoint
 
 
 @torch.no_grad()

@@ -26,20 +26,20 @@ from pathsynth.diffusion.networks import build_unet, training_scheduler
 from pathsynth.diffusion.sampling import denoise
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.files import write_atomic
-from pathsynth.gan.checkpoint import (
-    CHECKPOINT_FORMAT,
-    list_checkpoints,
-    restore_states,
-    save_checkpoint,
-)
 from pathsynth.gan.data import EpochSampler
-from pathsynth.gan.distributed import DistContext, all_reduce_sum
 from pathsynth.gan.ema import make_ema, update_ema
 from pathsynth.gan.sampling import image_grid
 from pathsynth.gan.trainer import StopFlag, TrainingDiverged, TrainResult
 from pathsynth.imaging.crops import random_crops
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float, to_uint8
+from pathsynth.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    list_checkpoints,
+    restore_states,
+    save_checkpoint,
+)
+from pathsynth.training.distributed import DistContext, all_reduce_sum
 
 
 def total_steps(config: DiffusionConfig, dataset_size: int) -> int:

@@ -44,9 +44,9 @@ from pathsynth.experiment.protocols import (
     paper_pool,
     paper_sets,
 )
-from pathsynth.gan.run import run_identity
 from pathsynth.metrics.classification import ClassificationReport, RocCurve, classification_report
 from pathsynth.report.schema import Curves, Roc
+from pathsynth.training.runs import run_identity
 
 
 @dataclass(frozen=True)

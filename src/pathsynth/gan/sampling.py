@@ -22,11 +22,11 @@ import torch
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.files import label_folder, write_atomic
 from pathsynth.gan.architectures import build_generator
-from pathsynth.gan.checkpoint import load_run_checkpoint
 from pathsynth.gan.config import TrainConfig, from_dict
 from pathsynth.gan.networks import ConditionalGenerator
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import to_uint8
+from pathsynth.training.checkpoint import load_run_checkpoint
 
 
 @dataclass(frozen=True)

@@ -31,16 +31,9 @@ from pathsynth.devices import compiled, use_bf16
 from pathsynth.errors import ConfigError, PathsynthError
 from pathsynth.files import write_atomic
 from pathsynth.gan.architectures import build_discriminator, build_generator, check_architecture
-from pathsynth.gan.checkpoint import (
-    CHECKPOINT_FORMAT,
-    list_checkpoints,
-    restore_states,
-    save_checkpoint,
-)
 from pathsynth.gan.config import TrainConfig, augment_ops
 from pathsynth.gan.data import EpochSampler
 from pathsynth.gan.diffaug import AdaptiveProbability, augment
-from pathsynth.gan.distributed import DistContext, all_reduce_sum, convert_batchnorm
 from pathsynth.gan.ema import make_ema, update_ema
 from pathsynth.gan.losses import (
     LeCam,
@@ -57,6 +50,13 @@ from pathsynth.imaging.crops import random_crops
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.stain import fit_lab_statistics
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float, to_uint8
+from pathsynth.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    list_checkpoints,
+    restore_states,
+    save_checkpoint,
+)
+from pathsynth.training.distributed import DistContext, all_reduce_sum, convert_batchnorm
 
 
 class TrainingDiverged(PathsynthError):
@@ -284,7 +284,7 @@ class GanTrainer:
 
     def release_process_group(self) -> None:
         """Drop the DDP wrappers at the end of a run, so the process group they hold is freed
-        while Python still runs (see :func:`~pathsynth.gan.distributed.shutdown_distributed`).
+        while Python still runs (see :func:`~pathsynth.training.distributed.shutdown_distributed`).
         Training after this would not sync ranks: call it only once the run is over."""
         self.G_train, self.D_train = self.G, self.D
 

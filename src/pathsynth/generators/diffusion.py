@@ -11,9 +11,9 @@ from pathsynth.config import with_overrides
 from pathsynth.devices import resolve_device, use_bf16
 from pathsynth.diffusion.config import DiffusionConfig
 from pathsynth.errors import ConfigError
-from pathsynth.gan.run import CONFIG_NAME, run_identity
 from pathsynth.generators.base import GeneratorSummary, Samples, TrainedRun
 from pathsynth.imaging.tensorset import TensorImageSet
+from pathsynth.training.runs import CONFIG_NAME, run_identity
 
 
 class DiffusionGenerator:

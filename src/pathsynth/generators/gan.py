@@ -9,10 +9,11 @@ from pathlib import Path
 from pathsynth.devices import resolve_device, use_bf16
 from pathsynth.errors import ConfigError
 from pathsynth.gan.config import TrainConfig
-from pathsynth.gan.run import CONFIG_NAME, run_identity, train_run
+from pathsynth.gan.run import train_run
 from pathsynth.gan.sampling import generate_images, load_generator
 from pathsynth.generators.base import GeneratorSummary, Samples, TrainedRun
 from pathsynth.imaging.tensorset import TensorImageSet
+from pathsynth.training.runs import CONFIG_NAME, run_identity
 
 
 class GanGenerator:

@@ -1,9 +1,9 @@
 """One pretraining run from start to end: folder, identity, resume, torchrun, exported backbone.
 
-The run folder is the GAN's (:mod:`pathsynth.gan.run`): ``runs/NNNNN-name`` claimed safely,
+The run folder is every trainer's (:mod:`pathsynth.training.runs`): ``runs/NNNNN-name`` claimed safely,
 ``config.json``, ``run.json`` (a unique id and where the images came from, so ``--resume`` finds
 them again), ``stats.jsonl`` trimmed to the checkpoint a killed run resumes from, and atomic
-``last-step=NNNNNNNN.pt`` checkpoints (:mod:`pathsynth.gan.checkpoint`). A finished run also
+``last-step=NNNNNNNN.pt`` checkpoints (:mod:`pathsynth.training.checkpoint`). A finished run also
 holds :data:`BACKBONE_NAME`: the backbone's tensors under timm's own names, as safetensors, which
 ``embed``, ``classify --set classifier.backbone_weights=...`` and ``reproduce`` load as
 ``--backbone-weights``.
@@ -21,11 +21,11 @@ import torch
 
 from pathsynth.errors import CheckpointError
 from pathsynth.files import atomic_path
-from pathsynth.gan.checkpoint import find_checkpoint, list_checkpoints
-from pathsynth.gan.distributed import DistContext
-from pathsynth.gan.run import CONFIG_NAME, IDENTITY_NAME, run_training, trim_stats
 from pathsynth.pretrain.config import PretrainConfig, apply_overrides, from_dict
 from pathsynth.pretrain.trainer import PretrainResult, SimclrTrainer, load_pretrain_checkpoint
+from pathsynth.training.checkpoint import find_checkpoint, list_checkpoints
+from pathsynth.training.distributed import DistContext
+from pathsynth.training.runs import CONFIG_NAME, IDENTITY_NAME, run_training, trim_stats
 
 BACKBONE_NAME = "backbone.safetensors"
 KIND = "pretrain"  # run.json's kind: no generator, so ``generate`` refuses the run in one line

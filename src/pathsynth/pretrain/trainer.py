@@ -9,7 +9,7 @@ and the view generator's state are in every checkpoint, so N steps straight and 
 N/2 give the same weights on the CPU.
 
 Under torchrun the network is wrapped in DDP with its BatchNorm layers made cross-rank
-(:func:`~pathsynth.gan.distributed.convert_batchnorm`) and NT-Xent gathers every rank's
+(:func:`~pathsynth.training.distributed.convert_batchnorm`) and NT-Xent gathers every rank's
 projections (:mod:`pathsynth.pretrain.loss`), so the negatives are the whole global batch.
 """
 
@@ -30,14 +30,14 @@ from pathsynth.backbones.load import Backbone, load_backbone
 from pathsynth.classify.recipe import learning_rate_factor
 from pathsynth.devices import use_bf16
 from pathsynth.errors import CheckpointError, ConfigError, DataError, PathsynthError
-from pathsynth.gan.checkpoint import list_checkpoints, save_checkpoint
 from pathsynth.gan.data import EpochSampler
-from pathsynth.gan.distributed import DistContext, all_reduce_sum, convert_batchnorm
 from pathsynth.gan.trainer import StopFlag
 from pathsynth.imaging.stain import fit_lab_statistics
 from pathsynth.pretrain.config import PretrainConfig
 from pathsynth.pretrain.loss import nt_xent
 from pathsynth.pretrain.views import ViewMaker
+from pathsynth.training.checkpoint import list_checkpoints, save_checkpoint
+from pathsynth.training.distributed import DistContext, all_reduce_sum, convert_batchnorm
 from pathsynth.weights import load_torch_file
 
 CHECKPOINT_FORMAT = 1

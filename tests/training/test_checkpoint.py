@@ -9,7 +9,7 @@ import torch
 
 from pathsynth import files
 from pathsynth.errors import CheckpointError
-from pathsynth.gan import checkpoint as ckpt
+from pathsynth.training import checkpoint as ckpt
 
 
 def _state(step: int) -> dict:
