@@ -85,14 +85,12 @@ def _pooled_costs(per_fold: list[dict[str, GeneratorCost]]) -> dict[str, Generat
     pooled = {}
     for kind in dict.fromkeys(kind for costs in per_fold for kind in costs):
         parts = [costs[kind] for costs in per_fold if kind in costs]
-        train_seconds = _mean_seconds([part.train_seconds for part in parts])
-        sample_seconds = _mean_seconds([part.sample_seconds for part in parts])
         pooled[kind] = GeneratorCost(
-            train_seconds=train_seconds,
+            train_seconds=_mean_seconds([part.train_seconds for part in parts]),
             train_steps=round(sum(part.train_steps for part in parts) / len(parts)),
             train_images_per_s=_rate([(p.train_images_per_s, p.train_seconds) for p in parts]),
             train_device=_devices([part.train_device for part in parts]),
-            sample_seconds=sample_seconds,
+            sample_seconds=_mean_seconds([part.sample_seconds for part in parts]),
             sampled_images=round(sum(part.sampled_images for part in parts) / len(parts)),
             sample_images_per_s=_rate([(p.sample_images_per_s, p.sample_seconds) for p in parts]),
             sample_device=_devices([part.sample_device for part in parts]),
@@ -108,11 +106,11 @@ def _mean_seconds(seconds: list[float | None]) -> float | None:
 
 def _rate(parts: list[tuple[float | None, float | None]]) -> float | None:
     """Images per second over all folds: each fold's images (rate x seconds) over all seconds."""
-    if any(rate is None or seconds is None for rate, seconds in parts):
+    known = [(rate, seconds) for rate, seconds in parts if rate is not None and seconds is not None]
+    if len(known) < len(parts):
         return None
-    seconds = sum(s for _, s in parts if s is not None)
-    images = sum(r * s for r, s in parts if r is not None and s is not None)
-    return round(images / seconds, 3) if seconds else None
+    seconds = sum(s for _, s in known)
+    return round(sum(r * s for r, s in known) / seconds, 3) if seconds else None
 
 
 def _devices(devices: list[str | None]) -> str | None:
