@@ -97,7 +97,7 @@ def test_a_generator_s_costs_are_the_mean_of_a_fold_s():
     assert (gan.train_seconds, gan.train_steps, gan.sampled_images) == (200.0, 300, 50)
     assert gan.train_images_per_s == pytest.approx(2 * 300 * 32 / 400)  # both folds' images
     assert gan.sample_images_per_s == pytest.approx(100 / 8)
-    assert gan.train_device == gan.sample_device == "cpu, cuda:0"
+    assert gan.train_device == gan.sample_device == "cpu; cuda:0"
     diffusion = pooled["diffusion"]  # one fold recorded no training time: no mean, no rate
     assert diffusion.train_seconds is None and diffusion.train_images_per_s is None
     assert diffusion.sample_seconds == 8.0 and diffusion.sample_device == "cpu"

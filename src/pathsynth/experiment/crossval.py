@@ -81,7 +81,7 @@ def _pooled(per_fold: list[dict[str, ConditionResult]]) -> dict[str, ConditionRe
 def _pooled_costs(per_fold: list[dict[str, GeneratorCost]]) -> dict[str, GeneratorCost]:
     """Each generator's cost in one fold, averaged over the folds that recorded it: seconds,
     steps and image counts are means, rates the folds' images over their seconds, and a device
-    every fold used is named once (several are joined with ", ")."""
+    every fold used is named once (several are joined with "; ": a device name holds commas)."""
     pooled = {}
     for kind in dict.fromkeys(kind for costs in per_fold for kind in costs):
         parts = [costs[kind] for costs in per_fold if kind in costs]
@@ -115,7 +115,7 @@ def _rate(parts: list[tuple[float | None, float | None]]) -> float | None:
 
 def _devices(devices: list[str | None]) -> str | None:
     named = list(dict.fromkeys(d for d in devices if d is not None))
-    return ", ".join(named) if named else None
+    return "; ".join(named) if named else None
 
 
 def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Results:
