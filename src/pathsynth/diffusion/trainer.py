@@ -148,9 +148,8 @@ class DiffusionTrainer:
         self.grid_noise = torch.randn(len(self.grid_labels), 3, side, side, generator=fixed)
 
     def release_process_group(self) -> None:
-        """Drop the DDP wrapper at the end of a run (as :meth:`GanTrainer.release_process_group
-        <pathsynth.gan.trainer.GanTrainer.release_process_group>`); call it only once the run is
-        over."""
+        """Drop the DDP wrapper once the run is over (:meth:`RunTrainer.release_process_group
+        <pathsynth.training.runs.RunTrainer.release_process_group>`)."""
         self.unet_train = self.unet
 
     # ----------------------------------------------------------------------------- state

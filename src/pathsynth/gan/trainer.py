@@ -283,9 +283,8 @@ class GanTrainer:
         return G_train, D_train
 
     def release_process_group(self) -> None:
-        """Drop the DDP wrappers at the end of a run, so the process group they hold is freed
-        while Python still runs (see :func:`~pathsynth.training.distributed.shutdown_distributed`).
-        Training after this would not sync ranks: call it only once the run is over."""
+        """Drop the DDP wrappers once the run is over (:meth:`RunTrainer.release_process_group
+        <pathsynth.training.runs.RunTrainer.release_process_group>`)."""
         self.G_train, self.D_train = self.G, self.D
 
     def _adam(self, module: nn.Module, lr: float) -> torch.optim.Adam:

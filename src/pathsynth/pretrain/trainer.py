@@ -184,9 +184,8 @@ class SimclrTrainer:
             self.train_network = DDP(self.network, device_ids=ids, broadcast_buffers=False)
 
     def release_process_group(self) -> None:
-        """Drop the DDP wrapper at the end of a run (as :meth:`GanTrainer.release_process_group
-        <pathsynth.gan.trainer.GanTrainer.release_process_group>`); call it only once the run is
-        over."""
+        """Drop the DDP wrapper once the run is over (:meth:`RunTrainer.release_process_group
+        <pathsynth.training.runs.RunTrainer.release_process_group>`)."""
         self.train_network = self.network
 
     # ----------------------------------------------------------------------------- state

@@ -288,7 +288,9 @@ class RunTrainer(Protocol):
         ...
 
     def release_process_group(self) -> None:
-        """Drop whatever holds the process group (DDP wrappers); the run is over."""
+        """Drop whatever holds the process group (the DDP wrappers), so it is freed while Python
+        still runs (see :func:`~pathsynth.training.distributed.shutdown_distributed`). Training
+        after this would not sync ranks: :func:`run_training` calls it once the run is over."""
         ...
 
 
