@@ -51,7 +51,9 @@ def _augment(config: ColourAugmentConfig, images: torch.Tensor, seed: int) -> to
     return ColourAugment(config, torch.Generator().manual_seed(seed), statistics)(images)
 
 
-def test_hed_jitter_matches_skimage_on_a_bach_patch(bach_patches: torch.Tensor) -> None:
+def test_hed_jitter_is_tellez_on_skimage_densities_before_clipping(
+    bach_patches: torch.Tensor,
+) -> None:
     rgb = _rgb(bach_patches)
     alpha = torch.tensor(
         [[0.95, 1.05, 1.0], [1.02, 0.97, 1.01], [1.0, 1.0, 1.0], [1.04, 1.0, 0.96]]
@@ -59,11 +61,21 @@ def test_hed_jitter_matches_skimage_on_a_bach_patch(bach_patches: torch.Tensor) 
     beta = torch.tensor(
         [[0.01, -0.01, 0.0], [0.0, 0.005, 0.0], [-0.01, 0.0, 0.0], [0.0, 0.0, 0.01]]
     )
-    hed = color.rgb2hed(rgb.permute(0, 2, 3, 1).double().numpy(), channel_axis=-1)
+    # skimage's rgb2hed without its final clip to >= 0 (H&E pixels have negative DAB densities)
+    pixels = rgb.permute(0, 2, 3, 1).double().numpy()
+    log_adjust = np.log(1e-6)
+    hed = (np.log(np.maximum(pixels, 1e-6)) / log_adjust) @ color.hed_from_rgb
+    assert (hed < 0).mean() > 0.05  # the case the clip got wrong is present in these patches
     jittered = hed * alpha.double().numpy()[:, None, None] + beta.double().numpy()[:, None, None]
     expected = color.hed2rgb(jittered, channel_axis=-1)
     ours = hed_jitter(rgb, alpha, beta).permute(0, 2, 3, 1).double().numpy()
     assert np.abs(ours - expected).max() < 1e-5
+
+
+def test_hed_jitter_at_identity_gives_the_image_back(bach_patches: torch.Tensor) -> None:
+    rgb = _rgb(bach_patches)
+    same = hed_jitter(rgb, torch.ones(len(rgb), 3), torch.zeros(len(rgb), 3))
+    assert (same - rgb).abs().max() < 1e-4  # float32 round trip, well under a grey level
 
 
 def test_photometric_jitter_matches_kornia_on_a_bach_patch(bach_patches: torch.Tensor) -> None:

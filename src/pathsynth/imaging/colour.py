@@ -121,12 +121,21 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     return rgb.clamp(0.0, 1.0)
 
 
-def rgb_to_hed(rgb: torch.Tensor) -> torch.Tensor:
-    """RGB in [0, 1] to haematoxylin, eosin and DAB densities (skimage's ``rgb2hed``, >= 0)."""
+def rgb_to_hed(rgb: torch.Tensor, clip: bool = True) -> torch.Tensor:
+    """RGB in [0, 1] to haematoxylin, eosin and DAB densities (skimage's ``rgb2hed``).
+
+    Args:
+        rgb: (N, 3, H, W) in [0, 1].
+        clip: clip negative densities to 0, as skimage does. H&E pixels often have a negative
+            DAB (or eosin) density, so a clipped round trip through :func:`hed_to_rgb` darkens
+            them (by 1 to 19 grey levels per channel on BACH fields, more on some classes than
+            others); anything that maps back to RGB, such as HED jitter, passes ``clip=False``.
+    """
     log_adjust = math.log(_HED_FLOOR)
     density = torch.log(rgb.clamp(min=_HED_FLOOR)) / log_adjust
     hed_from_rgb = torch.linalg.inv(_matrix(_RGB_FROM_HED, rgb))
-    return _mix(density, hed_from_rgb).clamp(min=0.0)
+    hed = _mix(density, hed_from_rgb)
+    return hed.clamp(min=0.0) if clip else hed
 
 
 def hed_to_rgb(hed: torch.Tensor) -> torch.Tensor:
