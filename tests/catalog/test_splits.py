@@ -121,3 +121,61 @@ def test_cross_validation_tests_every_image_once_and_never_splits_a_group(worksp
                 test_groups[image.patient_id].add(name_index)
     assert all(len(parts) == 1 for parts in test_groups.values())  # a group is in one test part
     assert len(test_groups) == 223
+
+
+def test_bach_cross_validation_by_group_tests_each_image_once_with_folds_of_similar_size(
+    tmp_path, bach
+):
+    """BACH's group column (blocks of 25 numbers per class, approximate patients) gives 11 groups,
+    two of them Benign: 5 folds still test every image once, never split a group, and train on
+    every class in every fold (Benign is tested in two folds only)."""
+    from pathsynth.catalog.splits import make_cv_splits
+    from pathsynth.catalog.workspace import Workspace
+
+    space = Workspace.create(tmp_path / "ws", None)
+    ingest_source(space, bach, IngestOptions(modality="histology", workers=2))
+    with space.open_catalog() as catalog:
+        names = make_cv_splits(catalog, SplitRequest("cv", unit="group", seed=0), folds=5)
+        with pytest.raises(SplitError, match=r"11 group\(s\) cannot fill 12 folds"):
+            make_cv_splits(catalog, SplitRequest("many", unit="group"), folds=12)
+        parts = {
+            name: {
+                fold: fold_images(catalog, space.store, name, fold) for fold in ("train", "test")
+            }
+            for name in names
+        }
+    tested = Counter(image.image_id for part in parts.values() for image in part["test"])
+    assert len(tested) == 268 and set(tested.values()) == {1}
+    sizes = []
+    for part in parts.values():
+        train_groups = {image.patient_id for image in part["train"]}
+        assert not train_groups & {image.patient_id for image in part["test"]}
+        assert {image.label for image in part["train"]} == {
+            "Benign",
+            "InSitu",
+            "Invasive",
+            "Normal",
+        }
+        sizes.append(len(part["test"]))
+    assert max(sizes) - min(sizes) <= 27  # whole groups of about 25: within one group of even
+    benign_folds = [
+        name for name, part in parts.items() if any(i.label == "Benign" for i in part["test"])
+    ]
+    assert len(benign_folds) == 2
+
+
+def test_cross_validation_refuses_a_class_of_one_group(workspace, class_source, tmp_path):
+    from pathsynth.catalog.splits import make_cv_splits
+
+    ingest_source(workspace, class_source, IngestOptions(modality="histology", workers=0))
+    lonely = tmp_path / "lonely"
+    write_image(lonely / "rare" / "only.png", seed=999)
+    ingest_source(workspace, lonely, IngestOptions(modality="histology", workers=0))
+    with (
+        workspace.open_catalog() as catalog,
+        pytest.raises(
+            SplitError,
+            match=r"class 'rare' has 1 patient\(s\) with images; cross-validation needs two",
+        ),
+    ):
+        make_cv_splits(catalog, SplitRequest("cv", unit="patient"), folds=3)

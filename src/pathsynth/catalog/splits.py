@@ -7,7 +7,8 @@ is image-level, and :class:`SplitResult` says so). Derived images (affine, synth
 members: they inherit the fold of the real images they come from.
 
 The assignment is greedy: units in a seeded random order, largest first, each placed in the fold
-where it most reduces the squared distance between each fold's per-class counts and its target.
+where it most reduces the squared distance between each fold's per-class counts (and its size)
+and their targets.
 """
 
 from __future__ import annotations
@@ -88,13 +89,20 @@ def assign_folds(
     random.Random(seed).shuffle(order)
     order.sort(key=lambda unit: -sum(units[unit].values()))  # stable: ties keep the random order
 
+    everything = sum(totals.values())
+
     def cost_of_adding(fold: str, counts: Counter[str]) -> float:
         cost = 0.0
         for label, count in counts.items():
             before = current[fold][label] - target[fold][label]
             after = before + count
             cost += (after * after - before * before) / (totals[label] ** 2)
-        return cost
+        # the fold's size as a whole too: with units larger than a class's share per fold
+        # (BACH's groups of 25 in 5 folds) the per-class terms tie, and the first fold would
+        # take every class's first unit
+        before = sum(current[fold].values()) - fractions[fold] * everything
+        after = before + sum(counts.values())
+        return cost + (after * after - before * before) / (everything**2)
 
     assignment: dict[object, str] = {}
     for unit in order:
@@ -138,12 +146,16 @@ def make_cv_splits(catalog: Catalog, request: SplitRequest, folds: int) -> list[
     patients/groups at a time, stratified by class) and stored as ``folds`` train/test splits
     named ``<request.name>-f<k>``, split k testing part k: every image is tested exactly once.
 
+    A class with fewer patients/groups than folds (BACH's Benign: two groups) is tested in as
+    many folds as it has groups and trained on in every fold: pooled over the folds every image
+    is still tested once, by a classifier that never saw its patient.
+
     Returns:
         The split names, fold by fold.
 
     Raises:
         SplitError: fewer than 2 folds, an unknown unit, a name already taken, no images, or a
-            class with fewer patients/groups than folds.
+            class held by a single patient/group (every fold must train on every class).
     """
     if folds < 2:
         raise SplitError(f"cross-validation needs at least 2 folds, got {folds}")
@@ -155,7 +167,14 @@ def make_cv_splits(catalog: Catalog, request: SplitRequest, folds: int) -> list[
             raise SplitError(f"split(s) {', '.join(taken)} exist; use another name")
         rows = _real_images(session, request)
         parts = {f"part{k}": 1 / folds for k in range(folds)}
-        part_of, _ = _assign(rows, request, parts)
+        part_of, part_counts = _assign(rows, request, parts, every_part_holds_each_class=False)
+        empty = [k for k in range(folds) if not sum(part_counts[f"part{k}"].values())]
+        if empty:
+            units = len({patient for _, _, patient, _ in rows})
+            raise SplitError(
+                f"{units} {request.unit}(s) cannot fill {folds} folds (fold(s) "
+                f"{', '.join(map(str, empty))} would test nothing); use fewer folds"
+            )
         image_level = request.unit == "image" or all(kind == "image" for *_, kind in rows)
         for k, name in enumerate(names):
             assignment = {
@@ -203,12 +222,20 @@ def _real_images(session: Session, request: SplitRequest) -> list[Any]:
 
 
 def _assign(
-    rows: list[Any], request: SplitRequest, fractions: dict[str, float]
+    rows: list[Any],
+    request: SplitRequest,
+    fractions: dict[str, float],
+    every_part_holds_each_class: bool = True,
 ) -> tuple[dict[int, str], dict[str, Counter[str]]]:
     """The fold of every image (whole units at a time) and per-class counts per fold.
 
+    Args:
+        every_part_holds_each_class: refuse a class missing from a fold (a train/val/test
+            split); False for cross-validation parts, where a class needs units in two parts
+            only (so that the training side of every fold holds it).
+
     Raises:
-        SplitError: a class with too few units to appear in every fold.
+        SplitError: a class with too few units to appear in every fold (in two parts).
     """
     units: dict[object, Counter[str]] = defaultdict(Counter)
     unit_of: dict[int, object] = {}
@@ -224,11 +251,18 @@ def _assign(
         counts[folds[image_id]][label] += 1
     for label in sorted({label for _, label, _, _ in rows}):
         empty = [fold for fold in counts if counts[fold][label] == 0]
-        if empty:
-            holders = sum(1 for c in units.values() if c[label])
+        if not empty:
+            continue
+        holders = sum(1 for c in units.values() if c[label])
+        if every_part_holds_each_class:
             raise SplitError(
                 f"class {label!r} has {holders} {request.unit}(s) with images, too few to "
                 f"appear in every fold ({', '.join(empty)} would have none)"
+            )
+        if len(counts) - len(empty) < 2:
+            raise SplitError(
+                f"class {label!r} has {holders} {request.unit}(s) with images; "
+                "cross-validation needs two, so that every fold trains on it"
             )
     return folds, counts
 
