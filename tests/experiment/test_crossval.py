@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from pathsynth.catalog.workspace import Workspace
@@ -101,3 +102,36 @@ def test_a_generator_s_costs_are_the_mean_of_a_fold_s():
     diffusion = pooled["diffusion"]  # one fold recorded no training time: no mean, no rate
     assert diffusion.train_seconds is None and diffusion.train_images_per_s is None
     assert diffusion.sample_seconds == 8.0 and diffusion.sample_device == "cpu"
+
+
+def test_the_estimate_pools_each_seed_s_folds_into_one_confusion_matrix(pooled):
+    _, experiment, results = pooled
+    for condition in results["conditions"].values():
+        # one seed: its folds' confusion matrices summed
+        matrix = sum(np.asarray(run["confusion_matrix"]) for run in condition["per_seed"])
+        recalls = [row[i] / row.sum() for i, row in enumerate(matrix) if row.sum()]
+        assert condition["pooled_balanced_accuracy"]["mean"] == pytest.approx(np.mean(recalls))
+    page = (experiment.paths.report / "report.html").read_text()
+    assert "Estimate for new patients" in page and "balanced accuracy, folds pooled" in page
+    # the audit of each fold's split: Herlev by slide group, no group on both sides
+    audits = results["data"]["audits"]
+    assert [audit["split"] for audit in audits] == ["cv-real-f0", "cv-real-f1"]
+    assert all(audit["shared_units"] == 0 and not audit["image_level"] for audit in audits)
+    assert "Split audit" in page and "cv-real-f1" in page
+
+
+def test_a_fold_that_tests_one_class_counts_whole_in_the_pooled_estimate():
+    from pathsynth.experiment.crossval import pooled_over_folds
+    from pathsynth.report.schema import Curves, SeedResult
+
+    def run(fold: int, seed: int, matrix: list[list[int]]) -> SeedResult:
+        curves = Curves([], [], [], [])
+        return SeedResult(seed, 0.0, 0.0, 0.0, None, matrix, {}, curves, fold)
+
+    # fold 0 tests class a only (all right), fold 1 class b only (half right): per fold the
+    # balanced accuracies are 1.0 and 0.5; pooled per seed it is (10/10 + 5/10) / 2 = 0.75
+    runs = [run(0, 0, [[10, 0], [0, 0]]), run(1, 0, [[0, 0], [5, 5]])]
+    runs += [run(0, 1, [[8, 2], [0, 0]]), run(1, 1, [[0, 0], [3, 7]])]
+    estimate = pooled_over_folds(runs)
+    assert estimate is not None and estimate.n == 2
+    assert estimate.mean == pytest.approx((0.75 + 0.75) / 2)

@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from pathsynth.catalog.audit import audit_split, audit_to_plain
 from pathsynth.catalog.browse import CatalogReader, ImageFilter, SelectionRow, selection_row
 from pathsynth.catalog.db import Catalog
 from pathsynth.catalog.models import (
@@ -186,6 +187,17 @@ def find_split(space: Workspace, name: str) -> SplitSummary | None:
             counts.setdefault(fold, {})[label] = int(count)
         image_level = bool(split.params.get("image_level", split.unit == "image"))
         return SplitSummary(split.name, split.unit, dict(split.params), counts, image_level)
+
+
+def split_audit(space: Workspace, name: str) -> dict[str, Any]:
+    """The leakage audit of a stored split's test fold against its training fold, JSON-able
+    (see :mod:`pathsynth.catalog.audit`).
+
+    Raises:
+        CatalogUnavailable, SplitError: no database, no such split, or an empty fold.
+    """
+    with space.open_catalog() as catalog:
+        return audit_to_plain(audit_split(catalog, name))
 
 
 def create_cv_splits(space: Workspace, request: SplitRequest, folds: int) -> list[SplitSummary]:

@@ -26,6 +26,7 @@ from pathsynth.cli.app import (
 
 if TYPE_CHECKING:
     from pathsynth.catalog.ingest import IngestReport
+    from pathsynth.catalog.workspace import Workspace
 
 
 def _tell_waiting(holder: str) -> None:
@@ -221,13 +222,23 @@ def split(
         None, "--classes", help="Only these comma-separated labels."
     ),
     replace: bool = typer.Option(False, "--replace", help="Replace a split of the same name."),
+    audit: bool = typer.Option(
+        False,
+        "--audit",
+        help="Audit the split for leakage: how much its test images resemble training "
+        "patients' own images (an existing split of that name is audited as it is).",
+    ),
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
     """Make a stratified split of the real images that never puts a patient on two sides."""
+    from pathsynth.catalog.api import find_split
     from pathsynth.catalog.splits import SplitRequest, make_split
     from pathsynth.catalog.workspace import Workspace
 
     space = Workspace(resolve_workspace(workspace))
+    if audit and not replace and find_split(space, name) is not None:
+        _print_audit(space, name)
+        return
     request = SplitRequest(
         name=name,
         unit=by,
@@ -250,6 +261,42 @@ def split(
             "[yellow]note:[/yellow] no patient or group identifiers are known for these images, "
             "so this split is image-level"
         )
+    if audit:
+        _print_audit(space, name)
+
+
+def _print_audit(space: Workspace, name: str) -> None:
+    """The split's leakage audit as a table and its verdict."""
+    from pathsynth.catalog.api import split_audit
+    from pathsynth.report.numbers import percent
+
+    found = split_audit(space, name)
+    table = Table(
+        title=f"audit of split {esc(name)}: {found['train_images']} train, "
+        f"{found['test_images']} test images; {found['train_units']} / {found['test_units']} "
+        f"patients or groups, {found['shared_units']} on both sides"
+    )
+    for column in (
+        "features",
+        "test as close as a patient's own",
+        "new patients as close",
+        "1-NN probe",
+        "1-NN, own patient out",
+        "near-duplicates",
+    ):
+        table.add_column(column, justify="left" if column == "features" else "right")
+    for block in found["blocks"]:
+        table.add_row(
+            f"{block['block']} ({block['features']})",
+            percent(block["close_share"]),
+            percent(block["new_patient_share"]),
+            percent(block["probe_split"]),
+            percent(block["probe_leak_free"]),
+            str(block["near_duplicates"]),
+        )
+    console.print(table)
+    colour = "yellow" if found["likely_optimistic"] else "green"
+    console.print(f"[{colour}]verdict:[/{colour}] {esc(found['verdict'])}")
 
 
 @app.command()

@@ -16,15 +16,19 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pathsynth.errors import DataError
 from pathsynth.experiment.context import StageContext, real_split_name
 from pathsynth.experiment.results import comparisons, configs_of, summary_over_runs
+from pathsynth.metrics.aggregate import MeanInterval, summarise_over_seeds
 from pathsynth.report.schema import (
     ConditionResult,
     DataInfo,
     Examples,
     GeneratorCost,
     Results,
+    SeedResult,
     SplitInfo,
     StageTiming,
     read_results,
@@ -73,9 +77,34 @@ def _pooled(per_fold: list[dict[str, ConditionResult]]) -> dict[str, ConditionRe
         ]
         train_images = round(sum(part.train_images for part in parts) / len(parts))
         pooled[key] = ConditionResult(
-            parts[0].protocol, parts[0].train_on, train_images, runs, summary_over_runs(runs)
+            parts[0].protocol,
+            parts[0].train_on,
+            train_images,
+            runs,
+            summary_over_runs(runs),
+            pooled_over_folds(runs),
         )
     return pooled
+
+
+def pooled_over_folds(runs: list[SeedResult]) -> MeanInterval | None:
+    """Per seed, the balanced accuracy of every fold's predictions pooled into one confusion
+    matrix; their mean and 95% interval over the seeds. A fold that tests some classes only
+    (BACH's Benign has two patient groups, so three of five folds test no Benign image) counts
+    whole here, where its own balanced accuracy averages over the classes it tests."""
+    matrices: dict[int, np.ndarray] = {}
+    for run in runs:
+        matrix = np.asarray(run.confusion_matrix, dtype=np.int64)
+        matrices[run.seed] = matrices[run.seed] + matrix if run.seed in matrices else matrix
+    per_seed = [{"balanced_accuracy": _balanced(m)} for m in matrices.values()]
+    return summarise_over_seeds(per_seed, bounds=(0.0, 1.0))["balanced_accuracy"]
+
+
+def _balanced(matrix: np.ndarray) -> float:
+    """Mean recall over the classes with test images (rows true, columns predicted)."""
+    support = matrix.sum(axis=1)
+    tested = support > 0
+    return float((np.diag(matrix)[tested] / support[tested]).mean())
 
 
 def _pooled_costs(per_fold: list[dict[str, GeneratorCost]]) -> dict[str, GeneratorCost]:
@@ -144,6 +173,7 @@ def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Re
             ),
             counts,
             first.data.external,
+            [audit for result in folds for audit in result.data.audits],
         ),
         stages=[
             StageTiming(f"fold {k}", sum(s.seconds or 0.0 for s in result.stages), "finished")

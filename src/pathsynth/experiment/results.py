@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from pathsynth import __version__
+from pathsynth.catalog.api import split_audit
 from pathsynth.catalog.licence import source_licence
 from pathsynth.config import load_record, to_plain
 from pathsynth.errors import DataError
@@ -135,6 +136,7 @@ def _data(context: StageContext) -> DataInfo:
         ),
         counts=split.get("counts", {}),
         external=_external_data(context),
+        audits=[split_audit(context.workspace, context.split_name)],
     )
 
 

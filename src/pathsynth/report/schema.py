@@ -76,6 +76,8 @@ class DataInfo:
     split: SplitInfo
     counts: dict[str, dict[str, int]]
     external: ExternalInfo | None = None
+    audits: list[dict[str, Any]] = field(default_factory=list)  # the split's leakage audit
+    #   (pathsynth.catalog.audit, as audit_to_plain writes it), one per fold in a cross-validation
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,9 @@ class ConditionResult:
     train_images: int
     per_seed: list[SeedResult]
     summary: dict[str, MeanInterval | None]
+    pooled_balanced_accuracy: MeanInterval | None = None  # in a cross-validation: per seed, the
+    #   balanced accuracy of every fold's predictions pooled (one confusion matrix per seed), over
+    #   the seeds: the estimate for new patients, whole even where a fold tests some classes only
 
 
 @dataclass(frozen=True)

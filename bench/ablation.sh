@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Preset choices on validation groups only: group-level 5-fold CV of `quick`'s `original` condition,
+# 3 seeds, one row per choice (bench/classify.py runs the real product). Nothing here reads an
+# external set; BACH folds go by its `group` column. Rows go to bench/out/ablation.jsonl.
+#   bash bench/ablation.sh [ROW ...]      # rows: baseline colour macenko herlev7 colour-histology
+set -euo pipefail
+cd "$(dirname "$0")/.."
+json=bench/out/ablation.jsonl
+rows=("$@")
+[ ${#rows[@]} -gt 0 ] || rows=(baseline colour macenko herlev7 colour-histology)
+for row in "${rows[@]}"; do
+  case "$row" in
+    baseline) args=(bach --label bach-baseline) ;;
+    colour) args=(bach --label bach-colour --set classifier.colour.hed_p=0.8
+                  --set classifier.colour.saturation_p=0.5 --set classifier.colour.contrast_p=0.5) ;;
+    colour-histology) args=(bach --label bach-colour-histology
+                  --set classifier.colour.randstain_p=0.5 --set classifier.colour.hed_p=0.5
+                  --set classifier.colour.hue_p=0.3 --set classifier.colour.saturation_p=0.5
+                  --set classifier.colour.brightness_p=0.5 --set classifier.colour.contrast_p=0.5
+                  --set classifier.colour.gamma_p=0.3 --set classifier.colour.blur_p=0.1
+                  --set classifier.colour.noise_p=0.1) ;;
+    macenko) args=(bach --label bach-macenko --set stain_normalisation=macenko) ;;
+    herlev7) args=(herlev7 --label herlev7-baseline) ;;
+    *) echo "unknown row $row" >&2; exit 2 ;;
+  esac
+  echo "== $row $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"
+  python bench/classify.py "${args[@]}" --folds 5 --seeds 3 --json "$json"
+done
