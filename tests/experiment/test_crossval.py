@@ -135,3 +135,43 @@ def test_a_fold_that_tests_one_class_counts_whole_in_the_pooled_estimate():
     estimate = pooled_over_folds(runs)
     assert estimate is not None and estimate.n == 2
     assert estimate.mean == pytest.approx((0.75 + 0.75) / 2)
+
+
+def test_each_fold_s_seeds_averaged_are_pooled_into_one_ensemble_figure(pooled):
+    space, experiment, results = pooled
+    for key, condition in results["conditions"].items():
+        folds = [
+            json.loads((space.root / "experiments" / f"cv-fold{k}" / "results.json").read_text())
+            for k in (0, 1)
+        ]
+        matrices = [
+            np.asarray(fold["conditions"][key]["ensemble"]["confusion_matrix"]) for fold in folds
+        ]
+        ensemble = condition["ensemble"]
+        assert ensemble["members"] == 1 and ensemble["confusion_matrix"] == sum(matrices).tolist()
+        # one seed: the ensemble of one model is that model
+        assert (
+            ensemble["confusion_matrix"]
+            == sum(np.asarray(run["confusion_matrix"]) for run in condition["per_seed"]).tolist()
+        )
+    assert (
+        "seeds averaged into one prediction"
+        in (experiment.paths.report / "report.html").read_text()
+    )
+
+
+def test_a_seed_ensemble_averages_probabilities_and_needs_the_same_images():
+    from pathsynth.experiment.classification import TestScore
+    from pathsynth.experiment.results import seed_ensemble
+
+    def score(probabilities: list[list[float]], ids: list[int] = [7, 8, 9]) -> TestScore:  # noqa: B006
+        return TestScore(3, {}, [], {}, ids, [0, 1, 1], probabilities)
+
+    # image 9: seed 0 says class 0 (0.6), seed 1 says class 1 (0.9): the mean says class 1
+    one = score([[0.9, 0.1], [0.4, 0.6], [0.6, 0.4]])
+    two = score([[0.8, 0.2], [0.3, 0.7], [0.1, 0.9]])
+    ensemble = seed_ensemble([one, two])
+    assert ensemble is not None and ensemble.members == 2
+    assert ensemble.confusion_matrix == [[1, 0], [0, 2]] and ensemble.balanced_accuracy == 1.0
+    assert seed_ensemble([one, score([[0.5, 0.5]] * 3, ids=[7, 8, 10])]) is None
+    assert seed_ensemble([TestScore(3, {}, [], {})]) is None  # a run recorded without them

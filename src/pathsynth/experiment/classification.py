@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +51,17 @@ from pathsynth.training.runs import run_identity
 
 @dataclass(frozen=True)
 class TestScore:
-    """A classifier's numbers on one test set, one prediction per image."""
+    """A classifier's numbers on one test set, one prediction per image; its per-image class
+    probabilities (with the image's true class index) let the seeds' models be averaged into one
+    prediction (empty in runs recorded before they were kept)."""
 
     images: int
     summary: dict[str, float | None]
     confusion_matrix: list[list[int]]
     roc: dict[str, Roc | None]
+    image_ids: list[int] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    probabilities: list[list[float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -304,10 +309,10 @@ def _score(
         crop_size=config.crop_size,
         crop_stride=config.grid_stride,
     )
-    report = classification_report(
-        predictions.labels.numpy(), predictions.probabilities.numpy(), predictions.class_names
+    image_ids = [int(str(i)) for i in predictions.image_ids]  # catalog ids or row numbers
+    return _test_score(
+        image_ids, predictions.labels, predictions.probabilities, predictions.class_names
     )
-    return TestScore(report.n_images, report.summary(), report.confusion_matrix, _rocs(report))
 
 
 def _train_probe(
@@ -328,10 +333,24 @@ def _probe_score(model: torch.nn.Module, features: FeatureSet, class_names: list
     assert isinstance(model, FrozenFeatureClassifier)  # what _train_probe trains
     with torch.no_grad():
         probabilities = torch.softmax(model.head(features.features), dim=1).double()
-    report = classification_report(
-        features.labels.numpy(), probabilities.numpy(), list(class_names)
+    rows = list(range(len(features.labels)))  # one vector per test image, in the same order
+    return _test_score(rows, features.labels, probabilities, list(class_names))
+
+
+def _test_score(
+    image_ids: list[int], labels: torch.Tensor, probabilities: torch.Tensor, class_names: list[str]
+) -> TestScore:
+    """The numbers of one test set's predictions, with the predictions themselves."""
+    report = classification_report(labels.numpy(), probabilities.numpy(), class_names)
+    return TestScore(
+        report.n_images,
+        report.summary(),
+        report.confusion_matrix,
+        _rocs(report),
+        image_ids=image_ids,
+        labels=labels.tolist(),
+        probabilities=probabilities.double().round(decimals=5).tolist(),
     )
-    return TestScore(report.n_images, report.summary(), report.confusion_matrix, _rocs(report))
 
 
 def _roc(curve: RocCurve | None) -> Roc | None:

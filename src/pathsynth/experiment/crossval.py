@@ -22,9 +22,11 @@ from pathsynth.errors import DataError
 from pathsynth.experiment.context import StageContext, real_split_name
 from pathsynth.experiment.results import comparisons, configs_of, summary_over_runs
 from pathsynth.metrics.aggregate import MeanInterval, summarise_over_seeds
+from pathsynth.metrics.classification import balanced_accuracy_of
 from pathsynth.report.schema import (
     ConditionResult,
     DataInfo,
+    EnsembleScore,
     Examples,
     GeneratorCost,
     Results,
@@ -83,8 +85,23 @@ def _pooled(per_fold: list[dict[str, ConditionResult]]) -> dict[str, ConditionRe
             runs,
             summary_over_runs(runs),
             pooled_over_folds(runs),
+            _pooled_ensemble([part.ensemble for part in parts]),
         )
     return pooled
+
+
+def _pooled_ensemble(folds: list[EnsembleScore | None]) -> EnsembleScore | None:
+    """Every fold's seed ensemble in one confusion matrix (``None`` when a fold has none)."""
+    known = [fold for fold in folds if fold is not None]
+    if not known or len(known) < len(folds):
+        return None
+    matrix = np.sum([np.asarray(fold.confusion_matrix) for fold in known], axis=0)
+    return EnsembleScore(
+        members=known[0].members,
+        accuracy=float(np.trace(matrix) / matrix.sum()),
+        balanced_accuracy=balanced_accuracy_of(matrix),
+        confusion_matrix=matrix.tolist(),
+    )
 
 
 def pooled_over_folds(runs: list[SeedResult]) -> MeanInterval | None:
@@ -96,15 +113,8 @@ def pooled_over_folds(runs: list[SeedResult]) -> MeanInterval | None:
     for run in runs:
         matrix = np.asarray(run.confusion_matrix, dtype=np.int64)
         matrices[run.seed] = matrices[run.seed] + matrix if run.seed in matrices else matrix
-    per_seed = [{"balanced_accuracy": _balanced(m)} for m in matrices.values()]
+    per_seed = [{"balanced_accuracy": balanced_accuracy_of(m)} for m in matrices.values()]
     return summarise_over_seeds(per_seed, bounds=(0.0, 1.0))["balanced_accuracy"]
-
-
-def _balanced(matrix: np.ndarray) -> float:
-    """Mean recall over the classes with test images (rows true, columns predicted)."""
-    support = matrix.sum(axis=1)
-    tested = support > 0
-    return float((np.diag(matrix)[tested] / support[tested]).mean())
 
 
 def _pooled_costs(per_fold: list[dict[str, GeneratorCost]]) -> dict[str, GeneratorCost]:

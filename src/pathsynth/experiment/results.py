@@ -22,11 +22,13 @@ from pathsynth.experiment.protocols import ExperimentSets, condition_parts
 from pathsynth.experiment.synthesis import experiment_generator
 from pathsynth.imaging.crops import random_crops
 from pathsynth.metrics.aggregate import MeanInterval, paired_comparison, summarise_over_seeds
+from pathsynth.metrics.classification import balanced_accuracy_of
 from pathsynth.report.schema import (
     SUMMARY_METRICS,
     Comparison,
     ConditionResult,
     DataInfo,
+    EnsembleScore,
     Examples,
     ExperimentInfo,
     ExternalInfo,
@@ -245,7 +247,33 @@ def _condition(
         for run, score in runs
     ]
     return ConditionResult(
-        protocol, condition, runs[0][0].train_inputs, per_seed, summary_over_runs(per_seed)
+        protocol,
+        condition,
+        runs[0][0].train_inputs,
+        per_seed,
+        summary_over_runs(per_seed),
+        ensemble=seed_ensemble([score for _, score in runs]),
+    )
+
+
+def seed_ensemble(scores: list[TestScore]) -> EnsembleScore | None:
+    """The seeds' models averaged into one prediction per image: their class probabilities'
+    mean, scored. ``None`` when a run kept no per-image probabilities or the runs tested
+    different images (the paper protocol draws its test set per seed)."""
+    first = scores[0]
+    if not first.probabilities or any(
+        score.image_ids != first.image_ids or score.labels != first.labels for score in scores
+    ):
+        return None
+    mean = np.mean([np.asarray(score.probabilities) for score in scores], axis=0)
+    classes = mean.shape[1]
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(first.labels), mean.argmax(axis=1)), 1)
+    return EnsembleScore(
+        members=len(scores),
+        accuracy=float(np.trace(matrix) / matrix.sum()),
+        balanced_accuracy=balanced_accuracy_of(matrix),
+        confusion_matrix=matrix.tolist(),
     )
 
 

@@ -153,6 +153,21 @@ def _present_classes(
     return present, absent
 
 
+def balanced_accuracy_of(confusion_matrix: np.ndarray | list[list[int]]) -> float:
+    """Mean recall over the classes with test images, from a confusion matrix (rows true,
+    columns predicted): what ``balanced_accuracy`` is for the predictions it counts.
+
+    Raises:
+        DataError: a matrix that is not square or counts no image.
+    """
+    matrix = np.asarray(confusion_matrix, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.sum() <= 0:
+        raise DataError(f"a confusion matrix must be square and count images, got {matrix.shape}")
+    support = matrix.sum(axis=1)
+    tested = support > 0
+    return float((np.diag(matrix)[tested] / support[tested]).mean())
+
+
 def classification_report(
     y_true: np.ndarray | list[int],
     probabilities: np.ndarray,

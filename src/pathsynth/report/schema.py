@@ -124,6 +124,18 @@ class SeedResult:
 
 
 @dataclass(frozen=True)
+class EnsembleScore:
+    """A condition's seeds averaged into one prediction per test image (the mean of their class
+    probabilities): what one ensemble of the seeds' models scores. In a cross-validation the
+    folds' ensembles are pooled into one confusion matrix."""
+
+    members: int  # models averaged per image (the seeds)
+    accuracy: float
+    balanced_accuracy: float
+    confusion_matrix: list[list[int]]
+
+
+@dataclass(frozen=True)
 class ConditionResult:
     """One protocol x training condition over its seeds; ``summary`` maps each of
     :data:`SUMMARY_METRICS` to its mean and interval (``None`` where undefined in a seed)."""
@@ -136,6 +148,8 @@ class ConditionResult:
     pooled_balanced_accuracy: MeanInterval | None = None  # in a cross-validation: per seed, the
     #   balanced accuracy of every fold's predictions pooled (one confusion matrix per seed), over
     #   the seeds: the estimate for new patients, whole even where a fold tests some classes only
+    ensemble: EnsembleScore | None = None  # the seeds' models averaged (None where runs kept no
+    #   per-image probabilities, or tested different images)
 
 
 @dataclass(frozen=True)
