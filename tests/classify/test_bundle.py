@@ -26,6 +26,7 @@ from torchvision.models import resnet18
 from pathsynth.classify.bundle import (
     BUNDLE_MARK,
     load_bundle,
+    load_bundles,
     read_manifest,
     save_bundle,
 )
@@ -258,3 +259,35 @@ def test_a_bundle_at_a_magnification_with_crops_predicts_as_it_was_tested(tmp_pa
     assert torch.allclose(predicted, expected, atol=1e-9)
     whole = predict_probabilities(bundle.model, inputs, tta=True)  # the network takes any size
     assert not torch.allclose(predicted, whole, atol=1e-6)  # the crops were used
+
+
+def test_a_folder_of_one_condition_s_bundles_predicts_their_mean(tmp_path) -> None:
+    import dataclasses
+
+    files = image_folder(tmp_path, count=3)
+    folder = tmp_path / "classify" / "honest" / "affine"
+    make_bundle(folder / "seed0.bundle")
+    other = trained_model()
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.mul_(-1.0)  # a second seed that disagrees
+    save_bundle(folder / "seed1.bundle", other, CONFIG, PREPROCESS, CLASS_NAMES, PROVENANCE)
+
+    bundles = load_bundles(folder)
+    assert [b.path.name for b in bundles] == ["seed0.bundle", "seed1.bundle"]
+    result = predict_files(bundles, files, batch_size=2)
+    expected = (
+        reference_probabilities(bundles[0].model, files)
+        + reference_probabilities(bundles[1].model, files)
+    ) / 2
+    np.testing.assert_allclose(result.probabilities.numpy(), expected, rtol=0, atol=1e-9)
+
+    original = dataclasses.replace(PROVENANCE, condition="original")
+    save_bundle(
+        tmp_path / "classify" / "honest" / "original" / "seed0.bundle",
+        trained_model(), CONFIG, PREPROCESS, CLASS_NAMES, original,
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"differ in condition .*name one condition's folder"):
+        load_bundles(tmp_path / "classify")
+    with pytest.raises(CheckpointError, match=r"no \*\.bundle file under"):
+        load_bundles(tmp_path / "sub")

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.errors import ConfigError
@@ -175,3 +176,23 @@ def test_a_seed_ensemble_averages_probabilities_and_needs_the_same_images():
     assert ensemble.confusion_matrix == [[1, 0], [0, 2]] and ensemble.balanced_accuracy == 1.0
     assert seed_ensemble([one, score([[0.5, 0.5]] * 3, ids=[7, 8, 10])]) is None
     assert seed_ensemble([TestScore(3, {}, [], {})]) is None  # a run recorded without them
+
+
+def test_the_folds_bundles_are_gathered_so_predict_averages_what_the_estimate_describes(
+    pooled, herlev
+):
+    from pathsynth.classify.bundle import load_bundles
+    from pathsynth.classify.predict import predict_files
+
+    _, experiment, _ = pooled
+    folder = experiment.paths.folder / "classify" / "honest" / "original"
+    assert sorted(p.name for p in folder.glob("*.bundle")) == [
+        "fold0-seed0.bundle",
+        "fold1-seed0.bundle",
+    ]
+    bundles = load_bundles(folder)
+    assert {b.manifest.provenance.experiment for b in bundles} == {"cv-fold0", "cv-fold1"}
+    files = sorted((herlev / "images" / CLASSES[0]).glob("*.jpg"))[:3]
+    mean = predict_files(bundles, files).probabilities
+    each = [predict_files(bundle, files).probabilities for bundle in bundles]
+    assert torch.allclose(mean, (each[0] + each[1]) / 2)

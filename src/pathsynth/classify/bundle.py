@@ -212,6 +212,42 @@ def load_bundle(path: Path, device: torch.device | str = "cpu") -> ClassifierBun
     return ClassifierBundle(Path(path), manifest, model)
 
 
+def load_bundles(path: Path, device: torch.device | str = "cpu") -> list[ClassifierBundle]:
+    """One bundle, or every ``*.bundle`` under a folder (an ensemble: the seeds of a condition,
+    ``classify/<protocol>/<condition>/``, or the folds x seeds a cross-validation gathers there).
+
+    Raises:
+        CheckpointError: a path that does not exist, a folder without bundles, a bundle that
+            cannot be loaded, or bundles that disagree on what they predict (classes, modality,
+            inputs, protocol or condition: the message names the first difference).
+    """
+    if not path.exists():
+        raise CheckpointError(f"bundle {path} does not exist")
+    files = sorted(path.rglob(f"*{BUNDLE_SUFFIX}")) if path.is_dir() else [path]
+    if not files:
+        raise CheckpointError(f"no *{BUNDLE_SUFFIX} file under {path}")
+    bundles = [load_bundle(file, device) for file in files]
+    first = bundles[0]
+    for bundle in bundles[1:]:
+        for what, mine, theirs in (
+            ("classes", bundle.class_names, first.class_names),
+            ("modality", bundle.manifest.provenance.modality, first.manifest.provenance.modality),
+            ("inputs", bundle.manifest.preprocess, first.manifest.preprocess),
+            ("protocol", bundle.manifest.provenance.protocol, first.manifest.provenance.protocol),
+            (
+                "condition",
+                bundle.manifest.provenance.condition,
+                first.manifest.provenance.condition,
+            ),
+        ):
+            if mine != theirs:
+                raise CheckpointError(
+                    f"bundles under {path} differ in {what} ({first.path.name}: {theirs}, "
+                    f"{bundle.path.name}: {mine}); name one condition's folder"
+                )
+    return bundles
+
+
 def _read_payload(path: Path) -> dict[str, Any]:
     """The archive's top-level dict, checked to be a bundle of this version."""
     payload = load_torch_file(Path(path), "classifier bundle")

@@ -92,27 +92,40 @@ def prepare_file(
         ImageRefused: the file cannot be read or decoded, or the image cannot be prepared (for
             example smaller than one patch).
     """
+    return _prepare(path, preprocess, [stain], pixel_size_um)[0]
+
+
+def _prepare(
+    path: Path,
+    preprocess: PreprocessConfig,
+    stains: Sequence[StainReference | None],
+    pixel_size_um: float | None,
+) -> list[torch.Tensor]:
+    """The file decoded and prepared once, then normalised to each of ``stains`` (see
+    :func:`prepare_file`)."""
     decoded = decode_file(path)  # ingest's decoder, pixel limit included
     try:
         # the file's sha256 seeds random patch positions, as in the experiment's cache
         inputs = preprocess_image(decoded.rgb, preprocess, decoded.sha256, pixel_size_um)
-        return normalise_stain(inputs, stain) if stain is not None else inputs
+        return [normalise_stain(inputs, s) if s is not None else inputs for s in stains]
     except DataError as error:
         raise ImageRefused(str(error)) from None
 
 
 def predict_files(
-    bundle: ClassifierBundle,
+    bundles: ClassifierBundle | Sequence[ClassifierBundle],
     paths: Sequence[Path],
     batch_size: int = 64,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     pixel_size_um: float | None = None,
 ) -> FilePredictions:
-    """Class probabilities per image file, patches averaged per image.
+    """Class probabilities per image file, patches averaged per image, and with several bundles
+    (an ensemble, :func:`~pathsynth.classify.bundle.load_bundles`) averaged over the bundles.
 
     Args:
-        bundle: the loaded classifier (its model's device is used).
+        bundles: the loaded classifier(s) (their models' devices are used); several must share
+            classes and inputs (``load_bundles`` checks it), each keeps its own stain reference.
         paths: image files (see :func:`image_files` for folders).
         batch_size: image files decoded together; network inputs per forward pass.
         workers: threads that read and decode (decoding releases the GIL).
@@ -124,12 +137,16 @@ def predict_files(
         The predictions of the usable files and the reason for each refused one.
 
     Raises:
-        DataError: a batch size below 1, or no ``pixel_size_um`` for a classifier whose inputs
-            have a magnification.
+        DataError: a batch size below 1, no bundle, or no ``pixel_size_um`` for a classifier
+            whose inputs have a magnification.
     """
+    chosen = [bundles] if isinstance(bundles, ClassifierBundle) else list(bundles)
+    if not chosen:
+        raise DataError("no classifier bundle to predict with")
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
-    preprocess = bundle.manifest.preprocess
+    first = chosen[0]
+    preprocess = first.manifest.preprocess
     if preprocess.needs_pixel_size and pixel_size_um is None:
         raise DataError(  # once, rather than refusing every file
             f"the classifier's inputs are at {preprocess.pixel_size_um} um/px: pass the images' "
@@ -139,18 +156,18 @@ def predict_files(
     kept: list[Path] = []
     rows: list[torch.Tensor] = []
     refused: list[tuple[Path, str]] = []
-    preprocess, stain = bundle.manifest.preprocess, bundle.manifest.stain
+    stains = [bundle.manifest.stain for bundle in chosen]
 
-    def attempt(path: Path) -> torch.Tensor | str:
+    def attempt(path: Path) -> list[torch.Tensor] | str:
         try:
-            return prepare_file(path, preprocess, stain, pixel_size_um)
+            return _prepare(path, preprocess, stains, pixel_size_um)
         except ImageRefused as error:
             return str(error)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
-            inputs: list[tuple[Path, torch.Tensor]] = []
+            inputs: list[tuple[Path, list[torch.Tensor]]] = []
             for path, outcome in zip(chunk, pool.map(attempt, chunk), strict=True):
                 if isinstance(outcome, str):
                     refused.append((path, outcome))
@@ -158,12 +175,16 @@ def predict_files(
                     inputs.append((path, outcome))
             if inputs:
                 kept.extend(path for path, _ in inputs)
-                rows.append(_image_probabilities(bundle, [t for _, t in inputs], batch_size))
+                per_bundle = [
+                    _image_probabilities(bundle, [t[b] for _, t in inputs], batch_size)
+                    for b, bundle in enumerate(chosen)
+                ]
+                rows.append(torch.stack(per_bundle).mean(dim=0))
             if progress is not None:
                 progress(min(start + batch_size, len(files)), len(files))
-    n_classes = len(bundle.class_names)
+    n_classes = len(first.class_names)
     probabilities = torch.cat(rows) if rows else torch.zeros(0, n_classes, dtype=torch.float64)
-    return FilePredictions(kept, probabilities, bundle.class_names, refused)
+    return FilePredictions(kept, probabilities, first.class_names, refused)
 
 
 def _image_probabilities(

@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 
 @app.command()
 def predict(
-    bundle: Path = typer.Argument(..., help="Classifier bundle (*.bundle) to predict with."),
+    bundle: Path = typer.Argument(
+        ...,
+        help="Classifier bundle (*.bundle) to predict with, or a folder of bundles of one "
+        "condition (e.g. classify/honest/original): their probabilities are averaged.",
+    ),
     images: list[Path] = typer.Argument(..., help="Image files and/or folders (walked)."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: path, predicted, p_<class>."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
@@ -44,11 +48,11 @@ def predict(
     ),
 ) -> None:
     """Per-class probabilities for each image (patches averaged per image), as a CSV."""
-    from pathsynth.classify.bundle import load_bundle
+    from pathsynth.classify.bundle import load_bundles
     from pathsynth.classify.predict import image_files, predict_files
     from pathsynth.devices import resolve_device
 
-    loaded = load_bundle(bundle, resolve_device(device))
+    loaded = load_bundles(bundle, resolve_device(device))
     files = image_files(images)
     with progress_bar() as progress:
         task = progress.add_task(f"predict {len(files)} images", total=len(files))
@@ -60,9 +64,10 @@ def predict(
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     write_text_atomic(out, predictions_csv(result))
+    models = f", the mean of {len(loaded)} bundles" if len(loaded) > 1 else ""
     console.print(
-        f"wrote {len(result.paths)} predictions ({', '.join(result.class_names)}) to {out}; "
-        f"{len(result.refused)} images could not be read"
+        f"wrote {len(result.paths)} predictions ({', '.join(result.class_names)}{models}) to "
+        f"{out}; {len(result.refused)} images could not be read"
     )
     for path, reason in result.refused:
         err_console.print(f"[yellow]refused[/yellow] {path}: {reason}", soft_wrap=True)

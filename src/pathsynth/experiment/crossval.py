@@ -13,14 +13,18 @@ those of fold 0.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pathsynth.classify.bundle import BUNDLE_SUFFIX
 from pathsynth.errors import DataError
 from pathsynth.experiment.context import StageContext, real_split_name
 from pathsynth.experiment.results import comparisons, configs_of, summary_over_runs
+from pathsynth.files import atomic_path
 from pathsynth.metrics.aggregate import MeanInterval, summarise_over_seeds
 from pathsynth.metrics.classification import balanced_accuracy_of
 from pathsynth.report.schema import (
@@ -51,7 +55,30 @@ def pooled_results(context: StageContext) -> dict[str, Any]:
     ]
     folds = [read_results(folder / "results.json") for folder in folders]
     write_results(pool(context, folds, folders), context.paths.results)
-    return {"folds": len(folds)}
+    bundles = gather_bundles(folders, context.paths.folder / "classify")
+    context.log(f"  {bundles} fold classifier bundles gathered under classify/ (one per condition)")
+    return {"folds": len(folds), "bundles": bundles}
+
+
+def gather_bundles(folders: list[Path], classify: Path) -> int:
+    """Every fold's classifier bundles in the cross-validation's own ``classify/<protocol>/
+    <condition>/`` as ``fold<k>-seed<s>.bundle`` (hard links where the file system allows), so
+    that ``pathsynth predict`` on a condition's folder averages the folds x seeds models the
+    pooled estimate describes. Returns how many were gathered."""
+    gathered = 0
+    for k, folder in enumerate(folders):
+        for bundle in sorted((folder / "classify").rglob(f"*{BUNDLE_SUFFIX}")):
+            target = classify / bundle.parent.relative_to(folder / "classify")
+            target = target / f"fold{k}-{bundle.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as partial:
+                partial.unlink()  # made empty by atomic_path; a link takes its name
+                try:
+                    os.link(bundle, partial)
+                except OSError:  # another file system, or links not allowed
+                    shutil.copyfile(bundle, partial)
+            gathered += 1
+    return gathered
 
 
 def _pooled(per_fold: list[dict[str, ConditionResult]]) -> dict[str, ConditionResult]:
