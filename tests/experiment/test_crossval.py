@@ -150,6 +150,8 @@ def test_each_fold_s_seeds_averaged_are_pooled_into_one_ensemble_figure(pooled):
         ]
         ensemble = condition["ensemble"]
         assert ensemble["members"] == 1 and ensemble["confusion_matrix"] == sum(matrices).tolist()
+        low, high = ensemble["patient_interval"]  # slide groups resampled
+        assert 0.0 <= low <= ensemble["balanced_accuracy"] <= high <= 1.0 and low < high
         # one seed: the ensemble of one model is that model
         assert (
             ensemble["confusion_matrix"]
@@ -196,3 +198,17 @@ def test_the_folds_bundles_are_gathered_so_predict_averages_what_the_estimate_de
     mean = predict_files(bundles, files).probabilities
     each = [predict_files(bundle, files).probabilities for bundle in bundles]
     assert torch.allclose(mean, (each[0] + each[1]) / 2)
+
+
+def test_the_patient_interval_resamples_whole_patients():
+    from pathsynth.metrics.aggregate import patient_bootstrap_interval
+
+    # class 0: patients 1 (all right) and 2 (all wrong); class 1: patients 3 and 4 (all right)
+    labels = [0] * 20 + [1] * 20
+    predicted = [0] * 10 + [1] * 10 + [1] * 20
+    patients = [1] * 10 + [2] * 10 + [3] * 10 + [4] * 10
+    low, high = patient_bootstrap_interval(labels, predicted, patients, resamples=400, seed=1)
+    # class 1 always scores 1; class 0 scores 0, 0.5 or 1 by which of its patients are drawn
+    assert (low, high) == (0.5, 1.0)
+    image_level = patient_bootstrap_interval(labels, predicted, list(range(40)), resamples=400)
+    assert image_level[1] - image_level[0] < high - low  # images as units: far too narrow

@@ -15,15 +15,22 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pathsynth.catalog.api import source_fold
 from pathsynth.classify.bundle import BUNDLE_SUFFIX
 from pathsynth.errors import DataError
 from pathsynth.experiment.context import StageContext, real_split_name
-from pathsynth.experiment.results import comparisons, configs_of, summary_over_runs
+from pathsynth.experiment.results import (
+    comparisons,
+    configs_of,
+    ensemble_score,
+    summary_over_runs,
+)
 from pathsynth.files import atomic_path
 from pathsynth.metrics.aggregate import MeanInterval, summarise_over_seeds
 from pathsynth.metrics.classification import balanced_accuracy_of
@@ -81,7 +88,9 @@ def gather_bundles(folders: list[Path], classify: Path) -> int:
     return gathered
 
 
-def _pooled(per_fold: list[dict[str, ConditionResult]]) -> dict[str, ConditionResult]:
+def _pooled(
+    per_fold: list[dict[str, ConditionResult]], patient_of: Mapping[int, int]
+) -> dict[str, ConditionResult]:
     """Each condition's runs over the folds, fold by fold in seed order (comparisons pair runs by
     position, so every fold must hold the same seeds of every condition).
 
@@ -112,23 +121,27 @@ def _pooled(per_fold: list[dict[str, ConditionResult]]) -> dict[str, ConditionRe
             runs,
             summary_over_runs(runs),
             pooled_over_folds(runs),
-            _pooled_ensemble([part.ensemble for part in parts]),
+            _pooled_ensemble([part.ensemble for part in parts], patient_of),
         )
     return pooled
 
 
-def _pooled_ensemble(folds: list[EnsembleScore | None]) -> EnsembleScore | None:
-    """Every fold's seed ensemble in one confusion matrix (``None`` when a fold has none)."""
+def _pooled_ensemble(
+    folds: list[EnsembleScore | None], patient_of: Mapping[int, int]
+) -> EnsembleScore | None:
+    """Every fold's seed ensemble pooled (each real image tested once), with the interval of its
+    balanced accuracy over whole patients resampled; ``None`` when a fold has none."""
     known = [fold for fold in folds if fold is not None]
     if not known or len(known) < len(folds):
         return None
-    matrix = np.sum([np.asarray(fold.confusion_matrix) for fold in known], axis=0)
-    return EnsembleScore(
-        members=known[0].members,
-        accuracy=float(np.trace(matrix) / matrix.sum()),
-        balanced_accuracy=balanced_accuracy_of(matrix),
-        confusion_matrix=matrix.tolist(),
-    )
+    ids = [i for fold in known for i in fold.image_ids]
+    labels = [label for fold in known for label in fold.labels]
+    predicted = [p for fold in known for p in fold.predicted]
+    if not ids or any(i not in patient_of for i in ids):  # results kept no per-image predictions
+        return None
+    classes = len(known[0].confusion_matrix)
+    patients = [patient_of[i] for i in ids]
+    return ensemble_score(known[0].members, classes, ids, labels, predicted, patients)
 
 
 def pooled_over_folds(runs: list[SeedResult]) -> MeanInterval | None:
@@ -188,8 +201,14 @@ def pool(context: StageContext, folds: list[Results], folders: list[Path]) -> Re
     """One :class:`Results` of K fold results (see the module text)."""
     config = context.config
     first = folds[0]
-    conditions = _pooled([result.conditions for result in folds])
-    external = _pooled([result.external for result in folds]) if first.external else {}
+    source = context.source.resolve().name
+    patient_of = {
+        image.image_id: image.patient_id
+        for image in source_fold(context.workspace, config.modality, source)
+    }
+    conditions = _pooled([result.conditions for result in folds], patient_of)
+    # every fold tests the same external images: their seed ensembles are not pooled
+    external = _pooled([result.external for result in folds], {}) if first.external else {}
     relative = Path("..") / folders[0].name
     counts = {
         f"fold {k} test": result.data.counts.get("test", {}) for k, result in enumerate(folds)

@@ -21,7 +21,12 @@ from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.protocols import ExperimentSets, condition_parts
 from pathsynth.experiment.synthesis import experiment_generator
 from pathsynth.imaging.crops import random_crops
-from pathsynth.metrics.aggregate import MeanInterval, paired_comparison, summarise_over_seeds
+from pathsynth.metrics.aggregate import (
+    MeanInterval,
+    paired_comparison,
+    patient_bootstrap_interval,
+    summarise_over_seeds,
+)
 from pathsynth.metrics.classification import balanced_accuracy_of
 from pathsynth.report.schema import (
     SUMMARY_METRICS,
@@ -266,14 +271,34 @@ def seed_ensemble(scores: list[TestScore]) -> EnsembleScore | None:
     ):
         return None
     mean = np.mean([np.asarray(score.probabilities) for score in scores], axis=0)
-    classes = mean.shape[1]
+    predicted = mean.argmax(axis=1).tolist()
+    return ensemble_score(len(scores), mean.shape[1], first.image_ids, first.labels, predicted)
+
+
+def ensemble_score(
+    members: int,
+    classes: int,
+    image_ids: list[int],
+    labels: list[int],
+    predicted: list[int],
+    patients: list[int] | None = None,
+) -> EnsembleScore:
+    """An ensemble's predictions of ``classes`` classes scored (with ``patients``, one per
+    image, also the interval with whole patients resampled)."""
     matrix = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(first.labels), mean.argmax(axis=1)), 1)
+    np.add.at(matrix, (np.asarray(labels), np.asarray(predicted)), 1)
+    interval = None
+    if patients is not None:
+        interval = list(patient_bootstrap_interval(labels, predicted, patients))
     return EnsembleScore(
-        members=len(scores),
+        members=members,
         accuracy=float(np.trace(matrix) / matrix.sum()),
         balanced_accuracy=balanced_accuracy_of(matrix),
         confusion_matrix=matrix.tolist(),
+        image_ids=image_ids,
+        labels=labels,
+        predicted=predicted,
+        patient_interval=interval,
     )
 
 

@@ -133,6 +133,11 @@ class EnsembleScore:
     accuracy: float
     balanced_accuracy: float
     confusion_matrix: list[list[int]]
+    image_ids: list[int] = field(default_factory=list)  # the predictions scored: catalog ids,
+    labels: list[int] = field(default_factory=list)  # true and predicted class index per image
+    predicted: list[int] = field(default_factory=list)
+    patient_interval: list[float] | None = None  # 95% interval of balanced accuracy with whole
+    #   patients (groups) resampled, where the experiment knows them (a cross-validation)
 
 
 @dataclass(frozen=True)
