@@ -2,7 +2,8 @@
 # Preset choices on validation groups only: group-level 5-fold CV of `quick`'s `original` condition,
 # 3 seeds, one row per choice (bench/classify.py runs the real product). Nothing here reads an
 # external set; BACH folds go by its `group` column. Rows go to bench/out/ablation.jsonl.
-#   bash bench/ablation.sh [ROW ...]      # rows: baseline colour macenko herlev7 colour-histology
+#   bash bench/ablation.sh [ROW ...]   # rows: baseline colour macenko herlev7 colour-histology
+#                                      #   monitor-loss colour-loss herlev7-loss
 set -euo pipefail
 cd "$(dirname "$0")/.."
 json=bench/out/ablation.jsonl
@@ -20,6 +21,11 @@ for row in "${rows[@]}"; do
                   --set classifier.colour.gamma_p=0.3 --set classifier.colour.blur_p=0.1
                   --set classifier.colour.noise_p=0.1) ;;
     macenko) args=(bach --label bach-macenko --set stain_normalisation=macenko) ;;
+    monitor-loss) args=(bach --label bach-monitor-loss --set classifier.monitor=loss) ;;
+    colour-loss) args=(bach --label bach-colour-loss --set classifier.monitor=loss
+                  --set classifier.colour.hed_p=0.8 --set classifier.colour.saturation_p=0.5
+                  --set classifier.colour.contrast_p=0.5) ;;
+    herlev7-loss) args=(herlev7 --label herlev7-monitor-loss --set classifier.monitor=loss) ;;
     herlev7) args=(herlev7 --label herlev7-baseline) ;;
     *) echo "unknown row $row" >&2; exit 2 ;;
   esac
