@@ -195,7 +195,8 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
                 Workspace(workspace), EXPERIMENT, f"other-{rater}", 1, ["x"]
             )
             rater_browser.get(f"{base}/turing/{other.test_id}/rate")
-            assert "Not found" in rater_browser.page_source
+            # Debian's Chromium 150 can hand back the page before its navigation has loaded
+            wait_for(rater_browser, lambda d: "Not found" in d.page_source)
         finally:
             rater_browser.quit()
 
