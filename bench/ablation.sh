@@ -3,7 +3,7 @@
 # 3 seeds, one row per choice (bench/classify.py runs the real product). Nothing here reads an
 # external set; BACH folds go by its `group` column. Rows go to bench/out/ablation.jsonl.
 #   bash bench/ablation.sh [ROW ...]   # rows: baseline colour macenko herlev7 colour-histology
-#                                      #   monitor-loss colour-loss herlev7-loss
+#                                      #   monitor-loss colour-loss colour-long herlev7-loss
 set -euo pipefail
 cd "$(dirname "$0")/.."
 json=bench/out/ablation.jsonl
@@ -23,6 +23,10 @@ for row in "${rows[@]}"; do
     macenko) args=(bach --label bach-macenko --set stain_normalisation=macenko) ;;
     monitor-loss) args=(bach --label bach-monitor-loss --set classifier.monitor=loss) ;;
     colour-loss) args=(bach --label bach-colour-loss --set classifier.monitor=loss
+                  --set classifier.colour.hed_p=0.8 --set classifier.colour.saturation_p=0.5
+                  --set classifier.colour.contrast_p=0.5) ;;
+    colour-long) args=(bach --label bach-colour-long --set classifier.epochs=30
+                  --set classifier.patience=10 --set classifier.min_epochs=15
                   --set classifier.colour.hed_p=0.8 --set classifier.colour.saturation_p=0.5
                   --set classifier.colour.contrast_p=0.5) ;;
     herlev7-loss) args=(herlev7 --label herlev7-monitor-loss --set classifier.monitor=loss) ;;
