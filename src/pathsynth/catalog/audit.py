@@ -29,6 +29,7 @@ leaks by about 26 points, audits as clean: excess -6%).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,10 +191,7 @@ def audit_rows(split: str, unit: str, image_level: bool, train: _Rows, test: _Ro
     shared = set(train.units.tolist()) & set(test.units.tolist())
     identical = len(set(train.sha256) & set(test.sha256))
     keyed = train.keyed or test.keyed
-    blocks = [
-        _block(name, train.features[name], test.features[name], train, test, keyed)
-        for name in FEATURE_BLOCKS
-    ]
+    blocks = [_block(name, train, test, keyed) for name in FEATURE_BLOCKS]
     gaps = [b.probe_gap for b in blocks if b.probe_gap is not None]
     optimism = max(gaps) if gaps else None
     likely = bool(
@@ -218,12 +216,11 @@ def audit_rows(split: str, unit: str, image_level: bool, train: _Rows, test: _Ro
         optimism=optimism,
         verdict="",
     )
-    return SplitAudit(**{**audit.__dict__, "verdict": verdict(audit, keyed)})
+    return dataclasses.replace(audit, verdict=verdict(audit, keyed))
 
 
-def _block(
-    name: str, train: np.ndarray, test: np.ndarray, train_rows: _Rows, test_rows: _Rows, keyed: bool
-) -> BlockAudit:
+def _block(name: str, train_rows: _Rows, test_rows: _Rows, keyed: bool) -> BlockAudit:
+    train, test = train_rows.features[name], test_rows.features[name]
     centre = train.mean(axis=0)
     scale = train.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
@@ -353,6 +350,7 @@ def verdict(audit: SplitAudit, keyed: bool) -> str:
 
 def audit_to_plain(audit: SplitAudit) -> dict[str, Any]:
     """JSON-able form (stored with the experiment's results)."""
-    plain = dict(audit.__dict__)
-    plain["blocks"] = [{**b.__dict__, "probe_gap": b.probe_gap} for b in audit.blocks]
+    plain = dataclasses.asdict(audit)
+    for block, audited in zip(plain["blocks"], audit.blocks, strict=True):
+        block.update(probe_gap=audited.probe_gap, close_excess=audited.close_excess)
     return plain
