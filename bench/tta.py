@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import confusion_matrix
 
 from pathsynth.classify.bundle import load_bundles
 from pathsynth.classify.evaluate import evaluate_images
@@ -80,9 +81,7 @@ def main() -> None:
 
 
 def _matrix(labels: np.ndarray, probabilities: np.ndarray, classes: int) -> np.ndarray:
-    matrix = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(matrix, (labels, probabilities.argmax(axis=1)), 1)
-    return matrix
+    return confusion_matrix(labels, probabilities.argmax(axis=1), labels=range(classes))
 
 
 if __name__ == "__main__":

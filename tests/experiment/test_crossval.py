@@ -201,7 +201,7 @@ def test_the_folds_bundles_are_gathered_so_predict_averages_what_the_estimate_de
 
 
 def test_the_patient_interval_resamples_whole_patients():
-    from pathsynth.metrics.aggregate import patient_bootstrap_interval
+    from pathsynth.metrics.classification import patient_bootstrap_interval
 
     # class 0: patients 1 (all right) and 2 (all wrong); class 1: patients 3 and 4 (all right)
     labels = [0] * 20 + [1] * 20

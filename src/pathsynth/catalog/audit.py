@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.spatial.distance import cdist
 from sklearn.metrics import balanced_accuracy_score
 from sqlalchemy import select
 
@@ -225,14 +226,14 @@ def _block(name: str, train_rows: _Rows, test_rows: _Rows, keyed: bool) -> Block
     scale = train.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
     a, b = (train - centre) / scale, (test - centre) / scale
-    to_train = _distances(b, a)  # (test, train)
+    to_train = cdist(b, a)  # (test, train)
     nearest_distance = to_train.min(axis=1)
     probe_split = _probe(test_rows.labels, train_rows.labels[to_train.argmin(axis=1)])
     # the same probe with each test image's own patient left out of the training fold
     own = test_rows.units[:, None] == train_rows.units[None, :]
     leak_free = np.where(own, np.inf, to_train)
     probe_leak_free = _probe(test_rows.labels, train_rows.labels[leak_free.argmin(axis=1)])
-    within = _distances(a, a)
+    within = cdist(a, a)
     np.fill_diagonal(within, np.inf)
     same_unit = train_rows.units[:, None] == train_rows.units[None, :]
     within_patient = np.where(same_unit, within, np.inf).min(axis=1)
@@ -271,11 +272,6 @@ def _probe(truth: np.ndarray, guesses: np.ndarray) -> float:
     with warnings.catch_warnings():  # a guess of a class the test part lacks is just wrong
         warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
         return float(balanced_accuracy_score(truth, guesses))
-
-
-def _distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    squared = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * x @ y.T
-    return np.sqrt(np.maximum(squared, 0.0))
 
 
 def _look_alike(

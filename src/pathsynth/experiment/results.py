@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import confusion_matrix
 
 from pathsynth import __version__
 from pathsynth.catalog.api import split_audit
@@ -24,10 +25,9 @@ from pathsynth.imaging.crops import random_crops
 from pathsynth.metrics.aggregate import (
     MeanInterval,
     paired_comparison,
-    patient_bootstrap_interval,
     summarise_over_seeds,
 )
-from pathsynth.metrics.classification import balanced_accuracy_of
+from pathsynth.metrics.classification import balanced_accuracy_of, patient_bootstrap_interval
 from pathsynth.report.schema import (
     SUMMARY_METRICS,
     Comparison,
@@ -285,8 +285,7 @@ def ensemble_score(
 ) -> EnsembleScore:
     """An ensemble's predictions of ``classes`` classes scored (with ``patients``, one per
     image, also the interval with whole patients resampled)."""
-    matrix = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels), np.asarray(predicted)), 1)
+    matrix = confusion_matrix(labels, predicted, labels=range(classes))
     interval = None
     if patients is not None:
         interval = list(patient_bootstrap_interval(labels, predicted, patients))

@@ -13,6 +13,7 @@ accuracy does; pass ``require_all_classes=True`` to refuse such a test set inste
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -222,3 +223,41 @@ def classification_report(
         macro_auc=None if absent else float(np.mean([curve.auc for curve in defined_curves])),
         absent_classes=absent,
     )
+
+
+def patient_bootstrap_interval(
+    labels: Sequence[int] | np.ndarray,
+    predicted: Sequence[int] | np.ndarray,
+    patients: Sequence[int] | np.ndarray,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of balanced accuracy with whole patients resampled.
+
+    Test images of one patient are not independent, so an interval over images (or over seeds)
+    is too narrow for "a new patient": here each resample draws the patients with replacement,
+    within each class (a patient's class: its images' most common label), and scores every image
+    of every drawn patient.
+
+    Raises:
+        DataError: inputs of different lengths or no images.
+    """
+    truth, guess, unit = (np.asarray(x) for x in (labels, predicted, patients))
+    if not (len(truth) == len(guess) == len(unit)) or not len(truth):
+        raise DataError("labels, predictions and patients must be as many, and not none")
+    units, inverse = np.unique(unit, return_inverse=True)
+    classes = int(max(truth.max(), guess.max())) + 1
+    # per patient: its (true, predicted) counts, flattened, and its class
+    counts = np.zeros((len(units), classes * classes), dtype=np.int64)
+    np.add.at(counts, (inverse, truth * classes + guess), 1)
+    majority = counts.reshape(len(units), classes, classes).sum(axis=2).argmax(axis=1)
+    rng = np.random.default_rng(seed)
+    strata = [np.flatnonzero(majority == c) for c in np.unique(majority)]
+    scores = np.empty(resamples)
+    for r in range(resamples):
+        drawn = np.concatenate([rng.choice(s, size=len(s), replace=True) for s in strata])
+        scores[r] = balanced_accuracy_of(counts[drawn].sum(axis=0).reshape(classes, classes))
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(scores, [tail, 100.0 - tail])
+    return float(low), float(high)
