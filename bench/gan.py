@@ -31,8 +31,8 @@ from pathsynth.gan.architectures import build_discriminator, build_generator
 from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.losses import discriminator_loss, generator_loss
 from pathsynth.gan.presets import resolve_config
-from pathsynth.gan.sampling import generate_images, write_class_folders
 from pathsynth.gan.trainer import GanTrainer
+from pathsynth.generators.sampling import generate_images, write_class_folders
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float
 
 PAPER_STEPS = 3000 * 1000 // 64  # 46,875

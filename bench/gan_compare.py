@@ -37,13 +37,13 @@ from pathsynth.classify.trainer import train_classifier
 from pathsynth.devices import device_name
 from pathsynth.experiment.config import experiment_config
 from pathsynth.gan.config import TrainConfig, apply_overrides
-from pathsynth.gan.data import folder_files, load_image_set
 from pathsynth.gan.presets import resolve_config
-from pathsynth.gan.sampling import class_noise, image_grid
 from pathsynth.gan.trainer import GanTrainer
+from pathsynth.generators.sampling import class_noise
 from pathsynth.imaging.crops import random_crops
+from pathsynth.imaging.folders import folder_files, load_image_set
 from pathsynth.imaging.png import encode_png
-from pathsynth.imaging.tensorset import TensorImageSet, to_uint8
+from pathsynth.imaging.tensorset import TensorImageSet, image_grid, to_uint8
 from pathsynth.metrics.features import ClassifierFeatures
 from pathsynth.metrics.registry import synthesis_quality
 

@@ -41,10 +41,10 @@ from pathsynth.diffusion.config import DiffusionConfig
 from pathsynth.diffusion.config import resolve_config as diffusion_preset
 from pathsynth.diffusion.sampling import GuidedSampler
 from pathsynth.diffusion.trainer import DiffusionTrainer
-from pathsynth.gan.sampling import class_noise, image_grid
 from pathsynth.gan.trainer import GanTrainer
+from pathsynth.generators.sampling import class_noise
 from pathsynth.imaging.png import encode_png
-from pathsynth.imaging.tensorset import TensorImageSet, to_uint8
+from pathsynth.imaging.tensorset import TensorImageSet, image_grid, to_uint8
 
 
 def sync(device: torch.device) -> None:
@@ -105,7 +105,7 @@ def sample(
 def real_set(args: argparse.Namespace) -> tuple[TensorImageSet, Any]:
     """The real images as ``reproduce --preset quick`` makes them, and the experiment config."""
     from pathsynth.experiment.config import experiment_config
-    from pathsynth.gan.data import folder_files, load_image_set
+    from pathsynth.imaging.folders import folder_files, load_image_set
 
     overrides: dict[str, Any] = {"diffusion.sampling.steps": args.sampling_steps}
     overrides.update(parse_assignments(args.set))

@@ -27,9 +27,9 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from pathsynth.gan.data import load_image_set
 from pathsynth.gan.presets import resolve_config
 from pathsynth.generators.gan import GanGenerator
+from pathsynth.imaging.folders import load_image_set
 from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.tensorset import TensorImageSet
 from pathsynth.metrics.features import FeatureExtractor

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from pathsynth.cli.app import app
 from pathsynth.errors import CheckpointError, ConfigError
-from pathsynth.gan.sampling import GeneratedImage
+from pathsynth.generators.sampling import GeneratedImage
 from pathsynth.training.checkpoint import find_checkpoint, load_checkpoint
 
 from .conftest import write_class_folders

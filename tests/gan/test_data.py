@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from pathsynth.errors import DataError
-from pathsynth.gan.data import EpochSampler, folder_files, load_image_set
+from pathsynth.imaging.folders import folder_files, load_image_set
 from pathsynth.imaging.patches import PreprocessConfig
+from pathsynth.training.sampler import EpochSampler
 
 from .conftest import write_class_folders
 

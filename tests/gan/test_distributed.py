@@ -84,7 +84,7 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(
 PROBE = """
 import sys, weakref
 from pathlib import Path
-from pathsynth.gan.data import folder_files, load_image_set
+from pathsynth.imaging.folders import folder_files, load_image_set
 from pathsynth.gan.presets import resolve_config
 from pathsynth.training.runs import run_training
 from pathsynth.gan.trainer import GanTrainer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pathsynth.gan.ema import make_ema, update_ema
+from pathsynth.training.ema import make_ema, update_ema
 
 
 def test_ema_moves_a_fraction_toward_the_generator_and_copies_buffers() -> None:

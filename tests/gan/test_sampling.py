@@ -10,17 +10,12 @@ import torch
 
 from pathsynth import files
 from pathsynth.errors import CheckpointError
-from pathsynth.gan.data import folder_files, load_image_set
-from pathsynth.gan.sampling import (
-    GeneratedImage,
-    generate_images,
-    image_grid,
-    load_generator,
-    run_provenance,
-    write_class_folders,
-)
+from pathsynth.gan.sampling import load_generator, run_provenance
 from pathsynth.gan.trainer import GanTrainer
+from pathsynth.generators.sampling import GeneratedImage, generate_images, write_class_folders
+from pathsynth.imaging.folders import folder_files, load_image_set
 from pathsynth.imaging.patches import PreprocessConfig
+from pathsynth.imaging.tensorset import image_grid
 
 from .conftest import smoke_config
 
@@ -110,8 +105,8 @@ def test_missing_or_corrupt_checkpoints_are_refused(run_dir: Path, tmp_path: Pat
 
 
 def test_labels_that_look_like_paths_stay_one_class_folder_and_come_back(tmp_path) -> None:
-    from pathsynth.gan.data import folder_files
-    from pathsynth.gan.sampling import GeneratedImage, write_class_folders
+    from pathsynth.generators.sampling import GeneratedImage, write_class_folders
+    from pathsynth.imaging.folders import folder_files
     from pathsynth.imaging.png import encode_png
 
     pixels = np.zeros((8, 8, 3), np.uint8)

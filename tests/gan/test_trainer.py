@@ -13,11 +13,12 @@ from PIL import Image
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.gan import trainer as trainer_module
 from pathsynth.gan.config import apply_overrides
-from pathsynth.gan.data import folder_files, load_image_set
-from pathsynth.gan.trainer import GanTrainer, TrainingDiverged
+from pathsynth.gan.trainer import GanTrainer
+from pathsynth.imaging.folders import folder_files, load_image_set
 from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.tensorset import TensorImageSet
 from pathsynth.training.checkpoint import find_checkpoint, load_checkpoint
+from pathsynth.training.loop import TrainingDiverged
 from pathsynth.training.runs import new_run_dir
 
 from .conftest import EXACT, smoke_config

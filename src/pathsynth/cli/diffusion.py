@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from pathsynth.cli import training
-from pathsynth.cli.app import WorkspaceOpt, app, console
+from pathsynth.cli.app import WorkspaceOpt, app
 
 
 # One piece: typer reads the command's options from this signature (most of its lines).
@@ -47,16 +47,7 @@ def train_diffusion(
     config = training.command_config(
         named, assignments, preset, resume, resolve_config, resumed_config
     )
-    if dry_run:
-        console.print_json(config.to_json())
-        return
-    origin = training.images_origin(data, workspace, split, fold, resume)
-    dataset, source = training.load_images(config.data.preprocess, origin)
-    result = train_run(
-        config, dataset, runs, name or f"diffusion-{config.preset}", source, resume_dir=resume,
-        log=console.print, on_open=training.announce_run_folder, data=origin,
+    training.train_generator(
+        "train-diffusion", config, train_run, (data, workspace, split, fold, resume), runs,
+        name or f"diffusion-{config.preset}", dry_run,
     )  # fmt: skip
-    if result is None:  # not rank 0 under torchrun: rank 0 reports
-        return
-    last = result.last_checkpoint.name if result.last_checkpoint else "none"
-    training.report_run_end("train-diffusion", result, f"done: {result.step} steps; last {last}")

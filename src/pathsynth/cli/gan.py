@@ -52,20 +52,10 @@ def train_gan(
         named, assignments, preset, resume, resolve_config, resumed_config
     )
     check_architecture(config)
-    if dry_run:
-        console.print_json(config.to_json())
-        return
-    origin = training.images_origin(data, workspace, split, fold, resume)
-    dataset, source = training.load_images(config.data.preprocess, origin)
-    result = train_run(
-        config, dataset, runs, name or config.preset, source, resume_dir=resume,
-        log=console.print, on_open=training.announce_run_folder, data=origin,
+    training.train_generator(
+        "train-gan", config, train_run, (data, workspace, split, fold, resume), runs,
+        name or config.preset, dry_run,
     )  # fmt: skip
-    if result is None:  # not rank 0 under torchrun: rank 0 reports
-        return
-    last = result.last_checkpoint.name if result.last_checkpoint else "none"
-    best = f"; best {result.best_checkpoint.name}" if result.best_checkpoint else ""
-    training.report_run_end("train-gan", result, f"done: {result.step} steps; last {last}{best}")
 
 
 @app.command("generate")
@@ -105,8 +95,8 @@ def generate(
     folder), into a folder or the catalog."""
     import time
 
-    from pathsynth.gan.sampling import write_class_folders
     from pathsynth.generators import ImageGenerator, generator_for, store_samples
+    from pathsynth.generators.sampling import write_class_folders
     from pathsynth.training.runs import run_kind
 
     named = {

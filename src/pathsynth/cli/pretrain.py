@@ -87,7 +87,7 @@ def pretrain(
     training.report_run_end(
         "pretrain",
         result,
-        f"done: {result.step} steps, loss {result.loss:.4f}; backbone weights "
+        f"done: {result.step} steps, loss {result.losses['loss']:.4f}; backbone weights "
         f"{outcome.backbone_file} (use as --backbone-weights with --backbone "
         f"{config.model.backbone})",
     )

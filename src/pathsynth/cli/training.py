@@ -1,6 +1,6 @@
 """What the training commands (``train-gan``, ``train-diffusion``, ``pretrain``) share: their
 common options, the config from a preset or from the run to resume, where the images come from,
-and the lines that say how a run ended.
+the generators' command body and the lines that say how a run ended.
 
 Nothing here imports the catalog at module level, so the GAN commands run without SQL packages.
 """
@@ -19,6 +19,7 @@ from pathsynth.errors import ConfigError
 if TYPE_CHECKING:
     from pathsynth.imaging.patches import PreprocessConfig
     from pathsynth.imaging.tensorset import TensorImageSet
+    from pathsynth.training.loop import TrainResult
 
 C = TypeVar("C")
 
@@ -104,7 +105,7 @@ def images_origin(
 def load_images(preprocess: PreprocessConfig, origin: dict[str, str]) -> tuple[TensorImageSet, str]:
     """The training images of a class-folder root or a catalog split, prepared as ``reproduce``
     prepares them, and a description of where they came from."""
-    from pathsynth.gan.data import folder_files, load_image_set
+    from pathsynth.imaging.folders import folder_files, load_image_set
 
     if "folder" in origin:
         source = f"data folder {origin['folder']}"
@@ -116,3 +117,32 @@ def load_images(preprocess: PreprocessConfig, origin: dict[str, str]) -> tuple[T
     source = f"split {origin['split']} fold {origin['fold']} of workspace {root}"
     files = fold_files(open_workspace(root), origin["split"], origin["fold"])
     return load_image_set(files, preprocess, source, root / "cache"), source
+
+
+def train_generator(
+    command: str,
+    config: Any,
+    train_run: Callable[..., TrainResult | None],
+    origin: tuple[Path | None, Path | None, str | None, str, Path | None],
+    runs: Path,
+    name: str,
+    dry_run: bool,
+) -> None:
+    """The body of ``train-gan`` and ``train-diffusion``: print the config (``--dry-run``) or
+    load the images from ``origin`` (``--data``, ``--workspace``, ``--split``, ``--fold``,
+    ``--resume``), train the run and say how it ended (rank 0)."""
+    if dry_run:
+        console.print_json(config.to_json())
+        return
+    resume = origin[-1]
+    where = images_origin(*origin)
+    dataset, source = load_images(config.data.preprocess, where)
+    result = train_run(
+        config, dataset, runs, name, source, resume_dir=resume, log=console.print,
+        on_open=announce_run_folder, data=where,
+    )  # fmt: skip
+    if result is None:  # not rank 0 under torchrun: rank 0 reports
+        return
+    last = result.last_checkpoint.name if result.last_checkpoint else "none"
+    best = f"; best {result.best_checkpoint.name}" if result.best_checkpoint else ""
+    report_run_end(command, result, f"done: {result.step} steps; last {last}{best}")

@@ -32,7 +32,7 @@ from typing import Any
 
 from pathsynth.config import dotted_keys, from_plain, resolve, to_json, to_plain, with_overrides
 from pathsynth.errors import ConfigError
-from pathsynth.gan.config import DataConfig, EmaConfig, RunConfig
+from pathsynth.training.config import DataConfig, EmaConfig, RunConfig
 
 SAMPLERS = ("ddim", "dpm++")
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")

@@ -7,7 +7,6 @@ The numbered folder, ``run.json`` (with ``kind: diffusion``, which ``generate`` 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,31 +14,24 @@ from typing import Any
 from pathsynth.diffusion.config import DiffusionConfig, apply_overrides, from_dict
 from pathsynth.diffusion.trainer import DiffusionTrainer
 from pathsynth.errors import CheckpointError
-from pathsynth.gan.trainer import TrainResult
 from pathsynth.imaging.tensorset import TensorImageSet
-from pathsynth.training.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
+from pathsynth.training.checkpoint import load_checkpoint
 from pathsynth.training.distributed import DistContext
-from pathsynth.training.runs import CONFIG_NAME, check_batch, run_training
+from pathsynth.training.loop import TrainResult
+from pathsynth.training.runs import check_batch, resumed_run_config, run_training
 
 KIND = "diffusion"
 
 
 def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> DiffusionConfig:
-    """The config of a diffusion run's last checkpoint (its ``config.json`` when it has none
-    yet) with ``overrides`` applied, for ``--resume``.
+    """The config of a diffusion run to ``--resume``, with ``overrides``
+    (:func:`~pathsynth.training.runs.resumed_run_config`).
 
     Raises:
-        CheckpointError: no run folder, nothing to read in it, or a GAN run's checkpoint.
+        CheckpointError: no run folder, nothing to read in it, or another kind's checkpoint.
         ConfigError: an override the config refuses.
     """
-    saved = run_dir / CONFIG_NAME
-    if run_dir.is_dir() and not list_checkpoints(run_dir, "last") and saved.is_file():
-        return apply_overrides(from_dict(json.loads(saved.read_text(encoding="utf-8"))), overrides)
-    path = find_checkpoint(run_dir, "last")
-    state = load_checkpoint(path)
-    if state.get("kind") != KIND:
-        raise CheckpointError(f"{run_dir} is not a diffusion run (resume it with train-gan)")
-    return apply_overrides(from_dict(state["config"]), overrides)
+    return resumed_run_config(run_dir, overrides, _diffusion_state, from_dict, apply_overrides)
 
 
 def train_run(
@@ -79,3 +71,18 @@ def train_run(
         resume_dir=resume_dir, on_open=on_open, data=data, kind=KIND,
     )  # fmt: skip
     return None if done is None else done[1]
+
+
+def _diffusion_state(path: Path) -> dict[str, Any]:
+    """A diffusion run's checkpoint state.
+
+    Raises:
+        CheckpointError: what :func:`~pathsynth.training.checkpoint.load_checkpoint` refuses, or
+            a GAN run's checkpoint.
+    """
+    state = load_checkpoint(path)
+    if state.get("kind") != KIND:
+        raise CheckpointError(
+            f"{path} is not a diffusion run's checkpoint (resume it with train-gan)"
+        )
+    return state

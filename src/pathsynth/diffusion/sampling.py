@@ -1,7 +1,7 @@
 """Sampling a diffusion run: classifier-free guided DDIM / DPM-Solver++ from its EMA UNet.
 
 :class:`GuidedSampler` makes the diffusion model look like the GAN's generator to
-:func:`pathsynth.gan.sampling.generate_images` (noise and labels in, images in [-1, 1] out): its
+:func:`pathsynth.generators.sampling.generate_images` (noise and labels in, images in [-1, 1] out): its
 "noise" is the flattened starting image, drawn per class from ``(seed, class)`` exactly as the
 GAN's noise is, and both solvers are deterministic from there, so a seed and a batch size always
 give the same bytes on the same machine.

@@ -35,12 +35,13 @@ from pathsynth.experiment.protocols import (
     condition_generator,
     condition_parts,
 )
-from pathsynth.gan.config import DataConfig, TrainConfig
+from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.presets import resolve_config
 from pathsynth.imaging.affine import AffineConfig
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_preset
 from pathsynth.imaging.stain import STAIN_METHODS
 from pathsynth.selection.config import SelectionConfig
+from pathsynth.training.config import DataConfig
 
 MODALITIES = ("histology", "cytology")
 QUALITY_FEATURES = ("auto", "backbone", "classifier")

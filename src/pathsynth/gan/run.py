@@ -9,34 +9,29 @@ Nothing here touches the catalog: the GAN runs on machines without any SQL packa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pathsynth.gan.architectures import check_architecture
 from pathsynth.gan.config import TrainConfig, apply_overrides, from_dict
-from pathsynth.gan.trainer import GanTrainer, TrainResult
+from pathsynth.gan.trainer import GanTrainer
 from pathsynth.imaging.tensorset import TensorImageSet
-from pathsynth.training.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
+from pathsynth.training.checkpoint import load_checkpoint
 from pathsynth.training.distributed import DistContext
-from pathsynth.training.runs import CONFIG_NAME, check_batch, run_training
+from pathsynth.training.loop import TrainResult
+from pathsynth.training.runs import check_batch, resumed_run_config, run_training
 
 
 def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> TrainConfig:
-    """The config of a run's last checkpoint with ``overrides`` applied (for ``--resume``); of
-    its ``config.json`` when it has no checkpoint yet (killed before its first one: it starts
-    again at step 0).
+    """The config of a GAN run to ``--resume``, with ``overrides``
+    (:func:`~pathsynth.training.runs.resumed_run_config`).
 
     Raises:
-        CheckpointError: no run folder, or neither a checkpoint nor a config.json in it.
+        CheckpointError: no run folder, nothing to read in it, or another kind's checkpoint.
         ConfigError: an override the config refuses.
     """
-    saved = run_dir / CONFIG_NAME
-    if run_dir.is_dir() and not list_checkpoints(run_dir, "last") and saved.is_file():
-        return apply_overrides(from_dict(json.loads(saved.read_text(encoding="utf-8"))), overrides)
-    state = load_checkpoint(find_checkpoint(run_dir, "last"))
-    return apply_overrides(from_dict(state["config"]), overrides)
+    return resumed_run_config(run_dir, overrides, load_checkpoint, from_dict, apply_overrides)
 
 
 def train_run(

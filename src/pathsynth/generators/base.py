@@ -11,7 +11,7 @@ from pathsynth.errors import ConfigError
 
 if TYPE_CHECKING:
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.gan.sampling import GeneratedImage
+    from pathsynth.generators.sampling import GeneratedImage
     from pathsynth.imaging.tensorset import TensorImageSet
 
 

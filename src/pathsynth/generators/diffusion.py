@@ -75,7 +75,7 @@ class DiffusionGenerator:
             ConfigError: a sampling setting the config refuses.
         """
         from pathsynth.diffusion.sampling import GuidedSampler, load_diffusion
-        from pathsynth.gan.sampling import generate_images
+        from pathsynth.generators.sampling import generate_images
 
         target = resolve_device(device)
         loaded = load_diffusion(run_dir, "last" if checkpoint == "best" else checkpoint, target)

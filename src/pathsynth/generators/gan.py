@@ -10,8 +10,9 @@ from pathsynth.devices import resolve_device, use_bf16
 from pathsynth.errors import ConfigError
 from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.run import train_run
-from pathsynth.gan.sampling import generate_images, load_generator
+from pathsynth.gan.sampling import load_generator
 from pathsynth.generators.base import GeneratorSummary, Samples, TrainedRun
+from pathsynth.generators.sampling import generate_images
 from pathsynth.imaging.tensorset import TensorImageSet
 from pathsynth.training.runs import CONFIG_NAME, run_identity
 
@@ -66,7 +67,7 @@ class GanGenerator:
         device: str = "auto",
         batch_size: int = 64,
     ) -> Samples:
-        """Images of the run's EMA generator; see :func:`pathsynth.gan.sampling.generate_images`.
+        """Images of the run's EMA generator; see :func:`pathsynth.generators.sampling.generate_images`.
 
         Raises:
             CheckpointError: no such run or checkpoint.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from pathsynth.errors import DataError
@@ -84,3 +85,11 @@ def to_signed_float(images: torch.Tensor, dtype: torch.dtype = torch.float32) ->
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Floats in [-1, 1] to uint8 in [0, 255], rounded and clamped."""
     return images.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def image_grid(images: torch.Tensor, columns: int) -> np.ndarray:
+    """uint8 NCHW images tiled row by row into one HxWx3 array (N must be a multiple of columns)."""
+    n, c, h, w = images.shape
+    rows = n // columns
+    grid = images.cpu().reshape(rows, columns, c, h, w).permute(0, 3, 1, 4, 2)
+    return grid.reshape(rows * h, columns * w, c).contiguous().numpy()

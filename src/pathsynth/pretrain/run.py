@@ -22,10 +22,11 @@ import torch
 from pathsynth.errors import CheckpointError
 from pathsynth.files import atomic_path
 from pathsynth.pretrain.config import PretrainConfig, apply_overrides, from_dict
-from pathsynth.pretrain.trainer import PretrainResult, SimclrTrainer, load_pretrain_checkpoint
+from pathsynth.pretrain.trainer import SimclrTrainer, load_pretrain_checkpoint
 from pathsynth.training.checkpoint import find_checkpoint, list_checkpoints
 from pathsynth.training.distributed import DistContext
-from pathsynth.training.runs import CONFIG_NAME, IDENTITY_NAME, run_training, trim_stats
+from pathsynth.training.loop import TrainResult
+from pathsynth.training.runs import IDENTITY_NAME, resumed_run_config, run_training, trim_stats
 
 BACKBONE_NAME = "backbone.safetensors"
 KIND = "pretrain"  # run.json's kind: no generator, so ``generate`` refuses the run in one line
@@ -35,23 +36,21 @@ KIND = "pretrain"  # run.json's kind: no generator, so ``generate`` refuses the 
 class PretrainOutcome:
     """What a run left: how training ended and the exported backbone (finished runs only)."""
 
-    result: PretrainResult
+    result: TrainResult
     backbone_file: Path | None
 
 
 def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> PretrainConfig:
-    """The config of a run's last checkpoint (or its ``config.json`` when it has none yet) with
-    ``overrides`` applied.
+    """The config of a pretraining run to ``--resume``, with ``overrides``
+    (:func:`~pathsynth.training.runs.resumed_run_config`).
 
     Raises:
-        CheckpointError: no run folder, or neither a checkpoint nor a config.json in it.
+        CheckpointError: no run folder, nothing to read in it, or another kind's checkpoint.
         ConfigError: an override the config refuses.
     """
-    saved = run_dir / CONFIG_NAME
-    if run_dir.is_dir() and not list_checkpoints(run_dir, "last") and saved.is_file():
-        return apply_overrides(from_dict(json.loads(saved.read_text(encoding="utf-8"))), overrides)
-    state = load_pretrain_checkpoint(find_checkpoint(run_dir, "last"))
-    return apply_overrides(from_dict(state["config"]), overrides)
+    return resumed_run_config(
+        run_dir, overrides, load_pretrain_checkpoint, from_dict, apply_overrides
+    )
 
 
 def recorded_data(run_dir: Path) -> dict[str, str]:

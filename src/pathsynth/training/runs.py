@@ -43,6 +43,7 @@ from pathsynth.training.distributed import DistContext, init_distributed, shutdo
 
 CONFIG_NAME = "config.json"
 IDENTITY_NAME = "run.json"
+C = TypeVar("C")
 STATS_NAME = "stats.jsonl"
 
 
@@ -265,6 +266,31 @@ def open_run(
         if not (run_dir / IDENTITY_NAME).is_file():
             write_identity(run_dir, source, data, kind)
     return OpenedRun(run_dir, resume)
+
+
+def resumed_run_config(
+    run_dir: Path,
+    overrides: Mapping[str, Any],
+    read_state: Callable[[Path], dict[str, Any]],
+    from_dict: Callable[[Mapping[str, Any]], C],
+    apply_overrides: Callable[[C, Mapping[str, Any]], C],
+) -> C:
+    """The config of a run's last checkpoint, read by ``read_state`` (the trainer's checkpoint
+    reader, which refuses another kind's), with ``overrides`` applied, for ``--resume``; of its
+    ``config.json`` when it has no checkpoint yet (killed before its first one: it starts again
+    at step 0).
+
+    Raises:
+        CheckpointError: no run folder, neither a checkpoint nor a config.json in it, or what
+            ``read_state`` refuses.
+        ConfigError: an override the config refuses.
+    """
+    saved = run_dir / CONFIG_NAME
+    if run_dir.is_dir() and not list_checkpoints(run_dir, "last") and saved.is_file():
+        plain = json.loads(saved.read_text(encoding="utf-8"))
+    else:
+        plain = read_state(find_checkpoint(run_dir, "last"))["config"]
+    return apply_overrides(from_dict(plain), overrides)
 
 
 def check_batch(dataset: TensorImageSet, batch_size: int, source: str) -> None:

@@ -1,4 +1,5 @@
-"""The exponential moving average of the generator used for samples and generation."""
+"""The exponential moving average of a trained network (the generator, the UNet) that samples and
+generation use."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import copy
 
 import torch
 from torch import nn
+
+from pathsynth.training.config import EmaConfig
 
 
 def make_ema(generator: nn.Module) -> nn.Module:
@@ -35,3 +38,13 @@ def update_ema(ema: nn.Module, generator: nn.Module, decay: float) -> None:
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
     for ema_buffer, buffer in zip(ema.buffers(), generator.buffers(), strict=True):
         ema_buffer.copy_(buffer)
+
+
+def ema_decay(config: EmaConfig, step: int) -> float:
+    """The decay after ``step`` steps: 0 (a plain copy) up to ``start_step``, then ``decay``,
+    capped by ``(1 + step) / (10 + step)`` with ``warmup`` so the early average is not stuck at
+    the initial weights."""
+    decay = 0.0 if step <= config.start_step else config.decay
+    if config.warmup:
+        decay = min(decay, (1 + step) / (10 + step))
+    return decay
