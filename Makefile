@@ -15,6 +15,7 @@ check:
 	ruff check src tests bench
 	ruff format --check src tests bench
 	mypy
+	lint-imports
 
 format:
 	ruff format src tests bench

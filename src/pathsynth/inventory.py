@@ -7,7 +7,7 @@ stopping the listing. Nothing here needs the catalog (no SQL package is imported
 Layout read:
 
 - ``experiments/<name>/state.json`` (:class:`~pathsynth.experiment.state.ExperimentState`) and
-  ``results.json`` (:func:`~pathsynth.report.schema.read_results`);
+  ``results.json`` (:func:`~pathsynth.records.schema.read_results`);
 - ``experiments/<name>/**/*.bundle`` (:func:`~pathsynth.classify.bundle.read_manifest`);
 - ``runs/<NNNNN-name>/run.json``, ``config.json`` and ``stats.jsonl`` (:mod:`pathsynth.training.runs`).
 """
@@ -152,7 +152,7 @@ def read_experiment_entry(folder: Path) -> ExperimentEntry:
 
 
 def _headline(results_path: Path) -> dict[str, float]:
-    from pathsynth.report.schema import read_results  # scipy, through the metrics it holds
+    from pathsynth.records.schema import read_results  # scipy, through the metrics it holds
 
     results = read_results(results_path)
     headline = {}

@@ -14,7 +14,7 @@ from bundles import CLASS_NAMES, image_folder, make_bundle
 
 from pathsynth.experiment.state import ExperimentState, StageRecord
 from pathsynth.metrics.aggregate import MeanInterval
-from pathsynth.report.schema import (
+from pathsynth.records.schema import (
     ConditionResult,
     DataInfo,
     ExperimentInfo,

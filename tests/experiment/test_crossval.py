@@ -84,7 +84,7 @@ def test_neither_the_whole_nor_a_fold_can_be_invalidated_apart(pooled):
 
 def test_a_generator_s_costs_are_the_mean_of_a_fold_s():
     from pathsynth.experiment.crossval import _pooled_costs
-    from pathsynth.report.schema import GeneratorCost
+    from pathsynth.records.schema import GeneratorCost
 
     def cost(train_s: float | None, steps: int, sample_s: float, images: int, device: str):
         return GeneratorCost(train_s, steps, None if train_s is None else steps * 32 / train_s,
@@ -123,7 +123,7 @@ def test_the_estimate_pools_each_seed_s_folds_into_one_confusion_matrix(pooled):
 
 def test_a_fold_that_tests_one_class_counts_whole_in_the_pooled_estimate():
     from pathsynth.experiment.crossval import pooled_over_folds
-    from pathsynth.report.schema import Curves, SeedResult
+    from pathsynth.records.schema import Curves, SeedResult
 
     def run(fold: int, seed: int, matrix: list[list[int]]) -> SeedResult:
         curves = Curves([], [], [], [])

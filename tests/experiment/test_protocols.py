@@ -8,7 +8,6 @@ import torch
 
 from pathsynth.errors import DataError
 from pathsynth.experiment.protocols import (
-    CONDITIONS,
     ExperimentSets,
     LabelledPart,
     check_honest,
@@ -18,6 +17,7 @@ from pathsynth.experiment.protocols import (
     paper_sets,
 )
 from pathsynth.imaging.tensorset import TensorImageSet
+from pathsynth.records.conditions import CONDITIONS
 
 CLASSES = ["benign", "malignant"]
 

@@ -21,7 +21,7 @@ from pathsynth.experiment.config import experiment_config
 from pathsynth.experiment.context import kept_image_ids
 from pathsynth.experiment.pipeline import Experiment
 from pathsynth.experiment.selection import select
-from pathsynth.report.schema import SelectionRecord
+from pathsynth.records.schema import SelectionRecord
 from pathsynth.selection import selection_config
 
 CLASSES = ("normal_intermediate", "normal_superficiel")

@@ -11,11 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pathsynth.report import write_report
-from pathsynth.report.build import _example_sources
-from pathsynth.report.figures import SOURCE_BLOCK, real_vs_generated_grid
-from pathsynth.report.numbers import duration
-from pathsynth.report.schema import (
+from pathsynth.records.schema import (
     PUBLISHED_GENERATORS,
     Comparison,
     GeneratorCost,
@@ -25,6 +21,10 @@ from pathsynth.report.schema import (
     SynthesisQuality,
     read_results,
 )
+from pathsynth.report import write_report
+from pathsynth.report.build import _example_sources
+from pathsynth.report.figures import SOURCE_BLOCK, real_vs_generated_grid
+from pathsynth.report.numbers import duration
 from report.test_report import CLASSES, condition_result, example_results, visible_text
 
 SOURCES = ("real", "gan", "diffusion")

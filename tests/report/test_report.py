@@ -14,10 +14,7 @@ from jinja2 import UndefinedError
 
 from pathsynth.errors import DataError
 from pathsynth.metrics.aggregate import MeanInterval
-from pathsynth.report import write_report
-from pathsynth.report.build import _environment
-from pathsynth.report.numbers import fmt, interval, percent, sanitise
-from pathsynth.report.schema import (
+from pathsynth.records.schema import (
     Comparison,
     ConditionResult,
     Curves,
@@ -36,6 +33,9 @@ from pathsynth.report.schema import (
     read_results,
     write_results,
 )
+from pathsynth.report import write_report
+from pathsynth.report.build import _environment
+from pathsynth.report.numbers import fmt, interval, percent, sanitise
 
 CLASSES = ["benign", "malignant", "normal"]
 

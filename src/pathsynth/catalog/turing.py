@@ -359,18 +359,6 @@ def answers_of_test(catalog: Catalog, test_id: int) -> tuple[list[str], list[Ans
     ]
 
 
-def items_of_test(catalog: Catalog, test_id: int) -> list[str]:
-    """The opaque ids of a test's items."""
-    with catalog.session() as session:
-        return list(
-            session.scalars(
-                select(TuringItem.public_id)
-                .where(TuringItem.test_id == test_id)
-                .order_by(TuringItem.id)
-            )
-        )
-
-
 class TuringBook:
     """The Turing-test tables of one open catalog, for a long-lived process (the web app).
 

@@ -24,8 +24,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, log_loss
 
 from pathsynth.classify.config import ClassifierConfig
+from pathsynth.classify.history import EpochRecord, TrainingResult
 from pathsynth.classify.probe import FeatureSet, FrozenFeatureClassifier
-from pathsynth.classify.trainer import EpochRecord, TrainingResult
 from pathsynth.errors import DataError
 
 MAX_ITERATIONS = 2000  # lbfgs iterations per fit (standardised features converge well before)

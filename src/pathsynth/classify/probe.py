@@ -3,7 +3,7 @@
 The backbone (:mod:`pathsynth.backbones`) turns each image into one vector (its patches'
 features averaged); only a linear layer is trained, on those vectors, with AdamW, class-weighted
 cross-entropy and the same early stopping on validation patients as fine-tuning
-(:class:`~pathsynth.classify.trainer._EarlyStopping`). Because the vectors are computed once and
+(:class:`~pathsynth.classify.history.EarlyStopping`). Because the vectors are computed once and
 the head is tiny, a probe trains in seconds on the CPU whatever the backbone's size.
 
 :class:`FrozenFeatureClassifier` joins backbone and head into one network that takes images like
@@ -25,7 +25,7 @@ from torch import nn
 from pathsynth.backbones.embed import normalise
 from pathsynth.backbones.load import Backbone, load_backbone
 from pathsynth.classify.config import ClassifierConfig
-from pathsynth.classify.trainer import EpochRecord, TrainingResult, _EarlyStopping
+from pathsynth.classify.history import EarlyStopping, EpochRecord, TrainingResult
 from pathsynth.errors import DataError
 from pathsynth.imaging.tensorset import to_uint8
 
@@ -141,7 +141,7 @@ def train_linear_probe(
     optimiser = torch.optim.AdamW(
         model.head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    stopping = _EarlyStopping(config)
+    stopping = EarlyStopping(config)
     history: list[EpochRecord] = []
     stopped = False
     for epoch in range(1, config.epochs + 1):

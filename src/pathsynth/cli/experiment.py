@@ -226,7 +226,7 @@ def select_generated(
     from pathsynth.catalog.workspace import Workspace
     from pathsynth.config import load_record, parse_assignments
     from pathsynth.experiment.pipeline import Experiment
-    from pathsynth.report.schema import GeneratorSelection, SelectionRecord
+    from pathsynth.records.schema import GeneratorSelection, SelectionRecord
     from pathsynth.selection import selection_config
 
     overrides: dict[str, Any] = {
@@ -323,8 +323,8 @@ def report(
 
 
 def _print_results(path: Path) -> None:
+    from pathsynth.records.schema import read_results
     from pathsynth.report.numbers import interval
-    from pathsynth.report.schema import read_results
 
     results = read_results(path)
     table = Table()

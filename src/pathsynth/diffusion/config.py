@@ -1,6 +1,6 @@
 """Diffusion training configuration: one frozen dataclass per concern, presets as overrides.
 
-The data, EMA and run groups are the GAN's own (:mod:`pathsynth.gan.config`), so both generators
+The data, EMA and run groups are every generator trainer's (:mod:`pathsynth.training.config`), so both generators
 read images, average weights and keep run folders alike; the groups here are what only diffusion
 has: the UNet's shape, the noise schedule, classifier-free guidance and the sampler.
 

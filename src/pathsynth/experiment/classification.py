@@ -20,6 +20,7 @@ import torch
 from pathsynth.classify.bundle import Provenance, save_bundle
 from pathsynth.classify.config import FROZEN_KINDS, ClassifierConfig
 from pathsynth.classify.evaluate import evaluate_images
+from pathsynth.classify.history import TrainingResult
 from pathsynth.classify.logistic import train_logistic
 from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.probe import (
@@ -28,7 +29,7 @@ from pathsynth.classify.probe import (
     probe_backbone,
     train_linear_probe,
 )
-from pathsynth.classify.trainer import TrainingResult, train_classifier, validation_split
+from pathsynth.classify.trainer import train_classifier, validation_split
 from pathsynth.config import load_record, save_record
 from pathsynth.errors import ConfigError
 from pathsynth.experiment.context import StageContext
@@ -39,13 +40,13 @@ from pathsynth.experiment.protocols import (
     ExperimentSets,
     LabelledPart,
     check_external,
-    condition_generator,
     honest_sets,
     paper_pool,
     paper_sets,
 )
 from pathsynth.metrics.classification import ClassificationReport, RocCurve, classification_report
-from pathsynth.report.schema import Curves, Roc
+from pathsynth.records.conditions import Condition, run_label
+from pathsynth.records.schema import Curves, Roc
 from pathsynth.training.runs import run_identity
 
 
@@ -79,12 +80,6 @@ class ClassifierRun:
     best_epoch: int
     seconds: float
     config: dict[str, Any]
-
-
-def run_label(condition: str, kind: str, primary: str) -> str:
-    """How a run of ``condition`` by a classifier of ``kind`` is named in paths and results:
-    the bare condition for the experiment's own kind ``primary``, else ``<condition>@<kind>``."""
-    return condition if kind == primary else f"{condition}@{kind}"
 
 
 def classify(context: StageContext) -> dict[str, Any]:
@@ -269,7 +264,7 @@ def _save_bundle(
     protocol, condition, seed = run
     generator_run = None
     outputs = context.state.outputs("generator")
-    kind = condition_generator(condition)
+    kind = Condition.of(condition).generator
     trained = outputs.get("runs", {}).get(kind, {}).get("run_dir") or outputs.get("run_dir")
     if kind is not None and trained:
         generator_run = run_identity(Path(trained)).run_id

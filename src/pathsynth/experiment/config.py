@@ -25,21 +25,20 @@ from pathsynth.config import resolve, to_plain
 from pathsynth.diffusion.config import DiffusionConfig
 from pathsynth.diffusion.config import resolve_config as diffusion_config
 from pathsynth.errors import ConfigError, DataError
-from pathsynth.experiment.protocols import (
-    CONDITIONS,
-    GENERATOR_KINDS,
-    NAMED_CONDITIONS,
-    PROTOCOLS,
-    SELECTED,
-    check_condition,
-    condition_generator,
-    condition_parts,
-)
+from pathsynth.experiment.protocols import PROTOCOLS
 from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.presets import resolve_config
 from pathsynth.imaging.affine import AffineConfig
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_preset
 from pathsynth.imaging.stain import STAIN_METHODS
+from pathsynth.records.conditions import (
+    CONDITIONS,
+    GENERATOR_KINDS,
+    NAMED_CONDITIONS,
+    SELECTED,
+    Condition,
+    check_condition,
+)
 from pathsynth.selection.config import SelectionConfig
 from pathsynth.training.config import DataConfig
 
@@ -149,7 +148,7 @@ class ExperimentConfig:
                 name
                 for condition in self.conditions
                 for name in (condition, condition + SELECTED)
-                if name == condition or _adds_every_generated_image(condition)
+                if name == condition or Condition.of(condition).adds_every_generated_image
             ]
             object.__setattr__(self, "conditions", tuple(dict.fromkeys(variants)))
         _known("stain normalisation", (self.stain_normalisation,), ("none", *STAIN_METHODS))
@@ -196,7 +195,7 @@ class ExperimentConfig:
         the named one); a condition naming a generator the experiment does not train is refused.
         """
         kinds = self.generator_kinds
-        if len(kinds) > 1 and "synthetic" in {condition_generator(c) for c in self.conditions}:
+        if len(kinds) > 1 and "synthetic" in {Condition.of(c).generator for c in self.conditions}:
             if self.conditions != CONDITIONS:
                 raise ConfigError(
                     "with generator 'both' name the generator in each condition: "
@@ -204,7 +203,7 @@ class ExperimentConfig:
                 )
             object.__setattr__(self, "conditions", ("original", "affine", *NAMED_CONDITIONS))
         for condition in self.conditions:
-            kind = condition_generator(condition)
+            kind = Condition.of(condition).generator
             if kind in GENERATOR_KINDS and kind not in kinds:
                 raise ConfigError(
                     f"condition {condition!r} needs the {kind} generator; this experiment trains "
@@ -260,15 +259,13 @@ class ExperimentConfig:
         """True when a compared condition trains on ``origin`` images ("affine", "synthetic":
         images of any generator)."""
         if origin == "synthetic":
-            return any(condition_generator(c) is not None for c in self.conditions)
-        return any(
-            origin in condition_parts(condition)[0].split("+") for condition in self.conditions
-        )
+            return any(Condition.of(c).generator is not None for c in self.conditions)
+        return any(origin in Condition.of(condition).origins for condition in self.conditions)
 
     @property
     def selects(self) -> bool:
         """True when a compared condition trains on selected generated images."""
-        return any(condition_parts(condition)[1] for condition in self.conditions)
+        return any(Condition.of(condition).selected for condition in self.conditions)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (saved with the state and the results)."""
@@ -276,12 +273,6 @@ class ExperimentConfig:
 
 
 GENERATORS = (*GENERATOR_KINDS, "both")
-
-
-def _adds_every_generated_image(condition: str) -> bool:
-    """True for a condition that adds a generator's images without selection (the ones that
-    ``selection.enabled`` gives a ``:selected`` variant)."""
-    return condition_generator(condition) is not None and not condition_parts(condition)[1]
 
 
 def _known(what: str, given: tuple[str, ...], known: tuple[str, ...]) -> None:

@@ -19,7 +19,7 @@ from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.protocols import ExperimentSets, LabelledPart
 from pathsynth.experiment.state import ExperimentPaths, ExperimentState, StageRecord
 from pathsynth.files import atomic_path
-from pathsynth.report.schema import SelectionRecord
+from pathsynth.records.schema import SelectionRecord
 
 
 @dataclass

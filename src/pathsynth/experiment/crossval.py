@@ -34,7 +34,7 @@ from pathsynth.experiment.results import (
 from pathsynth.files import atomic_path
 from pathsynth.metrics.aggregate import MeanInterval, summarise_over_seeds
 from pathsynth.metrics.classification import balanced_accuracy_of
-from pathsynth.report.schema import (
+from pathsynth.records.schema import (
     ConditionResult,
     DataInfo,
     EnsembleScore,

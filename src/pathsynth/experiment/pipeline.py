@@ -47,8 +47,8 @@ from pathsynth.experiment import (
 )
 from pathsynth.experiment.config import ExperimentConfig, check_overrides
 from pathsynth.experiment.context import StageContext
-from pathsynth.experiment.protocols import condition_parts
 from pathsynth.experiment.state import ExperimentPaths, ExperimentState, StageRecord
+from pathsynth.records.conditions import Condition
 from pathsynth.report import write_report
 
 Stage = Callable[[StageContext], dict[str, Any]]
@@ -253,7 +253,7 @@ class Experiment:
             )
         for stage in ("select", "classify", "results", "report"):
             self.state.stages.pop(stage, None)
-        selected = [c for c in self.config.conditions if condition_parts(c)[1]]
+        selected = [c for c in self.config.conditions if Condition.of(c).selected]
         for protocol in self.config.protocols:
             for condition in selected:
                 shutil.rmtree(self.paths.classifier_run(protocol, condition, 0).parent)

@@ -1,16 +1,6 @@
 """Training and test sets of each protocol and condition, with the invariants that make them honest.
 
-Conditions say what a classifier trains on:
-
-- ``original``: the real images of the training side;
-- ``affine``: those plus their affine children;
-- ``synthetic``: the real images plus the experiment's generated images (GAN by default);
-- ``affine+synthetic``: all three;
-- ``original+gan``, ``affine+gan``, ``original+diffusion``, ``affine+diffusion``: the same with
-  the named generator's images, for experiments that train both (``--generator both``);
-- ``synthetic:selected``, ``affine+synthetic:selected``, ``affine+gan:selected``, ...: the same
-  with only the generated images that selective synthesis kept of that generator (criteria from
-  the real training fold; see :mod:`pathsynth.experiment.selection`).
+Conditions (what a classifier trains on) are :mod:`pathsynth.records.conditions`'s.
 
 Protocols say what it is tested on:
 
@@ -33,51 +23,9 @@ import torch.nn.functional as F
 
 from pathsynth.errors import DataError
 from pathsynth.imaging.tensorset import TensorImageSet
+from pathsynth.records.conditions import Condition, check_condition
 
 PROTOCOLS = ("honest", "paper")
-CONDITIONS = ("original", "affine", "synthetic", "affine+synthetic")
-GENERATOR_KINDS = ("gan", "diffusion")
-# conditions that name the generator whose images they add
-NAMED_CONDITIONS = tuple(
-    f"{base}+{kind}" for kind in GENERATOR_KINDS for base in ("original", "affine")
-)
-ALL_CONDITIONS = CONDITIONS + NAMED_CONDITIONS
-
-
-def condition_generator(condition: str) -> str | None:
-    """The generator whose images ``condition`` adds: a kind it names, ``"synthetic"`` for the
-    experiment's one generator, or ``None`` when it adds none (a ``:selected`` suffix aside)."""
-    for part in condition_parts(condition)[0].split("+"):
-        if part in GENERATOR_KINDS or part == "synthetic":
-            return part
-    return None
-
-
-SELECTED = ":selected"  # suffix of a condition that trains on the selected generated images only
-
-
-def condition_parts(condition: str) -> tuple[str, bool]:
-    """``(base condition, selected)`` of a condition name (``affine+synthetic:selected`` gives
-    ``("affine+synthetic", True)``)."""
-    if condition.endswith(SELECTED):
-        return condition[: -len(SELECTED)], True
-    return condition, False
-
-
-def check_condition(condition: str) -> str:
-    """``condition`` when it is one of :data:`ALL_CONDITIONS`, or one of those that adds a
-    generator's images with the ``:selected`` suffix (whether the experiment trains that
-    generator is the experiment config's check).
-
-    Raises:
-        DataError: any other name (the message lists the known ones).
-    """
-    base, selected = condition_parts(condition)
-    if base not in ALL_CONDITIONS or (selected and condition_generator(base) is None):
-        adding = [c for c in ALL_CONDITIONS if condition_generator(c) is not None]
-        known = [*ALL_CONDITIONS, *(f"{c}{SELECTED}" for c in adding)]
-        raise DataError(f"unknown condition {condition!r}; choose from {', '.join(known)}")
-    return condition
 
 
 @dataclass
@@ -210,8 +158,8 @@ class ExperimentSets:
         Raises:
             DataError: there are none, or a class has none.
         """
-        kind = condition_generator(condition)
-        selected = condition_parts(condition)[1]
+        parsed = Condition.of(condition)
+        kind, selected = parsed.generator, parsed.selected
         if selected and kind == "synthetic":
             return _needs(self.selected_synthetic, "selected generated images", condition)
         if selected:
@@ -265,10 +213,11 @@ def honest_sets(
     validation = sets.real_train.select(in_validation)
     parts = [sets.real_train.select(~in_validation)]
     validation_ids = validation.ids
-    if "affine" in condition:
+    parsed = Condition.of(condition)
+    if "affine" in parsed.origins:
         affine = _needs(sets.affine_train, "affine children of the training fold", condition)
         parts.append(affine.select(~torch.isin(affine.parents, validation_ids)))
-    if condition_generator(condition) is not None:
+    if parsed.generator is not None:
         parts.append(sets.generated_for(condition))
     train = concatenate(parts)
     check_honest(train, validation, sets.real_test)
@@ -317,7 +266,7 @@ def paper_pool(sets: ExperimentSets, condition: str) -> LabelledPart:
     Raises:
         DataError: an unknown condition, or a set the condition needs that is missing.
     """
-    base, _ = condition_parts(check_condition(condition))
+    base = Condition.of(check_condition(condition)).base
     reals = concatenate([sets.real_train, sets.real_test])
     if base == "original":
         return reals

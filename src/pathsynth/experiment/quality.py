@@ -35,7 +35,7 @@ from pathsynth.imaging.crops import random_crops
 from pathsynth.metrics.features import ClassifierFeatures, InceptionFeatures
 from pathsynth.metrics.memorisation import NearestRealNeighbours, memorisation_check
 from pathsynth.metrics.registry import synthesis_quality
-from pathsynth.report.schema import (
+from pathsynth.records.schema import (
     GeneratorQualities,
     Memorisation,
     Neighbours,

@@ -16,10 +16,10 @@ from pathsynth.catalog.api import split_audit
 from pathsynth.catalog.licence import source_licence
 from pathsynth.config import load_record, to_plain
 from pathsynth.errors import DataError
-from pathsynth.experiment.classification import ClassifierRun, TestScore, read_run, run_label
+from pathsynth.experiment.classification import ClassifierRun, TestScore, read_run
 from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.context import StageContext
-from pathsynth.experiment.protocols import ExperimentSets, condition_parts
+from pathsynth.experiment.protocols import ExperimentSets
 from pathsynth.experiment.synthesis import experiment_generator
 from pathsynth.imaging.crops import random_crops
 from pathsynth.metrics.aggregate import (
@@ -28,7 +28,8 @@ from pathsynth.metrics.aggregate import (
     summarise_over_seeds,
 )
 from pathsynth.metrics.classification import balanced_accuracy_of, patient_bootstrap_interval
-from pathsynth.report.schema import (
+from pathsynth.records.conditions import Condition, run_label
+from pathsynth.records.schema import (
     SUMMARY_METRICS,
     Comparison,
     ConditionResult,
@@ -336,10 +337,10 @@ def comparisons(
 
         pairs += [(label("original"), label(c)) for c in names if c != "original"]
         for name in names:
-            base, selected = condition_parts(name)
-            if selected and base in names:
-                pairs.append((label(base), label(name)))
-            if base.startswith("affine+") and "affine" in names:
+            parsed = Condition.of(name)
+            if parsed.selected and parsed.base in names:
+                pairs.append((label(parsed.base), label(name)))
+            if parsed.base.startswith("affine+") and "affine" in names:
                 pairs.append((label("affine"), label(name)))
     for kind in kinds[1:]:
         pairs += [(c, run_label(c, kind, primary)) for c in names]

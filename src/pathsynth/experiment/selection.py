@@ -37,7 +37,7 @@ from pathsynth.experiment.protocols import LabelledPart
 from pathsynth.imaging.crops import random_crops
 from pathsynth.imaging.tensorset import TensorImageSet
 from pathsynth.metrics.features import ClassifierFeatures
-from pathsynth.report.schema import (
+from pathsynth.records.schema import (
     ClassSelection,
     GeneratorSelection,
     ImageSelection,

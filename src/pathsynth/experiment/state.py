@@ -73,7 +73,7 @@ class ExperimentPaths:
 
     @property
     def results(self) -> Path:
-        """Every number of the experiment (:class:`pathsynth.report.schema.Results`)."""
+        """Every number of the experiment (:class:`pathsynth.records.schema.Results`)."""
         return self.folder / "results.json"
 
     @property

@@ -194,8 +194,3 @@ def minibatch_std(features: torch.Tensor, group: int) -> torch.Tensor:
     spread = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=1)
     channel = spread.repeat_interleave(size).view(n, 1, 1, 1).expand(n, 1, h, w)
     return torch.cat([features, channel.to(features.dtype)], dim=1)
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

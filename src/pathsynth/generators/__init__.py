@@ -5,14 +5,13 @@ The experiment driver and the ``generate`` command speak only :class:`ImageGener
 """
 
 from pathsynth.generators.base import (
-    GENERATORS,
     GeneratorSummary,
     ImageGenerator,
     Samples,
     TrainedRun,
-    generator_for,
     store_samples,
 )
+from pathsynth.generators.registry import GENERATORS, generator_for
 
 __all__ = [
     "GENERATORS",

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pathsynth.errors import ConfigError
-
 if TYPE_CHECKING:
     from pathsynth.catalog.workspace import Workspace
     from pathsynth.generators.sampling import GeneratedImage
@@ -104,33 +102,6 @@ class ImageGenerator(Protocol):
     def describe(self, run_dir: Path) -> GeneratorSummary:
         """The run as the report shows it."""
         ...
-
-
-def _gan(config: Any) -> ImageGenerator:
-    from pathsynth.generators.gan import GanGenerator
-
-    return GanGenerator(config)
-
-
-def _diffusion(config: Any) -> ImageGenerator:
-    from pathsynth.generators.diffusion import DiffusionGenerator
-
-    return DiffusionGenerator(config)
-
-
-# kind -> factory taking that kind's config (None: a generator that only samples existing runs)
-GENERATORS: dict[str, Callable[[Any], ImageGenerator]] = {"gan": _gan, "diffusion": _diffusion}
-
-
-def generator_for(kind: str, config: Any = None) -> ImageGenerator:
-    """The generator of ``kind`` with its config.
-
-    Raises:
-        ConfigError: an unknown kind (the message lists the known ones).
-    """
-    if kind not in GENERATORS:
-        raise ConfigError(f"unknown generator {kind!r}; known: {', '.join(GENERATORS)}")
-    return GENERATORS[kind](config)
 
 
 def store_samples(

@@ -1,7 +1,7 @@
 """Write the experiment's report: one HTML page, its figures as PNG and SVG, and ``report.json``.
 
 The input is a run's ``results.json``, read through the typed schema of
-:mod:`pathsynth.report.schema`; the template receives the schema's records and renders under
+:mod:`pathsynth.records.schema`; the template receives the schema's records and renders under
 ``StrictUndefined``, so a field it names that the schema lacks fails at once. Optional sections
 (no generator, no synthesis quality) are named on the page as not part of this run. No NaN or None
 ever reaches the page as a number: :mod:`pathsynth.report.numbers` renders them ``n/a``, and
@@ -22,8 +22,18 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from matplotlib.figure import Figure
 
 from pathsynth.config import to_plain
-from pathsynth.experiment.protocols import condition_generator
 from pathsynth.files import write_text_atomic
+from pathsynth.records.conditions import labelled_condition
+from pathsynth.records.schema import (
+    SUMMARY_METRICS,
+    Comparison,
+    ConditionResult,
+    GeneratorCost,
+    Memorisation,
+    Results,
+    SynthesisQuality,
+    read_results,
+)
 from pathsynth.report import figures
 from pathsynth.report.figures import SavedFigure, save_figure
 from pathsynth.report.numbers import (
@@ -35,16 +45,6 @@ from pathsynth.report.numbers import (
     percent,
     points,
     sanitise,
-)
-from pathsynth.report.schema import (
-    SUMMARY_METRICS,
-    Comparison,
-    ConditionResult,
-    GeneratorCost,
-    Memorisation,
-    Results,
-    SynthesisQuality,
-    read_results,
 )
 
 REPORT_NAME = "report.html"
@@ -113,7 +113,7 @@ def write_report(results_json: Path, out_dir: Path) -> Path:
         The path of ``report.html``.
 
     Raises:
-        DataError: what :func:`~pathsynth.report.schema.read_results` refuses.
+        DataError: what :func:`~pathsynth.records.schema.read_results` refuses.
     """
     results = read_results(Path(results_json))
     base = Path(results_json).parent
@@ -220,7 +220,7 @@ def _downstream(results: Results, kind: str, first: bool) -> list[Downstream]:
     rows = []
     for key, condition in results.conditions.items():
         protocol, _, label = key.partition("/")
-        uses = condition_generator(label.split("@")[0])
+        uses = labelled_condition(label).generator
         if protocol != HONEST or not (uses == kind or (uses == "synthetic" and first)):
             continue
         against = [

@@ -19,8 +19,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pathsynth.records.schema import SeedResult
 from pathsynth.report.numbers import finite, fmt
-from pathsynth.report.schema import SeedResult
 
 MAX_GRID_ROWS = 6  # originals shown in the affine grid
 MAX_GRID_COLUMNS = 8  # children (or images per row) shown

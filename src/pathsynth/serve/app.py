@@ -16,10 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -28,19 +26,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from pathsynth.catalog.api import Workspace, open_reader, open_turing
 from pathsynth.errors import ServeError
+from pathsynth.serve.pages import page_templates
 from pathsynth.serve.security import (
-    CSRF_FIELD,
     LOOPBACK_HOSTS,
     MIN_OPERATOR_TOKEN,
     OPERATOR_TOKEN_ENV,
     SecurityHeaders,
-    csrf_token,
     is_loopback,
-    operator_allowed,
 )
 from pathsynth.serve.thumbnails import ThumbnailCache
 
@@ -92,40 +87,6 @@ class ServeSettings:
             return self.base_url.rstrip("/")
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{shown}:{self.port}"
-
-
-def _templates() -> Jinja2Templates:
-    folder = resources.files("pathsynth.serve").joinpath("templates")
-    env = Environment(
-        loader=FileSystemLoader(str(folder)),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["pct"] = _pct
-    env.filters["num"] = _num
-    return Jinja2Templates(env=env)
-
-
-def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.1f}%"  # NaN -> n/a
-
-
-def _num(value: object, digits: int = 3) -> str:
-    if isinstance(value, float):
-        return "n/a" if value != value else f"{value:.{digits}f}"
-    return "n/a" if value is None else str(value)
-
-
-def render(
-    request: Request, template: str, context: dict[str, Any], status_code: int = 200
-) -> Response:
-    """A page from ``template`` with what every page needs (CSRF token, operator flag)."""
-    templates: Jinja2Templates = request.app.state.templates
-    full = {"csrf_token": csrf_token(request), "csrf_field": CSRF_FIELD,
-            "operator": operator_allowed(request), **context}  # fmt: skip
-    return templates.TemplateResponse(request, template, full, status_code=status_code)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -186,7 +147,7 @@ def create_app(space: Workspace, settings: ServeSettings | None = None) -> Starl
     )  # fmt: skip
     app.state.space = space
     app.state.settings = settings
-    app.state.templates = _templates()
+    app.state.templates = page_templates()
     return app
 
 

@@ -18,8 +18,8 @@ from starlette.routing import Route
 
 from pathsynth.catalog.api import CatalogReader, ImageFilter
 from pathsynth.inventory import read_experiment_entry, read_generator_run_entry, read_run_identity
-from pathsynth.serve.app import render
 from pathsynth.serve.charts import bar_chart
+from pathsynth.serve.pages import render
 from pathsynth.serve.params import whole_number
 from pathsynth.serve.security import (
     OPERATOR_COOKIE,

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from pathsynth.catalog.api import Rater, TestSummary, TuringBook, turing_folder
 from pathsynth.errors import PathsynthError, TuringError
-from pathsynth.serve.app import render
+from pathsynth.serve.pages import render
 from pathsynth.serve.params import whole_number
 from pathsynth.serve.security import RATER_COOKIE, check_csrf, require_operator
 from pathsynth.turing.results import (
