@@ -38,6 +38,19 @@ class DataError(PathsynthError):
     """A training data folder or tensor set that cannot be used."""
 
 
+class ImageTooSmall(DataError):
+    """An image smaller than one of the network's input patches once shrunk to their scale.
+
+    Args:
+        fact: what is too small (sizes, scale, patch).
+        advice: what to change where the scale can be changed.
+    """
+
+    def __init__(self, fact: str, advice: str) -> None:
+        super().__init__(f"{fact}; {advice}")
+        self.fact = fact
+
+
 class CheckpointError(PathsynthError):
     """A checkpoint that is missing, corrupt or does not match the data."""
 

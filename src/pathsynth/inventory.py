@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pathsynth.classify.bundle import BUNDLE_SUFFIX, read_manifest
 from pathsynth.errors import PathsynthError, WorkspaceError
 from pathsynth.experiment.state import ExperimentPaths, ExperimentState
 
@@ -113,7 +112,7 @@ def workspace_inventory(root: Path) -> Inventory:
     bundles = [
         read_bundle_entry(path)
         for folder in folders
-        for path in sorted(folder.rglob(f"*{BUNDLE_SUFFIX}"))
+        for path in sorted(folder.rglob("*.bundle"))
         if not path.name.startswith(".")  # an unfinished atomic write
     ]
     runs = sorted(p for p in runs_root.glob("*") if p.is_dir()) if runs_root.is_dir() else []
@@ -164,7 +163,10 @@ def _headline(results_path: Path) -> dict[str, float]:
 
 
 def read_bundle_entry(path: Path) -> BundleEntry:
-    """One bundle's provenance and metrics (its weights are not built)."""
+    """One bundle's provenance and metrics (its weights are not built). Reading a bundle needs
+    torch, imported here so that the pages that list no bundle never load it."""
+    from pathsynth.classify.bundle import read_manifest
+
     try:
         manifest = read_manifest(path)
     except PathsynthError as error:

@@ -173,6 +173,11 @@ def test_unreadable_images_are_listed_with_their_reason_and_the_rest_predicted(t
     assert set(reasons) == {"broken.png", "tiny.png"}
     assert "corrupt" in reasons["broken.png"] or "not an image" in reasons["broken.png"]
     assert "smaller than one 16 px patch" in reasons["tiny.png"]
+    # predict cannot change the classifier's scale: it names what the classifier takes instead
+    assert "lower the scale" not in reasons["tiny.png"]
+    modality = bundle.manifest.provenance.modality
+    assert f"a {modality} classifier takes 16 px inputs" in reasons["tiny.png"]
+    assert "another modality or magnification" in reasons["tiny.png"]
     expected = reference_probabilities(bundle.model, files)
     np.testing.assert_allclose(result.probabilities.numpy(), expected, rtol=0, atol=1e-9)
     assert result.predicted() == [CLASS_NAMES[i] for i in expected.argmax(axis=1)]

@@ -44,6 +44,11 @@ def test_init_ingest_split_stats_export_round_trip(tmp_path, class_source):
     stats = pathsynth("stats", "-w", str(ws))
     assert stats.returncode == 0, stats.stderr
     assert "12 images" in stats.stdout and "histology" in stats.stdout
+    # class folders name no patient: each image is its own, and the line says so in words
+    assert (
+        "12 images in 12 studies; patients: 12 images that name no patient (each counted as its "
+        "own patient)" in " ".join(stats.stdout.split())
+    )
     assert "split main (by image)" in stats.stdout
     out = tmp_path / "export"
     done = pathsynth(
@@ -126,3 +131,14 @@ def test_error_messages_keep_bracketed_text(tmp_path):
     done = pathsynth("stats", "-w", str(tmp_path / "[red]none"))
     assert done.returncode == 1
     assert f"error: {tmp_path / '[red]none'} is not a pathsynth workspace" in done.stderr
+
+
+def test_the_patients_line_names_groups_and_the_generator_pseudo_patient_apart() -> None:
+    from pathsynth.cli.catalog import _patients_line
+
+    line = _patients_line({"group": 11, "generator": 1})
+    assert line == (
+        "patients: 11 patient groups from the labels "
+        "(generated images belong to 1 generator pseudo-patient(s))"
+    )
+    assert _patients_line({}) == "patients: none"

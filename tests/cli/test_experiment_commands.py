@@ -109,3 +109,15 @@ def test_options_are_named_as_the_user_typed_them_and_unknown_classes_listed(
         "error: class(es) benignn are not in "
         f"{class_source.name}; its classes: benign, insitu, invasive" in done.stderr
     )
+
+
+def test_the_results_table_says_the_reference_figures_are_published_not_measured(tmp_path, capsys):
+    from report.test_report import example_results
+
+    from pathsynth.cli import experiment as commands
+
+    commands._print_results(example_results(tmp_path))
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "published, not measured here" in printed
+    assert "0.840 trained on original images and 0.965 with generated ones" in printed
+    assert "paper (" not in printed  # the old line read like a pathsynth 'paper' protocol result

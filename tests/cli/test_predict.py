@@ -120,7 +120,9 @@ def test_runs_lists_experiments_bundles_and_gan_runs_with_their_numbers(tmp_path
     assert "2 stages finished, last classify" in out
     assert "honest/original 0.612" in out and "honest/affine 0.655" in out
     assert "experiment state" in out and "another pathsynth version" in out  # the old one
-    assert "classify/honest/affine/seed3.bundle" in out
+    bundle = ws / "experiments" / "demo" / "classify" / "honest" / "affine" / "seed3.bundle"
+    # whole and absolute on a line of its own, to paste into `pathsynth predict` from anywhere
+    assert any(line.endswith(f": {bundle.resolve()}") for line in out.splitlines())
     assert "honest/affine" in out and "0.750" in out and "0.700" in out
     assert "cannot be read" in out  # the empty one, on its own row
     assert "00000-demo-gan" in out and "smoke" in out and "40/50" in out

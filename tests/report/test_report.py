@@ -182,6 +182,33 @@ def test_page_shows_the_accuracy_table_with_ci_and_the_paper_figures(report):
     assert "0.0378" in html and "0.021" in html  # the paired comparison
 
 
+def test_a_wilcoxon_p_that_cannot_reach_005_at_this_n_is_not_shown_as_a_p_value(report):
+    from pathsynth.report.numbers import wilcoxon_p
+
+    _, html = report
+    row = html[html.index("<h2>Paired comparisons</h2>") :].split("</table>")[0]
+    assert (
+        "n/a (n &lt; 6)" in row
+    )  # two seeds (escaped in the page): the smallest two-sided p is 2 / 2**2
+    assert wilcoxon_p(0.25, 3) == "n/a (n < 6)"
+    assert wilcoxon_p(0.03125, 6) == "0.031"  # from 6 pairs the test can say something
+    assert wilcoxon_p(None, 8) == "n/a"
+
+
+def test_confusion_matrices_name_their_classes_on_both_axes(report):
+    _, html = report
+    table = html[html.index('<table class="confusion">') :].split("</table>")[0]
+    header = re.findall(r"<th>([^<]*)</th>", table.split("</tr>")[0])
+    assert header == ["true \\ predicted", *CLASSES]
+    rows = [re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", row) for row in table.split("</tr>")[1:-1]]
+    # the example's first matrix, [[3, 1, 0], [0, 4, 0], [1, 0, 2]], with each row's true class
+    assert rows == [
+        [CLASSES[0], "3", "1", "0"],
+        [CLASSES[1], "0", "4", "0"],
+        [CLASSES[2], "1", "0", "2"],
+    ]
+
+
 def test_null_and_nan_numbers_render_as_na_and_never_as_nan(report):
     _, html = report
     assert re.search(r"\bnan\b", html, re.IGNORECASE) is None
@@ -289,3 +316,25 @@ def test_number_formatting_refuses_to_show_non_numbers():
     assert interval(MeanInterval(float("nan"), None, None, None, 1, 0.95)) == "n/a"
     assert interval(None) == "n/a"
     assert sanitise({"a": [1.0, float("-inf")]}) == {"a": [1.0, None]}
+
+
+def test_the_appendix_shows_the_configuration_blocks_the_run_used() -> None:
+    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.results import configs_of
+    from pathsynth.report.build import _configs
+
+    quick = configs_of(experiment_config("quick", "histology"))
+    shown = _configs(quick)
+    # a GAN run without selection: no diffusion block, no selection block
+    assert set(shown["configs"]) == {
+        "experiment",
+        "preprocess",
+        "affine",
+        "gan",
+        "classifier",
+        "quality",
+    }
+    assert shown["unused_configs"] == ["diffusion", "selection"]
+    assert json.loads(shown["configs"]["gan"]) == sanitise(quick["gan"])  # whole, not trimmed
+    real_only = configs_of(experiment_config("quick", "histology", {"conditions": "original"}))
+    assert _configs(real_only)["unused_configs"] == ["affine", "gan", "diffusion", "selection"]

@@ -236,3 +236,28 @@ def test_unlabelled_images_are_called_so_and_offer_no_empty_class_to_choose(lab,
         ]
         assert re.search(r">unlabelled</text>.*?<text[^>]*>2</text>", by_class, re.S)
         assert "></text>" not in by_class  # no bar without a name
+
+
+def test_browsing_a_catalog_never_loads_torch(tmp_path) -> None:
+    """The web app reads a catalog; torch (about 700 MB of memory) is loaded only for a page that
+    lists classifier bundles, never to browse images, patients or the Turing test."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+from starlette.testclient import TestClient
+from pathsynth.catalog.workspace import Workspace
+from pathsynth.serve.app import create_app
+space = Workspace.create(Path({str(tmp_path / "ws")!r}))
+with TestClient(create_app(space), base_url="http://127.0.0.1:8000") as client:
+    for url in ("/", "/images", "/patients", "/turing"):
+        assert client.get(url).status_code == 200, url
+print("torch" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

@@ -85,8 +85,16 @@ def _stats(run_dir: Path) -> list[dict[str, Any]]:
 
 def test_stats_lines_average_their_window_even_across_a_checkpoint(tmp_path: Path) -> None:
     losses = [(1.0, 0.0), (3.0, 0.0), (5.0, 2.0), (7.0, 2.0), (9.0, 4.0)]
-    result = _Toy(tmp_path, losses).train()
+    trainer = _Toy(tmp_path, losses)
+    result = trainer.train()
     lines = [line for line in _stats(tmp_path) if "a" in line]
+    # the log: a line per window, each but the last with the time the rest should take
+    assert [line.split(" a ")[0] for line in trainer.lines[1:]] == [
+        "step 2/5",
+        "step 4/5",
+        "step 5/5",
+    ]
+    assert all(" left" in line for line in trainer.lines[1:3]) and " left" not in trainer.lines[3]
     # windows: steps 1-2, 3-4 (a checkpoint at 3 inside it), 5 (the end)
     assert [(line["step"], line["a"], line["b"]) for line in lines] == [
         (2, 2.0, 0.0),

@@ -18,7 +18,7 @@ import torch
 
 from pathsynth.classify.bundle import ClassifierBundle
 from pathsynth.classify.evaluate import aggregate_patches, predict_probabilities
-from pathsynth.errors import DataError, ImageRefused
+from pathsynth.errors import DataError, ImageRefused, ImageTooSmall
 from pathsynth.imaging.decode import decode_file
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
 from pathsynth.imaging.stain import StainReference, normalise_stain
@@ -100,14 +100,22 @@ def _prepare(
     preprocess: PreprocessConfig,
     stains: Sequence[StainReference | None],
     pixel_size_um: float | None,
+    modality: str | None = None,
 ) -> list[torch.Tensor]:
     """The file decoded and prepared once, then normalised to each of ``stains`` (see
-    :func:`prepare_file`)."""
+    :func:`prepare_file`); ``modality`` (the classifier's) names what an image too small for
+    its inputs was expected to be."""
     decoded = decode_file(path)  # ingest's decoder, pixel limit included
     try:
         # the file's sha256 seeds random patch positions, as in the experiment's cache
         inputs = preprocess_image(decoded.rgb, preprocess, decoded.sha256, pixel_size_um)
         return [normalise_stain(inputs, s) if s is not None else inputs for s in stains]
+    except ImageTooSmall as error:
+        what = f"a {modality} classifier" if modality else "this classifier"
+        raise ImageRefused(
+            f"{error.fact}: {what} takes {preprocess.size} px inputs at the magnification it was "
+            "trained on; is this an image of another modality or magnification?"
+        ) from None
     except DataError as error:
         raise ImageRefused(str(error)) from None
 
@@ -157,10 +165,11 @@ def predict_files(
     rows: list[torch.Tensor] = []
     refused: list[tuple[Path, str]] = []
     stains = [bundle.manifest.stain for bundle in chosen]
+    modality = first.manifest.provenance.modality
 
     def attempt(path: Path) -> list[torch.Tensor] | str:
         try:
-            return _prepare(path, preprocess, stains, pixel_size_um)
+            return _prepare(path, preprocess, stains, pixel_size_um, modality)
         except ImageRefused as error:
             return str(error)
 

@@ -23,6 +23,9 @@ app = typer.Typer(
 )
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
+for _stream in (console, err_console):
+    if not _stream.is_terminal:  # piped to a file: each line whole, never cut at 80 columns
+        _stream.soft_wrap = True
 _state = {"debug": False}
 
 WORKSPACE_ENV = "PATHSYNTH_WORKSPACE"

@@ -183,13 +183,34 @@ def stats(workspace: Path | None = WorkspaceOpt) -> None:
         counts = [str(result.images.get((modality, label, o), 0)) for o in origins]
         table.add_row(modality, esc(label), *counts)
     console.print(table)
-    patients = ", ".join(f"{n} {kind}" for kind, n in sorted(result.patients.items()))
     console.print(
-        f"{result.total_images} images, {result.studies} studies, patients by key: "
-        f"{patients or 'none'}"
+        f"{result.total_images} images in {result.studies} studies; {_patients_line(result.patients)}",
+        soft_wrap=True,
     )
     for name, fold_counts in sorted(result.splits.items()):
         _print_split_counts(f"split {esc(name)} (by {result.split_units[name]})", fold_counts)
+
+
+# What a patient of each key kind is, in words (catalog.sources: patient, group, image;
+# the catalog's own: generator)
+_PATIENT_KINDS = {
+    "patient": "patients named in the labels",
+    "group": "patient groups from the labels",
+    "image": "images that name no patient (each counted as its own patient)",
+}
+
+
+def _patients_line(counts: dict[str, int]) -> str:
+    """How many patients the catalog knows and from what, e.g. ``patients: 11 patient groups
+    from the labels (the generated images belong to 1 generator pseudo-patient)``."""
+    real = [f"{counts[kind]} {words}" for kind, words in _PATIENT_KINDS.items() if counts.get(kind)]
+    real += [f"{n} of key kind {kind}" for kind, n in sorted(counts.items())
+             if kind not in _PATIENT_KINDS and kind != "generator"]  # fmt: skip
+    line = "patients: " + (", ".join(real) if real else "none")
+    generators = counts.get("generator", 0)
+    if generators:
+        line += f" (generated images belong to {generators} generator pseudo-patient(s))"
+    return line
 
 
 def _print_split_counts(title: str, counts: dict[tuple[str, str], int]) -> None:

@@ -340,6 +340,8 @@ def _print_results(path: Path) -> None:
     modality = results.experiment.modality
     paper = results.paper_reference[modality]
     console.print(
-        f"paper ({modality}): original {paper['original']:.3f}, "
-        f"generated {paper['synthetic']:.3f} (image-level split after expansion)"
+        f"published, not measured here: the reference study's {modality} accuracy, "
+        f"{paper['original']:.3f} trained on original images and {paper['synthetic']:.3f} with "
+        "generated ones (split by image after expansion, so the same images were on both sides)",
+        soft_wrap=True,
     )

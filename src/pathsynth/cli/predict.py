@@ -100,7 +100,7 @@ def runs(workspace: Path | None = WorkspaceOpt) -> None:
         )
         return
     _print_experiments(found)
-    _print_bundles(found, root)
+    _print_bundles(found)
     _print_generator_runs(found)
 
 
@@ -126,20 +126,21 @@ def _print_experiments(found: Inventory) -> None:
     console.print(table)
 
 
-def _print_bundles(found: Inventory, root: Path) -> None:
+def _print_bundles(found: Inventory) -> None:
+    """The bundles with their test metrics, then each bundle's absolute path on a line of its own
+    (whole, to paste into ``pathsynth predict``)."""
     if not found.bundles:
         console.print("no classifier bundles")
         return
     table = Table(title="classifier bundles (test metrics)")
-    for column in ("bundle", "experiment", "protocol/condition", "seed", "accuracy", "balanced"):
+    for column in ("#", "experiment", "protocol/condition", "seed", "accuracy", "balanced"):
         table.add_column(column)
-    for entry in found.bundles:
-        shown = entry.path.relative_to(root) if entry.path.is_relative_to(root) else entry.path
+    for number, entry in enumerate(found.bundles, 1):
         if entry.problem:
-            table.add_row(str(shown), f"[red]{entry.problem}[/red]", "", "", "", "")
+            table.add_row(str(number), f"[red]{entry.problem}[/red]", "", "", "", "")
             continue
         table.add_row(
-            str(shown),
+            str(number),
             entry.experiment or "-",
             f"{entry.protocol}/{entry.condition}",
             "-" if entry.seed is None else str(entry.seed),
@@ -147,13 +148,17 @@ def _print_bundles(found: Inventory, root: Path) -> None:
             _number(entry.metrics.get("balanced_accuracy")),
         )
     console.print(table)
+    for number, entry in enumerate(found.bundles, 1):
+        console.print(f"{number}: {entry.path.resolve()}", soft_wrap=True, markup=False)
 
 
 def _print_generator_runs(found: Inventory) -> None:
     if not found.generator_runs:
         console.print("no generator runs")
         return
-    table = Table(title="Generator runs")
+    table = Table(
+        title="Generator runs (best KID: the training signal's features, not the report's)"
+    )
     columns = ("run", "kind", "preset", "created", "steps", "loss D / G / loss", "best KID")
     for column in columns:
         table.add_column(column)

@@ -47,6 +47,7 @@ from pathsynth.experiment.protocols import (
 from pathsynth.metrics.classification import ClassificationReport, RocCurve, classification_report
 from pathsynth.records.conditions import Condition, run_label
 from pathsynth.records.schema import Curves, Roc
+from pathsynth.report.numbers import duration
 from pathsynth.training.runs import run_identity
 
 
@@ -85,23 +86,37 @@ class ClassifierRun:
 def classify(context: StageContext) -> dict[str, Any]:
     """Every kind x protocol x condition x seed not yet on disk."""
     sets = context.sets()
-    done = 0
     config = context.config
     embeddings = _probe_embeddings(context)
-    for kind in config.kinds:
-        for protocol in config.protocols:
-            for condition in config.conditions:
-                label = run_label(condition, kind, config.classifier.kind)
-                for seed in range(config.seeds):
-                    target = context.paths.classifier_run(protocol, label, seed)
-                    if target.exists():
-                        continue
-                    run = classify_once(
-                        context, sets, protocol, condition, seed, embeddings, kind=kind
-                    )
-                    save_record(run, target)
-                    done += 1
-    return {"runs": done}
+    todo = [
+        (kind, protocol, condition, seed)
+        for kind in config.kinds
+        for protocol in config.protocols
+        for condition in config.conditions
+        for seed in range(config.seeds)
+        if not context.paths.classifier_run(
+            protocol, run_label(condition, kind, config.classifier.kind), seed
+        ).exists()
+    ]
+    started = time.perf_counter()
+    for done, (kind, protocol, condition, seed) in enumerate(todo):
+        label = run_label(condition, kind, config.classifier.kind)
+        run = classify_once(
+            context, sets, protocol, condition, seed, embeddings, kind=kind,
+            position=fit_position(done, len(todo), time.perf_counter() - started),
+        )  # fmt: skip
+        save_record(run, context.paths.classifier_run(protocol, label, seed))
+    return {"runs": len(todo)}
+
+
+def fit_position(done: int, total: int, elapsed: float) -> str:
+    """Where a fit stands in the stage, for its log line: ``fit 3 of 12``, and from the second
+    fit on the time the rest should take at the mean pace so far (``, about 4.5 min left``)."""
+    position = f"fit {done + 1} of {total}"
+    if done == 0:
+        return position
+    left = elapsed / done * (total - done)
+    return f"{position}, about {duration(left)} left"
 
 
 def read_run(
@@ -196,10 +211,12 @@ def classify_once(
     seed: int,
     embeddings: ExperimentEmbeddings | None = None,
     kind: str | None = None,
+    position: str = "",
 ) -> ClassifierRun:
     """Train one classifier of ``kind`` (default ``classifier.kind``) on the condition's
     training set and test it under the protocol (a linear head or logistic regression on
-    ``embeddings`` for the frozen-feature kinds)."""
+    ``embeddings`` for the frozen-feature kinds); ``position`` (:func:`fit_position`) leads its
+    log line."""
     kind = kind or context.config.classifier.kind
     config = dataclasses.replace(
         context.config.classifier, kind=kind, seed=seed, device=str(context.device)
@@ -228,7 +245,7 @@ def classify_once(
         torch.save(result.model.state_dict(), context.paths.reference_classifier)
     _save_bundle(context, result.model, config, (protocol, label, seed), chosen, test)
     context.log(
-        f"  {protocol}/{label} seed {seed}: accuracy {test.summary['accuracy']:.3f}, "
+        f"  {position + ': ' if position else ''}{protocol}/{label} seed {seed}: accuracy {test.summary['accuracy']:.3f}, "
         f"balanced {test.summary['balanced_accuracy']:.3f} on {test.images} test images"
         + (
             f"; external balanced {external.summary['balanced_accuracy']:.3f}"

@@ -75,7 +75,8 @@ class StageContext:
         if self.paths.affine.exists():
             affine = torch.load(self.paths.affine, weights_only=False)
             sets.affine_train = LabelledPart.from_state(affine["train"])
-            sets.affine_all = LabelledPart.from_state(affine["all"])
+            if "all" in affine:  # the paper protocol's children of every real image
+                sets.affine_all = LabelledPart.from_state(affine["all"])
         if self.paths.synthetic.exists():
             synthetic = torch.load(self.paths.synthetic, weights_only=False)
             sets.synthetic = LabelledPart.from_state(synthetic)

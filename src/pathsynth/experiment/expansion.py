@@ -17,9 +17,10 @@ from pathsynth.imaging.tensorset import TensorImageSet
 
 
 def affine(context: StageContext) -> dict[str, Any]:
-    """Children of the training fold (honest protocol) and of every real image (paper protocol);
-    skipped when no condition trains on them or on generated images (the generator learns from
-    the expanded fold)."""
+    """Children of the training fold (honest protocol), and of every real image when the paper
+    protocol runs a condition with affine children; skipped when no condition trains on them or
+    on generated images (the generator learns from the expanded fold). The test fold is expanded
+    for the paper protocol only: an honest run leaves its test images without children."""
     config = context.config
     if not (config.trains_on("affine") or config.trains_on("synthetic")):
         return {"skipped": "no condition trains on affine or generated images"}
@@ -33,12 +34,18 @@ def affine(context: StageContext) -> dict[str, Any]:
         )  # fmt: skip
 
     train = expand(sets.real_train, "train", config.affine_per_class, seed=1)
-    pool = concatenate([sets.real_train, sets.real_test])
-    # the paper expanded every image before its split: the same target for the whole pool
-    pool_target = round(config.affine_per_class / (1 - config.test_fraction))
-    everything = expand(pool, "all", pool_target, seed=2)
-    save_tensors(context.paths.affine, {"train": train.to_state(), "all": everything.to_state()})
-    return {"train_children": len(train.images), "all_children": len(everything.images)}
+    tensors = {"train": train.to_state()}
+    done = {"train_children": len(train.images)}
+    if "paper" in config.protocols and config.trains_on("affine"):
+        # The paper expanded every image before its split, the test fold's too: only its
+        # protocol needs those children. Same target per class over the whole pool.
+        pool = concatenate([sets.real_train, sets.real_test])
+        pool_target = round(config.affine_per_class / (1 - config.test_fraction))
+        everything = expand(pool, "all", pool_target, seed=2)
+        tensors["all"] = everything.to_state()
+        done["all_children"] = len(everything.images)
+    save_tensors(context.paths.affine, tensors)
+    return done
 
 
 def _children(

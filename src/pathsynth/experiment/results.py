@@ -397,21 +397,29 @@ def write_examples(context: StageContext) -> None:
 
 
 def _affine_examples(sets: ExperimentSets) -> tuple[np.ndarray, np.ndarray] | None:
-    """The four originals with the most children, each with up to five of them."""
-    if sets.affine_train is None or not len(sets.affine_train.images):
+    """Up to four training images with the most affine children, each beside up to five of its
+    own children: one row per image and per child (in a patch mode an image has a row per tile;
+    its first tile stands for it)."""
+    children = sets.affine_train
+    if children is None or not len(children.images):
         return None
-    children_of = sets.affine_train
-    real_ids = sets.real_train.ids
-    counts = torch.stack([(children_of.parents == i).sum() for i in real_ids])
-    rows = torch.argsort(counts, descending=True, stable=True)[:4]
-    per_row = int(min(5, int(counts[rows].min())))
-    if per_row == 0:
+    first_real = _first_rows(sets.real_train.ids)
+    rows_of: dict[int, list[int]] = {}
+    for row in _first_rows(children.ids).values():
+        rows_of.setdefault(int(children.parents[row]), []).append(row)
+    ranked = [i for i in first_real if i in rows_of]
+    ranked = sorted(ranked, key=lambda i: len(rows_of[i]), reverse=True)[:4]
+    if not ranked:
         return None
-    children = [
-        children_of.images.images[
-            torch.nonzero(children_of.parents == real_ids[row]).flatten()[:per_row]
-        ]
-        for row in rows
-    ]
-    originals = sets.real_train.images.images[rows].permute(0, 2, 3, 1).numpy()
-    return originals, torch.stack(children).permute(0, 1, 3, 4, 2).numpy()
+    per_row = min(5, *(len(rows_of[i]) for i in ranked))
+    originals = sets.real_train.images.images[[first_real[i] for i in ranked]]
+    made = torch.stack([children.images.images[rows_of[i][:per_row]] for i in ranked])
+    return originals.permute(0, 2, 3, 1).numpy(), made.permute(0, 1, 3, 4, 2).numpy()
+
+
+def _first_rows(ids: torch.Tensor) -> dict[int, int]:
+    """Each catalog id's first row, in the order the ids first appear."""
+    first: dict[int, int] = {}
+    for row, image_id in enumerate(ids.tolist()):
+        first.setdefault(int(image_id), row)
+    return first

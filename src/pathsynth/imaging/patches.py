@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from pathsynth.config import resolve
-from pathsynth.errors import ConfigError, DataError
+from pathsynth.errors import ConfigError, DataError, ImageTooSmall
 from pathsynth.imaging.preprocess import FILLS, canvas_colour, center_crop, pad_to_square, resize
 
 MODES = ("resize", "crop", "fit", "pad", "patches-grid", "patches-random")
@@ -174,9 +174,10 @@ def preprocess_image(
         field = _shrink(rgb, scale)
         height, width = field.shape[:2]
         if height < size or width < size:
-            raise DataError(
+            raise ImageTooSmall(
                 f"a {rgb.shape[1]}x{rgb.shape[0]} image shrunk by {scale:g} is "
-                f"{width}x{height}, smaller than one {size} px patch; lower the scale"
+                f"{width}x{height}, smaller than one {size} px patch",
+                "lower the scale",
             )
         corners = (
             grid_corners(height, width, size, config.stride)

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from pathsynth.config import to_plain
 from pathsynth.files import write_text_atomic
-from pathsynth.records.conditions import labelled_condition
+from pathsynth.records.conditions import Condition, labelled_condition
 from pathsynth.records.schema import (
     SUMMARY_METRICS,
     Comparison,
@@ -45,6 +45,7 @@ from pathsynth.report.numbers import (
     percent,
     points,
     sanitise,
+    wilcoxon_p,
 )
 
 REPORT_NAME = "report.html"
@@ -128,10 +129,7 @@ def write_report(results_json: Path, out_dir: Path) -> Path:
         **_generator_figure(results, base, drawn),
         "generator_views": _generator_views(results),
         "stages_total": sum(s.seconds for s in results.stages if s.seconds is not None),
-        "configs": {
-            key: json.dumps(sanitise(value), indent=2, sort_keys=True)
-            for key, value in results.configs.items()
-        },
+        **_configs(results.configs),
         "metrics": SUMMARY_METRICS,
     }
     html = _environment().get_template("report.html.jinja").render(**context)
@@ -144,6 +142,31 @@ def write_report(results_json: Path, out_dir: Path) -> Path:
     }
     write_text_atomic(out_dir / "report.json", json.dumps(summary, indent=2, allow_nan=False))
     return page
+
+
+def _configs(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The appendix's configuration blocks: those the run used, as JSON, and the names of those
+    it did not use (a generator no condition trained on, selection switched off, affine
+    expansion nothing needed), which ``results.json`` keeps in full."""
+    run = configs.get("experiment", {})
+    conditions = [Condition.of(str(c)) for c in run.get("conditions", [])]
+    generated = any(c.generator is not None for c in conditions)
+    kind = run.get("generator")
+    trained = ("gan", "diffusion") if kind == "both" else (kind,)
+    unused = {
+        "gan": not generated or "gan" not in trained,
+        "diffusion": not generated or "diffusion" not in trained,
+        "selection": not configs.get("selection", {}).get("enabled", True),
+        "affine": not generated and not any("affine" in c.origins for c in conditions),
+    }
+    return {
+        "configs": {
+            key: json.dumps(sanitise(value), indent=2, sort_keys=True)
+            for key, value in configs.items()
+            if not unused.get(key, False)
+        },
+        "unused_configs": [key for key in configs if unused.get(key, False)],
+    }
 
 
 def _condition_views(
@@ -303,6 +326,7 @@ def _environment() -> Environment:
             "percent": percent,
             "points": points,
             "p_value": p_value,
+            "wilcoxon_p": wilcoxon_p,
             "interval": interval,
             "value": _value,
             "duration": duration,

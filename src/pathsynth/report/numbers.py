@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pathsynth import timing
 from pathsynth.config import sanitise
 
 __all__ = [
@@ -54,6 +55,20 @@ def p_value(value: Any) -> str:
     return f"{number:.1e}" if number < 1e-3 else f"{number:.3f}"
 
 
+WILCOXON_MIN_PAIRS = 6  # the exact two-sided test's smallest p is 2 / 2**n: 0.031 at n = 6
+
+
+def wilcoxon_p(value: Any, pairs: int) -> str:
+    """The Wilcoxon signed-rank p of ``pairs`` paired differences, where it could mean
+    something: below :data:`WILCOXON_MIN_PAIRS` pairs the exact test's smallest p is
+    ``2 / 2**n`` (0.25 at 3 seeds), above 0.05 whatever the differences, so the cell says
+    ``n/a (n < 6)`` rather than a number that reads as evidence (``results.json`` keeps the
+    computed value)."""
+    if pairs < WILCOXON_MIN_PAIRS:
+        return f"{NOT_AVAILABLE} (n < {WILCOXON_MIN_PAIRS})"
+    return p_value(value)
+
+
 def interval(summary: Any, as_percent: bool = True) -> str:
     """A mean with its interval (a :class:`~pathsynth.metrics.aggregate.MeanInterval`) as
     ``mean [low, high]``; ``n/a`` when absent."""
@@ -66,13 +81,7 @@ def interval(summary: Any, as_percent: bool = True) -> str:
 
 
 def duration(seconds: Any) -> str:
-    """A wall time in the unit a reader takes in at once (``93.2 s``, ``12.5 min``, ``8.5 h``);
+    """A wall time in the unit a reader takes in at once (:func:`pathsynth.timing.duration`);
     ``n/a`` when not a finite number."""
     number = finite(seconds)
-    if number is None:
-        return NOT_AVAILABLE
-    if number < 120:
-        return f"{number:.1f} s"
-    if number < 7200:
-        return f"{number / 60:.1f} min"
-    return f"{number / 3600:.1f} h"
+    return NOT_AVAILABLE if number is None else timing.duration(number)

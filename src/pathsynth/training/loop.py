@@ -41,6 +41,7 @@ from pathsynth.errors import ConfigError, PathsynthError
 from pathsynth.files import write_atomic
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import image_grid
+from pathsynth.timing import duration
 from pathsynth.training.checkpoint import list_checkpoints, save_checkpoint
 from pathsynth.training.distributed import DistContext, all_reduce_sum
 from pathsynth.training.runs import STATS_NAME
@@ -422,7 +423,11 @@ class Trainer:
             "images_per_s": round(window.steps * batch / max(elapsed, 1e-9), 2),
         }
         self.stats_line(record)
-        self.log(f"step {self.step}/{self.total_steps} {text} {record['images_per_s']:.1f} img/s")
+        left = (self.total_steps - self.step) * elapsed / window.steps
+        self.log(
+            f"step {self.step}/{self.total_steps} {text} {record['images_per_s']:.1f} img/s"
+            + (f", about {duration(left)} left" if self.step < self.total_steps else "")
+        )
 
     def stats_line(self, record: dict[str, Any]) -> None:
         """Append one JSON line to the run's ``stats.jsonl``."""
