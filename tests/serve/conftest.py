@@ -31,11 +31,13 @@ def lab(lab_template: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(lab: Path) -> Iterator[object]:
-    """A test client of the app over ``lab``, as a browser on 127.0.0.1 would reach it."""
+    """A test client of the app over ``lab``, as the operator's browser on 127.0.0.1 of a trusted
+    single-user machine would reach it (``serve --no-operator-token``)."""
     from starlette.testclient import TestClient
 
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.serve.app import create_app
+    from pathsynth.serve.app import ServeSettings, create_app
 
-    with TestClient(create_app(Workspace(lab)), base_url="http://127.0.0.1:8000") as test_client:
+    app = create_app(Workspace(lab), ServeSettings(open_operator=True))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as test_client:
         yield test_client

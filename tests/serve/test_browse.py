@@ -176,7 +176,7 @@ def test_no_page_shows_the_patient_or_study_identifiers_of_a_source(tmp_path):
 
     from pathsynth.catalog.ingest import IngestOptions, ingest_source
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.serve.app import create_app
+    from pathsynth.serve.app import ServeSettings, create_app
 
     secrets = ("DOE-JANE-19570312", "ROE-RICH-19601101", "ACC778812", "ACC778813", "slide-7")
     source = tmp_path / "cards"
@@ -189,7 +189,9 @@ def test_no_page_shows_the_patient_or_study_identifiers_of_a_source(tmp_path):
     options = IngestOptions(modality="histology", workers=0, layout="patient-study",
                             labels_csv=source / "meta.csv")  # fmt: skip
     assert ingest_source(space, source, options).added_total == 4
-    with TestClient(create_app(space), base_url="http://127.0.0.1:8000") as client:
+    with TestClient(
+        create_app(space, ServeSettings(open_operator=True)), base_url="http://127.0.0.1:8000"
+    ) as client:
         seen, queue = set(), ["/"]
         while queue:  # every page of this server a link leads to
             url = queue.pop()
@@ -213,7 +215,7 @@ def test_unlabelled_images_are_called_so_and_offer_no_empty_class_to_choose(lab,
 
     from pathsynth.catalog.ingest import IngestOptions, ingest_source
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.serve.app import create_app
+    from pathsynth.serve.app import ServeSettings, create_app
 
     for i in range(2):
         write_image(tmp_path / "spare" / "box" / f"u{i}.png", seed=700 + i)
@@ -221,7 +223,9 @@ def test_unlabelled_images_are_called_so_and_offer_no_empty_class_to_choose(lab,
     ingest_source(
         space, tmp_path / "spare", IngestOptions(modality="histology", workers=0, unlabelled=True)
     )
-    with TestClient(create_app(space), base_url="http://127.0.0.1:8000") as client:
+    with TestClient(
+        create_app(space, ServeSettings(open_operator=True)), base_url="http://127.0.0.1:8000"
+    ) as client:
         page = client.get("/images?origin=unlabelled").text
         ids = tile_ids(page)
         assert len(ids) == 2
@@ -249,9 +253,9 @@ import sys
 from pathlib import Path
 from starlette.testclient import TestClient
 from pathsynth.catalog.workspace import Workspace
-from pathsynth.serve.app import create_app
+from pathsynth.serve.app import ServeSettings, create_app
 space = Workspace.create(Path({str(tmp_path / "ws")!r}))
-with TestClient(create_app(space), base_url="http://127.0.0.1:8000") as client:
+with TestClient(create_app(space, ServeSettings(open_operator=True)), base_url="http://127.0.0.1:8000") as client:
     for url in ("/", "/images", "/patients", "/turing"):
         assert client.get(url).status_code == 200, url
 print("torch" in sys.modules)

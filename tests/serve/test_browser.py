@@ -54,7 +54,7 @@ def server(
     workspace = tmp_path_factory.mktemp("served") / "ws"
     shutil.copytree(lab_template, workspace)
     port = _free_port()
-    env = {**os.environ, "PATHSYNTH_OPERATOR_TOKEN": ""}
+    env = {**os.environ, "PATHSYNTH_OPERATOR_TOKEN": ""}  # serve makes one and prints its link
     # its output goes to a file: a pipe nobody reads would stall the server once full
     log = workspace.parent / "serve.log"
     with log.open("wb") as output:
@@ -74,17 +74,26 @@ def server(
     else:
         process.kill()
         pytest.fail("pathsynth serve did not start listening within 60 s")
+    printed = re.search(r"operator sign-in link \(this run only\): (\S+)", log.read_text())
+    assert printed is not None, log.read_text()
+    OPERATOR_LINK["url"] = printed.group(1)
     yield f"http://127.0.0.1:{port}", workspace
     process.terminate()
     process.wait(timeout=10)
 
 
+OPERATOR_LINK: dict[str, str] = {}  # the sign-in link the served process printed
+
+
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    """A headless Chromium of its own (own cookies) for one test."""
+def browser(server: tuple[str, Path], tmp_path: Path) -> Iterator[object]:
+    """A headless Chromium of its own (own cookies) for one test, signed in as the operator by
+    the link ``serve`` printed."""
     _need_chromium()
     driver = new_browser(tmp_path, "profile", width=1280)
     try:
+        driver.get(OPERATOR_LINK["url"])
+        wait_for(driver, lambda d: "/login" not in d.current_url)
         yield driver
     finally:
         driver.quit()

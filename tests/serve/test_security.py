@@ -42,7 +42,7 @@ def test_only_loopback_addresses_count_as_loopback_not_names_that_start_with_127
 
 
 def test_another_loopback_address_answers_requests_addressed_to_it(lab):
-    with app_for(lab, host="127.0.0.2") as client:
+    with app_for(lab, host="127.0.0.2", open_operator=True) as client:
         assert client.get("/", headers={"Host": "127.0.0.2:8000"}).status_code == 200
         assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
 
@@ -51,9 +51,50 @@ def test_cli_refuses_to_serve_elsewhere_without_a_token_in_one_line(lab):
     from helpers import run_pathsynth
 
     done = run_pathsynth("serve", "-w", str(lab), "--host", "0.0.0.0", "--port", "1",
-                         env={"PATHSYNTH_OPERATOR_TOKEN": ""})  # fmt: skip
+                         "--no-operator-token", env={"PATHSYNTH_OPERATOR_TOKEN": ""})  # fmt: skip
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and "needs an operator token" in done.stderr
+
+
+def test_a_token_of_spaces_or_a_token_with_an_open_operator_is_refused():
+    from pathsynth.serve.app import ServeSettings
+
+    with pytest.raises(ServeError, match="16 characters other than spaces"):
+        ServeSettings(operator_token=" " * 16).check()
+    with pytest.raises(ServeError, match="exclude each other"):
+        ServeSettings(operator_token="x" * 16, open_operator=True).check()
+
+
+def test_without_a_token_or_an_open_operator_no_request_is_the_operator(lab):
+    """The default of the app itself: nobody is the operator, however local the request."""
+    with app_for(lab) as client:
+        response = client.get("/images", follow_redirects=False)
+        assert response.status_code == 403 and "no operator sign-in" in response.text
+        assert client.get("/turing/1/answers.csv").status_code == 403
+
+
+def test_a_plain_reverse_proxy_or_forwarder_reaches_no_operator_page_with_a_token(lab):
+    """nginx's bare ``proxy_pass`` or socat adds no forwarding header and may set Host to
+    localhost: a request through it looks local. With the token every serve now has, it still
+    gets no operator page, the answer key included, until it signs in."""
+    secret = "t" * 24
+    with app_for(lab, operator_token=secret) as client:
+        for headers in ({}, {"Host": "localhost"}, {"Host": "127.0.0.1:8000"}):
+            for page in ("/", "/images", "/experiments", "/turing"):
+                response = client.get(page, headers=headers, follow_redirects=False)
+                assert response.status_code == 303, (page, headers)
+                assert response.headers["location"] == "/login"
+            assert client.get("/turing/1/answers.csv", headers=headers).status_code == 403
+
+
+def test_the_printed_sign_in_link_signs_in_and_drops_the_token_from_the_address(lab):
+    secret = "link-token-" + "x" * 16
+    with app_for(lab, operator_token=secret) as client:
+        wrong = client.get("/login?token=nope", follow_redirects=False)
+        assert wrong.status_code == 403
+        signed = client.get(f"/login?token={secret}", follow_redirects=False)
+        assert signed.status_code == 303 and signed.headers["location"] == "/"
+        assert client.get("/images").status_code == 200  # the cookie it set
 
 
 def test_operator_pages_need_sign_in_when_a_token_is_set(lab):
@@ -109,6 +150,25 @@ def test_behind_a_proxy_the_signed_in_operator_and_a_rater_still_get_their_pages
         csrf = re.search(r'name="csrf_token" value="([\w-]+)"', client.get("/login").text)
         client.post("/login", data={"csrf_token": csrf.group(1), "token": secret})
         assert client.get("/images").status_code == 200
+
+
+def test_a_rater_on_the_default_loopback_server_never_gets_the_answer_key(lab):
+    """``serve`` as the README starts it: 127.0.0.1, a token made at start. A rater on the lab's
+    machine (no proxy) holds a rater cookie, never the operator's."""
+    from lab import EXPERIMENT
+
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.turing.design import make_test_from_experiment
+
+    made = make_test_from_experiment(Workspace(lab), EXPERIMENT, "local", 1, ["bo"])
+    with app_for(lab, operator_token="made-at-start-" + "y" * 16) as client:
+        client.get(f"/turing/join/{made.tokens['bo']}")
+        client.cookies.set("ps_rater", made.tokens["bo"], path="/turing/")
+        assert client.get(f"/turing/{made.test_id}/rate").status_code == 200
+        for data in (f"/turing/{made.test_id}/answers.csv", f"/turing/{made.test_id}/summary.csv"):
+            assert client.get(data).status_code == 403
+        results = client.get(f"/turing/{made.test_id}/results", follow_redirects=False)
+        assert results.headers["location"] == "/login"
 
 
 def test_loopback_refuses_foreign_host_headers_and_sets_security_headers(client):
@@ -240,10 +300,10 @@ def test_ids_past_any_integer_range_are_404_and_odd_digits_are_no_500(lab):
     from starlette.testclient import TestClient
 
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.serve.app import create_app
+    from pathsynth.serve.app import ServeSettings, create_app
 
     huge = "9" * 20
-    app = create_app(Workspace(lab))
+    app = create_app(Workspace(lab), ServeSettings(open_operator=True))
     with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as client:
         for path in (f"/images/{huge}", f"/images/{huge}/thumb.jpg", f"/images/{huge}/view.jpg",
                      f"/turing/{huge}", f"/turing/{huge}/results", f"/turing/{huge}/rate",

@@ -50,7 +50,12 @@ class ServeSettings:
     Args:
         host: the address it binds (decides which Host headers are accepted).
         port: the port.
-        operator_token: the secret the operator signs in with; None: no sign-in (loopback only).
+        operator_token: the secret the operator signs in with (``serve`` makes one at start
+            unless told otherwise); None: no operator sign-in.
+        open_operator: with no token, whoever reaches the server on loopback without a proxy's
+            headers is the operator: for a trusted single-user machine only (``serve
+            --no-operator-token``). A proxy or port forwarder on the same host makes any
+            request look local, and a rater on the machine would be the operator too.
         cache: the thumbnail cache folder; None: ``<workspace>/cache/thumbnails``.
         base_url: how raters reach the server (a TLS proxy's address, say): the links shown to
             the operator start with it, and its host is accepted in Host and Origin headers
@@ -62,18 +67,23 @@ class ServeSettings:
     operator_token: str | None = None
     cache: Path | None = None
     base_url: str = ""
+    open_operator: bool = False
 
     def check(self) -> None:
         """Refuse settings that would expose the catalog.
 
         Raises:
-            ServeError: another address than loopback without an operator token, or a token
-                shorter than 16 characters.
+            ServeError: another address than loopback without an operator token, a token
+                shorter than 16 characters (spaces aside), or a token with an open operator.
         """
-        if self.operator_token is not None and len(self.operator_token) < MIN_OPERATOR_TOKEN:
+        token = self.operator_token
+        if token is not None and len(token.strip()) < MIN_OPERATOR_TOKEN:
             raise ServeError(
-                f"the operator token must have at least {MIN_OPERATOR_TOKEN} characters"
+                f"the operator token must have at least {MIN_OPERATOR_TOKEN} characters other "
+                "than spaces"
             )
+        if token is not None and self.open_operator:
+            raise ServeError("an operator token and an open operator exclude each other")
         if not is_loopback(self.host) and self.operator_token is None:
             raise ServeError(
                 f"serving on {self.host} (not 127.0.0.1) needs an operator token: set "

@@ -299,12 +299,16 @@ def grid(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    """The operator's sign-in form; a wrong token is refused with 403."""
-    if request.method == "GET":
-        return render(request, "login.html", {"failed": False})
-    form = await check_csrf(request)
+    """The operator's sign-in: the form, or the link ``serve`` prints (``/login?token=...``,
+    whose token then leaves the address bar by a redirect); a wrong token is refused with 403."""
     token = request.app.state.settings.operator_token
-    if token is None or not same_secret(form.get("token"), token):
+    if request.method == "GET":
+        given = request.query_params.get("token")
+        if given is None:
+            return render(request, "login.html", {"failed": False})
+    else:
+        given = (await check_csrf(request)).get("token")
+    if token is None or not same_secret(given, token):
         return render(request, "login.html", {"failed": True}, status_code=403)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(OPERATOR_COOKIE, token, httponly=True, samesite="strict",

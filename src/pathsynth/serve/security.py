@@ -1,10 +1,11 @@
 """What keeps the web app to its users: operator sign-in, rater tokens, CSRF and response headers.
 
-- The operator (whoever runs ``pathsynth serve``) sees everything. On 127.0.0.1 no sign-in is asked
-  unless an operator token is set; on any other address one is required (``serve`` refuses to
-  start without it) and each browser signs in once, getting an HttpOnly cookie. A request a
-  reverse proxy forwarded to 127.0.0.1 may come from anywhere, so without a token it gets no
-  operator page.
+- The operator (whoever runs ``pathsynth serve``) sees everything, after signing in once per
+  browser with the operator token (an HttpOnly cookie): ``$PATHSYNTH_OPERATOR_TOKEN``, or one
+  ``serve`` makes at start and prints as a sign-in link, as Jupyter does. "Local" cannot be the
+  test: a reverse proxy or a port forwarder on the same host makes any request look local, and a
+  rater on the lab's machine would be the operator. Only ``serve --no-operator-token`` (a trusted
+  single-user machine) lets loopback requests without a proxy's headers in unsigned.
 - A rater sees only their own test: their secret link sets a cookie holding their token, and every
   rater page and image checks that the token's test is the one in the URL (else 404).
 - Every form carries a CSRF token that must equal the browser's ``ps_csrf`` cookie (double
@@ -104,25 +105,28 @@ def proxied(request: Request) -> bool:
 
 
 def operator_allowed(request: Request) -> bool:
-    """Whether this request may see operator pages: it signed in with the operator token, or no
-    token is set and it was not forwarded by a proxy."""
-    token = request.app.state.settings.operator_token
-    if token is None:
-        return not proxied(request)
-    return same_secret(request.cookies.get(OPERATOR_COOKIE), token)
+    """Whether this request may see operator pages: it signed in with the operator token, or the
+    server has an open operator (``--no-operator-token``) and no proxy forwarded it."""
+    settings = request.app.state.settings
+    if settings.operator_token is not None:
+        return same_secret(request.cookies.get(OPERATOR_COOKIE), settings.operator_token)
+    return bool(settings.open_operator) and not proxied(request)
 
 
 def require_operator(request: Request) -> None:
     """Refuse a request that is not the operator's.
 
     Raises:
-        HTTPException: 403 for a request a proxy forwarded when no operator token is set; 303 to
-            the sign-in page for a page; 403 for anything else.
+        HTTPException: 403 where no sign-in exists (a proxied request to an open operator, or
+            no token at all); 303 to the sign-in page for a page; 403 for anything else.
     """
     if operator_allowed(request):
         return
-    if request.app.state.settings.operator_token is None:
+    settings = request.app.state.settings
+    if settings.operator_token is None and settings.open_operator:
         raise HTTPException(403, f"reached through a proxy: set ${OPERATOR_TOKEN_ENV} and sign in")
+    if settings.operator_token is None:
+        raise HTTPException(403, "this server has no operator sign-in")
     if request.method == "GET" and request.url.path.rsplit("/", 1)[-1].find(".") < 0:
         raise HTTPException(303, headers={"Location": "/login"})
     raise HTTPException(403, "sign in as the operator first")
