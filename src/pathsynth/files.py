@@ -86,3 +86,12 @@ def label_from_folder(name: str) -> str:
     from urllib.parse import unquote
 
     return unquote(name) if "%" in name else name
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not run as a formula: text starting with ``=``, ``+``,
+    ``-``, ``@``, a tab or a carriage return gets a leading ``'`` (OWASP's CSV-injection advice);
+    anything else is kept as it is."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

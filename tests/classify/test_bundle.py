@@ -166,7 +166,7 @@ def test_unreadable_images_are_listed_with_their_reason_and_the_rest_predicted(t
     (tmp_path / "sub" / "notes.txt").write_text("not an image, not a candidate")
     bundle = load_bundle(make_bundle(tmp_path / "model.bundle"))
 
-    result = predict_files(bundle, image_files([tmp_path / "sub"]), batch_size=3)
+    result = predict_files(bundle, image_files([tmp_path / "sub"]).found, batch_size=3)
 
     assert result.paths == files
     reasons = {path.name: reason for path, reason in result.refused}

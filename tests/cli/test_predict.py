@@ -200,3 +200,56 @@ def results(balanced: dict[str, float]) -> Results:
         generator=None,
         configs={},
     )
+
+
+def test_the_predictions_csv_never_hands_a_spreadsheet_a_formula() -> None:
+    import csv
+    import io
+
+    import torch
+
+    from pathsynth.classify.predict import FilePredictions
+    from pathsynth.cli.predict import predictions_csv
+
+    result = FilePredictions(
+        [Path("=cmd|calc!A0.jpg"), Path("plain.png")],
+        torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64),
+        ["@risk", "benign"],
+    )
+    rows = list(csv.reader(io.StringIO(predictions_csv(result))))
+    assert rows[0] == ["path", "predicted", "p_@risk", "p_benign"]
+    assert rows[1][:2] == ["'=cmd|calc!A0.jpg", "'@risk"]
+    assert rows[2][:2] == ["plain.png", "benign"]
+
+
+def test_each_unusable_path_is_listed_and_skipped_and_the_rest_predicted(tmp_path, bundle) -> None:
+    """Links to nothing (dangling, a loop), a FIFO (reading it would block forever) and a
+    1-pixel image, named or inside a folder: each refused with its reason, none stops the rest."""
+    from PIL import Image
+
+    good = image_folder(tmp_path / "images", count=2)
+    folder = tmp_path / "images"
+    (folder / "dangling.png").symlink_to(folder / "gone.png")
+    (folder / "loop1.png").symlink_to(folder / "loop2.png")
+    (folder / "loop2.png").symlink_to(folder / "loop1.png")
+    os.mkfifo(folder / "pipe.png")
+    Image.new("RGB", (1, 1)).save(folder / "dot.png")
+    named_fifo = tmp_path / "named.png"
+    os.mkfifo(named_fifo)
+    out = tmp_path / "p.csv"
+
+    done = pathsynth(
+        "predict", str(bundle), str(folder), str(folder / "loop1.png"), str(named_fifo),
+        "-o", str(out), "--device", "cpu",
+    )  # fmt: skip
+
+    assert done.returncode == 1  # some images refused, without --skip-bad
+    rows = list(csv.DictReader(out.open()))
+    assert sorted(row["path"] for row in rows) == sorted(map(str, good))
+    said = " ".join(done.stderr.split())
+    assert f"{folder / 'dangling.png'}: is a link to nothing" in said
+    assert f"{folder / 'loop1.png'}: is a link to nothing" in said
+    assert said.count(f"{folder / 'loop1.png'}:") == 1  # named and in the folder: listed once
+    assert f"{folder / 'pipe.png'}: is not a regular file" in said
+    assert f"{named_fifo}: is not a regular file" in said
+    assert f"{folder / 'dot.png'}: a 1x1 image is under 8 px a side" in said

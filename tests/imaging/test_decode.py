@@ -26,6 +26,31 @@ def test_16_bit_tiff_keeps_its_most_significant_byte():
     assert decoded.rgb.shape == (1, 4, 3)
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "PNG"])
+def test_12_bit_values_in_a_16_bit_grey_file_keep_their_contrast(fmt):
+    """A 12-bit camera's values (0..4095) in a 16-bit file: the top byte of the container would
+    make them 0..15, a black image; the top 8 of the 12 used bits keep the picture."""
+    values = np.array([[0, 1024, 2048, 4095]], dtype=np.uint16)
+    decoded = decode_bytes(encode(Image.fromarray(values), fmt))
+    assert decoded.rgb[0, :, 0].tolist() == [0, 64, 128, 255]
+    assert decoded.bit_depth == 16  # what the file stores
+
+
+def test_the_bit_depth_read_from_the_values_is_the_smallest_that_holds_them():
+    from pathsynth.imaging.decode import significant_bits
+
+    assert [significant_bits(v) for v in (0, 255, 256, 1023, 4095, 4096, 16383, 65535)] == [
+        8,
+        8,
+        10,
+        10,
+        12,
+        14,
+        14,
+        16,
+    ]
+
+
 def test_transparent_pixels_become_white_like_an_empty_slide():
     rgba = np.array([[[200, 0, 0, 255], [200, 0, 0, 0]]], dtype=np.uint8)
     decoded = decode_bytes(encode(Image.fromarray(rgba, "RGBA"), "PNG"))

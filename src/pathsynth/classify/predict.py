@@ -9,6 +9,7 @@ with its reason and the others go on.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathsynth.imaging.stain import StainReference, normalise_stain
 
 # Suffixes taken from a folder (ingest's formats); other files there (notes, CSVs) are left alone.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MIN_SIDE = 8  # pixels: a smaller image is refused, not upscaled into a prediction
 
 
 @dataclass
@@ -48,34 +50,73 @@ class FilePredictions:
         return [self.class_names[int(i)] for i in self.probabilities.argmax(dim=1)]
 
 
-def image_files(paths: Sequence[Path]) -> list[Path]:
+@dataclass
+class ImageFiles:
+    """The image files a ``predict`` call names, and the paths it cannot use with the reason.
+
+    Args:
+        found: the files to predict, each once, in order.
+        refused: ``(path, reason)`` for each path that cannot be read as a file.
+    """
+
+    found: list[Path]
+    refused: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def image_files(paths: Sequence[Path]) -> ImageFiles:
     """The image files named, folders walked recursively (sorted, hidden entries skipped).
 
     A file named on its own is taken whatever its suffix (so a bad one is reported, not dropped);
-    in a folder only :data:`IMAGE_SUFFIXES` are taken.
+    in a folder only :data:`IMAGE_SUFFIXES` are taken. A path that is not there, a link to
+    nothing (dangling or a loop) and anything that is not a regular file (a FIFO would block the
+    read forever) is refused with its reason, named or found in a folder, and the rest go on.
 
     Raises:
-        DataError: a path that does not exist, or nothing to predict.
+        DataError: nothing at all to predict (the message gives the first refusals).
     """
     found: list[Path] = []
+    refused: list[tuple[Path, str]] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(
-                p
-                for p in sorted(path.rglob("*"))
-                if p.is_file()
-                and p.suffix.lower() in IMAGE_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-        elif path.exists():
-            found.append(path)
+            for entry in sorted(path.rglob("*")):
+                hidden = any(part.startswith(".") for part in entry.relative_to(path).parts)
+                if hidden or entry.suffix.lower() not in IMAGE_SUFFIXES or entry.is_dir():
+                    continue
+                reason = _not_a_file(entry)
+                if reason:
+                    refused.append((entry, reason))
+                else:
+                    found.append(entry)
+            continue
+        reason = _not_a_file(path)
+        if reason:
+            refused.append((path, reason))
         else:
-            raise DataError(f"{path} does not exist")
+            found.append(path)
     if not found:
+        shown = "; ".join(f"{path} {reason}" for path, reason in refused[:3])
         raise DataError(
+            f"nothing to predict: {shown}" if shown else
             f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}"
-        )
-    return list(dict.fromkeys(found))  # a file named twice is predicted once
+        )  # fmt: skip
+    # a path named twice (or named and in a folder): predicted, or refused, once
+    reasons: dict[Path, str] = {}
+    for path, reason in refused:
+        reasons.setdefault(path, reason)
+    return ImageFiles(list(dict.fromkeys(found)), list(reasons.items()))
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as an image file, or ``None`` when it can."""
+    if path.is_symlink() and not path.exists():
+        return "is a link to nothing (dangling, or a loop of links)"
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "does not exist"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a FIFO, socket or device)"
+    return None
 
 
 def prepare_file(
@@ -106,6 +147,11 @@ def _prepare(
     :func:`prepare_file`); ``modality`` (the classifier's) names what an image too small for
     its inputs was expected to be."""
     decoded = decode_file(path)  # ingest's decoder, pixel limit included
+    if min(decoded.width, decoded.height) < MIN_SIDE:
+        raise ImageRefused(
+            f"a {decoded.width}x{decoded.height} image is under {MIN_SIDE} px a side: no "
+            "microscopy image a classifier could read"
+        )
     try:
         # the file's sha256 seeds random patch positions, as in the experiment's cache
         inputs = preprocess_image(decoded.rgb, preprocess, decoded.sha256, pixel_size_um)

@@ -19,7 +19,7 @@ from pathsynth.cli.app import (
     progress_bar,
     resolve_workspace,
 )
-from pathsynth.files import write_text_atomic
+from pathsynth.files import csv_cell, write_text_atomic
 
 if TYPE_CHECKING:
     from pathsynth.classify.predict import FilePredictions
@@ -53,7 +53,8 @@ def predict(
     from pathsynth.devices import resolve_device
 
     loaded = load_bundles(bundle, resolve_device(device))
-    files = image_files(images)
+    named = image_files(images)
+    files = named.found
     with progress_bar() as progress:
         task = progress.add_task(f"predict {len(files)} images", total=len(files))
         result = predict_files(
@@ -63,6 +64,7 @@ def predict(
             pixel_size_um=pixel_size,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
+    result.refused = named.refused + result.refused
     write_text_atomic(out, predictions_csv(result))
     models = f", the mean of {len(loaded)} bundles" if len(loaded) > 1 else ""
     console.print(
@@ -83,7 +85,7 @@ def predictions_csv(result: FilePredictions) -> str:
     for path, name, row in zip(
         result.paths, result.predicted(), result.probabilities.tolist(), strict=True
     ):
-        writer.writerow([str(path), name, *(f"{p:.6f}" for p in row)])
+        writer.writerow([csv_cell(str(path)), csv_cell(name), *(f"{p:.6f}" for p in row)])
     return buffer.getvalue()
 
 

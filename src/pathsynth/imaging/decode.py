@@ -156,11 +156,22 @@ def load_rgb(path: Path) -> np.ndarray:
     return decode_file(path, pixel_limit=2**62).rgb
 
 
+def significant_bits(largest: int) -> int:
+    """The camera bit depth (8, 10, 12, 14 or 16) a 16-bit image whose largest value is
+    ``largest`` most likely has: the smallest that holds it. A dim true 16-bit image reads as one
+    of fewer bits and is brightened, which shows it, where the container's top byte hides it."""
+    return next(bits for bits in (8, 10, 12, 14, 16) if largest < 2**bits)
+
+
 def _to_rgb(image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode.startswith("I;16"):
-        # 16-bit greyscale (common from microscope cameras): keep the most significant byte.
-        grey = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        # 16-bit greyscale from microscope cameras often holds 10, 12 or 14 significant bits:
+        # keep the top 8 of the bits the values use, not of the container (a 12-bit image's
+        # top byte is 0..15, black).
+        values = np.asarray(image).astype(np.uint16)
+        shift = significant_bits(int(values.max())) - 8
+        grey = (values >> shift).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if mode == "I":
         # 32-bit integer greyscale has no fixed range: stretch what is used to 0..255.

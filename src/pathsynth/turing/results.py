@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from pathsynth.files import csv_cell
 from pathsynth.metrics.agreement import Proportion, fleiss_kappa, wilson
 
 TRUTHS = ("real", "synthetic")
@@ -167,8 +168,8 @@ def answers_csv(answers: Iterable[AnswerLike]) -> str:
     writer.writerow(ANSWER_COLUMNS)
     for a in answers:
         writer.writerow(
-            [_cell(a.rater), a.item, a.truth, _cell(a.label), a.called,
-             _cell(a.called_label or ""), a.confidence if a.confidence is not None else "",
+            [csv_cell(a.rater), a.item, a.truth, csv_cell(a.label), a.called,
+             csv_cell(a.called_label or ""), a.confidence if a.confidence is not None else "",
              int(a.called == a.truth), a.answered_at]
         )  # fmt: skip
     return buffer.getvalue()
@@ -198,19 +199,12 @@ def summary_csv(results: TuringResults) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
     for group, rater, label, c in summary_rows(results):
-        cells: list[object] = [group, _cell(rater), _cell(label), c.answers]
+        cells: list[object] = [group, csv_cell(rater), csv_cell(label), c.answers]
         for p in (c.accuracy, c.sensitivity, c.specificity):
             cells += [_num(p.value), _num(p.low), _num(p.high)]
         writer.writerow(cells)
     writer.writerow(["fleiss_kappa", "", "", results.kappa_items, _num(results.kappa)])
     return buffer.getvalue()
-
-
-def _cell(value: object) -> object:
-    """A CSV cell a spreadsheet will not run as a formula (a name starting with ``=`` etc.)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def _num(value: float) -> str:
