@@ -76,23 +76,22 @@ def image_files(paths: Sequence[Path]) -> ImageFiles:
     """
     found: list[Path] = []
     refused: list[tuple[Path, str]] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            for entry in sorted(path.rglob("*")):
-                hidden = any(part.startswith(".") for part in entry.relative_to(path).parts)
-                if hidden or entry.suffix.lower() not in IMAGE_SUFFIXES or entry.is_dir():
-                    continue
-                reason = _not_a_file(entry)
-                if reason:
-                    refused.append((entry, reason))
-                else:
-                    found.append(entry)
-            continue
-        reason = _not_a_file(path)
+
+    def take(candidate: Path) -> None:
+        reason = _not_a_file(candidate)
         if reason:
-            refused.append((path, reason))
+            refused.append((candidate, reason))
         else:
-            found.append(path)
+            found.append(candidate)
+
+    for path in map(Path, paths):
+        if not path.is_dir():
+            take(path)
+            continue
+        for entry in sorted(path.rglob("*")):
+            hidden = any(part.startswith(".") for part in entry.relative_to(path).parts)
+            if not hidden and entry.suffix.lower() in IMAGE_SUFFIXES and not entry.is_dir():
+                take(entry)
     if not found:
         shown = "; ".join(f"{path} {reason}" for path, reason in refused[:3])
         raise DataError(
