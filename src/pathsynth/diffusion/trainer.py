@@ -163,9 +163,7 @@ class DiffusionTrainer(Trainer):
         index = self.mine(self.sampler.next_batch()).to(self.device)
         images = self.dataset.images[index]
         if self.config.data.crop:  # every rank draws the global batch's positions, keeps its own
-            full = torch.zeros(batch, *images.shape[1:], dtype=images.dtype, device=self.device)
-            full[self.offset : self.offset + self.local_batch] = images
-            images = self.mine(random_crops(full, self.config.data.crop))
+            images = self.mine(random_crops(self.spread(images), self.config.data.crop))
         if self.config.augment.dihedral:
             turns = self.mine(torch.randint(0, 4, (batch,), device=self.device))
             flips = self.mine(torch.rand(batch, device=self.device) < 0.5)

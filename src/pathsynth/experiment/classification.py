@@ -47,7 +47,7 @@ from pathsynth.experiment.protocols import (
 from pathsynth.metrics.classification import ClassificationReport, RocCurve, classification_report
 from pathsynth.records.conditions import Condition, run_label
 from pathsynth.records.schema import Curves, Roc
-from pathsynth.report.numbers import duration
+from pathsynth.timing import duration
 from pathsynth.training.runs import run_identity
 
 
@@ -88,24 +88,22 @@ def classify(context: StageContext) -> dict[str, Any]:
     sets = context.sets()
     config = context.config
     embeddings = _probe_embeddings(context)
-    todo = [
-        (kind, protocol, condition, seed)
+    every = [
+        (kind, protocol, condition, seed, context.paths.classifier_run(
+            protocol, run_label(condition, kind, config.classifier.kind), seed))
         for kind in config.kinds
         for protocol in config.protocols
         for condition in config.conditions
         for seed in range(config.seeds)
-        if not context.paths.classifier_run(
-            protocol, run_label(condition, kind, config.classifier.kind), seed
-        ).exists()
-    ]
+    ]  # fmt: skip
+    todo = [entry for entry in every if not entry[-1].exists()]
     started = time.perf_counter()
-    for done, (kind, protocol, condition, seed) in enumerate(todo):
-        label = run_label(condition, kind, config.classifier.kind)
+    for done, (kind, protocol, condition, seed, target) in enumerate(todo):
         run = classify_once(
             context, sets, protocol, condition, seed, embeddings, kind=kind,
             position=fit_position(done, len(todo), time.perf_counter() - started),
         )  # fmt: skip
-        save_record(run, context.paths.classifier_run(protocol, label, seed))
+        save_record(run, target)
     return {"runs": len(todo)}
 
 

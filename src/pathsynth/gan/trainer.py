@@ -242,14 +242,9 @@ class GanTrainer(Trainer):
 
     def _colour_augmented(self, images: torch.Tensor) -> torch.Tensor:
         """This rank's uint8 images colour-augmented with the draws of their places in the global
-        batch (the other places hold zeros): torchrun then augments as one process would, at the
-        cost of augmenting ``world_size`` times the images."""
+        batch (:meth:`~pathsynth.training.loop.Trainer.spread`)."""
         assert self.colour is not None
-        if not self.context.enabled:
-            return self.colour(images)
-        full = images.new_zeros((self.config.optim.batch_size, *images.shape[1:]))
-        full[self.offset : self.offset + self.local_batch] = images
-        return self.mine(self.colour(full))
+        return self.mine(self.colour(self.spread(images)))
 
     def _noise(self) -> torch.Tensor:
         return self.mine(

@@ -129,8 +129,6 @@ class TrainerConfig(Protocol):
     @property
     def optim(self) -> _OptimSettings: ...
 
-    def to_dict(self) -> dict[str, Any]: ...
-
 
 @dataclass(frozen=True)
 class Cadence:
@@ -232,6 +230,16 @@ class Trainer:
     def mine(self, full: torch.Tensor) -> torch.Tensor:
         """This rank's slice of a tensor drawn for the whole global batch."""
         return full[self.offset : self.offset + self.local_batch]
+
+    def spread(self, local: torch.Tensor) -> torch.Tensor:
+        """This rank's rows at their place in a global batch of zeros, for an augmentation that
+        draws for the whole batch (then :meth:`mine`): N ranks draw as one process does, at the
+        cost of augmenting N times the rows. One process: ``local`` itself."""
+        if not self.context.enabled:
+            return local
+        full = local.new_zeros((self.local_batch * self.context.world_size, *local.shape[1:]))
+        full[self.offset : self.offset + self.local_batch] = local
+        return full
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast on the compute device when the run uses it."""
