@@ -160,9 +160,9 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
     from selenium.webdriver.common.by import By
 
     base, workspace = server
-    from pathsynth.catalog.api import turing_answers
     from pathsynth.catalog.workspace import Workspace
     from pathsynth.turing.design import make_test_from_experiment
+    from pathsynth.turing.store import TuringBook
 
     made = make_test_from_experiment(Workspace(workspace), EXPERIMENT, "browser", 1, ["ann", "bob"])
     for rater, call in (("ann", "real"), ("bob", "synthetic")):
@@ -211,7 +211,8 @@ def test_two_raters_run_a_turing_test_and_the_results_page_matches_the_answers(
 
     browser.get(f"{base}/turing/{made.test_id}/results")
     assert browser.save_screenshot(str(tmp_path / "results.png"))
-    raters, stored = turing_answers(Workspace(workspace), made.test_id)
+    with TuringBook.open(Workspace(workspace)) as book:
+        raters, stored = book.answers(made.test_id)
     assert raters == ["ann", "bob"] and len(stored) == 12
     for rater in raters:
         mine = [a for a in stored if a.rater == rater]

@@ -103,10 +103,11 @@ def test_two_raters_answer_resume_and_results_match_the_stored_answers(client, l
     )
     assert sorted(bob_order) == sorted(first + rest) and bob_order != first + rest  # own order
 
-    from pathsynth.catalog.api import turing_answers
     from pathsynth.catalog.workspace import Workspace
+    from pathsynth.turing.store import TuringBook
 
-    raters, stored = turing_answers(Workspace(lab), made.test_id)
+    with TuringBook.open(Workspace(lab)) as book:
+        raters, stored = book.answers(made.test_id)
     assert raters == ["ann", "bob"] and len(stored) == 24
     page = client.get(f"/turing/{made.test_id}/results").text
     # every row of the figures table, recomputed here from the stored answers, with scipy's
@@ -181,11 +182,12 @@ def test_post_without_or_with_a_wrong_csrf_token_is_refused(client, lab):
     refused = client.post("/turing", data={"name": "x", "experiment": EXPERIMENT, "per_class": "1",
                                            "raters": "z"})  # fmt: skip
     assert refused.status_code == 403
-    from pathsynth.catalog.api import turing_answers, turing_tests
     from pathsynth.catalog.workspace import Workspace
+    from pathsynth.turing.store import TuringBook
 
-    assert turing_answers(Workspace(lab), made.test_id)[1] == []
-    assert [t.name for t in turing_tests(Workspace(lab))] == ["t1"]
+    with TuringBook.open(Workspace(lab)) as book:
+        assert book.answers(made.test_id)[1] == []
+        assert [t.name for t in book.tests()] == ["t1"]
 
 
 def test_operator_adds_a_rater_through_the_form(client, lab):
@@ -269,15 +271,14 @@ def test_real_items_are_brought_to_the_configs_pixel_size_from_each_images_own(l
 def test_the_same_answer_posted_twice_at_once_is_stored_once_not_a_crash(lab, monkeypatch):
     from sqlalchemy.orm import Session
 
-    from pathsynth.catalog.db import Catalog
-    from pathsynth.catalog.turing import answers_of_test, rater_for_token, record_answer
     from pathsynth.catalog.workspace import Workspace
+    from pathsynth.turing.store import TuringBook
 
     made = make(lab)
-    with Catalog(Workspace(lab).db_url) as catalog:
-        rater = rater_for_token(catalog, made.tokens["ann"])
+    with TuringBook.open(Workspace(lab)) as book:
+        rater = book.rater(made.tokens["ann"])
         item = next((lab / "turing" / str(made.test_id)).glob("*.png")).stem
-        record_answer(catalog, rater, item, "real", None, None, list(CLASSES))
+        book.answer(rater, item, "real", None, None, list(CLASSES))
         # the second of two simultaneous posts looked before the first had stored its answer
         real_get, looked = Session.get, []
 
@@ -288,8 +289,8 @@ def test_the_same_answer_posted_twice_at_once_is_stored_once_not_a_crash(lab, mo
             return real_get(self, *args, **kwargs)
 
         monkeypatch.setattr(Session, "get", stale_get)
-        record_answer(catalog, rater, item, "synthetic", "insitu", 2, list(CLASSES))
-        _, answers = answers_of_test(catalog, made.test_id)
+        book.answer(rater, item, "synthetic", "insitu", 2, list(CLASSES))
+        _, answers = book.answers(made.test_id)
     assert looked and [(a.called, a.called_label, a.confidence) for a in answers] == [
         ("synthetic", "insitu", 2)
     ]

@@ -21,40 +21,13 @@ generator it adds (``synthetic``: the first one).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from pathsynth.catalog.api import SelectionRow, store_selection
-from pathsynth.classify.evaluate import ImagePredictions, evaluate_images
 from pathsynth.config import save_record, to_plain
-from pathsynth.errors import DataError
 from pathsynth.experiment.classification import reference_classifier, reference_validation
 from pathsynth.experiment.context import StageContext
-from pathsynth.experiment.protocols import LabelledPart
-from pathsynth.imaging.crops import random_crops
-from pathsynth.imaging.tensorset import TensorImageSet
-from pathsynth.metrics.features import ClassifierFeatures
-from pathsynth.records.schema import (
-    ClassSelection,
-    GeneratorSelection,
-    ImageSelection,
-    SelectionRecord,
-    SelectionSummary,
-)
-from pathsynth.selection import (
-    SelectionConfig,
-    class_thresholds,
-    decide,
-    real_reference_distances,
-    score_images,
-)
-
-FEATURE_EXTRACTOR = (
-    "penultimate layer of the honest/original seed-0 classifier (trained on the real training fold)"
-)
+from pathsynth.selection import select_generated
 
 
 def select(context: StageContext) -> dict[str, Any]:
@@ -106,122 +79,3 @@ def select(context: StageContext) -> dict[str, Any]:
             for kind, made in record.summary.generators.items()
         }
     return outputs
-
-
-def select_generated(
-    model: torch.nn.Module,
-    real_train: LabelledPart,
-    validation: LabelledPart,
-    generated: Mapping[str, LabelledPart],
-    config: SelectionConfig,
-    classifier: Any,
-) -> SelectionRecord:
-    """Score each generator's images against the real training fold and decide which to keep.
-
-    The thresholds come from the real images alone, once; each generator's images are then
-    scored and decided on their own (the keep floor is per generator and class).
-
-    Args:
-        model: the classifier trained on the real training fold (minus ``validation``).
-        real_train: the real training fold (the validation groups included).
-        validation: the real validation part, held out from ``model``'s training.
-        generated: each generator's images, with their catalog ids, by kind (the experiment's
-            first generator first: the summary's top-level counts are its).
-        config: the thresholds.
-        classifier: the classifier config (``eval_batch_size``, ``tta``, ``crop_size``,
-            ``grid_stride``), so that confidences are read as the classifier is tested.
-
-    Returns:
-        Per-image scores and decisions (each with its generator's kind), per-class counts and
-        thresholds, and each generator's counts.
-
-    Raises:
-        DataError: no generated images, generators whose images differ in size, a class without
-            real training images, or what the memorisation check refuses.
-    """
-    if not generated:
-        raise DataError("selection needs generated images, and there are none")
-    sides = {kind: part.images.images.shape[-1] for kind, part in generated.items()}
-    if len(set(sides.values())) > 1:
-        raise DataError(
-            "selection compares every generator's images with real crops of one size; these "
-            f"differ: {', '.join(f'{kind} {side} px' for kind, side in sides.items())}"
-        )
-    side = next(iter(sides.values()))
-    class_names = list(next(iter(generated.values())).images.class_names)
-
-    def predict(part: TensorImageSet, ids: torch.Tensor | None) -> ImagePredictions:
-        return evaluate_images(
-            model, part, image_ids=ids, batch_size=classifier.eval_batch_size,
-            tta=classifier.tta, crop_size=classifier.crop_size,
-            crop_stride=classifier.grid_stride,
-        )  # fmt: skip
-
-    # the thresholds, from the real training fold only, once for every generator
-    validated = predict(validation.images, validation.ids)  # one row per validation image
-    validation_labels = validated.labels
-    validation_confidence = validated.probabilities[
-        torch.arange(len(validation_labels)), validation_labels
-    ]
-    # the generators make crops of the real inputs: compare with crops of the same size
-    real = real_train.images.images.cpu()
-    if real.shape[-1] != side:
-        real = random_crops(real, side, torch.Generator().manual_seed(0))
-    extractor = ClassifierFeatures(model)
-    real_features = extractor(real)
-    real_labels = real_train.images.labels.cpu()
-    reference = real_reference_distances(
-        real_features, real_labels, real_train.ids.cpu(), config.neighbours
-    )
-    thresholds = class_thresholds(
-        config, len(class_names), reference, real_labels, validation_confidence, validation_labels
-    )
-
-    made: dict[str, GeneratorSelection] = {}
-    image_rows: list[ImageSelection] = []
-    for kind, part in generated.items():
-        if list(part.images.class_names) != class_names:
-            raise DataError(f"the {kind} images have another class list than the first's")
-        labels = part.images.labels.cpu()
-        images = part.images.images.cpu()
-        probabilities = predict(part.images, None).probabilities
-        scores = score_images(
-            probabilities, labels, images, extractor(images), real, real_features, real_labels,
-            config,
-        )  # fmt: skip
-        decision = decide(scores, labels, thresholds, config.keep_floor)
-        per_class = {
-            name: ClassSelection(
-                generated=int((labels == c).sum()),
-                kept=int(decision.kept[labels == c].sum()),
-                kept_by_floor=sum(
-                    1 for i in torch.nonzero(labels == c).flatten().tolist()
-                    if decision.reasons[i] == "kept:floor"
-                ),
-                near_copies=int(scores.near_copy[labels == c].sum()),
-                min_confidence=thresholds.min_confidence[c],
-                max_distance=thresholds.max_distance[c],
-                confidence_from=thresholds.confidence_from[c],
-            )
-            for c, name in enumerate(class_names)
-        }  # fmt: skip
-        made[kind] = GeneratorSelection(per_class, len(labels), int(decision.kept.sum()))
-        image_rows += [
-            ImageSelection(
-                image_id=int(part.ids[i]), label=class_names[int(labels[i])],
-                confidence=float(scores.confidence[i]), distance=float(scores.distance[i]),
-                copy_ratio=float(scores.copy_ratio[i]), near_copy=bool(scores.near_copy[i]),
-                kept=bool(decision.kept[i]), reason=decision.reasons[i], generator=kind,
-            )
-            for i in range(len(labels))
-        ]  # fmt: skip
-    first = next(iter(made.values()))
-    summary = SelectionSummary(
-        feature_extractor=FEATURE_EXTRACTOR,
-        settings=dataclasses.asdict(config),
-        per_class=first.per_class,
-        generated=first.generated,
-        kept=first.kept,
-        generators=made,
-    )
-    return SelectionRecord(summary, image_rows)

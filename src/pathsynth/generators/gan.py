@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from pathsynth.devices import resolve_device, use_bf16
 from pathsynth.errors import ConfigError
@@ -22,11 +23,22 @@ class GanGenerator:
 
     Args:
         config: the resolved GAN config (``None`` when only sampling existing runs).
+        sampling: must be empty: a GAN samples in one pass and has no sampling settings.
+
+    Raises:
+        ConfigError: sampling settings were given.
     """
 
     kind = "gan"
 
-    def __init__(self, config: TrainConfig | None = None) -> None:
+    def __init__(
+        self, config: TrainConfig | None = None, sampling: Mapping[str, Any] | None = None
+    ) -> None:
+        if sampling:
+            raise ConfigError(
+                f"sampling settings ({', '.join(sampling)}) are for diffusion runs; this is a "
+                f"{self.kind} run, which has none"
+            )
         self.config = config
 
     def train(

@@ -1,8 +1,9 @@
 """Selective synthesis: keep a generated image only where criteria computed from the real
 training fold accept it (:mod:`.criteria`), with thresholds from one config (:mod:`.config`).
 
-This package takes tensors only (probabilities, feature vectors, images); the experiment's
-``select`` stage feeds it and stores its decisions in the catalog.
+This package takes tensors and a classifier (probabilities, feature vectors, images;
+:func:`select_generated` scores every generator's images with them); the experiment's ``select``
+stage feeds it and stores its decisions in the catalog.
 """
 
 from pathsynth.selection.config import SELECTION_PRESETS, SelectionConfig, selection_config
@@ -16,9 +17,10 @@ from pathsynth.selection.criteria import (
     real_reference_distances,
     score_images,
 )
+from pathsynth.selection.generated import IdentifiedImages, select_generated
 
 __all__ = [
-    "SELECTION_PRESETS", "ClassThresholds", "SelectionConfig", "SelectionDecision",
-    "SelectionScores", "class_thresholds", "decide", "distances_to_class",
-    "real_reference_distances", "score_images", "selection_config",
+    "SELECTION_PRESETS", "ClassThresholds", "IdentifiedImages", "SelectionConfig",
+    "SelectionDecision", "SelectionScores", "class_thresholds", "decide", "distances_to_class",
+    "real_reference_distances", "score_images", "select_generated", "selection_config",
 ]  # fmt: skip

@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from pathsynth.catalog.api import Workspace, open_reader, open_turing
+from pathsynth.catalog.api import Workspace, open_reader
 from pathsynth.errors import ServeError
 from pathsynth.serve.pages import page_templates
 from pathsynth.serve.security import (
@@ -38,6 +38,7 @@ from pathsynth.serve.security import (
     is_loopback,
 )
 from pathsynth.serve.thumbnails import ThumbnailCache
+from pathsynth.turing.store import TuringBook
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -133,7 +134,7 @@ def create_app(space: Workspace, settings: ServeSettings | None = None) -> Starl
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         reader = open_reader(space)
-        book = open_turing(space)
+        book = TuringBook.open(space)
         app.state.reader = reader
         app.state.book = book
         app.state.thumbs = ThumbnailCache(reader, cache)

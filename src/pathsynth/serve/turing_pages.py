@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from pathsynth.catalog.api import Rater, TestSummary, TuringBook, turing_folder
 from pathsynth.errors import PathsynthError, TuringError
 from pathsynth.serve.pages import render
 from pathsynth.serve.params import whole_number
@@ -29,6 +28,7 @@ from pathsynth.turing.results import (
     summary_rows,
     turing_results,
 )
+from pathsynth.turing.store import Rater, TestSummary, TuringBook
 
 _PUBLIC_ID = re.compile(r"^[A-Za-z0-9_-]{16,32}$")
 
@@ -103,7 +103,7 @@ def item_image(request: Request) -> Response:
     public_id = str(request.path_params["public_id"])
     if not _PUBLIC_ID.match(public_id) or not _book(request).has_item(rater.test_id, public_id):
         raise HTTPException(404)
-    path = turing_folder(request.app.state.space, rater.test_id) / f"{public_id}.png"
+    path = _book(request).folder(rater.test_id) / f"{public_id}.png"
     try:
         data = path.read_bytes()
     except OSError:

@@ -11,7 +11,6 @@ random id.
 from __future__ import annotations
 
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,23 +18,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pathsynth.catalog.api import (
-    FoldImage,
-    PlannedItem,
-    Workspace,
-    add_turing_rater,
-    create_turing_test,
-    drop_turing_test,
-    generated_images,
-    new_public_id,
-    split_fold,
-    turing_folder,
-)
+from pathsynth.catalog.api import FoldImage, Workspace, generated_images, split_fold
 from pathsynth.errors import DataError, PathsynthError, TuringError
 from pathsynth.files import write_atomic
 from pathsynth.imaging.decode import load_rgb
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
 from pathsynth.imaging.png import encode_png
+from pathsynth.turing.store import PlannedItem, TuringBook, new_public_id
 
 MAX_PER_CLASS = 500
 
@@ -137,19 +126,19 @@ def make_test(
                for image, truth in picked]  # fmt: skip
     record = {**(params or {}), "per_class": per_class, "seed": seed, "size": size,
               "preprocess": preprocess.as_dict()}  # fmt: skip
-    test_id = create_turing_test(space, name, chosen_classes, planned, record)
-    folder = turing_folder(space, test_id)
-    try:
-        for item, (image, truth) in zip(planned, picked, strict=True):
-            pixels = display_pixels(
-                image.path, truth, preprocess, image.sha256, size, image.pixel_size_um
-            )
-            write_atomic(folder / f"{item.public_id}.png", clean_png(pixels))
-        tokens = {rater: add_turing_rater(space, test_id, rater) for rater in raters}
-    except (PathsynthError, OSError):
-        shutil.rmtree(folder, ignore_errors=True)
-        drop_turing_test(space, test_id)
-        raise
+    with TuringBook.open(space) as book:
+        test_id = book.create(name, chosen_classes, planned, record)
+        folder = book.folder(test_id)
+        try:
+            for item, (image, truth) in zip(planned, picked, strict=True):
+                pixels = display_pixels(
+                    image.path, truth, preprocess, image.sha256, size, image.pixel_size_um
+                )
+                write_atomic(folder / f"{item.public_id}.png", clean_png(pixels))
+            tokens = {rater: book.add_rater(test_id, rater) for rater in raters}
+        except (PathsynthError, OSError):
+            book.drop(test_id)
+            raise
     return CreatedTest(test_id, name, len(planned), chosen_classes, tokens)
 
 

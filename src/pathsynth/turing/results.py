@@ -23,7 +23,7 @@ TRUTHS = ("real", "synthetic")
 
 
 class AnswerLike(Protocol):
-    """What one answer must offer (:class:`pathsynth.catalog.turing.AnswerRecord` does)."""
+    """What one answer must offer (:class:`pathsynth.turing.store.AnswerRecord` does)."""
 
     @property
     def rater(self) -> str: ...
