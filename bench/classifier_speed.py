@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from pathsynth.classify.config import classifier_config
+from pathsynth.classify.config import CLASSIFIER
 from pathsynth.classify.trainer import train_classifier
 from pathsynth.imaging.tensorset import TensorImageSet
 
@@ -53,8 +53,9 @@ def main() -> None:
     for _ in range(args.repeats):
         for batch in batches:
             for channels_last in (False, True):
-                config = classifier_config(
-                    "quick", **fixed, batch_size=batch, channels_last=channels_last, seed=0
+                config = CLASSIFIER.resolve(
+                    "quick",
+                    {**fixed, "batch_size": batch, "channels_last": channels_last, "seed": 0},
                 )
                 started = time.perf_counter()
                 train_classifier(train_set, config, groups=fold["groups"])

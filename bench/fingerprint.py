@@ -21,21 +21,21 @@ from typing import Any
 
 import torch
 
+from pathsynth.classify.config import CLASSIFIER
 from pathsynth.classify.config import PRESETS as CLASSIFIER_PRESETS
-from pathsynth.classify.config import classifier_config
+from pathsynth.diffusion.config import DIFFUSION
 from pathsynth.diffusion.config import PRESETS as DIFFUSION_PRESETS
-from pathsynth.diffusion.config import resolve_config as diffusion_config
 from pathsynth.diffusion.trainer import DiffusionTrainer
 from pathsynth.experiment.config import PRESETS as EXPERIMENT_PRESETS
-from pathsynth.experiment.config import experiment_config
+from pathsynth.experiment.config import experiment_presets
+from pathsynth.gan.presets import GAN
 from pathsynth.gan.presets import PRESETS as GAN_PRESETS
-from pathsynth.gan.presets import resolve_config as gan_config
 from pathsynth.gan.trainer import GanTrainer
 from pathsynth.imaging.tensorset import TensorImageSet
 from pathsynth.pretrain.config import PRESETS as PRETRAIN_PRESETS
-from pathsynth.pretrain.config import pretrain_config
+from pathsynth.pretrain.config import PRETRAIN
 from pathsynth.pretrain.trainer import SimclrTrainer
-from pathsynth.selection.config import SELECTION_PRESETS, selection_config
+from pathsynth.selection.config import SELECTION, SELECTION_PRESETS
 from pathsynth.training.checkpoint import list_checkpoints
 
 GAN_VARIANTS: dict[str, dict[str, Any]] = {
@@ -115,19 +115,35 @@ def configs() -> dict[str, Any]:
     """Every preset of every config type, resolved, as plain data."""
     found: dict[str, Any] = {}
     for name in GAN_PRESETS:
-        found[f"gan/{name}"] = json.loads(gan_config(name).to_json())
+        found[f"gan/{name}"] = json.loads(GAN.resolve(name).to_json())
     for name in DIFFUSION_PRESETS:
-        found[f"diffusion/{name}"] = json.loads(diffusion_config(name).to_json())
+        found[f"diffusion/{name}"] = json.loads(DIFFUSION.resolve(name).to_json())
     for name in PRETRAIN_PRESETS:
-        found[f"pretrain/{name}"] = json.loads(pretrain_config(name).to_json())
+        found[f"pretrain/{name}"] = json.loads(PRETRAIN.resolve(name).to_json())
     for name in CLASSIFIER_PRESETS:
-        found[f"classifier/{name}"] = repr(classifier_config(name))
+        found[f"classifier/{name}"] = repr(CLASSIFIER.resolve(name))
     for name in SELECTION_PRESETS:
-        found[f"selection/{name}"] = repr(selection_config(name))
+        found[f"selection/{name}"] = repr(SELECTION.resolve(name))
     for name in EXPERIMENT_PRESETS:
         for modality in ("histology", "cytology"):
-            found[f"experiment/{name}/{modality}"] = repr(experiment_config(name, modality))
+            found[f"experiment/{name}/{modality}"] = repr(
+                experiment_presets(modality).resolve(name)
+            )
+    for variant, overrides in EXPERIMENT_VARIANTS.items():  # settings that follow from others
+        found[f"experiment/quick/histology/{variant}"] = repr(
+            experiment_presets("histology").resolve("quick", overrides)
+        )
     return found
+
+
+EXPERIMENT_VARIANTS: dict[str, dict[str, Any]] = {
+    "both": {"generator": "both"},
+    "both+selection": {"generator": "both", "selection.enabled": "true"},
+    "selection": {"selection.enabled": "true", "conditions": "original,affine+synthetic"},
+    "kinds": {"classifier_kinds": "linear-probe,fine-tune"},
+    "quality-backbone": {"quality.backbone": "resnet18", "quality.backbone_weights": "w.pt"},
+    "crop": {"classifier.crop_size": "32", "preprocess.size": "96"},
+}
 
 
 def runs(root: Path) -> dict[str, Any]:
@@ -135,19 +151,19 @@ def runs(root: Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     quiet = {"run.device": "cpu", "run.quality_every": 0, "run.sample_every": 0, "optim.steps": 5}
     for name, extra in GAN_VARIANTS.items():
-        config = gan_config("smoke", {**quiet, **extra})
+        config = GAN.resolve("smoke", {**quiet, **extra})
         run = root / f"gan-{name}"
         run.mkdir()
         result = GanTrainer(config, tiny_set(config.data.preprocess.size), run).train()
         found[f"gan/{name}"] = run_record(run, result)
     for name, extra in DIFFUSION_VARIANTS.items():
         overrides = {"run.device": "cpu", "run.sample_every": 2, "run.amp": "off", "optim.steps": 4}
-        config = diffusion_config("smoke", {**overrides, **extra})
+        config = DIFFUSION.resolve("smoke", {**overrides, **extra})
         run = root / f"diffusion-{name}"
         run.mkdir()
         result = DiffusionTrainer(config, tiny_set(config.data.preprocess.size), run).train()
         found[f"diffusion/{name}"] = run_record(run, result)
-    config = pretrain_config("smoke", {"run.device": "cpu"})
+    config = PRETRAIN.resolve("smoke", {"run.device": "cpu"})
     run = root / "pretrain"
     run.mkdir()
     result = SimclrTrainer(config, tiny_set(48).images, run).train()

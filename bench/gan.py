@@ -30,7 +30,7 @@ from pathsynth.devices import device_name, resolve_device
 from pathsynth.gan.architectures import build_discriminator, build_generator
 from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.losses import discriminator_loss, generator_loss
-from pathsynth.gan.presets import resolve_config
+from pathsynth.gan.presets import GAN
 from pathsynth.gan.trainer import GanTrainer
 from pathsynth.generators.sampling import generate_images, write_class_folders
 from pathsynth.imaging.tensorset import TensorImageSet, to_signed_float
@@ -133,7 +133,7 @@ def main() -> None:
 
     overrides: dict[str, object] = dict(item.split("=", 1) for item in args.set)
     overrides["optim.batch_size"] = args.batch
-    config = resolve_config(args.preset, overrides)
+    config = GAN.resolve(args.preset, overrides)
     device = resolve_device(config.run.device)
     size = config.data.resolution
     gen = torch.Generator().manual_seed(0)
@@ -157,7 +157,7 @@ def main() -> None:
             loops["reference"] = reference_step(config, data, device)
         if args.compile:
             compiled = GanTrainer(
-                resolve_config(args.preset, {**overrides, "run.compile": True}), data, Path(tmp)
+                GAN.resolve(args.preset, {**overrides, "run.compile": True}), data, Path(tmp)
             )
             results["compile_first_step_s"] = timed(compiled.train_step, device)
             loops["compiled"] = compiled.train_step

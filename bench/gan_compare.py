@@ -35,9 +35,9 @@ from pathsynth.classify.config import ClassifierConfig
 from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.trainer import train_classifier
 from pathsynth.devices import device_name
-from pathsynth.experiment.config import experiment_config
-from pathsynth.gan.config import TrainConfig, apply_overrides
-from pathsynth.gan.presets import resolve_config
+from pathsynth.experiment.config import experiment_presets
+from pathsynth.gan.config import TrainConfig
+from pathsynth.gan.presets import GAN
 from pathsynth.gan.trainer import GanTrainer
 from pathsynth.generators.sampling import class_noise
 from pathsynth.imaging.crops import random_crops
@@ -60,16 +60,16 @@ RUN = {  # no checkpoints, grids or quality signal while the clock runs: the ben
 
 def gan_config(preset: str, modality: str) -> TrainConfig:
     """``quick``: the experiment's quick GAN; anything else: that GAN preset on the same inputs."""
-    experiment = experiment_config("quick", modality)
-    base = experiment.gan if preset == "quick" else resolve_config(preset)
+    experiment = experiment_presets(modality).resolve("quick")
+    base = experiment.gan if preset == "quick" else GAN.resolve(preset)
     config = dataclasses.replace(base, data=experiment.gan.data, preset=preset)
-    return apply_overrides(config, RUN)
+    return GAN.override(config, RUN)
 
 
 def real_inputs(folder: Path, modality: str) -> tuple[TensorImageSet, TrainConfig]:
     """The set's inputs as the experiment's ``quick`` preset makes them (BACH: pixel size by the
     shared copy's 0.84 um/px times the preset's scale of 4, i.e. 3.36 um/px)."""
-    experiment = experiment_config("quick", modality)
+    experiment = experiment_presets(modality).resolve("quick")
     preprocess = experiment.preprocess
     if preprocess.pixel_size_um:  # the shared BACH copy: 0.84 um/px x scale 4 = 3.36
         preprocess = dataclasses.replace(preprocess, pixel_size_um=0.0)
@@ -83,7 +83,7 @@ def feature_classifier(
     """Penultimate-layer features of the ``quick`` classifier trained on every real input once
     (kept in ``cache`` so that later runs of the bench use the very same features)."""
     config: ClassifierConfig = dataclasses.replace(
-        experiment_config("quick", modality).classifier,
+        experiment_presets(modality).resolve("quick").classifier,
         device="cpu",
         epochs=epochs,
         min_epochs=min(epochs, 5),
@@ -128,7 +128,7 @@ def main() -> None:
     data, _ = real_inputs(data_root, modality)
     counts = torch.bincount(data.labels, minlength=len(data.class_names)).tolist()
     extractor = feature_classifier(data, modality, args.classifier_epochs, out / "features.pt")
-    crop = experiment_config("quick", modality).gan.data.crop
+    crop = experiment_presets(modality).resolve("quick").gan.data.crop
     real = data.images
     if crop:  # compare 64 px crops with 64 px crops, fixed for every preset
         real = random_crops(real, crop, torch.Generator().manual_seed(0))

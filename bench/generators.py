@@ -7,7 +7,7 @@ images per second.
     python bench/generators.py --synthetic --device cuda       # GPU speed only, no data needed
 
 Real data: the images are made network inputs as ``reproduce --preset quick`` makes them
-(:func:`pathsynth.experiment.config.experiment_config`), and each generator gets the quick
+(:func:`pathsynth.experiment.config.experiment_presets`), and each generator gets the quick
 experiment's config (``--set gan.optim.batch_size=64``, ``--set diffusion.sampling.steps=50``
 reach any key). Features are the penultimate layer of the project's classifier trained on the
 same real images for ``--feature-epochs`` (the quality stage's extractor, here without a test
@@ -37,8 +37,7 @@ import torch
 
 from pathsynth.config import parse_assignments
 from pathsynth.devices import device_name, resolve_device
-from pathsynth.diffusion.config import DiffusionConfig
-from pathsynth.diffusion.config import resolve_config as diffusion_preset
+from pathsynth.diffusion.config import DIFFUSION, DiffusionConfig
 from pathsynth.diffusion.sampling import GuidedSampler
 from pathsynth.diffusion.trainer import DiffusionTrainer
 from pathsynth.gan.trainer import GanTrainer
@@ -104,13 +103,13 @@ def sample(
 
 def real_set(args: argparse.Namespace) -> tuple[TensorImageSet, Any]:
     """The real images as ``reproduce --preset quick`` makes them, and the experiment config."""
-    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.config import experiment_presets
     from pathsynth.imaging.folders import folder_files, load_image_set
 
     overrides: dict[str, Any] = {"diffusion.sampling.steps": args.sampling_steps}
     overrides.update(parse_assignments(args.set))
     overrides["source_pixel_size_um"] = args.pixel_size
-    config = experiment_config("quick", args.modality, overrides)
+    config = experiment_presets(args.modality).resolve("quick", overrides)
     preprocess = config.preprocess
     if preprocess.pixel_size_um and args.pixel_size:  # shrink by the ratio of pixel sizes
         scale = preprocess.pixel_size_um / args.pixel_size
@@ -198,7 +197,7 @@ def synthetic_speed(args: argparse.Namespace) -> dict[str, Any]:
     ``--guidance-interval``. All in one process, one UNet.
     """
     device = resolve_device(args.device)
-    config: DiffusionConfig = diffusion_preset(
+    config: DiffusionConfig = DIFFUSION.resolve(
         args.preset, {"run.device": str(device), **parse_assignments(args.set)}
     )
     side, batch = config.data.resolution, config.optim.batch_size

@@ -91,7 +91,7 @@ def probe_scores(name: str, space: Path, weights: Path | None, view_size: int) -
     from pathsynth.backbones.load import load_backbone
     from pathsynth.backbones.stored import image_embeddings
     from pathsynth.catalog.api import open_workspace, split_fold
-    from pathsynth.classify.config import classifier_config
+    from pathsynth.classify.config import CLASSIFIER
     from pathsynth.classify.probe import FeatureSet, FrozenFeatureClassifier, train_linear_probe
     from pathsynth.imaging.patches import PreprocessConfig
 
@@ -111,7 +111,9 @@ def probe_scores(name: str, space: Path, weights: Path | None, view_size: int) -
     scores = []
     for seed in PROBE_SEEDS:
         model = FrozenFeatureClassifier(backbone, len(classes))
-        train_linear_probe(model, train, val, classes, classifier_config("linear-probe", seed=seed))
+        train_linear_probe(
+            model, train, val, classes, CLASSIFIER.resolve("linear-probe", {"seed": seed})
+        )
         with torch.no_grad():
             predicted = model.head(test.features).argmax(1)
         scores.append(float(balanced_accuracy_score(test.labels.numpy(), predicted.numpy())))

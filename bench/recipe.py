@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from pathsynth.classify.config import classifier_config
+from pathsynth.classify.config import CLASSIFIER
 from pathsynth.classify.evaluate import evaluate_images
 from pathsynth.classify.trainer import train_classifier, validation_split
 from pathsynth.imaging.augment import COLOUR_PRESETS
@@ -58,7 +58,7 @@ def one_seed(
     chosen: dict[str, Any] = dict(overrides)
     if "colour" in chosen:  # a named colour preset (off | histology)
         chosen["colour"] = COLOUR_PRESETS[str(chosen["colour"])]
-    config = classifier_config(preset, **chosen, seed=seed)
+    config = CLASSIFIER.resolve(preset, {**chosen, "seed": seed})
     started = time.perf_counter()
     result = train_classifier(train_set, config, groups=groups)
     predictions = evaluate_images(

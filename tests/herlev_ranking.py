@@ -27,14 +27,14 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from pathsynth.gan.presets import resolve_config
+from pathsynth.gan.presets import GAN
 from pathsynth.generators.gan import GanGenerator
 from pathsynth.imaging.folders import load_image_set
 from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.tensorset import TensorImageSet
 from pathsynth.metrics.features import FeatureExtractor
 from pathsynth.metrics.registry import synthesis_quality
-from pathsynth.pretrain.config import pretrain_config
+from pathsynth.pretrain.config import PRETRAIN
 from pathsynth.pretrain.run import train_pretrain_run
 
 DROPPED = "severe_dysplastic"  # the class (mode) the degraded set lacks
@@ -123,7 +123,7 @@ def pretrain_backbone(
     """SimCLR (``pathsynth pretrain``'s run, :data:`SSL_PRESET` with views at the images' side)
     on ``reference``; returns the exported ``backbone.safetensors``."""
     side = reference.resolution
-    config = pretrain_config(
+    config = PRETRAIN.resolve(
         SSL_PRESET,
         {
             "data.preprocess": PreprocessConfig(mode="resize", size=side),
@@ -152,7 +152,7 @@ def train_gan(
 ) -> Path:
     """The GAN ``preset`` trained ``steps`` steps on ``reference`` at its side; returns the run
     folder."""
-    config = resolve_config(
+    config = GAN.resolve(
         preset,
         {
             "data.preprocess": PreprocessConfig(mode="resize", size=reference.resolution),

@@ -8,6 +8,11 @@ nested configs (``optim.g_lr``, ``gan.optim.steps``, ``preprocess.size``); a val
 (``--set key=value`` on the command line), converted to the field's declared type, or a whole
 config object for a nested field. Saved configs (``config.json``) are read back with
 :func:`from_plain`, which is as strict as the command line.
+
+Each concern declares its configs once, as a :class:`Presets` (its type, its preset table and
+what to call it in messages), and everything else goes through that object: ``resolve(preset,
+overrides)`` for a new config, ``override(config, overrides)`` for one that exists (a run to
+resume, an experiment reopened), ``read(plain)`` for a saved one, ``valid_keys()`` for messages. One signature for every concern.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import json
 import math
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.files import write_text_atomic
@@ -155,11 +160,11 @@ def from_plain(
 ) -> Config:
     """A config from nested plain data (a saved ``config.json``), every value type-checked.
 
-    Missing keys keep their defaults.
+    Missing keys keep their defaults; a field without a default must be there.
 
     Raises:
-        ConfigError: an unknown key (the message lists the valid ones), a value of the wrong type,
-            or a value the config refuses.
+        ConfigError: an unknown key (the message lists the valid ones), a missing field without
+            a default, a value of the wrong type, or a value the config refuses.
     """
     hints = _hints(config_type)
     values = {}
@@ -167,6 +172,14 @@ def from_plain(
         if name not in hints or name.startswith("_"):
             raise _unknown(prefix + name, config_type, what)
         values[name] = _coerce(prefix + name, hints[name], value, what)
+    missing = [
+        prefix + f.name
+        for f in dataclasses.fields(config_type)  # type: ignore[arg-type]
+        if f.init and f.name not in values
+        and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]  # fmt: skip
+    if missing:
+        raise ConfigError(f"{what} lacks {', '.join(missing)}")
     return config_type(**values)
 
 
@@ -263,6 +276,75 @@ def resolve(
         config = dataclasses.replace(config, preset=preset)  # type: ignore[type-var]
     config = with_overrides(config, presets[preset], what)
     return with_overrides(config, overrides or {}, what)
+
+
+class Presets(Generic[Config]):
+    """One concern's configs: its frozen dataclass, its named presets, and the one way in.
+
+    Args:
+        config_type: the frozen dataclass.
+        presets: preset name -> the keys (dotted or whole groups) that differ from the defaults.
+        what: the concern's name in messages (``GAN``, ``classifier``, ...).
+        finish: applied to every config this makes, after the overrides: settings that follow
+            from others (an experiment's generators see its inputs); identity by default.
+        check: refuses overrides no caller may give (keys that ``finish`` sets), before any is
+            applied; raises :class:`ConfigError`.
+    """
+
+    def __init__(
+        self,
+        config_type: type[Config],
+        presets: Mapping[str, Mapping[str, Any]],
+        what: str,
+        finish: Callable[[Config], Config] | None = None,
+        check: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> None:
+        self.config_type = config_type
+        self.presets = presets
+        self.what = what
+        self._finish = finish or (lambda config: config)
+        self._check = check or (lambda overrides: None)
+
+    @property
+    def names(self) -> list[str]:
+        """The preset names, in their table's order."""
+        return list(self.presets)
+
+    def resolve(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Config:
+        """Defaults, then the named preset, then ``overrides`` (dotted keys; strings converted;
+        ``None`` values are not given).
+
+        Raises:
+            ConfigError: an unknown preset (the message lists the known ones), an unknown key, or
+                a value the config refuses.
+        """
+        given = {key: value for key, value in (overrides or {}).items() if value is not None}
+        self._check(given)
+        return self._finish(resolve(self.config_type, self.presets, preset, given, self.what))
+
+    def override(self, config: Config, overrides: Mapping[str, Any]) -> Config:
+        """A copy of ``config`` with dotted-key ``overrides`` applied (``None`` values skipped).
+
+        Raises:
+            ConfigError: an unknown key, a value that cannot be converted or one the config
+                refuses.
+        """
+        given = {key: value for key, value in overrides.items() if value is not None}
+        self._check(given)
+        return self._finish(with_overrides(config, given, self.what))
+
+    def read(self, data: Mapping[str, Any]) -> Config:
+        """A config from nested plain data (a saved ``config.json`` or a checkpoint's copy),
+        as strict as the command line.
+
+        Raises:
+            ConfigError: a group or key the config does not have, or a value it refuses.
+        """
+        return self._finish(from_plain(self.config_type, data, self.what))
+
+    def valid_keys(self) -> list[str]:
+        """Every dotted key a preset or ``--set`` may name."""
+        return dotted_keys(self.config_type)
 
 
 def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:

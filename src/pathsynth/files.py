@@ -8,6 +8,7 @@ killed mid-write leaves only a temporary file that the catalog's orphan sweep re
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,6 +87,32 @@ def label_from_folder(name: str) -> str:
     from urllib.parse import unquote
 
     return unquote(name) if "%" in name else name
+
+
+# names of things the web app addresses by URL and the workspace by folder (experiments, runs):
+# letters, digits, ".", "_" and "-", starting with a letter or digit
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` when it can name a folder and a URL as it is (:data:`NAME`).
+
+    Raises:
+        ValueError: the name and what it may hold.
+    """
+    if not NAME.match(name):
+        raise ValueError(
+            f"{what} name {name!r} may hold letters, digits, '.', '_' and '-' only (up to 128, "
+            "starting with a letter or digit): it names a folder and a web address"
+        )
+    return name
+
+
+def name_from(text: str) -> str:
+    """A :data:`NAME` made from ``text`` (a source folder's name, say): every other character
+    becomes ``-``; ``x`` when nothing is left."""
+    made = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9._-]+", "-", text)).strip("-._")[:128]
+    return made or "x"
 
 
 def csv_cell(value: object) -> object:

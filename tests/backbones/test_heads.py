@@ -12,7 +12,7 @@ from helpers import write_image
 from sklearn.linear_model import LogisticRegression
 
 from pathsynth.backbones import load_backbone
-from pathsynth.classify.config import classifier_config
+from pathsynth.classify.config import CLASSIFIER
 from pathsynth.classify.finetune import BackboneClassifier, optimiser_groups
 from pathsynth.classify.logistic import chosen_c, train_logistic
 from pathsynth.classify.networks import build_classifier
@@ -34,7 +34,7 @@ def _clusters(n: int, seed: int, classes: int = 3, noise: float = 3.0) -> Featur
 
 @pytest.mark.parametrize("classes", [2, 3])
 def test_logistic_head_is_sklearn_predict_proba_with_c_chosen_on_validation(tiny, classes):
-    config = classifier_config("logistic", logistic_c=(1e-4, 0.01, 1.0, 100.0))
+    config = CLASSIFIER.resolve("logistic", {"logistic_c": (1e-4, 0.01, 1.0, 100.0)})
     train, validation = _clusters(60, 0, classes), _clusters(45, 1, classes)
     model = FrozenFeatureClassifier(tiny, classes)
     names = [f"c{k}" for k in range(classes)]
@@ -60,13 +60,19 @@ def test_logistic_refuses_a_class_without_training_vectors(tiny):
     with pytest.raises(Exception, match="no training image of class"):
         train_logistic(
             FrozenFeatureClassifier(tiny, 3), train, _clusters(9, 1), ["a", "b", "c"],
-            classifier_config("logistic"),
+            CLASSIFIER.resolve("logistic"),
         )  # fmt: skip
 
 
 def test_fine_tuning_the_last_blocks_freezes_the_rest_and_decays_rates_by_layer():
-    config = classifier_config(
-        "fine-tune", backbone_input_size=32, finetune_blocks=2, layer_decay=0.5, learning_rate=1e-3
+    config = CLASSIFIER.resolve(
+        "fine-tune",
+        {
+            "backbone_input_size": 32,
+            "finetune_blocks": 2,
+            "layer_decay": 0.5,
+            "learning_rate": 1e-3,
+        },
     )
     model = build_classifier(config, 3)
     assert isinstance(model, BackboneClassifier) and model.layers == 9  # stem + 8 blocks
@@ -88,7 +94,7 @@ def test_fine_tuning_the_last_blocks_freezes_the_rest_and_decays_rates_by_layer(
 
 
 def test_more_blocks_than_the_backbone_has_is_refused_naming_the_count():
-    config = classifier_config("fine-tune", backbone_input_size=32, finetune_blocks=12)
+    config = CLASSIFIER.resolve("fine-tune", {"backbone_input_size": 32, "finetune_blocks": 12})
     with pytest.raises(ConfigError, match="more than the 9 layer groups of resnet18"):
         build_classifier(config, 2)
 
@@ -96,7 +102,9 @@ def test_more_blocks_than_the_backbone_has_is_refused_naming_the_count():
 def test_fine_tuning_starts_from_the_backbone_file(tmp_path, tiny):
     path = tmp_path / "ssl.pt"
     torch.save(load_backbone("resnet18", seed=7).model.state_dict(), path)
-    config = classifier_config("fine-tune", backbone_weights=str(path), backbone_input_size=32)
+    config = CLASSIFIER.resolve(
+        "fine-tune", {"backbone_weights": str(path), "backbone_input_size": 32}
+    )
     model = build_classifier(config, 2)
     state = torch.load(path, weights_only=True)
     assert torch.equal(model.backbone.state_dict()["conv1.weight"], state["conv1.weight"])
@@ -111,7 +119,7 @@ def test_probe_logistic_and_fine_tune_side_by_side_then_quality_on_backbone_feat
 
     from pathsynth.catalog.models import Embedding
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.config import experiment_presets
     from pathsynth.experiment.pipeline import Experiment
 
     source = tmp_path / "source"
@@ -126,7 +134,7 @@ def test_probe_logistic_and_fine_tune_side_by_side_then_quality_on_backbone_feat
         "classifier.epochs": 2, "quality.backbone": "resnet18",
         "quality.backbone_input_size": 32,
     }  # fmt: skip
-    config = experiment_config("smoke", "cytology", overrides)
+    config = experiment_presets("cytology").resolve("smoke", overrides)
     assert config.classifier.kind == "linear-probe" and config.kinds[1:] == (
         "logistic",
         "fine-tune",
@@ -165,23 +173,20 @@ def test_the_quality_backbone_is_the_classifier_backbone_file_by_default(tmp_pat
     """With backbone weights (an SSL file) the quality stage and the GAN's best-checkpoint signal
     use them; without any weights the default stays the reference classifier, and saying
     features=backbone takes the random-init backbone."""
-    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.config import experiment_presets
 
     path = str(tmp_path / "ssl.pt")
-    config = experiment_config(
-        "smoke", "histology",
-        {"classifier.kind": "linear-probe", "classifier.backbone_weights": path,
-         "classifier.backbone_input_size": 32},
-    )  # fmt: skip
+    config = experiment_presets("histology").resolve("smoke", {"classifier.kind": "linear-probe", "classifier.backbone_weights": path,
+         "classifier.backbone_input_size": 32})  # fmt: skip
     assert config.quality_backbone() == ("resnet18", path, 32)
     assert (config.gan.run.quality_backbone, config.gan.run.quality_backbone_weights) == (
         "resnet18", path)  # fmt: skip
-    plain = experiment_config("smoke", "histology")
+    plain = experiment_presets("histology").resolve("smoke")
     assert plain.quality_backbone() is None and plain.gan.run.quality_backbone == ""
-    chosen = experiment_config("smoke", "histology", {"quality.features": "backbone"})
+    chosen = experiment_presets("histology").resolve("smoke", {"quality.features": "backbone"})
     assert chosen.quality_backbone() == ("resnet18", None, 0)
     with pytest.raises(ConfigError, match=r"set quality\.backbone"):
-        experiment_config("smoke", "histology", {"gan.run.quality_backbone": "resnet18"})
+        experiment_presets("histology").resolve("smoke", {"gan.run.quality_backbone": "resnet18"})
 
 
 def test_reproduce_takes_kinds_and_a_quality_backbone_and_refuses_an_unknown_kind(tmp_path):

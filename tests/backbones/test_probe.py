@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from pathsynth.backbones import load_backbone
 from pathsynth.classify.bundle import Provenance, load_bundle, save_bundle
-from pathsynth.classify.config import classifier_config
+from pathsynth.classify.config import CLASSIFIER
 from pathsynth.classify.probe import FeatureSet, FrozenFeatureClassifier, train_linear_probe
 from pathsynth.errors import ConfigError
 from pathsynth.imaging.patches import PreprocessConfig
@@ -34,7 +34,9 @@ def _clusters(n: int, seed: int) -> FeatureSet:
 def test_the_head_stops_on_validation_images_and_keeps_its_best_epoch(tiny):
     from sklearn.metrics import balanced_accuracy_score
 
-    config = classifier_config("linear-probe", patience=10, batch_size=16, learning_rate=1e-2)
+    config = CLASSIFIER.resolve(
+        "linear-probe", {"patience": 10, "batch_size": 16, "learning_rate": 1e-2}
+    )
     model = FrozenFeatureClassifier(tiny, 3)
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     validation = _clusters(30, 1)
@@ -53,7 +55,7 @@ def test_the_head_stops_on_validation_images_and_keeps_its_best_epoch(tiny):
 
 
 def test_a_probe_bundle_predicts_images_as_the_trained_network(tiny, tmp_path):
-    config = classifier_config("linear-probe", backbone="resnet18", backbone_input_size=32)
+    config = CLASSIFIER.resolve("linear-probe", {"backbone": "resnet18", "backbone_input_size": 32})
     model = FrozenFeatureClassifier(load_backbone("resnet18", input_size=32, seed=5), 2).eval()
     path = tmp_path / "probe.bundle"
     save_bundle(path, model, config, PreprocessConfig(size=32), ["a", "b"],
@@ -67,7 +69,7 @@ def test_a_probe_bundle_predicts_images_as_the_trained_network(tiny, tmp_path):
 
 def test_an_unknown_kind_is_refused_with_the_choices():
     with pytest.raises(ConfigError, match="kind must be one of fine-tune, linear-probe"):
-        classifier_config("quick", kind="probe")
+        CLASSIFIER.resolve("quick", {"kind": "probe"})
 
 
 def test_classify_trains_probes_on_stored_embeddings_computed_once(tmp_path):
@@ -77,7 +79,7 @@ def test_classify_trains_probes_on_stored_embeddings_computed_once(tmp_path):
 
     from pathsynth.catalog.models import Embedding, Image, Run
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.config import experiment_presets
     from pathsynth.experiment.pipeline import Experiment
 
     source = tmp_path / "source"
@@ -87,7 +89,7 @@ def test_classify_trains_probes_on_stored_embeddings_computed_once(tmp_path):
     space = Workspace.create(tmp_path / "ws")
     overrides = {"protocols": ("honest",), "conditions": ("original", "affine"), "seeds": 1,
                  "device": "cpu"}  # fmt: skip
-    config = experiment_config("smoke", "cytology", overrides)
+    config = experiment_presets("cytology").resolve("smoke", overrides)
     Experiment.create(space, source, config, None, "probe", log=lambda line: None).run("classify")
     probe = (
         "classify", "--experiment", "probe", "--train-on", "original,affine", "--seeds", "2",

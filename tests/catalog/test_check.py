@@ -80,3 +80,28 @@ def test_an_old_schema_is_reported_and_repair_migrates_it(workspace):
     assert check_workspace(workspace).problems == [("schema", "at 0001, newest is 0006")]
     check_workspace(workspace, repair=True)
     assert check_workspace(workspace).problems == []
+
+
+def test_check_waits_for_a_writer_instead_of_reporting_its_unfinished_files(
+    workspace, class_source
+):
+    """A writer's file in the store before its row is committed is no problem: ``check`` takes
+    the shared side of the workspace lock, waits for the writer, then finds the workspace sound
+    (before, it listed such files as stray and exited 1 during an ingest)."""
+    import threading
+
+    from pathsynth.catalog.lock import write_lock
+
+    ingest_source(workspace, class_source, IngestOptions(modality="histology", workers=0))
+    unfinished = workspace.store / "P" / "S" / "img-unfinished.png"
+    reports = []
+    with write_lock(workspace.root, on_wait=None):
+        unfinished.parent.mkdir(parents=True, exist_ok=True)
+        unfinished.write_bytes(b"half a file a writer has not committed yet")
+        checker = threading.Thread(target=lambda: reports.append(check_workspace(workspace)))
+        checker.start()
+        checker.join(timeout=2)
+        assert checker.is_alive() and not reports  # waiting for the writer
+        unfinished.unlink()  # the writer finishes (here: gives up and cleans up)
+    checker.join(timeout=30)
+    assert len(reports) == 1 and reports[0].problems == [], reports

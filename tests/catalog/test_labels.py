@@ -66,3 +66,43 @@ def test_exported_class_folders_ingest_back_under_their_labels(workspace, tmp_pa
     report = ingest_source(workspace, exported, IngestOptions(modality="cytology", workers=0))
     assert dict(report.added) == {"CIN 2/3": 1, "../../x": 1}
     assert assert_consistent(workspace) == 2
+
+
+def test_labels_with_hidden_characters_are_refused_and_look_alikes_are_named(workspace, tmp_path):
+    """A zero-width space or a right-to-left override makes a label that looks like another a
+    class of its own: refused, naming the character. Labels that differ only in case or Unicode
+    form stay separate classes (the catalog's rule) but the report names them."""
+    source = tmp_path / "src"
+    rows = ["path,label"]
+    labels = ["Normal", "normal", "ﬁbrosis", "fibrosis", "Nor\u200bmal", "\u202eInvasive"]
+    for i, label in enumerate(labels):
+        write_image(source / f"{i}.png", seed=i)
+        rows.append(f"{i}.png,{label}")
+    (source / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    report = ingest_source(workspace, source, IngestOptions(modality="histology", workers=0))
+    assert dict(report.added) == {"Normal": 1, "normal": 1, "ﬁbrosis": 1, "fibrosis": 1}
+    reasons = {refusal.path: refusal.reason for refusal in report.refused}
+    assert "U+200B" in reasons["4.png"] and "invisible or direction-changing" in reasons["4.png"]
+    assert "U+202E" in reasons["5.png"]
+    assert sorted(map(sorted, report.alike_labels)) == [
+        ["Normal", "normal"],
+        ["fibrosis", "ﬁbrosis"],
+    ]
+    assert assert_consistent(workspace) == 4
+
+
+def test_a_licence_file_beside_the_labels_csv_is_read_not_refused(workspace, tmp_path):
+    """A source states its licence in a LICENSE file (the data README's way); with a labels CSV
+    it was refused as "not listed" and ingest exited 1. An image named like a document is still
+    listed and refused when the CSV does not name it."""
+    source = tmp_path / "src"
+    write_image(source / "a.png", seed=1)
+    write_image(source / "readme.png", seed=2)
+    (source / "labels.csv").write_text("path,label\na.png,benign\n", encoding="utf-8")
+    (source / "LICENSE").write_text("CC BY 4.0\n", encoding="utf-8")
+    (source / "CITATION.cff").write_text("title: x\n", encoding="utf-8")
+    report = ingest_source(workspace, source, IngestOptions(modality="histology", workers=0))
+    assert dict(report.added) == {"benign": 1}
+    assert [(r.path, r.reason) for r in report.refused] == [
+        ("readme.png", "not listed in labels CSV")
+    ]

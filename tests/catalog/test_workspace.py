@@ -59,6 +59,24 @@ def test_unreachable_database_names_the_url_with_the_password_masked(tmp_path):
     assert not (tmp_path / "ws").exists()  # nothing half-made
 
 
+def test_a_raw_at_sign_in_the_password_is_refused_without_showing_any_of_it(tmp_path):
+    """``p@ssW0rd`` unescaped: SQLAlchemy takes ``ssW0rd@127.0.0.1`` for the host, and the
+    driver's error printed it; the URL is refused before any connection, naming the fix."""
+    url = "mysql+pymysql://ps:p@ssW0rd@127.0.0.1:1/catalog"
+    with pytest.raises(CatalogUnavailable) as caught:
+        Catalog(url)
+    message = str(caught.value)
+    assert "ssW0rd" not in message and "p@ss" not in message
+    assert "raw '@'" in message and "%40" in message and "PATHSYNTH_DB_PASSWORD" in message
+    with pytest.raises(CatalogUnavailable, match="raw '@'"):
+        Workspace.create(tmp_path / "ws", url)
+    assert not (tmp_path / "ws").exists()
+    escaped = "mysql+pymysql://ps:p%40ssW0rd@127.0.0.1:1/catalog"  # refused only as unreachable
+    with pytest.raises(CatalogUnavailable, match="cannot reach") as unreachable:
+        Catalog(escaped)
+    assert "ssW0rd" not in str(unreachable.value)
+
+
 def test_unknown_driver_is_a_clear_error():
     with pytest.raises(CatalogUnavailable, match="cannot use catalog database nosuchdb://"):
         Catalog("nosuchdb://x")

@@ -14,7 +14,7 @@ import torch
 from skimage import color
 from torch import nn
 
-from pathsynth.classify.config import classifier_config
+from pathsynth.classify.config import CLASSIFIER
 from pathsynth.classify.trainer import train_classifier, train_one_epoch
 from pathsynth.config import from_plain, to_plain
 from pathsynth.errors import ConfigError, DataError
@@ -172,20 +172,20 @@ def test_refusals_name_the_problem(bach_patches: torch.Tensor) -> None:
 )
 def test_bad_colour_settings_are_refused(overrides: dict[str, float], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        classifier_config("quick", **overrides)
+        CLASSIFIER.resolve("quick", overrides)
 
 
 def test_colour_settings_resolve_from_dotted_keys_and_saved_json() -> None:
-    config = classifier_config("quick", **{"colour.hed_p": "0.5", "colour.hed_alpha": "0.1"})
+    config = CLASSIFIER.resolve("quick", {"colour.hed_p": "0.5", "colour.hed_alpha": "0.1"})
     assert (config.colour.hed_p, config.colour.hed_alpha, config.colour.enabled) == (0.5, 0.1, True)
-    assert not classifier_config("quick").colour.enabled  # off by default
-    with_preset = classifier_config("quick", colour=COLOUR_PRESETS["histology"])
+    assert not CLASSIFIER.resolve("quick").colour.enabled  # off by default
+    with_preset = CLASSIFIER.resolve("quick", {"colour": COLOUR_PRESETS["histology"]})
     assert from_plain(type(with_preset), to_plain(with_preset)) == with_preset
 
 
 def test_colour_hook_leaves_the_flip_draws_and_the_training_step_unchanged() -> None:
     shapes = draw_shapes(8, seed=1)
-    config = classifier_config("smoke", width=4, blocks=2, batch_size=8)
+    config = CLASSIFIER.resolve("smoke", {"width": 4, "blocks": 2, "batch_size": 8})
     seen: list[torch.Tensor] = []
 
     def identity(images: torch.Tensor) -> torch.Tensor:
@@ -213,8 +213,8 @@ def test_colour_hook_leaves_the_flip_draws_and_the_training_step_unchanged() -> 
 
 
 def test_training_with_the_histology_preset_is_seeded_and_trains() -> None:
-    config = classifier_config(
-        "smoke", width=4, blocks=2, epochs=2, colour=COLOUR_PRESETS["histology"]
+    config = CLASSIFIER.resolve(
+        "smoke", {"width": 4, "blocks": 2, "epochs": 2, "colour": COLOUR_PRESETS["histology"]}
     )
     first = train_classifier(draw_shapes(12, seed=1), config)
     second = train_classifier(draw_shapes(12, seed=1), config)
@@ -229,6 +229,6 @@ def test_training_with_the_histology_preset_is_seeded_and_trains() -> None:
 def test_colour_augmentation_on_greyscale_images_is_refused() -> None:
     shapes = draw_shapes(6, seed=1)
     grey = dataclasses.replace(shapes, images=shapes.images[:, :1].contiguous())
-    config = classifier_config("smoke", colour=ColourAugmentConfig(hue_p=0.5))
+    config = CLASSIFIER.resolve("smoke", {"colour": ColourAugmentConfig(hue_p=0.5)})
     with pytest.raises(ConfigError, match=r"colour augmentation needs RGB images \(3 channels\)"):
         train_classifier(grey, config)

@@ -4,13 +4,13 @@ import dataclasses
 
 import pytest
 
-from pathsynth.classify.config import NETWORKS, PRESETS, classifier_config
+from pathsynth.classify.config import CLASSIFIER, NETWORKS, PRESETS
 from pathsynth.errors import ConfigError
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_resolves_to_a_valid_config(preset: str) -> None:
-    config = classifier_config(preset)
+    config = CLASSIFIER.resolve(preset)
 
     for field, value in PRESETS[preset].items():
         assert getattr(config, field) == value
@@ -18,7 +18,7 @@ def test_every_preset_resolves_to_a_valid_config(preset: str) -> None:
 
 
 def test_overrides_replace_preset_values() -> None:
-    config = classifier_config("smoke", network="resnet18", seed=7)
+    config = CLASSIFIER.resolve("smoke", {"network": "resnet18", "seed": 7})
 
     assert (config.network, config.seed, config.epochs) == (
         "resnet18",
@@ -45,4 +45,4 @@ def test_overrides_replace_preset_values() -> None:
 )
 def test_bad_options_are_refused(preset: str, overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        classifier_config(preset, **overrides)
+        CLASSIFIER.resolve(preset, overrides)

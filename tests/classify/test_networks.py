@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.models import resnet18 as torchvision_resnet18
 
-from pathsynth.classify.config import classifier_config
+from pathsynth.classify.config import CLASSIFIER
 from pathsynth.classify.networks import SmallCNN, build_classifier, resnet18
 from pathsynth.errors import CheckpointError, ConfigError
 
@@ -72,7 +72,7 @@ def test_bad_weights_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_weights_path_with_the_small_cnn_is_a_config_error(tmp_path: Path) -> None:
-    config = classifier_config("smoke", weights_path=str(tmp_path / "w.pt"))
+    config = CLASSIFIER.resolve("smoke", {"weights_path": str(tmp_path / "w.pt")})
 
     with pytest.raises(ConfigError, match="only used with network='resnet18'"):
         build_classifier(config, num_classes=3)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathsynth.classify.config import classifier_config
+from pathsynth.classify.config import CLASSIFIER
 from pathsynth.classify.evaluate import evaluate_images
 from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.recipe import (
@@ -37,7 +37,7 @@ RECIPE_OFF = {
 
 @pytest.mark.parametrize("preset", ["smoke", "quick", "paper"])
 def test_existing_presets_keep_every_recipe_option_off(preset: str) -> None:
-    config = classifier_config(preset)
+    config = CLASSIFIER.resolve(preset)
 
     assert {name: getattr(config, name) for name in RECIPE_OFF} == RECIPE_OFF
     assert config.class_weighted_loss
@@ -65,8 +65,8 @@ def test_schedule_factor_at_known_steps(
 
 
 def test_optimiser_rate_follows_the_schedule_step_by_step() -> None:
-    config = classifier_config(
-        "smoke", learning_rate=0.01, schedule="cosine", warmup_fraction=0.25, epochs=2
+    config = CLASSIFIER.resolve(
+        "smoke", {"learning_rate": 0.01, "schedule": "cosine", "warmup_fraction": 0.25, "epochs": 2}
     )
     parameter = nn.Parameter(torch.zeros(1))
     optimiser = torch.optim.AdamW([parameter], lr=config.learning_rate)
@@ -86,7 +86,7 @@ def test_optimiser_rate_follows_the_schedule_step_by_step() -> None:
 def test_constant_rate_without_warm_up_makes_no_scheduler() -> None:
     optimiser = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=0.01)
 
-    assert step_scheduler(optimiser, classifier_config("quick"), steps_per_epoch=5) is None
+    assert step_scheduler(optimiser, CLASSIFIER.resolve("quick"), steps_per_epoch=5) is None
 
 
 def test_ema_weights_equal_the_hand_computed_average() -> None:
@@ -111,7 +111,7 @@ def test_ema_weights_equal_the_hand_computed_average() -> None:
 
 
 def test_training_with_ema_validates_and_returns_the_average() -> None:
-    config = classifier_config("smoke", width=8, epochs=4, patience=4, ema_decay=0.9)
+    config = CLASSIFIER.resolve("smoke", {"width": 8, "epochs": 4, "patience": 4, "ema_decay": 0.9})
     validation = draw_shapes(10, seed=2)
 
     result = train_classifier(draw_shapes(30, seed=1), config, validation_set=validation)
@@ -122,7 +122,7 @@ def test_training_with_ema_validates_and_returns_the_average() -> None:
     assert float(loss) == pytest.approx(best.validation_loss, rel=1e-4)
     plain = train_classifier(
         draw_shapes(30, seed=1),
-        classifier_config("smoke", width=8, epochs=4, patience=4),
+        CLASSIFIER.resolve("smoke", {"width": 8, "epochs": 4, "patience": 4}),
         validation_set=validation,
     )
     assert [r.validation_loss for r in plain.history] != [r.validation_loss for r in result.history]
@@ -140,7 +140,7 @@ def _constant_images(labels: list[int], size: int = 8) -> TensorImageSet:
     [{"mixup_alpha": 0.4}, {"cutmix_alpha": 1.0}, {"mixup_alpha": 0.4, "cutmix_alpha": 1.0}],
 )
 def test_mixed_targets_sum_to_one_match_the_pixels_and_repeat_for_a_seed(options: dict) -> None:
-    config = classifier_config("smoke", **options)
+    config = CLASSIFIER.resolve("smoke", options)
     batch = _constant_images([0, 1, 2, 3])
 
     rng, again = np.random.default_rng(7), np.random.default_rng(7)
@@ -160,7 +160,7 @@ def test_mixed_targets_sum_to_one_match_the_pixels_and_repeat_for_a_seed(options
 
 
 def test_unmixed_batches_keep_images_and_get_one_hot_targets() -> None:
-    config = classifier_config("smoke", mixup_alpha=0.4, mix_probability=0.0)
+    config = CLASSIFIER.resolve("smoke", {"mixup_alpha": 0.4, "mix_probability": 0.0})
     batch = _constant_images([0, 1, 2, 3])
 
     images, targets = mix_batch(batch.images, batch.labels, 4, config, np.random.default_rng(0))
@@ -193,8 +193,9 @@ def test_balanced_batches_keep_a_short_last_batch_when_asked() -> None:
 
 def _first_batch_loss(train_set: TensorImageSet, index: torch.Tensor, **options: object) -> tuple:
     """The recorded first-epoch training loss of a one-batch run, and the logits it was taken on."""
-    config = classifier_config(
-        "smoke", dropout=0.0, augment=False, epochs=1, batch_size=len(train_set), **options
+    config = CLASSIFIER.resolve(
+        "smoke",
+        {"dropout": 0.0, "augment": False, "epochs": 1, "batch_size": len(train_set), **options},
     )
     result = train_classifier(train_set, config, validation_set=draw_shapes(2, seed=9))
     torch.manual_seed(config.seed)
@@ -231,8 +232,9 @@ def test_balanced_sampling_replaces_the_class_weighted_loss() -> None:
 
 
 def test_recipe_preset_learns_squares_from_circles() -> None:
-    config = classifier_config(
-        "recipe", width=8, blocks=3, batch_size=16, min_epochs=0, epochs=12, patience=12
+    config = CLASSIFIER.resolve(
+        "recipe",
+        {"width": 8, "blocks": 3, "batch_size": 16, "min_epochs": 0, "epochs": 12, "patience": 12},
     )
 
     result = train_classifier(draw_shapes(60, seed=1), config)
@@ -260,4 +262,4 @@ def test_bad_recipe_options_are_refused_by_name(overrides: dict, message: str) -
     from pathsynth.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
-        classifier_config("quick", **overrides)
+        CLASSIFIER.resolve("quick", overrides)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from pathsynth.classify.config import classifier_config
+from pathsynth.classify.config import CLASSIFIER
 from pathsynth.classify.evaluate import evaluate_images
 from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.trainer import train_classifier, validation_split
@@ -17,7 +17,7 @@ QUICK_TEST = {"width": 8, "blocks": 3, "batch_size": 16, "epochs": 12, "patience
 
 
 def test_classifier_learns_squares_from_circles_on_held_out_images() -> None:
-    config = classifier_config("smoke", **QUICK_TEST)
+    config = CLASSIFIER.resolve("smoke", QUICK_TEST)
 
     result = train_classifier(draw_shapes(60, seed=1), config)
     predictions = evaluate_images(result.model, draw_shapes(30, seed=3))
@@ -30,7 +30,7 @@ def test_classifier_learns_squares_from_circles_on_held_out_images() -> None:
 
 
 def test_best_epoch_weights_are_restored() -> None:
-    config = classifier_config("smoke", **{**QUICK_TEST, "epochs": 6})
+    config = CLASSIFIER.resolve("smoke", {**QUICK_TEST, "epochs": 6})
     validation = draw_shapes(10, seed=2)
 
     result = train_classifier(draw_shapes(30, seed=1), config, validation_set=validation)
@@ -48,8 +48,8 @@ def test_training_stops_after_patience_epochs_without_improvement() -> None:
     shapes = draw_shapes(20, seed=4)
     shuffled = torch.randperm(len(shapes), generator=torch.Generator().manual_seed(0))
     hopeless = TensorImageSet(shapes.images, shapes.labels[shuffled], shapes.class_names)
-    config = classifier_config(
-        "smoke", **{**QUICK_TEST, "epochs": 40, "patience": 2}, monitor="loss"
+    config = CLASSIFIER.resolve(
+        "smoke", {**{**QUICK_TEST, "epochs": 40, "patience": 2}, "monitor": "loss"}
     )
 
     result = train_classifier(hopeless, config, validation_set=draw_shapes(5, seed=5))
@@ -62,8 +62,8 @@ def test_early_stopping_waits_for_min_epochs() -> None:
     shapes = draw_shapes(20, seed=4)
     shuffled = torch.randperm(len(shapes), generator=torch.Generator().manual_seed(0))
     hopeless = TensorImageSet(shapes.images, shapes.labels[shuffled], shapes.class_names)
-    config = classifier_config(
-        "smoke", **{**QUICK_TEST, "epochs": 40, "patience": 2, "min_epochs": 7}, monitor="loss"
+    config = CLASSIFIER.resolve(
+        "smoke", {**{**QUICK_TEST, "epochs": 40, "patience": 2, "min_epochs": 7}, "monitor": "loss"}
     )
 
     result = train_classifier(hopeless, config, validation_set=draw_shapes(5, seed=5))
@@ -73,7 +73,7 @@ def test_early_stopping_waits_for_min_epochs() -> None:
 
 
 def test_same_seed_trains_the_same_network() -> None:
-    config = classifier_config("smoke", **{**QUICK_TEST, "epochs": 2})
+    config = CLASSIFIER.resolve("smoke", {**QUICK_TEST, "epochs": 2})
     shapes = draw_shapes(12, seed=6)
 
     first = train_classifier(shapes, config)
@@ -100,14 +100,14 @@ def test_validation_split_keeps_groups_together_and_holds_out_every_class() -> N
 def test_a_class_without_training_images_is_refused() -> None:
     shapes = draw_shapes(6, seed=7)
     only_squares = shapes.subset(shapes.labels == 0)
-    config = classifier_config("smoke")
+    config = CLASSIFIER.resolve("smoke")
 
     with pytest.raises(DataError, match="no training image of class"):
         train_classifier(only_squares, config, validation_set=shapes)
 
 
 def test_resnet18_trains_through_the_same_path() -> None:
-    config = classifier_config("smoke", network="resnet18", epochs=1, batch_size=8)
+    config = CLASSIFIER.resolve("smoke", {"network": "resnet18", "epochs": 1, "batch_size": 8})
 
     result = train_classifier(draw_shapes(8, seed=8), config)
 
@@ -116,8 +116,9 @@ def test_resnet18_trains_through_the_same_path() -> None:
 
 
 def test_with_a_crop_size_training_sees_random_crops_and_validation_a_grid() -> None:
-    config = classifier_config(
-        "smoke", **{**QUICK_TEST, "epochs": 2, "patience": 2}, crop_size=24, crops_per_image=3
+    config = CLASSIFIER.resolve(
+        "smoke",
+        {**{**QUICK_TEST, "epochs": 2, "patience": 2}, "crop_size": 24, "crops_per_image": 3},
     )
     seen: list[tuple[bool, tuple[int, ...]]] = []
     model = build_classifier(config, 2)
@@ -139,6 +140,6 @@ def test_with_a_crop_size_training_sees_random_crops_and_validation_a_grid() -> 
 
 
 def test_a_crop_larger_than_the_inputs_is_refused_with_the_key() -> None:
-    config = classifier_config("smoke", **QUICK_TEST, crop_size=48)
+    config = CLASSIFIER.resolve("smoke", {**QUICK_TEST, "crop_size": 48})
     with pytest.raises(ConfigError, match="crop_size 48 is larger than the 32x32 inputs"):
         train_classifier(draw_shapes(10, seed=1), config)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from gan.conftest import write_class_folders
 
-from pathsynth.diffusion.config import DiffusionConfig, resolve_config
+from pathsynth.diffusion.config import DIFFUSION, DiffusionConfig
 from pathsynth.imaging.tensorset import TensorImageSet
 
 torch.set_num_threads(1)
@@ -24,7 +24,7 @@ def smoke_config(**overrides: object) -> DiffusionConfig:
     """The smoke preset on CPU in float32, without sample grids unless a test asks."""
     base: dict[str, object] = {"run.device": "cpu", "run.sample_every": 0, "run.amp": "off"}
     base.update({key.replace("__", "."): value for key, value in overrides.items()})
-    return resolve_config("smoke", base)
+    return DIFFUSION.resolve("smoke", base)
 
 
 def tiny_set(count_per_class: int = 8, side: int = 32) -> TensorImageSet:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pathsynth.diffusion.config import PRESETS, from_dict, resolve_config
+from pathsynth.diffusion.config import DIFFUSION, PRESETS
 from pathsynth.errors import ConfigError
 
 
@@ -12,18 +12,18 @@ def test_presets_give_the_documented_sizes_and_round_trip_through_plain_data() -
     sizes = {"smoke": 32, "quick": 64, "gpu": 128}
     assert set(PRESETS) == set(sizes)
     for name, side in sizes.items():
-        config = resolve_config(name)
+        config = DIFFUSION.resolve(name)
         assert config.data.resolution == side and config.preset == name
         assert config.schedule.prediction == "v_prediction"
         assert config.run.quality_every == 0
-        assert from_dict(config.to_dict()) == config
+        assert DIFFUSION.read(config.to_dict()) == config
 
 
 def test_unknown_key_names_the_valid_ones() -> None:
     with pytest.raises(
         ConfigError, match=r"unknown diffusion setting 'model.depth'.*model\.channels"
     ):
-        resolve_config("smoke", {"model.depth": 3})
+        DIFFUSION.resolve("smoke", {"model.depth": 3})
 
 
 @pytest.mark.parametrize(
@@ -38,21 +38,21 @@ def test_unknown_key_names_the_valid_ones() -> None:
 )
 def test_values_no_run_can_use_are_refused(key: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        resolve_config("smoke", {key: value})
+        DIFFUSION.resolve("smoke", {key: value})
 
 
 def test_keys_of_one_group_change_together_and_a_bad_combination_is_still_refused() -> None:
     # 36 channels do not split into quick's 8 groups, nor its 16 into 12: neither key can be
     # applied first on its own, together they make a UNet
     both = {"model.channels": "36,72,72,72", "model.norm_groups": "12"}
-    config = resolve_config("quick", both)
+    config = DIFFUSION.resolve("quick", both)
     assert config.model.channels == (36, 72, 72, 72) and config.model.norm_groups == 12
     with pytest.raises(ConfigError, match=r"model\.norm_groups 8 does not divide model\.channels"):
-        resolve_config("quick", {"model.channels": "36,72,72,72"})
+        DIFFUSION.resolve("quick", {"model.channels": "36,72,72,72"})
     with pytest.raises(ConfigError, match=r"model\.norm_groups 12 does not divide model\.channels"):
-        resolve_config("quick", {"model.norm_groups": "12"})
+        DIFFUSION.resolve("quick", {"model.norm_groups": "12"})
     with pytest.raises(ConfigError, match=r"model\.norm_groups 24 does not divide"):
-        resolve_config("quick", {**both, "model.norm_groups": "24"})
+        DIFFUSION.resolve("quick", {**both, "model.norm_groups": "24"})
 
 
 def test_a_whole_group_and_keys_inside_it_apply_the_keys_on_top_in_any_order() -> None:
@@ -60,5 +60,5 @@ def test_a_whole_group_and_keys_inside_it_apply_the_keys_on_top_in_any_order() -
         {"sampling": {"steps": 3, "guidance": 3.0}, "sampling.guidance": "1.5"},
         {"sampling.guidance": "1.5", "sampling": {"steps": 3, "guidance": 3.0}},
     ):
-        sampling = resolve_config("smoke", overrides).sampling
+        sampling = DIFFUSION.resolve("smoke", overrides).sampling
         assert (sampling.steps, sampling.guidance) == (3, 1.5)

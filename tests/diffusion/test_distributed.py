@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import run_ranks
 
-from pathsynth.diffusion.config import from_dict
+from pathsynth.diffusion.config import DIFFUSION
 from pathsynth.diffusion.networks import build_unet
 from pathsynth.training.checkpoint import find_checkpoint, load_checkpoint
 
@@ -31,7 +31,7 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(
     ddp = _train(2, class_folders, tmp_path, "ddp")
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["step"] == single["step"] == 3
-    config = from_dict(single["config"])
+    config = DIFFUSION.read(single["config"])
     torch.manual_seed(config.run.seed)
     initial = build_unet(config.model, config.data.resolution, 3).state_dict()
     for net in ("generator", "generator_ema"):

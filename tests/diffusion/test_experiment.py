@@ -17,9 +17,9 @@ from pathsynth.catalog.api import selection_scores
 from pathsynth.catalog.models import Image, Run
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.errors import ConfigError
-from pathsynth.experiment.config import experiment_config
+from pathsynth.experiment.config import experiment_presets
 from pathsynth.experiment.pipeline import Experiment
-from pathsynth.selection import selection_config
+from pathsynth.selection.config import SELECTION
 
 NAMED = ("original+gan", "affine+gan", "original+diffusion", "affine+diffusion")
 SELECTED = tuple(name for condition in NAMED for name in (condition, f"{condition}:selected"))
@@ -30,11 +30,8 @@ def test_both_generators_train_generate_select_and_name_their_conditions(
 ) -> None:
     site_a, _ = two_sites(herlev, tmp_path)
     space = Workspace.create(tmp_path / "ws")
-    config = experiment_config(
-        "smoke", "cytology",
-        {"generator": "both", "seeds": 1, "protocols": ("honest",), "classifier.epochs": 2,
-         "selection": selection_config("default")},
-    )  # fmt: skip
+    config = experiment_presets("cytology").resolve("smoke", {"generator": "both", "seeds": 1, "protocols": ("honest",), "classifier.epochs": 2,
+         "selection": SELECTION.resolve("default")})  # fmt: skip
     assert config.conditions == ("original", "affine", *SELECTED)
     experiment = Experiment.create(space, site_a, config, CLASSES, "both", log=lambda line: None)
     results = json.loads(experiment.run(until="report").read_text())
@@ -132,18 +129,17 @@ def test_both_generators_train_generate_select_and_name_their_conditions(
 
 def test_both_generators_refuse_an_unnamed_synthetic_condition() -> None:
     with pytest.raises(ConfigError, match="with generator 'both' name the generator"):
-        experiment_config(
-            "smoke", "cytology", {"generator": "both", "conditions": "original,synthetic"}
+        experiment_presets("cytology").resolve(
+            "smoke", {"generator": "both", "conditions": "original,synthetic"}
         )
     with pytest.raises(ConfigError, match="needs the diffusion generator"):
-        experiment_config("smoke", "cytology", {"conditions": "original,original+diffusion"})
+        experiment_presets("cytology").resolve(
+            "smoke", {"conditions": "original,original+diffusion"}
+        )
     with pytest.raises(ConfigError, match="needs the diffusion generator"):
-        experiment_config(
-            "smoke", "cytology",
-            {"conditions": "original,affine+diffusion:selected",
-             "selection": selection_config("default")},
-        )  # fmt: skip
+        experiment_presets("cytology").resolve("smoke", {"conditions": "original,affine+diffusion:selected",
+             "selection": SELECTION.resolve("default")})  # fmt: skip
     with pytest.raises(ConfigError, match="needs the gan generator"):
-        experiment_config(
-            "smoke", "cytology", {"generator": "diffusion", "conditions": "affine+gan:selected"}
+        experiment_presets("cytology").resolve(
+            "smoke", {"generator": "diffusion", "conditions": "affine+gan:selected"}
         )

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import torch
 
-from pathsynth.diffusion.run import resumed_config, train_run
+from pathsynth.diffusion.config import DIFFUSION
+from pathsynth.diffusion.run import load_diffusion_checkpoint, train_run
 from pathsynth.diffusion.trainer import dihedral
 from pathsynth.training.checkpoint import find_checkpoint, load_checkpoint
+from pathsynth.training.runs import resumed_run_config
 
 from .conftest import smoke_config, tiny_set
 
@@ -47,7 +49,9 @@ def test_killed_and_resumed_run_matches_a_straight_run_exactly(tmp_path: Path) -
     assert straight is not None
     half = train_run(smoke_config(**{"optim.steps": 2}), data, tmp_path, "resumed", "t")
     assert half is not None and half.step == 2
-    config = resumed_config(half.run_dir, {"optim.steps": 4})
+    config = resumed_run_config(
+        half.run_dir, {"optim.steps": 4}, load_diffusion_checkpoint, DIFFUSION
+    )
     resumed = train_run(config, data, tmp_path, "ignored", "t", resume_dir=half.run_dir)
     assert resumed is not None and resumed.step == 4
     a = load_checkpoint(find_checkpoint(straight.run_dir, "last"))

@@ -10,7 +10,7 @@ import torch
 
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.errors import ConfigError
-from pathsynth.experiment.config import experiment_config
+from pathsynth.experiment.config import experiment_presets
 from pathsynth.experiment.pipeline import Experiment
 
 CLASSES = ("normal_intermediate", "normal_superficiel")
@@ -21,7 +21,7 @@ def pooled(herlev, tmp_path_factory):
     space = Workspace.create(tmp_path_factory.mktemp("crossval") / "ws")
     overrides = {"folds": 2, "seeds": 1, "protocols": "honest", "conditions": "original,affine",
                  "stain_normalisation": "reinhard"}  # fmt: skip
-    config = experiment_config("smoke", "cytology", overrides)
+    config = experiment_presets("cytology").resolve("smoke", overrides)
     experiment = Experiment.create(space, herlev, config, CLASSES, "cv", log=lambda line: None)
     results = json.loads(experiment.run().read_text())
     return space, experiment, results

@@ -87,11 +87,11 @@ def test_the_test_fold_is_expanded_only_for_the_paper_protocols_affine_condition
     from types import SimpleNamespace
 
     from pathsynth.experiment import expansion
-    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.config import experiment_presets
     from pathsynth.experiment.protocols import ExperimentSets
 
     config = dataclasses.replace(
-        experiment_config("smoke", "histology"), protocols=protocols, conditions=conditions
+        experiment_presets("histology").resolve("smoke"), protocols=protocols, conditions=conditions
     )
     real = _part([1, 2], [1, 2], [0, 0])
     calls: list[str] = []

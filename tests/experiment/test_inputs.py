@@ -11,7 +11,7 @@ import torch
 
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.errors import DataError
-from pathsynth.experiment.config import experiment_config
+from pathsynth.experiment.config import experiment_presets
 from pathsynth.experiment.pipeline import Experiment
 
 
@@ -28,13 +28,13 @@ def bach_sample(bach: Path, root: Path) -> Path:
 def test_quick_histology_inputs_cover_each_field_at_its_magnification(bach, tmp_path):
     source = bach_sample(bach, tmp_path / "bach")
     space = Workspace.create(tmp_path / "ws")
-    without = experiment_config("quick", "histology")
+    without = experiment_presets("histology").resolve("quick")
     first = Experiment.create(space, source, without, None, "no-size", log=lambda line: None)
     refusal = r"(\d) of \1 images have no recorded pixel size.*--pixel-size UM to reproduce"
     with pytest.raises(DataError, match=refusal):
         first.run(until="inputs")
 
-    with_size = experiment_config("quick", "histology", {"source_pixel_size_um": 0.84})
+    with_size = experiment_presets("histology").resolve("quick", {"source_pixel_size_um": 0.84})
     experiment = Experiment.create(space, source, with_size, None, "sized", log=lambda line: None)
     experiment.run(until="inputs")  # the rerun of ingest records the pixel size it lacked
 
@@ -55,7 +55,7 @@ def test_every_preset_resolves_and_its_generator_learns_from_the_classifiers_cro
 ):
     from pathsynth.gan.networks import generator_stride2_layers
 
-    config = experiment_config(preset, modality)
+    config = experiment_presets(modality).resolve(preset)
     crop = config.classifier.crop_size
     assert config.gan.data.crop == crop and config.gan.data.preprocess == config.preprocess
     assert crop <= config.preprocess.size

@@ -142,12 +142,9 @@ def test_paper_protocol_pools_and_splits_at_image_level():
 
 
 def test_dotted_overrides_reach_every_nested_config():
-    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.config import experiment_presets
 
-    config = experiment_config(
-        "quick", "cytology",
-        {"classifier.network": "resnet18", "gan.optim.steps": "40", "preprocess.size": "48"},
-    )  # fmt: skip
+    config = experiment_presets("cytology").resolve("quick", {"classifier.network": "resnet18", "gan.optim.steps": "40", "preprocess.size": "48"})  # fmt: skip
     assert config.classifier.network == "resnet18"
     assert config.classifier.epochs == 40 and config.classifier.min_epochs == 10  # the preset's
     assert config.gan.optim.steps == 40 and config.gan.loss.kind == "hinge"  # modern GAN preset
@@ -156,23 +153,23 @@ def test_dotted_overrides_reach_every_nested_config():
 
 def test_the_gan_inputs_follow_the_experiment_inputs_and_cannot_be_set_apart():
     from pathsynth.errors import ConfigError
-    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.config import experiment_presets
 
     with pytest.raises(ConfigError, match=r"follows the experiment's settings; set preprocess\.\*"):
-        experiment_config("quick", "histology", {"gan.data.preprocess.size": "96"})
+        experiment_presets("histology").resolve("quick", {"gan.data.preprocess.size": "96"})
     with pytest.raises(ConfigError, match=r"set device \(--device\)"):
-        experiment_config("quick", "histology", {"gan.run.device": "cpu"})
+        experiment_presets("histology").resolve("quick", {"gan.run.device": "cpu"})
     with pytest.raises(
         ConfigError,
         match=r"'gan\.optim\.stepz' \(did you mean gan\.optim\.steps\?\); valid keys: gan\.optim\.",
     ):
-        experiment_config("quick", "histology", {"gan.optim.stepz": "1"})
+        experiment_presets("histology").resolve("quick", {"gan.optim.stepz": "1"})
     with pytest.raises(ConfigError, match=r"preprocess\.size='4': size must be at least 8"):
-        experiment_config("quick", "histology", {"preprocess.size": "4"})
+        experiment_presets("histology").resolve("quick", {"preprocess.size": "4"})
     with pytest.raises(ConfigError, match="at least one entry"):
-        experiment_config("quick", "histology", {"protocols": ""})
+        experiment_presets("histology").resolve("quick", {"protocols": ""})
     with pytest.raises(ConfigError, match="unknown experiment setting 'modality'"):
-        experiment_config("quick", "histology", {"modality": "cytology"})
+        experiment_presets("histology").resolve("quick", {"modality": "cytology"})
 
 
 def test_smaller_generated_images_are_mirror_padded_to_the_real_inputs_side():

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from pathsynth.catalog.models import Image, Run, SplitMember, Study, image_parents
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.errors import ConfigError, DataError
-from pathsynth.experiment.config import experiment_config
+from pathsynth.experiment.config import experiment_presets
 from pathsynth.experiment.pipeline import STAGES, Experiment
 
 CLASSES = ("normal_intermediate", "normal_superficiel")
@@ -56,7 +56,7 @@ def finished(herlev, tmp_path_factory):
     site_a, site_b = two_sites(herlev, root)
     space = Workspace.create(root / "ws")
     lines: list[str] = []
-    config = experiment_config("smoke", "cytology", {"external_test": str(site_b)})
+    config = experiment_presets("cytology").resolve("smoke", {"external_test": str(site_b)})
     experiment = Experiment.create(space, site_a, config, CLASSES, "smoke", log=lines.append)
     results_path = experiment.run()
     return space, experiment, json.loads(results_path.read_text()), lines
@@ -165,14 +165,14 @@ def test_a_rerun_skips_finished_stages_and_a_lost_run_is_redone(finished, herlev
 
 def test_an_experiment_of_another_modality_is_refused(finished, herlev):
     space, _, _, _ = finished
-    other = experiment_config("smoke", "histology")
+    other = experiment_presets("histology").resolve("smoke")
     with pytest.raises(DataError, match="experiment 'smoke' was made for cytology"):
         Experiment.create(space, herlev, other, CLASSES, "smoke")
 
 
 def test_other_settings_for_a_started_experiment_are_refused(finished):
     space, experiment, _, _ = finished
-    other = experiment_config("smoke", "cytology", {"external_test": experiment.config.external_test,
+    other = experiment_presets("cytology").resolve("smoke", {"external_test": experiment.config.external_test,
                                                     "affine_per_class": 151})  # fmt: skip
     with pytest.raises(DataError, match=r"other settings \(affine_per_class\); rerun it"):
         Experiment.create(space, Path(experiment.state.source), other, CLASSES, "smoke")

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from pathsynth.gan.config import TrainConfig
-from pathsynth.gan.presets import resolve_config
+from pathsynth.gan.presets import GAN
 
 torch.set_num_threads(1)
 
@@ -42,4 +42,4 @@ def smoke_config(**overrides: object) -> TrainConfig:
     """The smoke preset on CPU with grids/quality/checkpoints only where a test asks."""
     base: dict[str, object] = {"run.device": "cpu", "run.quality_every": 0, "run.sample_every": 0}
     base.update({key.replace("__", "."): value for key, value in overrides.items()})
-    return resolve_config("smoke", base)
+    return GAN.resolve("smoke", base)

@@ -9,7 +9,7 @@ import torch
 from helpers import run_ranks, torchrun
 
 from pathsynth.gan.architectures import build_discriminator, build_generator
-from pathsynth.gan.config import from_dict
+from pathsynth.gan.presets import GAN
 from pathsynth.training.checkpoint import find_checkpoint, load_checkpoint
 
 from .conftest import EXACT
@@ -41,7 +41,7 @@ def _train(ranks: int, data: Path, runs: Path, name: str, extra: dict[str, objec
 
 def _initial_weights(config_data: dict, class_names: list[str]) -> dict[str, dict]:
     """The weights a run starts from: the trainer seeds, then builds G, then D."""
-    config = from_dict(config_data)
+    config = GAN.read(config_data)
     torch.manual_seed(config.run.seed)
     generator = build_generator(config.model, config.data.resolution, len(class_names))
     discriminator = build_discriminator(config.model, config.data.resolution, len(class_names))
@@ -85,13 +85,13 @@ PROBE = """
 import sys, weakref
 from pathlib import Path
 from pathsynth.imaging.folders import folder_files, load_image_set
-from pathsynth.gan.presets import resolve_config
+from pathsynth.gan.presets import GAN
 from pathsynth.training.runs import run_training
 from pathsynth.gan.trainer import GanTrainer
 from pathsynth.imaging.patches import PreprocessConfig
 
 data, runs = Path(sys.argv[1]), Path(sys.argv[2])
-config = resolve_config("smoke", {"run.device": "cpu", "optim.steps": 1,
+config = GAN.resolve("smoke", {"run.device": "cpu", "optim.steps": 1,
                                   "run.quality_every": 0, "run.sample_every": 0})
 images = load_image_set(folder_files(data), PreprocessConfig(mode="fit", size=32))
 wrappers = []

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pathsynth.errors import ConfigError
 from pathsynth.gan.architectures import build_discriminator, build_generator, check_architecture
 from pathsynth.gan.fastgan import FastGanDiscriminator, FastGanGenerator, SkipLayerExcitation
-from pathsynth.gan.presets import resolve_config
+from pathsynth.gan.presets import GAN
 from pathsynth.gan.trainer import GanTrainer
 from pathsynth.imaging.folders import folder_files, load_image_set
 from pathsynth.imaging.patches import PreprocessConfig
@@ -23,7 +23,7 @@ TINY = {"model.arch": "fastgan", "model.noise_dim": 8, "model.class_embed_dim": 
 
 
 def _tiny(**overrides: object) -> tuple[FastGanGenerator, FastGanDiscriminator, int]:
-    config = resolve_config("smoke", {**TINY, **overrides})
+    config = GAN.resolve("smoke", {**TINY, **overrides})
     resolution = config.data.resolution
     torch.manual_seed(0)
     G = build_generator(config.model, resolution, 3)
@@ -77,20 +77,20 @@ def test_the_64px_layer_of_the_generator_listens_to_the_4px_map() -> None:
 
 @pytest.mark.parametrize("resolution", [16, 48, 2048])
 def test_sizes_fastgan_cannot_make_are_refused_in_one_line(resolution: int) -> None:
-    config = resolve_config("fastgan", {"data.preprocess.size": resolution})
+    config = GAN.resolve("fastgan", {"data.preprocess.size": resolution})
     with pytest.raises(ConfigError, match=f"image size {resolution} cannot be made by model.arch"):
         check_architecture(config)
 
 
 def test_reconstruction_loss_needs_the_fastgan_discriminator() -> None:
-    config = resolve_config("modern", {"loss.reconstruction_weight": 1.0})
+    config = GAN.resolve("modern", {"loss.reconstruction_weight": 1.0})
     with pytest.raises(ConfigError, match=r"loss\.reconstruction_weight needs model\.arch fastgan"):
         check_architecture(config)
 
 
 def test_unknown_architecture_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"model\.arch 'stylegan' is not one of dcgan, fastgan"):
-        resolve_config("smoke", {"model.arch": "stylegan"})
+        GAN.resolve("smoke", {"model.arch": "stylegan"})
 
 
 def test_reconstruction_loss_is_the_l1_of_both_decoders_on_the_real_images_only() -> None:
@@ -139,14 +139,14 @@ def test_the_decoders_learn_to_reconstruct() -> None:
 
 def test_presets_set_the_architecture_and_size() -> None:
     for name, size, widest in (("fastgan-64", 64, 128), ("fastgan-128", 128, 512)):
-        config = resolve_config(name)
+        config = GAN.resolve(name)
         assert config.model.arch == "fastgan" and config.data.resolution == size
         assert config.loss.kind == "hinge" and config.loss.reconstruction_weight == 1.0
         assert config.model.spectral_norm and config.augment.policy == "color,translation"
         G = build_generator(config.model, size, 4)
         assert isinstance(G, FastGanGenerator)
         assert G.up[0][1].out_channels == 2 * widest  # GLU halves the 8x8 convolution's output
-    assert resolve_config("fastgan").data.resolution == resolve_config("paper").data.resolution
+    assert GAN.resolve("fastgan").data.resolution == GAN.resolve("paper").data.resolution
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ from torch import nn
 
 from pathsynth.errors import ConfigError
 from pathsynth.gan.networks import Discriminator, Generator, minibatch_std
-from pathsynth.gan.presets import resolve_config
+from pathsynth.gan.presets import GAN
 
 
 @pytest.fixture(scope="module")
 def paper_networks() -> tuple[Generator, Discriminator]:
-    config = resolve_config("paper")
+    config = GAN.resolve("paper")
     torch.manual_seed(0)
     return Generator(config.model, 128, 4), Discriminator(config.model, 128, 4)
 
@@ -79,7 +79,7 @@ def test_paper_generator_makes_128x128x3_images_in_minus_one_to_one(paper_networ
 
 
 def test_class_changes_the_generated_image() -> None:
-    config = resolve_config("smoke")
+    config = GAN.resolve("smoke")
     torch.manual_seed(0)
     generator = Generator(config.model, 32, 3).eval()
     noise = torch.randn(1, 64).repeat(2, 1)
@@ -90,13 +90,13 @@ def test_class_changes_the_generated_image() -> None:
 
 @pytest.mark.parametrize("size", [48, 100, 2, 1024])
 def test_sizes_the_architecture_cannot_make_are_refused(size: int) -> None:
-    config = resolve_config("paper")
+    config = GAN.resolve("paper")
     with pytest.raises(ConfigError, match=f"image size {size}"):
         Generator(config.model, size, 3)
 
 
 def test_spectral_norm_wraps_every_discriminator_layer() -> None:
-    config = resolve_config("smoke", {"model.spectral_norm": True})
+    config = GAN.resolve("smoke", {"model.spectral_norm": True})
     discriminator = Discriminator(config.model, 32, 3)
     weighted = [
         m for m in discriminator.modules() if isinstance(m, nn.Conv2d | nn.Linear | nn.Embedding)
@@ -105,7 +105,7 @@ def test_spectral_norm_wraps_every_discriminator_layer() -> None:
 
 
 def test_minibatch_std_lets_an_image_see_only_its_own_group() -> None:
-    config = resolve_config("smoke", {"model.d_minibatch_std_group": 4, "model.d_dropout": 0.0})
+    config = GAN.resolve("smoke", {"model.d_minibatch_std_group": 4, "model.d_dropout": 0.0})
     torch.manual_seed(0)
     discriminator = Discriminator(config.model, 32, 3).eval()
     images, labels = torch.rand(8, 3, 32, 32) * 2 - 1, torch.zeros(8, dtype=torch.long)

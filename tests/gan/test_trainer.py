@@ -12,7 +12,7 @@ from PIL import Image
 
 from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.gan import trainer as trainer_module
-from pathsynth.gan.config import apply_overrides
+from pathsynth.gan.presets import GAN
 from pathsynth.gan.trainer import GanTrainer
 from pathsynth.imaging.folders import folder_files, load_image_set
 from pathsynth.imaging.patches import PreprocessConfig
@@ -96,7 +96,7 @@ def test_n_steps_straight_equal_half_then_resume_then_half(
     (tmp_path / "straight").mkdir()
     straight.train()
 
-    half = apply_overrides(config, {"optim.steps": 3})
+    half = GAN.override(config, {"optim.steps": 3})
     (tmp_path / "halves").mkdir()
     GanTrainer(half, data, tmp_path / "halves").train()
     state = load_checkpoint(find_checkpoint(tmp_path / "halves", "last"))
@@ -164,7 +164,7 @@ def test_resume_with_a_different_class_set_is_refused(data, tmp_path: Path) -> N
     other = TensorImageSet(data.images, data.labels, ["alpha", "beta", "delta"])
     with pytest.raises(CheckpointError, match="differ from the data's classes"):
         GanTrainer(config, other, tmp_path, resume=state)
-    wider = apply_overrides(config, {"model.g_channel_base": 512, "model.g_channel_max": 64})
+    wider = GAN.override(config, {"model.g_channel_base": 512, "model.g_channel_max": 64})
     with pytest.raises(CheckpointError, match="do not match"):
         GanTrainer(wider, data, tmp_path, resume=state)
 
@@ -220,7 +220,7 @@ def test_a_compiled_run_trains_as_the_eager_one_does(data, tmp_path: Path) -> No
     for _ in range(3):
         eager.train_step()
     fast = GanTrainer(
-        apply_overrides(config, {"run.compile": True, "run.compile_mode": "reduce-overhead"}),
+        GAN.override(config, {"run.compile": True, "run.compile_mode": "reduce-overhead"}),
         data,
         tmp_path,
     )

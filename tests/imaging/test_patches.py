@@ -7,12 +7,12 @@ import pytest
 
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.imaging.patches import (
+    PREPROCESS,
     PRESETS,
     PreprocessConfig,
     grid_corners,
     preprocess_image,
     preprocess_images,
-    preprocess_preset,
 )
 
 
@@ -88,13 +88,13 @@ def test_refuses_an_image_smaller_than_one_patch_and_unknown_settings():
         ConfigError,
         match=r"unknown preprocess setting 'sizes' \(did you mean size\?\); valid keys: mode, size",
     ):
-        preprocess_preset("cytology", sizes=64)
+        PREPROCESS.resolve("cytology", {"sizes": 64})
 
 
 def test_presets_cover_both_modalities():
     assert PRESETS["histology"].mode == "patches-random"
     assert PRESETS["cytology"].mode == "pad"
-    assert preprocess_preset("cytology", size=64).size == 64
+    assert PREPROCESS.resolve("cytology", {"size": 64}).size == 64
 
 
 def test_bach_field_gives_the_histology_preset_patches(bach):

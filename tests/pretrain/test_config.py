@@ -3,19 +3,19 @@
 import pytest
 
 from pathsynth.errors import ConfigError
-from pathsynth.pretrain.config import PRESETS, from_dict, pretrain_config
+from pathsynth.pretrain.config import PRESETS, PRETRAIN
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_resolves_and_survives_its_saved_json(preset: str) -> None:
-    config = pretrain_config(preset)
+    config = PRETRAIN.resolve(preset)
 
     assert config.preset == preset
-    assert from_dict(config.to_dict()) == config
+    assert PRETRAIN.read(config.to_dict()) == config
 
 
 def test_quick_is_a_cpu_budget_and_gpu_a_larger_one() -> None:
-    quick, gpu = pretrain_config("quick"), pretrain_config("gpu")
+    quick, gpu = PRETRAIN.resolve("quick"), PRETRAIN.resolve("gpu")
 
     assert quick.model.backbone == gpu.model.backbone == "resnet18"
     assert quick.optim.steps * quick.optim.batch_size < gpu.optim.steps * gpu.optim.batch_size
@@ -34,6 +34,6 @@ def test_quick_is_a_cpu_budget_and_gpu_a_larger_one() -> None:
 )
 def test_a_bad_setting_is_one_line_naming_it(key: str, value: str, named: str) -> None:
     with pytest.raises(ConfigError) as error:
-        pretrain_config("smoke", {key: value})
+        PRETRAIN.resolve("smoke", {key: value})
 
     assert named in str(error.value) and "\n" not in str(error.value)

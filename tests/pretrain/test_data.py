@@ -9,7 +9,7 @@ import pytest
 
 from pathsynth.catalog.api import fold_files, open_workspace, split_fold, unlabelled_images
 from pathsynth.errors import ConfigError
-from pathsynth.pretrain.config import pretrain_config
+from pathsynth.pretrain.config import PRETRAIN
 from pathsynth.pretrain.data import image_pool, pretrain_images
 
 from .conftest import SPLIT, make_workspace
@@ -52,7 +52,7 @@ def test_unlabelled_images_are_in_no_split_and_no_export(lab: Path) -> None:
 
 def test_the_pool_holds_every_input_of_every_image(lab: Path) -> None:
     images = pretrain_images(open_workspace(lab), SPLIT, "train")
-    preprocess = pretrain_config("smoke").data.preprocess
+    preprocess = PRETRAIN.resolve("smoke").data.preprocess
 
     pool = image_pool(images, preprocess)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import run_ranks
 
-from pathsynth.pretrain.config import from_dict
+from pathsynth.pretrain.config import PRETRAIN
 from pathsynth.pretrain.trainer import SimclrTrainer, load_pretrain_checkpoint
 from pathsynth.training.checkpoint import find_checkpoint
 
@@ -33,7 +33,7 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(
 
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["step"] == single["step"] == 3
-    config = from_dict(single["config"])
+    config = PRETRAIN.read(single["config"])
     pool = torch.zeros(config.optim.batch_size, 3, 48, 48, dtype=torch.uint8)
     initial = SimclrTrainer(config, pool, tmp_path).network.state_dict()  # the seeded start
     names = [k for k, v in single["network"].items() if v.is_floating_point()]

@@ -52,7 +52,7 @@ def test_an_experiment_probes_on_the_pretrained_backbone(tmp_path: Path, weights
     and ``classify`` run: the probes' embeddings are keyed on the pretrained tensors."""
     from pathsynth.catalog.models import Embedding
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.config import experiment_presets
     from pathsynth.experiment.pipeline import Experiment
 
     source = tmp_path / "source"
@@ -66,7 +66,7 @@ def test_an_experiment_probes_on_the_pretrained_backbone(tmp_path: Path, weights
         "classifier.backbone_weights": str(weights), "classifier.backbone_input_size": 32,
         "classifier.epochs": 3,
     }  # fmt: skip
-    config = experiment_config("smoke", "cytology", overrides)
+    config = experiment_presets("cytology").resolve("smoke", overrides)
     experiment = Experiment.create(space, source, config, None, "ssl", log=lambda line: None)
     experiment.run("classify")
 

@@ -14,12 +14,13 @@ from safetensors.torch import load_file
 
 from pathsynth.backbones.load import load_backbone, state_sha256
 from pathsynth.errors import CheckpointError
-from pathsynth.pretrain.config import pretrain_config
-from pathsynth.pretrain.run import BACKBONE_NAME, resumed_config, train_pretrain_run
+from pathsynth.pretrain.config import PRETRAIN
+from pathsynth.pretrain.run import BACKBONE_NAME, train_pretrain_run
 from pathsynth.pretrain.trainer import load_pretrain_checkpoint
 from pathsynth.training.checkpoint import list_checkpoints
+from pathsynth.training.runs import resumed_run_config
 
-CONFIG = pretrain_config("smoke", {"run.device": "cpu"})
+CONFIG = PRETRAIN.resolve("smoke", {"run.device": "cpu"})
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,12 @@ def test_sigterm_checkpoints_and_the_resumed_run_ends_with_the_same_weights(
 
     run_dir = first.result.run_dir
     resumed = train_pretrain_run(
-        resumed_config(run_dir, {}), pool, tmp_path, "unused", "test pool", resume_dir=run_dir
+        resumed_run_config(run_dir, {}, load_pretrain_checkpoint, PRETRAIN),
+        pool,
+        tmp_path,
+        "unused",
+        "test pool",
+        resume_dir=run_dir,
     )
 
     assert resumed is not None and resumed.result.step == CONFIG.optim.steps
@@ -117,7 +123,7 @@ def test_a_gan_checkpoint_is_not_taken_for_a_pretraining_one(tmp_path: Path) -> 
     torch.save({"format": 1, "step": 3, "generator": {}}, tmp_path / "last-step=00000003.pt")
 
     with pytest.raises(CheckpointError, match="not a pathsynth pretraining checkpoint"):
-        resumed_config(tmp_path, {})
+        resumed_run_config(tmp_path, {}, load_pretrain_checkpoint, PRETRAIN)
 
 
 def test_a_pretraining_run_says_its_kind_and_generate_refuses_it_in_one_line(

@@ -3,7 +3,7 @@
 import torch
 
 from pathsynth.backbones.load import InputSpec
-from pathsynth.pretrain.config import pretrain_config
+from pathsynth.pretrain.config import PRETRAIN
 from pathsynth.pretrain.views import ViewMaker, random_resized_crops
 
 SPEC = InputSpec(size=224, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), interpolation="bilinear")
@@ -18,7 +18,7 @@ def test_a_whole_image_box_is_the_image_resized() -> None:
 
 
 def test_views_repeat_for_a_seed_and_differ_between_the_two() -> None:
-    config = pretrain_config("smoke", {"colour.randstain_p": "0"})
+    config = PRETRAIN.resolve("smoke", {"colour.randstain_p": "0"})
     images = torch.randint(0, 256, (4, 3, 48, 48), dtype=torch.uint8)
 
     first_a, second_a = ViewMaker(config, SPEC, torch.Generator().manual_seed(3), None)(images)

@@ -319,11 +319,11 @@ def test_number_formatting_refuses_to_show_non_numbers():
 
 
 def test_the_appendix_shows_the_configuration_blocks_the_run_used() -> None:
-    from pathsynth.experiment.config import experiment_config
+    from pathsynth.experiment.config import experiment_presets
     from pathsynth.experiment.results import configs_of
     from pathsynth.report.build import _configs
 
-    quick = configs_of(experiment_config("quick", "histology"))
+    quick = configs_of(experiment_presets("histology").resolve("quick"))
     shown = _configs(quick)
     # a GAN run without selection: no diffusion block, no selection block
     assert set(shown["configs"]) == {
@@ -336,5 +336,7 @@ def test_the_appendix_shows_the_configuration_blocks_the_run_used() -> None:
     }
     assert shown["unused_configs"] == ["diffusion", "selection"]
     assert json.loads(shown["configs"]["gan"]) == sanitise(quick["gan"])  # whole, not trimmed
-    real_only = configs_of(experiment_config("quick", "histology", {"conditions": "original"}))
+    real_only = configs_of(
+        experiment_presets("histology").resolve("quick", {"conditions": "original"})
+    )
     assert _configs(real_only)["unused_configs"] == ["affine", "gan", "diffusion", "selection"]

@@ -17,8 +17,8 @@ from pathsynth.selection import (
     distances_to_class,
     real_reference_distances,
     score_images,
-    selection_config,
 )
+from pathsynth.selection.config import SELECTION
 
 
 def _brute_mean_of_nearest(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
@@ -53,7 +53,7 @@ def test_real_reference_distances_never_count_another_crop_of_the_same_image():
 
 
 def test_quantile_thresholds_are_the_per_class_quantiles_of_the_real_training_fold():
-    config = selection_config("default", confidence_quantile=0.25, distance_quantile=0.75)
+    config = SELECTION.resolve("default", {"confidence_quantile": 0.25, "distance_quantile": 0.75})
     real_distances = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0], dtype=torch.float64)
     real_labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
     validation = torch.tensor([0.2, 0.4, 0.6, 0.8, 0.9], dtype=torch.float64)
@@ -68,7 +68,7 @@ def test_quantile_thresholds_are_the_per_class_quantiles_of_the_real_training_fo
 
 
 def test_fixed_thresholds_scale_each_class_median_distance():
-    config = selection_config("fixed", min_confidence=0.7, max_distance_ratio=2.0)
+    config = SELECTION.resolve("fixed", {"min_confidence": 0.7, "max_distance_ratio": 2.0})
     distances = torch.tensor([1.0, 2.0, 3.0, 10.0, 20.0, 30.0], dtype=torch.float64)
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
     got = class_thresholds(config, 2, distances, labels, torch.ones(2), torch.tensor([0, 1]))
@@ -119,7 +119,7 @@ def test_an_exact_copy_of_a_real_training_image_is_flagged_and_rejected():
     fake[0] = real[3]  # a copy of a class-1 image, generated as class 1
     labels = torch.tensor([1, 0, 1, 0])
     features = lambda x: x.float().flatten(1)[:, :32]  # noqa: E731
-    config = selection_config("default", keep_floor=1.0)
+    config = SELECTION.resolve("default", {"keep_floor": 1.0})
     scores = score_images(
         torch.full((4, 2), 0.5), labels, fake, features(fake), real, features(real), real_labels,
         config,
@@ -134,8 +134,8 @@ def test_an_exact_copy_of_a_real_training_image_is_flagged_and_rejected():
 
 def test_selection_settings_out_of_range_are_refused_naming_the_key():
     with pytest.raises(ConfigError, match=r"selection\.keep_floor"):
-        selection_config("default", keep_floor=1.5)
+        SELECTION.resolve("default", {"keep_floor": 1.5})
     with pytest.raises(ConfigError, match="quantile or fixed"):
-        selection_config("default", threshold="median")
+        SELECTION.resolve("default", {"threshold": "median"})
     with pytest.raises(ConfigError, match="unknown selection preset"):
-        selection_config("loose")
+        SELECTION.resolve("loose")

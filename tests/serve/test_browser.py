@@ -247,3 +247,41 @@ def test_traversal_guessed_ids_and_a_post_without_csrf_are_refused(server, brows
     wait_for(browser, lambda d: "CSRF token is missing or wrong" in d.page_source)
     browser.get(base + "/turing")
     assert not re.search(r">x</a>", browser.page_source)
+
+
+def test_the_report_opens_with_its_summary_and_every_table_fits_1280_px(tmp_path):
+    """The report as a lab opens it: the summary first, and no table wider than a 1280 px
+    window (the generators table overflowed at 1400 px); the affine figure is drawn."""
+    _need_chromium()
+    from report.test_generators import _both_generators
+
+    from pathsynth.report import write_report
+
+    page = write_report(_both_generators(tmp_path / "run"), tmp_path / "out")
+    driver = new_browser(tmp_path, "report", width=1280)
+    try:
+        driver.get(page.as_uri())
+        headings = driver.execute_script(
+            "return Array.from(document.querySelectorAll('h2')).map(h => h.textContent)"
+        )
+        assert headings[0] == "Summary", headings
+        summary = driver.execute_script("return document.querySelector('#summary').innerText")
+        assert "The question." in summary and "The answer." in summary
+        assert "The gan generator is partial" in summary
+        viewport = driver.execute_script("return document.documentElement.clientWidth")
+        overflowing = driver.execute_script(
+            "return Array.from(document.querySelectorAll('table')).filter("
+            "t => t.getBoundingClientRect().right > arguments[0] + 0.5"
+            " || (t.parentElement.scrollWidth > t.parentElement.clientWidth + 1)"
+            ").map(t => t.id || t.className || t.rows[0].innerText.slice(0, 40))",
+            viewport,
+        )
+        assert overflowing == [], overflowing
+        affine = driver.execute_script(
+            "return Array.from(document.querySelectorAll('figure img')).filter("
+            "i => i.alt.startsWith('Each original') && i.naturalWidth > 0).length"
+        )
+        assert affine == 1
+        assert driver.save_screenshot(str(tmp_path / "report.png"))
+    finally:
+        driver.quit()

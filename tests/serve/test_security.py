@@ -364,3 +364,49 @@ def test_the_thumbnail_cache_of_a_read_only_workspace_is_a_private_folder_of_thi
     os.symlink(tmp_path / "elsewhere", folder)  # planted by someone sharing the temporary folder
     with pytest.raises(ServeError, match="not a folder of this user's; remove it"):
         thumbnail_folder(space)
+
+
+def test_serve_on_a_busy_port_fails_in_one_line_before_saying_it_serves(lab):
+    """Before, ``serve`` printed "serving ..." and the sign-in link, then uvicorn failed."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "pathsynth", "serve", "-w", str(lab), "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert "serving" not in done.stdout and "sign-in" not in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot serve on 127.0.0.1:{port}" in lines[0], done.stderr
+    assert "--port" in lines[0]
+
+
+def test_guessing_the_operator_token_is_throttled_and_a_stale_cookie_is_dropped(lab):
+    """300 guesses took 2.4 s. Now 10 failures a minute (wrong tokens at /login or wrong
+    operator cookies) close sign-in, the right token included, until the window passes; a
+    cookie of an earlier server is deleted by the redirect so it is not counted on every page."""
+    from pathsynth.serve.security import OPERATOR_COOKIE, SignInGuard
+
+    secret = "throttle-token-" + "x" * 16
+    now = [1000.0]
+    with app_for(lab, operator_token=secret) as client:
+        client.app.state.sign_in_guard = SignInGuard(limit=10, window=60, clock=lambda: now[0])
+        for _ in range(9):
+            assert client.get("/login?token=nope").status_code == 403
+        client.cookies.set(OPERATOR_COOKIE, "an-old-servers-token-xxxxxxxx")
+        stale = client.get("/images", follow_redirects=False)  # the 10th failure
+        assert stale.status_code == 303 and f"{OPERATOR_COOKIE}=;" in stale.headers["set-cookie"]
+        client.cookies.clear()
+        refused = client.get(f"/login?token={secret}", follow_redirects=False)
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "60"
+        assert "Too many failed sign-ins" in refused.text
+        now[0] += 61
+        signed = client.get(f"/login?token={secret}", follow_redirects=False)
+        assert signed.status_code == 303
+        assert client.get("/images").status_code == 200

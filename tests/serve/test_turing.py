@@ -315,3 +315,14 @@ def test_a_test_made_twice_at_once_under_one_name_is_refused_in_one_line(lab, mo
     with pytest.raises(TuringError, match="a Turing test named 'twice' already exists"):
         make(lab, name="twice")
     assert looked
+
+
+def test_a_test_of_an_experiment_named_by_a_path_is_refused(lab):
+    """``--experiment ../other`` reached outside the workspace."""
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.errors import DataError
+    from pathsynth.turing.design import make_test_from_experiment
+
+    for name in ("../outside", "/etc", "a/b"):
+        with pytest.raises(DataError, match="may hold letters, digits"):
+            make_test_from_experiment(Workspace(lab), name, "t", 1, ["ann"])

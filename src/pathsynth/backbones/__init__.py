@@ -4,6 +4,12 @@ from pathsynth.backbones.embed import AGGREGATION, embed_inputs, normalise, prep
 from pathsynth.backbones.load import Backbone, InputSpec, load_backbone, read_weights
 
 __all__ = [
-    "AGGREGATION", "Backbone", "InputSpec", "embed_inputs", "load_backbone", "normalise",
-    "preprocessing_sha256", "read_weights",
-]  # fmt: skip
+    "AGGREGATION",
+    "Backbone",
+    "InputSpec",
+    "embed_inputs",
+    "load_backbone",
+    "normalise",
+    "preprocessing_sha256",
+    "read_weights",
+]

@@ -108,8 +108,6 @@ def load_backbone(
             tensors do not match the architecture (names the first missing, unexpected or
             mis-shaped ones).
     """
-    import timm
-
     if input_size is not None and input_size < 16:
         raise ConfigError(f"backbone input_size must be at least 16 pixels, got {input_size}")
     source = str(weights) if weights is not None else None
@@ -120,14 +118,9 @@ def load_backbone(
         hub = source
     torch.manual_seed(seed)
     if hub is not None:
-        model = _from_hub(hub)
-        origin = hub
+        model, origin = _from_hub(hub), hub
     else:
-        if not timm.is_model(name):  # a pretrained tag (vit_small_patch16_224.dino) is allowed
-            close = timm.list_models(f"*{name}*")[:5]
-            hint = f" (similar: {', '.join(close)})" if close else ""
-            raise ConfigError(f"timm has no architecture {name!r}{hint}")
-        model = timm.create_model(name, pretrained=False, num_classes=0)
+        model = _architecture(name)
         origin = "random-init"
         if source is not None:
             _load_file(model, Path(source), name)
@@ -144,6 +137,21 @@ def load_backbone(
         weights_sha256=state_sha256(model),
         weights=origin,
     )
+
+
+def _architecture(name: str) -> nn.Module:
+    """A random-init timm architecture without its classification head.
+
+    Raises:
+        ConfigError: an architecture timm does not know (naming up to 5 similar ones).
+    """
+    import timm
+
+    if not timm.is_model(name):  # a pretrained tag (vit_small_patch16_224.dino) is allowed
+        close = timm.list_models(f"*{name}*")[:5]
+        hint = f" (similar: {', '.join(close)})" if close else ""
+        raise ConfigError(f"timm has no architecture {name!r}{hint}")
+    return timm.create_model(name, pretrained=False, num_classes=0)
 
 
 def _from_hub(hub: str) -> nn.Module:

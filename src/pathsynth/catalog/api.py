@@ -9,6 +9,7 @@ CLI import these functions where a workspace is named.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -55,8 +56,13 @@ from pathsynth.imaging.features import compute_features
 # Types of the catalog the later stages (the web app, the Turing test) name, re-exported here so
 # that they import the facade only.
 __all__ = [
-    "CatalogReader", "EmbeddingKey", "FoldImage", "ImageFilter", "SelectionRow", "Workspace",
-]  # fmt: skip
+    "CatalogReader",
+    "EmbeddingKey",
+    "FoldImage",
+    "ImageFilter",
+    "SelectionRow",
+    "Workspace",
+]
 
 
 class GeneratedImageLike(Protocol):
@@ -252,6 +258,32 @@ def _store_derived(space: Workspace, catalog: Catalog, items: Iterable[_Derived]
         return _store_derived_locked(space, catalog, items)
 
 
+def _derived_rows(
+    session: Session, item: _Derived, decoded: DecodedImage, features: dict[str, float]
+) -> None:
+    """The catalog rows of one derived image: the image, its features and its parents."""
+    image = Image(
+        study_id=item.study_id,
+        store_path=item.store_path,
+        sha256=decoded.sha256,
+        width=decoded.width,
+        height=decoded.height,
+        channels=decoded.channels,
+        bit_depth=decoded.bit_depth,
+        original_mode=decoded.original_mode,
+        original_format=decoded.original_format,
+        **item.row,
+    )
+    session.add(image)
+    session.flush()
+    session.execute(insert(image_features), [{"image_id": image.id, **features}])
+    if item.parent_ids:
+        session.execute(
+            insert(image_parents),
+            [{"image_id": image.id, "parent_id": p} for p in item.parent_ids],
+        )
+
+
 def _store_derived_locked(
     space: Workspace, catalog: Catalog, items: Iterable[_Derived]
 ) -> list[int]:
@@ -275,26 +307,8 @@ def _store_derived_locked(
             ids.append(_PENDING)
             features = compute_features(decoded.rgb)
 
-            def make_rows(
-                session: Session, item: _Derived = item, decoded: DecodedImage = decoded,
-                features: dict[str, float] = features,
-            ) -> None:  # fmt: skip
-                image = Image(
-                    study_id=item.study_id, store_path=item.store_path, sha256=decoded.sha256,
-                    width=decoded.width, height=decoded.height, channels=decoded.channels,
-                    bit_depth=decoded.bit_depth, original_mode=decoded.original_mode,
-                    original_format=decoded.original_format, **item.row,
-                )  # fmt: skip
-                session.add(image)
-                session.flush()
-                session.execute(insert(image_features), [{"image_id": image.id, **features}])
-                if item.parent_ids:
-                    session.execute(
-                        insert(image_parents),
-                        [{"image_id": image.id, "parent_id": p} for p in item.parent_ids],
-                    )
-
-            writer.add(item.store_path, item.png, make_rows)
+            rows = functools.partial(_derived_rows, item=item, decoded=decoded, features=features)
+            writer.add(item.store_path, item.png, rows)
         writer.commit()
     except BaseException:
         writer.discard()
@@ -355,10 +369,14 @@ def store_affine(
                     png=child.png,
                     store_path=f"{folder}/{stem}-aff{child.index:04d}-{digest}.png",
                     study_id=study_id,
-                    row={"label": label, "origin": "affine", "transform": child.params,
-                         "run_id": run_id},
+                    row={
+                        "label": label,
+                        "origin": "affine",
+                        "transform": child.params,
+                        "run_id": run_id,
+                    },
                     parent_ids=(child.parent_id,),
-                )  # fmt: skip
+                )
 
         return _store_derived(space, catalog, items())
 
@@ -411,22 +429,13 @@ def store_generated_ids(
             modality = run.get("modality") or _only_modality(session)
             before = set(session.scalars(select(Image.id).where(Image.origin == "synthetic")))
             run_row = _run_id(
-                session, str(run.get("kind", "gan")), run_name, run.get("config") or {},
+                session,
+                str(run.get("kind", "gan")),
+                run_name,
+                run.get("config") or {},
                 {"run_dir": str(run.get("run_dir", "")), "run_id": run_id},
-            )  # fmt: skip
-            patient = session.scalar(select(Patient).where(Patient.code == patient_code))
-            if patient is None:
-                patient = Patient(code=patient_code, key_kind="generator")
-                session.add(patient)
-            study = session.scalar(select(Study).where(Study.code == study_code))
-            if study is None:
-                study = Study(
-                    code=study_code, patient=patient, modality=modality,
-                    source=run_name,
-                )  # fmt: skip
-                session.add(study)
-            session.flush()
-            study_id = study.id
+            )
+            study_id = _generator_study(session, patient_code, study_code, modality, run_name)
 
         def items() -> Iterator[_Derived]:
             for image in images:
@@ -437,13 +446,34 @@ def store_generated_ids(
                         f"{label_folder(image.class_name)}-s{image.seed}-{image.index:06d}.png"
                     ),
                     study_id=study_id,
-                    row={"label": image.class_name, "origin": "synthetic", "run_id": run_row,
-                         "checkpoint_step": image.step, "seed": image.seed,
-                         "transform": {"index": image.index, **_sampling(image)}},
-                )  # fmt: skip
+                    row={
+                        "label": image.class_name,
+                        "origin": "synthetic",
+                        "run_id": run_row,
+                        "checkpoint_step": image.step,
+                        "seed": image.seed,
+                        "transform": {"index": image.index, **_sampling(image)},
+                    },
+                )
 
         ids = _store_derived(space, catalog, items())
     return ids, set(ids) - before
+
+
+def _generator_study(
+    session: Session, patient_code: str, study_code: str, modality: str, source: str
+) -> int:
+    """The id of a generator run's study (its "patient" is the generator), made if new."""
+    patient = session.scalar(select(Patient).where(Patient.code == patient_code))
+    if patient is None:
+        patient = Patient(code=patient_code, key_kind="generator")
+        session.add(patient)
+    study = session.scalar(select(Study).where(Study.code == study_code))
+    if study is None:
+        study = Study(code=study_code, patient=patient, modality=modality, source=source)
+        session.add(study)
+    session.flush()
+    return int(study.id)
 
 
 def _sampling(image: GeneratedImageLike) -> dict[str, Any]:
@@ -510,12 +540,18 @@ def generated_images(space: Workspace, run_id: str) -> list[FoldImage]:
             if isinstance(metrics, dict) and metrics.get("run_id") == run_id
         ]
         rows = session.execute(
-            select(Image.id, Image.store_path, Image.label, Image.origin, Study.patient_id,
-                   Image.sha256)
+            select(
+                Image.id,
+                Image.store_path,
+                Image.label,
+                Image.origin,
+                Study.patient_id,
+                Image.sha256,
+            )
             .join(Study, Study.id == Image.study_id)
             .where(Image.origin == "synthetic", Image.run_id.in_(runs))
             .order_by(Image.id)
-        ).all()  # fmt: skip
+        ).all()
     if not rows:
         raise DataError(f"the catalog holds no images generated by run {run_id}")
     return [FoldImage(i, space.store / p, label, o, pid, sha) for i, p, label, o, pid, sha in rows]
@@ -607,6 +643,19 @@ def _vector(blob: bytes, dtype: str, dim: int) -> np.ndarray:
     return vector
 
 
+def _embedding_row(sha: str, vector: np.ndarray, inputs: int) -> dict[str, Any]:
+    """One image's vector as a row of the embeddings table (float32, little-endian bytes).
+
+    Raises:
+        DataError: a vector that is not one-dimensional and finite.
+    """
+    flat = np.asarray(vector, dtype="<f4")
+    if flat.ndim != 1 or not np.isfinite(flat).all():
+        raise DataError(f"the embedding of image {sha[:12]} is not a finite vector")
+    return {"image_sha256": sha, "inputs": int(inputs), "dtype": EMBEDDING_DTYPES[0],
+            "dim": int(flat.size), "vector": flat.tobytes()}  # fmt: skip
+
+
 def store_embeddings(
     space: Workspace,
     key: EmbeddingKey,
@@ -629,13 +678,7 @@ def store_embeddings(
     Raises:
         DataError: a vector that is not one-dimensional and finite.
     """
-    rows = []
-    for sha, (vector, inputs) in vectors.items():
-        flat = np.asarray(vector, dtype="<f4")
-        if flat.ndim != 1 or not np.isfinite(flat).all():
-            raise DataError(f"the embedding of image {sha[:12]} is not a finite vector")
-        rows.append({"image_sha256": sha, "inputs": int(inputs), "dtype": EMBEDDING_DTYPES[0],
-                     "dim": int(flat.size), "vector": flat.tobytes()})  # fmt: skip
+    rows = [_embedding_row(sha, vector, inputs) for sha, (vector, inputs) in vectors.items()]
     if not rows:
         return 0
     with space.write_lock(), space.open_catalog() as catalog, catalog.session() as session:
@@ -653,8 +696,12 @@ def store_embeddings(
         if not fresh:
             return 0
         run_id = _run_id(session, "embed", key.run_name, method)
-        key_columns = {"backbone": key.backbone, "weights_sha256": key.weights_sha256,
-                       "preprocess_sha256": key.preprocess_sha256, "run_id": run_id}  # fmt: skip
+        key_columns = {
+            "backbone": key.backbone,
+            "weights_sha256": key.weights_sha256,
+            "preprocess_sha256": key.preprocess_sha256,
+            "run_id": run_id,
+        }
         session.execute(insert(Embedding), [{**row, **key_columns} for row in fresh])
     return len(fresh)
 
@@ -685,27 +732,17 @@ def store_selection(
     if len(set(ids)) != len(ids):
         raise DataError(f"selection {selection!r}: an image is scored twice")
     for row in rows:
-        numbers = (row.confidence, row.min_confidence, row.distance, row.max_distance,
-                   row.copy_ratio)  # fmt: skip
+        numbers = (
+            row.confidence,
+            row.min_confidence,
+            row.distance,
+            row.max_distance,
+            row.copy_ratio,
+        )
         if not all(np.isfinite(numbers)):
             raise DataError(f"selection {selection!r}: image {row.image_id} has a score not finite")
     with space.write_lock(), space.open_catalog() as catalog, catalog.session() as session:
-        origins: dict[int, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found = session.execute(select(Image.id, Image.origin).where(Image.id.in_(chunk)))
-            origins.update({image_id: origin for image_id, origin in found})
-        missing = sorted(set(ids) - set(origins))
-        if missing:
-            raise DataError(
-                f"selection {selection!r}: image {missing[0]} is not in the catalog "
-                f"({len(missing)} missing)"
-            )
-        other = sorted(i for i, origin in origins.items() if origin != "synthetic")
-        if other:
-            raise DataError(
-                f"selection {selection!r}: image {other[0]} is {origins[other[0]]}, not generated"
-            )
+        _check_generated(session, selection, ids)
         run_id = _run_id(session, "select", selection, method)
         run = session.get(Run, run_id)
         assert run is not None
@@ -714,10 +751,36 @@ def store_selection(
         if rows:
             session.execute(
                 insert(SelectionScore),
-                [{**dataclasses.asdict(row), "selection": selection, "run_id": run_id}
-                 for row in rows],
-            )  # fmt: skip
+                [
+                    {**dataclasses.asdict(row), "selection": selection, "run_id": run_id}
+                    for row in rows
+                ],
+            )
     return len(rows)
+
+
+def _check_generated(session: Session, selection: str, ids: list[int]) -> None:
+    """Refuse ids the catalog does not hold or that are not generated images.
+
+    Raises:
+        DataError: the first such id, and how many are missing.
+    """
+    origins: dict[int, str] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        found = session.execute(select(Image.id, Image.origin).where(Image.id.in_(chunk)))
+        origins.update({image_id: origin for image_id, origin in found})
+    missing = sorted(set(ids) - set(origins))
+    if missing:
+        raise DataError(
+            f"selection {selection!r}: image {missing[0]} is not in the catalog "
+            f"({len(missing)} missing)"
+        )
+    other = sorted(i for i, origin in origins.items() if origin != "synthetic")
+    if other:
+        raise DataError(
+            f"selection {selection!r}: image {other[0]} is {origins[other[0]]}, not generated"
+        )
 
 
 def selection_scores(space: Workspace, selection: str) -> list[SelectionRow]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, and_, event, func, select
+from sqlalchemy.orm import Session
 
 from pathsynth.catalog.db import Catalog
 from pathsynth.catalog.models import (
@@ -175,9 +176,16 @@ class SelectionRow:
 def selection_row(row: SelectionScore) -> SelectionRow:
     """The plain form of a stored :class:`~pathsynth.catalog.models.SelectionScore`."""
     return SelectionRow(
-        row.image_id, row.confidence, row.min_confidence, row.distance, row.max_distance,
-        row.copy_ratio, bool(row.near_copy), bool(row.kept), row.reason,
-    )  # fmt: skip
+        row.image_id,
+        row.confidence,
+        row.min_confidence,
+        row.distance,
+        row.max_distance,
+        row.copy_ratio,
+        bool(row.near_copy),
+        bool(row.kept),
+        row.reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -279,9 +287,10 @@ class CatalogReader:
             )
             studies = session.scalar(select(func.count()).select_from(Study))
         return CatalogCounts(
-            {(label, origin): int(n) for label, origin, n in rows}, int(patients or 0),
+            {(label, origin): int(n) for label, origin, n in rows},
+            int(patients or 0),
             int(studies or 0),
-        )  # fmt: skip
+        )
 
     def choices(self) -> FilterChoices:
         """The labels, origins, sources and splits present (reused for a few seconds); unlabelled
@@ -329,9 +338,15 @@ class CatalogReader:
         """
         limit = max(1, min(limit, 500))
         columns = select(
-            Image.id, Image.label, Image.origin, Image.width, Image.height, Study.code,
-            Patient.code, Study.source,
-        )  # fmt: skip
+            Image.id,
+            Image.label,
+            Image.origin,
+            Image.width,
+            Image.height,
+            Study.code,
+            Patient.code,
+            Study.source,
+        )
         base = self._filtered(columns, wanted)
         if after is not None:
             query = base.where(Image.id > after).order_by(Image.id).limit(limit + 1)
@@ -404,28 +419,7 @@ class CatalogReader:
                 )
             ).first()
             features = dict(zip(FEATURE_NAMES, feature_row, strict=True)) if feature_row else {}
-            parents = [
-                RelatedImage(*r)
-                for r in session.execute(
-                    select(Image.id, Image.label, Image.origin)
-                    .join(image_parents, image_parents.c.parent_id == Image.id)
-                    .where(image_parents.c.image_id == image_id)
-                    .order_by(Image.id)
-                )
-            ]
-            children = [
-                RelatedImage(*r)
-                for r in session.execute(
-                    select(Image.id, Image.label, Image.origin)
-                    .join(image_parents, image_parents.c.image_id == Image.id)
-                    .where(image_parents.c.parent_id == image_id)
-                    .order_by(Image.id)
-                    .limit(24)
-                )
-            ]
-            children_total = session.scalar(
-                select(func.count()).where(image_parents.c.parent_id == image_id)
-            )
+            parents, children, children_total = _lineage(session, image_id)
             run = None
             if image.run_id is not None:
                 run_row = session.execute(
@@ -433,36 +427,36 @@ class CatalogReader:
                 ).first()
                 if run_row is not None:
                     run = {"kind": run_row[0], "name": run_row[1]}
-            splits = [
-                (name, fold)
-                for name, fold in session.execute(
-                    select(Split.name, SplitMember.fold)
-                    .join(SplitMember, SplitMember.split_id == Split.id)
-                    .where(SplitMember.image_id == image_id)
-                    .order_by(Split.name)
-                )
-            ]
-            selections = [
-                (row.selection, selection_row(row))
-                for row in session.scalars(
-                    select(SelectionScore)
-                    .where(SelectionScore.image_id == image_id)
-                    .order_by(SelectionScore.selection)
-                )
-            ]
+            splits, selections = _memberships(session, image_id)
         summary = ImageSummary(
-            image.id, image.label, image.origin, image.width, image.height, study_code,
-            patient_code, source or "",
-        )  # fmt: skip
+            image.id,
+            image.label,
+            image.origin,
+            image.width,
+            image.height,
+            study_code,
+            patient_code,
+            source or "",
+        )
         return ImageDetail(
-            summary=summary, sha256=image.sha256, bit_depth=image.bit_depth,
-            channels=image.channels, original_mode=image.original_mode,
-            original_format=image.original_format, created_at=str(image.created_at),
-            features=features, parents=parents, children=children,
-            children_total=int(children_total or 0), transform=image.transform, run=run,
-            checkpoint_step=image.checkpoint_step, seed=image.seed, splits=splits,
+            summary=summary,
+            sha256=image.sha256,
+            bit_depth=image.bit_depth,
+            channels=image.channels,
+            original_mode=image.original_mode,
+            original_format=image.original_format,
+            created_at=str(image.created_at),
+            features=features,
+            parents=parents,
+            children=children,
+            children_total=int(children_total or 0),
+            transform=image.transform,
+            run=run,
+            checkpoint_step=image.checkpoint_step,
+            seed=image.seed,
+            splits=splits,
             selections=selections,
-        )  # fmt: skip
+        )
 
     def image_file(self, image_id: int) -> tuple[Path, str] | None:
         """The store file of image ``image_id`` and its SHA-256, or None when there is no such
@@ -588,3 +582,51 @@ class CatalogReader:
             return ids
         step = len(ids) / count
         return [ids[int(i * step)] for i in range(count)]
+
+
+def _lineage(
+    session: Session, image_id: int
+) -> tuple[list[RelatedImage], list[RelatedImage], int | None]:
+    """An image's parents, its first 24 children and how many children it has."""
+    link = image_parents.c
+
+    def related(theirs: Any, ours: Any, limit: int | None) -> list[RelatedImage]:
+        query = (
+            select(Image.id, Image.label, Image.origin)
+            .join(image_parents, theirs == Image.id)
+            .where(ours == image_id)
+            .order_by(Image.id)
+            .limit(limit)
+        )
+        return [RelatedImage(*row) for row in session.execute(query)]
+
+    children_total = session.scalar(select(func.count()).where(link.parent_id == image_id))
+    return (
+        related(link.parent_id, link.image_id, None),
+        related(link.image_id, link.parent_id, 24),
+        children_total,
+    )
+
+
+def _memberships(
+    session: Session, image_id: int
+) -> tuple[list[tuple[str, str]], list[tuple[str, SelectionRow]]]:
+    """The splits (name, fold) an image is in, and its selection decisions."""
+    splits = [
+        (name, fold)
+        for name, fold in session.execute(
+            select(Split.name, SplitMember.fold)
+            .join(SplitMember, SplitMember.split_id == Split.id)
+            .where(SplitMember.image_id == image_id)
+            .order_by(Split.name)
+        )
+    ]
+    selections = [
+        (row.selection, selection_row(row))
+        for row in session.scalars(
+            select(SelectionScore)
+            .where(SelectionScore.image_id == image_id)
+            .order_by(SelectionScore.selection)
+        )
+    ]
+    return splits, selections

@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 
 from pathsynth.catalog.db import Catalog, head_revision, schema_revision, upgrade_schema
+from pathsynth.catalog.lock import read_lock
 from pathsynth.catalog.models import Image
 from pathsynth.catalog.store import remove_files
 from pathsynth.catalog.workspace import Workspace
@@ -70,7 +71,8 @@ def check_workspace(workspace: Workspace, repair: bool = False) -> CheckReport:
         WorkspaceError: ``repair`` on a read-only workspace.
     """
     if not repair:
-        return _inspect(workspace)
+        with read_lock(workspace.root):  # a writer's files before their rows are no problem
+            return _inspect(workspace)
     with workspace.write_lock():
         report = _inspect(workspace)
         _repair(workspace, report)

@@ -86,13 +86,21 @@ def _engine_options(backend: str, read_only: bool) -> dict[str, Any]:
     if backend == "sqlite":
         return {"connect_args": {"timeout": _timeout_s(SQLITE_BUSY_TIMEOUT_S)}}
     if backend in ("mysql", "mariadb"):
-        connect_args = {"connect_timeout": timeout, "read_timeout": 4 * timeout,
-                        "write_timeout": 4 * timeout, "charset": "utf8mb4"}  # fmt: skip
+        connect_args = {
+            "connect_timeout": timeout,
+            "read_timeout": 4 * timeout,
+            "write_timeout": 4 * timeout,
+            "charset": "utf8mb4",
+        }
         return {"pool_pre_ping": True, "connect_args": connect_args}
     if backend == "postgresql":
         # libpq has no read timeout; keepalives find a dead server, connect_timeout a frozen one.
-        connect_args = {"connect_timeout": timeout, "keepalives_idle": timeout,
-                        "keepalives_interval": 5, "keepalives_count": 3}  # fmt: skip
+        connect_args = {
+            "connect_timeout": timeout,
+            "keepalives_idle": timeout,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
         return {"pool_pre_ping": True, "connect_args": connect_args}
     return {"pool_pre_ping": True}
 
@@ -116,13 +124,19 @@ def create_catalog_engine(url: str, read_only: bool = False) -> Engine:
         read_only: open a SQLite file read-only (for a workspace that cannot be written).
 
     Raises:
-        CatalogUnavailable: the URL is malformed, its driver is not installed, or the database
-            cannot be reached in time; the message names the URL with its password masked.
+        CatalogUnavailable: the URL is malformed (a raw ``@`` in its password included), its
+            driver is not installed, or the database cannot be reached in time; the message
+            names the URL with its password masked.
     """
     shown = masked_url(url)
     try:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
+        if parsed.host and "@" in parsed.host:  # the driver's errors would print what follows
+            raise CatalogUnavailable(  # the first "@", part of the password
+                f"cannot use catalog database {shown}: its user or password holds a raw '@'; "
+                f"write it as %40, or leave the password out and set ${DB_PASSWORD_ENV}"
+            )
         if backend == "sqlite" and read_only:
             # immutable: the folder cannot be written, so no other process can change the file
             parsed = parsed.set(

@@ -23,6 +23,7 @@ import ctypes
 import os
 import signal
 import sys
+import unicodedata
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -112,6 +113,8 @@ class IngestReport:
     refused: list[Refusal] = field(default_factory=list)
     orphans_removed: list[str] = field(default_factory=list)
     pixel_sizes_filled: int = 0  # studies ingested earlier without a pixel size that got one
+    alike_labels: list[list[str]] = field(default_factory=list)  # labels that differ only in case
+    #   or Unicode form (this source's and the catalog's): separate classes, which may be a typo
 
     @property
     def added_total(self) -> int:
@@ -217,6 +220,7 @@ def ingest_source(
         run.read_catalog(catalog)
         run.report.orphans_removed = sweep_orphans(workspace.store, run.catalogued)
         run.write(catalog)
+        run.report.alike_labels = _alike_in_catalog(catalog, plan)
         if options.pixel_size_um is not None:
             run.report.pixel_sizes_filled = _fill_pixel_sizes(
                 catalog, run.source_name, options.modality, options.pixel_size_um
@@ -300,9 +304,7 @@ class _IngestRun:
                 self.tick()
                 continue
             digest = sha256(data).hexdigest()
-            # The raw path is what catalogs made before pseudonymised source paths recorded.
-            ours = (self.source_path(candidate), f"{self.source_name}/{candidate.relative}")
-            if digest in self.known and self.known[digest] in ours:
+            if digest in self.known and self.known[digest] == self.source_path(candidate):
                 self.report.already_present += 1
             elif digest in self.known:
                 self.refuse(Refusal(candidate.relative, f"duplicate of {self.known[digest]}"))
@@ -317,9 +319,12 @@ class _IngestRun:
     def write(self, catalog: Catalog) -> None:
         """Analyse the new files in worker processes and write them with their rows."""
         writer = BatchWriter(
-            self.workspace.store, catalog.session, self.options.batch_size,
-            on_commit=self.committed, on_reject=self.rejected,
-        )  # fmt: skip
+            self.workspace.store,
+            catalog.session,
+            self.options.batch_size,
+            on_commit=self.committed,
+            on_reject=self.rejected,
+        )
         analysed = _analyse_all(
             self.new_files(), self.workspace.config.pixel_limit, self.options.workers
         )
@@ -331,13 +336,21 @@ class _IngestRun:
                 else:
                     source_path = self.source_path(candidate)
                     store_path = _store_path(
-                        self.workspace, candidate, analysis.sha256, source_path.split("/")[1],
+                        self.workspace,
+                        candidate,
+                        analysis.sha256,
+                        source_path.split("/")[1],
                         self.source_name,
-                    )  # fmt: skip
+                    )
                     rows = _image_rows(
-                        writer, self.options, source_path, candidate, analysis, store_path,
+                        writer,
+                        self.options,
+                        source_path,
+                        candidate,
+                        analysis,
+                        store_path,
                         self.source_name,
-                    )  # fmt: skip
+                    )
                     self.pending[store_path] = candidate
                     writer.add(store_path, data, rows)
                 self.tick()
@@ -360,6 +373,31 @@ class _IngestRun:
         self.refuse(Refusal(candidate.relative, f"refused by the catalog database: {reason}"))
 
 
+def _alike_in_catalog(catalog: Catalog, plan: SourcePlan) -> list[list[str]]:
+    """:func:`alike_labels` over this source's labels and the catalog's."""
+    with catalog.session() as session:
+        known = set(session.scalars(select(Image.label).distinct()))
+    return alike_labels((known | {c.label for c in plan.candidates}) - {UNLABELLED_LABEL})
+
+
+def alike_labels(labels: set[str]) -> list[list[str]]:
+    """Groups of labels that differ only in case or Unicode form (``Normal``/``normal``,
+    ``ﬁbrosis``/``fibrosis``): the catalog keeps them as separate classes, which is seldom meant."""
+    groups: dict[str, list[str]] = {}
+    for label in sorted(labels):
+        groups.setdefault(unicodedata.normalize("NFKC", label).casefold(), []).append(label)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _hidden_character(text: str) -> str | None:
+    """The first invisible or direction-changing character of ``text`` (zero-width space,
+    right-to-left override, other format and control characters), as ``U+XXXX``."""
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp"):
+            return f"U+{ord(char):04X}"
+    return None
+
+
 def _unstorable(candidate: Candidate) -> str | None:
     """Why the catalog or a class folder cannot hold this candidate's fields, if it cannot."""
     problem = too_long(Image, {"label": candidate.label}) or too_long(
@@ -367,6 +405,9 @@ def _unstorable(candidate: Candidate) -> str | None:
     )
     if problem is not None:
         return problem
+    hidden = _hidden_character(candidate.label)
+    if hidden is not None:  # two labels that look the same would be two classes
+        return f"label {candidate.label!r} holds an invisible or direction-changing character ({hidden})"
     if candidate.label == UNLABELLED_LABEL:  # never written as a class folder
         return None
     try:
@@ -446,10 +487,12 @@ def _image_rows(
             session,
             patient_code,
             lambda: Patient(
-                code=patient_code, key_kind=candidate.patient_kind, age=candidate.age,
+                code=patient_code,
+                key_kind=candidate.patient_kind,
+                age=candidate.age,
                 sex=candidate.sex,
             ),
-        )  # fmt: skip
+        )
         study_id = writer.study_id(
             session,
             study_code,

@@ -33,6 +33,9 @@ DEFAULT_LABELS_NAME = "labels.csv"
 PATIENT_COLUMNS = (("patient", "patient"), ("group", "group"), ("slide_group", "group"))
 # Documentation beside the images at SOURCE's top level: not images, not reported.
 _DOC_SUFFIXES = {".csv", ".md", ".txt", ".json", ".pdf", ".rst"}
+# top-level files that describe the source, by name without suffix (a LICENSE file is how the
+# data README asks a source to state its licence; it is read for the report, never ingested)
+_DOC_NAMES = frozenset({"license", "licence", "copying", "readme", "notice", "citation", "authors"})
 
 
 @dataclass(frozen=True)
@@ -135,18 +138,20 @@ def plan_source(
             raise IngestError("layout patient-study needs a metadata CSV with labels (--labels)")
         _plan_patient_study(root, rows, files, plan)
     if classes is not None:
-        allowed = set(classes)
-        kept = []
-        for candidate in plan.candidates:
-            if candidate.label in allowed:
-                kept.append(candidate)
-            else:
-                plan.refusals.append(
-                    Refusal(candidate.relative, f"unknown label {candidate.label!r}")
-                )
-        plan.candidates = kept
+        _keep_classes(plan, set(classes))
     plan.refusals = list(dict.fromkeys(plan.refusals))  # a file refused by scan and by its row
     return plan
+
+
+def _keep_classes(plan: SourcePlan, allowed: set[str]) -> None:
+    """Refuse the planned images whose label is not one of ``allowed``."""
+    kept = []
+    for candidate in plan.candidates:
+        if candidate.label in allowed:
+            kept.append(candidate)
+        else:
+            plan.refusals.append(Refusal(candidate.relative, f"unknown label {candidate.label!r}"))
+    plan.candidates = kept
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -185,7 +190,10 @@ def _scan(root: Path, skip: set[Path]) -> tuple[list[str], list[Refusal]]:
             path = folder_path / name
             if name.startswith(".") or path.resolve() in skip:
                 continue
-            if folder_path == root and path.suffix.lower() in _DOC_SUFFIXES:
+            if folder_path == root and (
+                path.suffix.lower() in _DOC_SUFFIXES
+                or (path.stem.lower() in _DOC_NAMES and path.suffix.lower() in ("", ".cff"))
+            ):
                 continue
             relative = _relative(path, root)
             if path.is_symlink() and not path.resolve().is_relative_to(root):
@@ -231,9 +239,13 @@ def _patient_of(row: dict[str, str]) -> tuple[str | None, str]:
 
 
 def _candidate(
-    root: Path, path: Path, label: str, row: dict[str, str], patient: tuple[str | None, str],
+    root: Path,
+    path: Path,
+    label: str,
+    row: dict[str, str],
+    patient: tuple[str | None, str],
     study_key: str,
-) -> Candidate | Refusal:  # fmt: skip
+) -> Candidate | Refusal:
     """The candidate for one file, or its refusal when an age or date in its row is unreadable."""
     relative = _relative(path, root)
     age, date = row.get("age") or None, row.get("study_date") or None

@@ -1,6 +1,6 @@
 """The classifier's configuration: one dataclass, every field commented, presets as small overrides.
 
-Resolve with :func:`classifier_config`; save ``dataclasses.asdict(config)`` with every run.
+Resolve with :data:`CLASSIFIER` (``CLASSIFIER.resolve(preset, overrides)``); save ``dataclasses.asdict(config)`` with every run.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathsynth.config import resolve
+from pathsynth.config import Presets
 from pathsynth.errors import ConfigError
 from pathsynth.imaging.augment import ColourAugmentConfig
 
@@ -190,17 +190,5 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def classifier_config(preset: str = "quick", **overrides: Any) -> ClassifierConfig:
-    """A preset's configuration with field overrides applied.
-
-    Args:
-        preset: a name from :data:`PRESETS`.
-        **overrides: field values that replace the preset's.
-
-    Returns:
-        The resolved, validated configuration.
-
-    Raises:
-        ConfigError: an unknown preset or field, or a value ``ClassifierConfig`` refuses.
-    """
-    return resolve(ClassifierConfig, PRESETS, preset, overrides, "classifier")
+CLASSIFIER: Presets[ClassifierConfig] = Presets(ClassifierConfig, PRESETS, "classifier")
+"""The classifier's configs (see :class:`~pathsynth.config.Presets`)."""

@@ -25,7 +25,7 @@ from sklearn.metrics import balanced_accuracy_score, log_loss
 
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.classify.history import EpochRecord, TrainingResult
-from pathsynth.classify.probe import FeatureSet, FrozenFeatureClassifier
+from pathsynth.classify.probe import FeatureSet, FrozenFeatureClassifier, check_features
 from pathsynth.errors import DataError
 
 MAX_ITERATIONS = 2000  # lbfgs iterations per fit (standardised features converge well before)
@@ -84,12 +84,7 @@ def train_logistic(
         DataError: fewer than 2 training vectors, empty validation, a class without training
             vectors, or features whose size is not the head's input.
     """
-    if len(train.features) < 2 or len(validation.features) == 0:
-        raise DataError("logistic regression needs at least 2 training and 1 validation images")
-    if train.features.shape[1] != model.head.in_features:
-        raise DataError(
-            f"features of {train.features.shape[1]} dims for a head of {model.head.in_features}"
-        )
+    check_features(model, train, validation, "logistic regression")
     counts = torch.bincount(train.labels, minlength=len(class_names))
     absent = [name for name, count in zip(class_names, counts.tolist(), strict=True) if not count]
     if absent:
@@ -97,9 +92,7 @@ def train_logistic(
     start = time.perf_counter()
     x = train.features.double().numpy()
     y = train.labels.numpy()
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-12] = 1.0  # a constant feature: leave it unscaled
+    mean, scale = _standardiser(x)
     xv = (validation.features.double().numpy() - mean) / scale
     yv = validation.labels.numpy()
     labels = list(range(len(class_names)))
@@ -108,24 +101,9 @@ def train_logistic(
     for position, c in enumerate(sorted(config.logistic_c), start=1):
         began = time.perf_counter()
         fitted = _fit((x - mean) / scale, y, c, config)
-        train_probabilities = fitted.predict_proba((x - mean) / scale)
-        probabilities = fitted.predict_proba(xv)
-        predicted = probabilities.argmax(axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # a class absent from validation
-            balanced = float(balanced_accuracy_score(yv, predicted))
-        loss = float(log_loss(yv, probabilities, labels=labels))
-        history.append(
-            EpochRecord(
-                epoch=position,
-                train_loss=float(log_loss(y, train_probabilities, labels=labels)),
-                train_accuracy=float((train_probabilities.argmax(axis=1) == y).mean()),
-                validation_loss=loss,
-                validation_accuracy=float((predicted == yv).mean()),
-                validation_balanced_accuracy=balanced,
-                seconds=time.perf_counter() - began,
-            )
-        )
+        record = _scored(fitted, position, ((x - mean) / scale, y), (xv, yv), labels, began)
+        history.append(record)
+        balanced, loss = record.validation_balanced_accuracy, record.validation_loss
         # sorted ascending, so a tie keeps the smaller C (the stronger regularisation)
         if best is None or (balanced, -loss) > (best[0], -best[1]):
             best = (balanced, loss, position, fitted)
@@ -140,6 +118,42 @@ def train_logistic(
         best_epoch=best[2], stopped_early=False, train_size=len(train.labels),
         validation_size=len(validation.labels), seconds=time.perf_counter() - start,
     )  # fmt: skip
+
+
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's mean and standard deviation (1 for a constant feature: left unscaled)."""
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    return mean, scale
+
+
+def _scored(
+    fitted: LogisticRegression,
+    position: int,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    labels: list[int],
+    began: float,
+) -> EpochRecord:
+    """One C's record: log loss and accuracy on the (standardised) training and validation
+    vectors, and the validation balanced accuracy."""
+    (x, y), (xv, yv) = train, validation
+    train_probabilities = fitted.predict_proba(x)
+    probabilities = fitted.predict_proba(xv)
+    predicted = probabilities.argmax(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a class absent from validation
+        balanced = float(balanced_accuracy_score(yv, predicted))
+    return EpochRecord(
+        epoch=position,
+        train_loss=float(log_loss(y, train_probabilities, labels=labels)),
+        train_accuracy=float((train_probabilities.argmax(axis=1) == y).mean()),
+        validation_loss=float(log_loss(yv, probabilities, labels=labels)),
+        validation_accuracy=float((predicted == yv).mean()),
+        validation_balanced_accuracy=balanced,
+        seconds=time.perf_counter() - began,
+    )
 
 
 def chosen_c(result: TrainingResult) -> float:

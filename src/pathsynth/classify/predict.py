@@ -9,6 +9,7 @@ with its reason and the others go on.
 
 from __future__ import annotations
 
+import functools
 import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -95,9 +96,10 @@ def image_files(paths: Sequence[Path]) -> ImageFiles:
     if not found:
         shown = "; ".join(f"{path} {reason}" for path, reason in refused[:3])
         raise DataError(
-            f"nothing to predict: {shown}" if shown else
-            f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}"
-        )  # fmt: skip
+            f"nothing to predict: {shown}"
+            if shown
+            else f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}"
+        )
     # a path named twice (or named and in a folder): predicted, or refused, once
     reasons: dict[Path, str] = {}
     for path, reason in refused:
@@ -193,35 +195,21 @@ def predict_files(
         DataError: a batch size below 1, no bundle, or no ``pixel_size_um`` for a classifier
             whose inputs have a magnification.
     """
-    chosen = [bundles] if isinstance(bundles, ClassifierBundle) else list(bundles)
-    if not chosen:
-        raise DataError("no classifier bundle to predict with")
-    if batch_size < 1:
-        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    chosen = _usable(bundles, batch_size, pixel_size_um)
     first = chosen[0]
     preprocess = first.manifest.preprocess
-    if preprocess.needs_pixel_size and pixel_size_um is None:
-        raise DataError(  # once, rather than refusing every file
-            f"the classifier's inputs are at {preprocess.pixel_size_um} um/px: pass the images' "
-            "micrometres per pixel (--pixel-size)"
-        )
     files = [Path(p) for p in paths]
     kept: list[Path] = []
     rows: list[torch.Tensor] = []
     refused: list[tuple[Path, str]] = []
     stains = [bundle.manifest.stain for bundle in chosen]
-    modality = first.manifest.provenance.modality
-
-    def attempt(path: Path) -> list[torch.Tensor] | str:
-        try:
-            return _prepare(path, preprocess, stains, pixel_size_um, modality)
-        except ImageRefused as error:
-            return str(error)
-
+    attempt = functools.partial(_attempt, preprocess=preprocess, stains=stains,
+                                pixel_size_um=pixel_size_um,
+                                modality=first.manifest.provenance.modality)  # fmt: skip
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
-            inputs: list[tuple[Path, list[torch.Tensor]]] = []
+            inputs = []
             for path, outcome in zip(chunk, pool.map(attempt, chunk), strict=True):
                 if isinstance(outcome, str):
                     refused.append((path, outcome))
@@ -229,16 +217,63 @@ def predict_files(
                     inputs.append((path, outcome))
             if inputs:
                 kept.extend(path for path, _ in inputs)
-                per_bundle = [
-                    _image_probabilities(bundle, [t[b] for _, t in inputs], batch_size)
-                    for b, bundle in enumerate(chosen)
-                ]
-                rows.append(torch.stack(per_bundle).mean(dim=0))
+                rows.append(_ensemble_probabilities(chosen, [t for _, t in inputs], batch_size))
             if progress is not None:
                 progress(min(start + batch_size, len(files)), len(files))
     n_classes = len(first.class_names)
     probabilities = torch.cat(rows) if rows else torch.zeros(0, n_classes, dtype=torch.float64)
     return FilePredictions(kept, probabilities, first.class_names, refused)
+
+
+def _attempt(
+    path: Path,
+    preprocess: PreprocessConfig,
+    stains: Sequence[StainReference | None],
+    pixel_size_um: float | None,
+    modality: str | None,
+) -> list[torch.Tensor] | str:
+    """One file's inputs per bundle, or the reason it is refused."""
+    try:
+        return _prepare(path, preprocess, stains, pixel_size_um, modality)
+    except ImageRefused as error:
+        return str(error)
+
+
+def _usable(
+    bundles: ClassifierBundle | Sequence[ClassifierBundle],
+    batch_size: int,
+    pixel_size_um: float | None,
+) -> list[ClassifierBundle]:
+    """The bundles as a list, once checked against the call (not once per file).
+
+    Raises:
+        DataError: no bundle, a batch size below 1, or no ``pixel_size_um`` for inputs at a
+            magnification.
+    """
+    chosen = [bundles] if isinstance(bundles, ClassifierBundle) else list(bundles)
+    if not chosen:
+        raise DataError("no classifier bundle to predict with")
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    preprocess = chosen[0].manifest.preprocess
+    if preprocess.needs_pixel_size and pixel_size_um is None:
+        raise DataError(
+            f"the classifier's inputs are at {preprocess.pixel_size_um} um/px: pass the images' "
+            "micrometres per pixel (--pixel-size)"
+        )
+    return chosen
+
+
+def _ensemble_probabilities(
+    bundles: list[ClassifierBundle], inputs: list[list[torch.Tensor]], batch_size: int
+) -> torch.Tensor:
+    """Each image's class probabilities, averaged over the bundles (``inputs[i][b]``: image i's
+    inputs prepared for bundle b)."""
+    per_bundle = [
+        _image_probabilities(bundle, [prepared[b] for prepared in inputs], batch_size)
+        for b, bundle in enumerate(bundles)
+    ]
+    return torch.stack(per_bundle).mean(dim=0)
 
 
 def _image_probabilities(

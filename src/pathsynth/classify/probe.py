@@ -100,6 +100,23 @@ class FeatureSet:
             raise DataError("features must be (N, dim) with one label per row")
 
 
+def check_features(
+    model: FrozenFeatureClassifier, train: FeatureSet, validation: FeatureSet, what: str
+) -> None:
+    """Refuse what no head can be fitted on.
+
+    Raises:
+        DataError: fewer than 2 training vectors, an empty validation set, or features whose size
+            is not the head's input.
+    """
+    if len(train.features) < 2 or len(validation.features) == 0:
+        raise DataError(f"{what} needs at least 2 training and 1 validation images")
+    if train.features.shape[1] != model.head.in_features:
+        raise DataError(
+            f"features of {train.features.shape[1]} dims for a head of {model.head.in_features}"
+        )
+
+
 def train_linear_probe(
     model: FrozenFeatureClassifier,
     train: FeatureSet,
@@ -125,12 +142,7 @@ def train_linear_probe(
         DataError: fewer than 2 training vectors, empty validation, or features whose size is not
             the head's input.
     """
-    if len(train.features) < 2 or len(validation.features) == 0:
-        raise DataError("a linear probe needs at least 2 training and 1 validation images")
-    if train.features.shape[1] != model.head.in_features:
-        raise DataError(
-            f"features of {train.features.shape[1]} dims for a head of {model.head.in_features}"
-        )
+    check_features(model, train, validation, "a linear probe")
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
@@ -148,31 +160,11 @@ def train_linear_probe(
         began = time.perf_counter()
         model.head.train()
         order = torch.randperm(len(train.labels), generator=generator)
-        total, correct = 0.0, 0
-        for first in range(0, len(order), config.batch_size):
-            batch = order[first : first + config.batch_size]
-            logits = model.head(train.features[batch])
-            loss = criterion(logits, train.labels[batch])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(batch)
-            correct += int((logits.argmax(1) == train.labels[batch]).sum())
-        model.head.eval()
-        with torch.no_grad():
-            logits = model.head(validation.features)
-        predicted = logits.argmax(1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # a class absent from validation
-            balanced = balanced_accuracy_score(validation.labels.numpy(), predicted.numpy())
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=total / len(order),
-            train_accuracy=correct / len(order),
-            validation_loss=float(F.cross_entropy(logits, validation.labels)),
-            validation_accuracy=float((predicted == validation.labels).float().mean()),
-            validation_balanced_accuracy=float(balanced),
-            seconds=time.perf_counter() - began,
+        total, correct = _train_epoch(
+            model.head, train, order, config.batch_size, criterion, optimiser
+        )
+        record = _validated(
+            model.head, validation, epoch, total / len(order), correct / len(order), began
         )
         history.append(record)
         if stopping.should_stop(record, model.head):
@@ -185,3 +177,47 @@ def train_linear_probe(
         best_epoch=best, stopped_early=stopped, train_size=len(train.labels),
         validation_size=len(validation.labels), seconds=time.perf_counter() - start,
     )  # fmt: skip
+
+
+def _train_epoch(
+    head: nn.Module,
+    train: FeatureSet,
+    order: torch.Tensor,
+    batch_size: int,
+    criterion: nn.Module,
+    optimiser: torch.optim.Optimizer,
+) -> tuple[float, int]:
+    """One pass over ``train`` in ``order``: the summed loss and the number right."""
+    total, correct = 0.0, 0
+    for first in range(0, len(order), batch_size):
+        batch = order[first : first + batch_size]
+        logits = head(train.features[batch])
+        loss = criterion(logits, train.labels[batch])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        total += float(loss.detach()) * len(batch)
+        correct += int((logits.argmax(1) == train.labels[batch]).sum())
+    return total, correct
+
+
+def _validated(
+    head: nn.Module, validation: FeatureSet, epoch: int, loss: float, accuracy: float, began: float
+) -> EpochRecord:
+    """The epoch's record: its training loss and accuracy, and the head on the validation set."""
+    head.eval()
+    with torch.no_grad():
+        logits = head(validation.features)
+    predicted = logits.argmax(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a class absent from validation
+        balanced = balanced_accuracy_score(validation.labels.numpy(), predicted.numpy())
+    return EpochRecord(
+        epoch=epoch,
+        train_loss=loss,
+        train_accuracy=accuracy,
+        validation_loss=float(F.cross_entropy(logits, validation.labels)),
+        validation_accuracy=float((predicted == validation.labels).float().mean()),
+        validation_balanced_accuracy=float(balanced),
+        seconds=time.perf_counter() - began,
+    )

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from pathsynth.errors import PathsynthError
+from pathsynth.progress import showing
 
 app = typer.Typer(
     name="pathsynth",
@@ -45,16 +55,43 @@ WorkspaceOpt = typer.Option(
 )
 
 
-def progress_bar() -> Progress:
+def progress_bar(console: Console | None = None) -> Progress:
     """The progress bar of long commands (ingest, predict), on stderr, gone when done."""
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=err_console,
+        console=console or err_console,
         transient=True,
     )
+
+
+class ProgressBars:
+    """A :mod:`pathsynth.progress` sink that draws one Rich bar with its time left per task
+    (GAN steps, classifier fits, generated images), started at the first report and removed when
+    its task ends. Only on a terminal: piped output keeps the plain log lines alone."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bars: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if self.bars is None:
+            self.bars = progress_bar(self.console)
+            self.bars.start()
+        if task not in self.tasks:
+            self.tasks[task] = self.bars.add_task(task, total=total)
+        self.bars.update(self.tasks[task], completed=done, total=total)
+        if done >= total:
+            self.bars.remove_task(self.tasks.pop(task))
+
+    def close(self) -> None:
+        """Stop drawing (the bars are transient: nothing stays on the screen)."""
+        if self.bars is not None:
+            self.bars.stop()
+            self.bars = None
 
 
 def resolve_workspace(path: Path | None) -> Path:
@@ -69,13 +106,28 @@ def _root(
     _state["debug"] = debug
 
 
+@contextlib.contextmanager
+def progress_bars() -> Iterator[None]:
+    """Draw :mod:`pathsynth.progress` reports as bars while the block runs, on a terminal only."""
+    if not err_console.is_terminal:
+        yield
+        return
+    bars = ProgressBars(err_console)
+    try:
+        with showing(bars):
+            yield
+    finally:
+        bars.close()
+
+
 def main() -> None:
     """Run the CLI; a :class:`PathsynthError` becomes one red line and exit status 1.
 
     Usage errors are typer's own (exit status 2); anything else is a bug and keeps its traceback.
     """
     try:
-        app()
+        with progress_bars():
+            app()
     except PathsynthError as error:
         if _state["debug"]:
             raise

@@ -146,6 +146,13 @@ def _print_ingest_report(source: str, report: IngestReport, skip_bad: bool) -> N
         console.print(
             f"removed {len(report.orphans_removed)} store files left by an interrupted run"
         )
+    for group in report.alike_labels:
+        console.print(
+            f"[yellow]warning:[/yellow] labels {esc(', '.join(repr(g) for g in group))} differ "
+            "only in case or Unicode form: they are separate classes (fix the source if they "
+            "are one)",
+            soft_wrap=True,
+        )
     if report.pixel_sizes_filled:
         console.print(
             f"recorded the pixel size for {report.pixel_sizes_filled} studies ingested earlier "
@@ -204,8 +211,11 @@ def _patients_line(counts: dict[str, int]) -> str:
     """How many patients the catalog knows and from what, e.g. ``patients: 11 patient groups
     from the labels (the generated images belong to 1 generator pseudo-patient)``."""
     real = [f"{counts[kind]} {words}" for kind, words in _PATIENT_KINDS.items() if counts.get(kind)]
-    real += [f"{n} of key kind {kind}" for kind, n in sorted(counts.items())
-             if kind not in _PATIENT_KINDS and kind != "generator"]  # fmt: skip
+    real += [
+        f"{n} of key kind {kind}"
+        for kind, n in sorted(counts.items())
+        if kind not in _PATIENT_KINDS and kind != "generator"
+    ]
     line = "patients: " + (", ".join(real) if real else "none")
     generators = counts.get("generator", 0)
     if generators:

@@ -17,6 +17,7 @@ from pathsynth.cli.app import WorkspaceOpt, app
 # One piece: typer reads the command's options from this signature (most of its lines).
 @app.command("train-diffusion")
 def train_diffusion(
+    ctx: typer.Context,
     data: Path | None = training.DataOpt,
     workspace: Path | None = WorkspaceOpt,
     split: str | None = training.SplitOpt,
@@ -34,20 +35,18 @@ def train_diffusion(
     dry_run: bool = training.DryRunOpt,
 ) -> None:
     """Train the class-conditional diffusion model (single process, or one rank of torchrun)."""
-    from pathsynth.diffusion.config import resolve_config
-    from pathsynth.diffusion.run import resumed_config, train_run
+    from pathsynth.diffusion.config import DIFFUSION
+    from pathsynth.diffusion.run import load_diffusion_checkpoint, train_run
 
-    named = {
-        "optim.steps": steps,
-        "optim.batch_size": batch_size,
-        "data.preprocess.size": resolution,
-        "run.seed": seed,
-        "run.device": device,
-    }
     config = training.command_config(
-        named, assignments, preset, resume, resolve_config, resumed_config
+        ctx.params, assignments, preset, resume, DIFFUSION, load_diffusion_checkpoint
     )
     training.train_generator(
-        "train-diffusion", config, train_run, (data, workspace, split, fold, resume), runs,
-        name or f"diffusion-{config.preset}", dry_run,
-    )  # fmt: skip
+        "train-diffusion",
+        config,
+        train_run,
+        (data, workspace, split, fold, resume),
+        runs,
+        name or f"diffusion-{config.preset}",
+        dry_run,
+    )

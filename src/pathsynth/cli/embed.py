@@ -48,7 +48,7 @@ def embed(
     from pathsynth.backbones.load import load_backbone
     from pathsynth.backbones.stored import embed_catalog_images, embedding_key
     from pathsynth.catalog.api import all_images, open_workspace, split_fold
-    from pathsynth.imaging.patches import PreprocessConfig, preprocess_preset
+    from pathsynth.imaging.patches import PREPROCESS, PreprocessConfig
 
     if (split is None) != (fold is None):
         raise ConfigError("give --split and --fold together, or neither (every image)")
@@ -59,7 +59,7 @@ def embed(
     # the backbone is loaded (and refused) before anything is written
     network = load_backbone(backbone, backbone_weights, input_size=input_size)
     inputs = (
-        preprocess_preset(preprocess)
+        PREPROCESS.resolve(preprocess)
         if preprocess
         else PreprocessConfig(mode="resize", size=network.spec.size)
     )
@@ -67,9 +67,14 @@ def embed(
     with progress_bar() as bar:
         task = bar.add_task("embedding", total=len(images))
         summary = embed_catalog_images(
-            space, images, network, inputs, batch_size=batch_size, bf16=bf16,
+            space,
+            images,
+            network,
+            inputs,
+            batch_size=batch_size,
+            bf16=bf16,
             progress=lambda done: bar.advance(task, done),
-        )  # fmt: skip
+        )
     console.print(
         f"{summary.computed} embeddings computed, {summary.reused} already stored "
         f"({esc(network.name)}, {network.dim} dims, weights {key.weights_sha256[:12]}, "

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from pathsynth.cli.app import WorkspaceOpt, app, console, resolve_workspace
+from pathsynth.cli.options import EXPERIMENT_KEYS, config_overrides
 from pathsynth.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def _open_or_create(workspace: Path) -> Workspace:
 # One piece: typer reads the command's options from this signature (most of its lines).
 @app.command()
 def reproduce(
+    ctx: typer.Context,
     source: Path = typer.Argument(..., help="Folder of labelled real images."),
     modality: str = typer.Option(..., "--modality", "-m", help="histology or cytology."),
     preset: str = typer.Option("quick", "--preset", help="smoke | quick | paper | gpu."),
@@ -120,34 +122,19 @@ def reproduce(
 
     Resumable: a rerun skips finished stages and continues a killed one.
     """
-    from pathsynth.config import parse_assignments, to_json
-    from pathsynth.experiment.config import experiment_config
+    from pathsynth.config import to_json
+    from pathsynth.experiment.config import experiment_presets
     from pathsynth.experiment.pipeline import Experiment, check_stage
-    from pathsynth.selection import selection_config
+    from pathsynth.files import name_from
+    from pathsynth.selection.config import SELECTION
 
     check_stage(until)
     overrides: dict[str, Any] = {
-        "selection": selection_config(selection) if selection else None,
-        "seeds": seeds,
-        "folds": folds,
-        "protocols": _names(protocols),
-        "conditions": _names(train_on),
-        "generator": generator,
-        "device": device,
-        "inception_weights": str(inception_weights) if inception_weights else None,
+        "selection": SELECTION.resolve(selection) if selection else None,
         "external_test": str(external_test.resolve()) if external_test else None,
-        "source_pixel_size_um": pixel_size,
-        "external_pixel_size_um": external_pixel_size,
-        "classifier.network": network,
-        "classifier_kinds": _names(classifier_kinds),
-        "quality.backbone": quality_backbone,
-        "quality.backbone_weights": str(quality_backbone_weights)
-        if quality_backbone_weights
-        else None,
-        "classifier.weights_path": str(classifier_weights) if classifier_weights else None,
-        **parse_assignments(assignments),
+        **config_overrides(ctx.params, EXPERIMENT_KEYS, assignments),
     }
-    config = experiment_config(preset, modality, overrides)
+    config = experiment_presets(modality).resolve(preset, overrides)
     if dry_run:
         console.print_json(to_json(config))
         return
@@ -155,7 +142,7 @@ def reproduce(
         if folder is not None and not folder.is_dir():
             raise DataError(f"{folder} is not a folder of images")
     chosen = _names(classes)
-    label = name or f"{source.resolve().name}-{preset}" + (
+    label = name or name_from(f"{source.resolve().name}-{preset}") + (
         f"-{len(chosen)}classes" if chosen else ""
     )
     space = _open_or_create(resolve_workspace(workspace))
@@ -167,6 +154,7 @@ def reproduce(
 
 @app.command()
 def classify(
+    ctx: typer.Context,
     name: str = typer.Option(..., "--experiment", help="Experiment name (from `reproduce`)."),
     protocol: str = typer.Option("honest", "--protocol", help="honest or paper (comma list)."),
     train_on: str = typer.Option(
@@ -192,13 +180,9 @@ def classify(
     The classify stage's results are replaced by this run's (fine-tuned or linear-probe).
     """
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.config import parse_assignments
     from pathsynth.experiment.pipeline import Experiment
 
-    overrides = {
-        "seeds": seeds, "protocols": _names(protocol), "conditions": _names(train_on),
-        "classifier_kinds": _names(classifier_kinds), **parse_assignments(assignments),
-    }  # fmt: skip
+    overrides = config_overrides(ctx.params, EXPERIMENT_KEYS, assignments)
     space = Workspace(resolve_workspace(workspace))
     experiment = Experiment.open(space, name, overrides, log=_log)
     experiment.require("inputs", "affine", "generator", "generate")
@@ -226,11 +210,11 @@ def select_generated(
     from pathsynth.catalog.workspace import Workspace
     from pathsynth.config import load_record, parse_assignments
     from pathsynth.experiment.pipeline import Experiment
-    from pathsynth.records.schema import GeneratorSelection, SelectionRecord
-    from pathsynth.selection import selection_config
+    from pathsynth.records.schema import SelectionRecord
+    from pathsynth.selection.config import SELECTION
 
     overrides: dict[str, Any] = {
-        "selection": selection_config(preset) if preset else None,
+        "selection": SELECTION.resolve(preset) if preset else None,
         **parse_assignments(assignments),
     }
     if any(not key.startswith("selection.") for key in overrides if key != "selection"):
@@ -239,7 +223,7 @@ def select_generated(
     experiment = Experiment.open(space, name, overrides, log=_log)
     experiment.require("generate")
     if not experiment.config.selects:  # an experiment run without selection: the preset's
-        overrides["selection"] = selection_config(preset or "default")
+        overrides["selection"] = SELECTION.resolve(preset or "default")
         experiment = Experiment.open(space, name, overrides, log=_log)
     experiment.forget_selection()
     experiment.run(until="select")
@@ -250,17 +234,18 @@ def select_generated(
     columns = ("generator", "class", "kept", "generated", "fraction", "by floor", "near-copies")
     for column in columns:
         table.add_column(column)
-    made = record.summary.generators or {  # "": a record older than per-generator selection
-        "": GeneratorSelection(
-            record.summary.per_class, record.summary.generated, record.summary.kept
-        )
-    }
+    made = record.summary.generators
     for kind, counts_of in made.items():
         for label, counts in counts_of.per_class.items():
             table.add_row(
-                kind, label, str(counts.kept), str(counts.generated), f"{counts.fraction:.3f}",
-                str(counts.kept_by_floor), str(counts.near_copies),
-            )  # fmt: skip
+                kind,
+                label,
+                str(counts.kept),
+                str(counts.generated),
+                f"{counts.fraction:.3f}",
+                str(counts.kept_by_floor),
+                str(counts.near_copies),
+            )
     console.print(table)
     _print_results(experiment.run())
 
@@ -282,12 +267,12 @@ def augment(
     from pathsynth.experiment.data import network_inputs
     from pathsynth.experiment.expansion import affine_expansion
     from pathsynth.imaging.affine import AffineConfig
-    from pathsynth.imaging.patches import preprocess_preset
+    from pathsynth.imaging.patches import PREPROCESS
 
     if (per_class is None) == (total is None):
         raise ConfigError("give exactly one of --per-class and --total")
     space = Workspace(resolve_workspace(workspace))
-    inputs = preprocess_preset(preprocess, size=size)
+    inputs = PREPROCESS.resolve(preprocess, {"size": size})
     images = split_fold(space, split, fold)
     if not images:
         raise DataError(f"fold {fold!r} of split {split!r} holds no images")
@@ -295,9 +280,15 @@ def augment(
         images, sorted({i.label for i in images}), inputs, space.root / "cache"
     )
     children = affine_expansion(
-        space, originals, AffineConfig(), inputs, per_class=per_class, total=total,
-        seed=seed, run_name=f"{split}-{fold}-affine-seed{seed}",
-    )  # fmt: skip
+        space,
+        originals,
+        AffineConfig(),
+        inputs,
+        per_class=per_class,
+        total=total,
+        seed=seed,
+        run_name=f"{split}-{fold}-affine-seed{seed}",
+    )
     counts = children.images.class_counts()
     console.print(
         f"stored {len(children.images)} affine children of {len(images)} {fold} images: "

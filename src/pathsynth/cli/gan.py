@@ -17,6 +17,7 @@ from pathsynth.cli.app import WorkspaceOpt, app
 # One piece: typer reads the command's options from this signature (most of its lines).
 @app.command("train-gan")
 def train_gan(
+    ctx: typer.Context,
     data: Path | None = training.DataOpt,
     workspace: Path | None = WorkspaceOpt,
     split: str | None = training.SplitOpt,
@@ -36,22 +37,18 @@ def train_gan(
 ) -> None:
     """Train the class-conditional GAN (single process, or one rank of torchrun)."""
     from pathsynth.gan.architectures import check_architecture
-    from pathsynth.gan.presets import resolve_config
-    from pathsynth.gan.run import resumed_config, train_run
+    from pathsynth.gan.presets import GAN
+    from pathsynth.gan.run import train_run
+    from pathsynth.training.checkpoint import load_checkpoint
 
-    named = {
-        "loss.kind": loss,
-        "optim.steps": steps,
-        "optim.batch_size": batch_size,
-        "data.preprocess.size": resolution,
-        "run.seed": seed,
-        "run.device": device,
-    }
-    config = training.command_config(
-        named, assignments, preset, resume, resolve_config, resumed_config
-    )
+    config = training.command_config(ctx.params, assignments, preset, resume, GAN, load_checkpoint)
     check_architecture(config)
     training.train_generator(
-        "train-gan", config, train_run, (data, workspace, split, fold, resume), runs,
-        name or config.preset, dry_run,
-    )  # fmt: skip
+        "train-gan",
+        config,
+        train_run,
+        (data, workspace, split, fold, resume),
+        runs,
+        name or config.preset,
+        dry_run,
+    )

@@ -12,10 +12,12 @@ from pathlib import Path
 import typer
 
 from pathsynth.cli.app import WorkspaceOpt, app, console, resolve_workspace
+from pathsynth.cli.options import SAMPLING_KEYS, config_overrides
 
 
 @app.command("generate")
 def generate(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="The run folder to sample from."),
     per_class: int = typer.Option(..., "--per-class", help="Images per class."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last | a step number."),
@@ -55,14 +57,7 @@ def generate(
     from pathsynth.generators.sampling import write_class_folders
     from pathsynth.training.runs import run_kind
 
-    named = {
-        "sampler": sampler,
-        "steps": sampling_steps,
-        "guidance": guidance,
-        "guidance_interval": guidance_interval,
-        "compile": compile_unet,
-    }
-    settings = {key: value for key, value in named.items() if value is not None}
+    settings = config_overrides(ctx.params, SAMPLING_KEYS)
     chosen = generator_for(run_kind(run), sampling=settings)
     samples = chosen.sample(run, per_class, seed, checkpoint, device, batch_size)
     start = time.perf_counter()

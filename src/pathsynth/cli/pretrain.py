@@ -13,6 +13,7 @@ from pathsynth.errors import ConfigError
 
 @app.command()
 def pretrain(
+    ctx: typer.Context,
     split: str | None = typer.Option(None, "--split", help="Labelled images: this split's fold."),
     fold: str | None = typer.Option(
         None, "--fold", help="The fold of --split (train or val; the test fold is refused)."
@@ -42,18 +43,13 @@ def pretrain(
     """Pretrain a backbone self-supervised (SimCLR); writes RUN/backbone.safetensors, usable as
     --backbone-weights (single process, or one rank of torchrun)."""
     from pathsynth.catalog.api import open_workspace
-    from pathsynth.pretrain.config import pretrain_config
+    from pathsynth.pretrain.config import PRETRAIN
     from pathsynth.pretrain.data import image_pool, pretrain_images
-    from pathsynth.pretrain.run import recorded_data, resumed_config, train_pretrain_run
+    from pathsynth.pretrain.run import recorded_data, train_pretrain_run
+    from pathsynth.pretrain.trainer import load_pretrain_checkpoint
 
-    named = {
-        "model.backbone": backbone,
-        "optim.steps": steps,
-        "run.seed": seed,
-        "run.device": device,
-    }
     config = training.command_config(
-        named, assignments, preset, resume, pretrain_config, resumed_config
+        ctx.params, assignments, preset, resume, PRETRAIN, load_pretrain_checkpoint
     )
     if dry_run:
         console.print_json(config.to_json())
@@ -65,22 +61,35 @@ def pretrain(
             )
         origin = recorded_data(resume)
     else:
-        origin = {"workspace": str(resolve_workspace(workspace).resolve()), "split": split or "",
-                  "fold": fold or "", "unlabelled": str(unlabelled)}  # fmt: skip
+        origin = {
+            "workspace": str(resolve_workspace(workspace).resolve()),
+            "split": split or "",
+            "fold": fold or "",
+            "unlabelled": str(unlabelled),
+        }
     root = Path(origin["workspace"])
     images = pretrain_images(
-        open_workspace(root), origin["split"] or None, origin["fold"] or None,
+        open_workspace(root),
+        origin["split"] or None,
+        origin["fold"] or None,
         origin["unlabelled"] == "True",
-    )  # fmt: skip
+    )
     source = (
         f"split {origin['split']} fold {origin['fold']}" if origin["split"] else "no split"
     ) + f"{' + unlabelled' if origin['unlabelled'] == 'True' else ''} of workspace {root}"
     pool = image_pool(images, config.data.preprocess)
     console.print(f"{len(images)} images, {len(pool)} inputs of {config.data.preprocess.size} px")
     outcome = train_pretrain_run(
-        config, pool, runs or root / "pretrain", name or f"pretrain-{config.preset}", source,
-        resume_dir=resume, log=console.print, on_open=training.announce_run_folder, data=origin,
-    )  # fmt: skip
+        config,
+        pool,
+        runs or root / "pretrain",
+        name or f"pretrain-{config.preset}",
+        source,
+        resume_dir=resume,
+        log=console.print,
+        on_open=training.announce_run_folder,
+        data=origin,
+    )
     if outcome is None:  # not rank 0 under torchrun
         return
     result = outcome.result

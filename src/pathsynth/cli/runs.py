@@ -94,10 +94,10 @@ def _print_generator_runs(found: Inventory) -> None:
             table.add_row(entry.name, "", f"[red]{entry.problem}[/red]", "", "", "", "")
             continue
         planned = "?" if entry.steps_planned is None else str(entry.steps_planned)
-        losses = (
-            _number(entry.loss)
-            if entry.kind != "gan"
-            else f"{_number(entry.loss_d)} / {_number(entry.loss_g)}"
+        losses = (  # a GAN has two losses, the other kinds one
+            f"{_number(entry.loss_d)} / {_number(entry.loss_g)}"
+            if entry.loss_d is not None or entry.loss_g is not None
+            else _number(entry.loss)
         )
         table.add_row(
             entry.name,

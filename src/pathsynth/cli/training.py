@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from pathsynth.cli.app import console, resolve_workspace
+from pathsynth.cli.options import TRAINING_KEYS, config_overrides
 from pathsynth.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pathsynth.config import Presets
     from pathsynth.imaging.patches import PreprocessConfig
     from pathsynth.imaging.tensorset import TensorImageSet
     from pathsynth.training.loop import TrainResult
@@ -38,25 +40,27 @@ DryRunOpt = typer.Option(False, "--dry-run", help="Print the resolved config and
 
 
 def command_config(
-    named: Mapping[str, Any],
+    given: Mapping[str, Any],
     assignments: list[str],
     preset: str,
     resume: Path | None,
-    from_preset: Callable[[str, dict[str, Any]], C],
-    from_run: Callable[[Path, dict[str, Any]], C],
+    configs: Presets[C],
+    read_state: Callable[[Path], dict[str, Any]],
 ) -> C:
-    """The config a training command runs with: the options it names (``None``: not given) and
-    its ``--set`` keys over the preset, or over the config of the run to ``--resume``.
+    """The config a training command runs with: its options (``given``: typer's ``ctx.params``,
+    :data:`~pathsynth.cli.options.TRAINING_KEYS`) and its ``--set`` keys over the preset, or over the config of the run to
+    ``--resume`` (read from its last checkpoint by ``read_state``).
 
     Raises:
         ConfigError: a key or value the config refuses; CheckpointError: a run to resume that
             cannot be read.
     """
-    from pathsynth.config import parse_assignments
+    from pathsynth.training.runs import resumed_run_config
 
-    overrides = {key: value for key, value in named.items() if value is not None}
-    overrides.update(parse_assignments(assignments))
-    return from_run(resume, overrides) if resume is not None else from_preset(preset, overrides)
+    overrides = config_overrides(given, TRAINING_KEYS, assignments)
+    if resume is not None:
+        return resumed_run_config(resume, overrides, read_state, configs)
+    return configs.resolve(preset, overrides)
 
 
 def announce_run_folder(run_dir: Path) -> None:
@@ -91,8 +95,11 @@ def images_origin(
     if data is not None:
         return {"folder": str(data.resolve())}
     if split is not None:
-        return {"workspace": str(resolve_workspace(workspace).resolve()), "split": split,
-                "fold": fold}  # fmt: skip
+        return {
+            "workspace": str(resolve_workspace(workspace).resolve()),
+            "split": split,
+            "fold": fold,
+        }
     from pathsynth.training.runs import recorded_data
 
     if resume is None:
@@ -138,9 +145,16 @@ def train_generator(
     where = images_origin(*origin)
     dataset, source = load_images(config.data.preprocess, where)
     result = train_run(
-        config, dataset, runs, name, source, resume_dir=resume, log=console.print,
-        on_open=announce_run_folder, data=where,
-    )  # fmt: skip
+        config,
+        dataset,
+        runs,
+        name,
+        source,
+        resume_dir=resume,
+        log=console.print,
+        on_open=announce_run_folder,
+        data=where,
+    )
     if result is None:  # not rank 0 under torchrun: rank 0 reports
         return
     last = result.last_checkpoint.name if result.last_checkpoint else "none"

@@ -31,14 +31,17 @@ BaseUrlOpt = typer.Option(
 @turing_app.command("create")
 def turing_create(
     name: str = typer.Option(..., "--name", help="Name of the test (unique)."),
-    experiment: str = typer.Option(..., "--experiment", help="Experiment whose held-out real "
-                                   "images and generated images are tested."),
+    experiment: str = typer.Option(
+        ...,
+        "--experiment",
+        help="Experiment whose held-out real images and generated images are tested.",
+    ),
     per_class: int = typer.Option(10, "--per-class", help="Real and generated images per class."),
     raters: str = typer.Option(..., "--raters", help="Comma-separated rater names."),
     seed: int = typer.Option(0, "--seed", help="Seed of the draw of images."),
     base_url: str = BaseUrlOpt,
     workspace: Path | None = WorkspaceOpt,
-) -> None:  # fmt: skip
+) -> None:
     """Make a test from an experiment and print each rater's secret link (shown only now)."""
     from pathsynth.catalog.workspace import Workspace
     from pathsynth.turing.design import make_test_from_experiment
@@ -88,8 +91,15 @@ def turing_list(workspace: Path | None = WorkspaceOpt) -> None:
     for column in ("id", "test", "classes", "items", "raters", "answers", "made"):
         table.add_column(column)
     for t in tests:
-        table.add_row(str(t.test_id), esc(t.name), esc(", ".join(t.class_names)), str(t.items),
-                      str(t.raters), str(t.answers), t.created_at)  # fmt: skip
+        table.add_row(
+            str(t.test_id),
+            esc(t.name),
+            esc(", ".join(t.class_names)),
+            str(t.items),
+            str(t.raters),
+            str(t.answers),
+            t.created_at,
+        )
     console.print(table)
 
 
@@ -97,10 +107,11 @@ def turing_list(workspace: Path | None = WorkspaceOpt) -> None:
 def turing_results_command(
     test: str = typer.Argument(..., help="Test name or id."),
     csv_out: Path | None = typer.Option(None, "--csv", help="Write every answer to this CSV."),
-    summary_out: Path | None = typer.Option(None, "--summary-csv", help="Write the figures to "
-                                            "this CSV."),
+    summary_out: Path | None = typer.Option(
+        None, "--summary-csv", help="Write the figures to this CSV."
+    ),
     workspace: Path | None = WorkspaceOpt,
-) -> None:  # fmt: skip
+) -> None:
     """Per rater and per class accuracy, sensitivity and specificity (95% Wilson intervals),
     Fleiss' kappa and class agreement."""
     from pathsynth.catalog.workspace import Workspace
@@ -112,19 +123,27 @@ def turing_results_command(
         found = _named_test(book, test)
         raters, answers = book.answers(found.test_id)
     results = turing_results(raters, list(answers), found.items, found.class_names)
-    table = Table(title=f"{found.name}: {results.overall.answers} answers ({found.items} images, "
-                  f"{len(raters)} raters); positive = synthetic")  # fmt: skip
+    table = Table(
+        title=f"{found.name}: {results.overall.answers} answers ({found.items} images, "
+        f"{len(raters)} raters); positive = synthetic"
+    )
     for column in ("rater", "class", "answers", "accuracy", "sensitivity", "specificity"):
         table.add_column(column)
     for group, rater, label, c in summary_rows(results):
         if group == "rater_class":
             continue
-        table.add_row(esc(rater or "all"), esc(label or "all"), str(c.answers),
-                      *(_shown(p) for p in (c.accuracy, c.sensitivity, c.specificity)))  # fmt: skip
+        table.add_row(
+            esc(rater or "all"),
+            esc(label or "all"),
+            str(c.answers),
+            *(_shown(p) for p in (c.accuracy, c.sensitivity, c.specificity)),
+        )
     console.print(table)
     kappa = "n/a" if math.isnan(results.kappa) else f"{results.kappa:.3f}"
-    console.print(f"Fleiss' kappa (real/synthetic): {kappa} over {results.kappa_items} images "
-                  "every rater answered")  # fmt: skip
+    console.print(
+        f"Fleiss' kappa (real/synthetic): {kappa} over {results.kappa_items} images "
+        "every rater answered"
+    )
     for label, p in results.class_agreement_synthetic.items():
         console.print(f"class agreement on synthetic {esc(label)}: {_shown(p)}")
     if csv_out is not None:

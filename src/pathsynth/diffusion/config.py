@@ -26,11 +26,10 @@ Presets:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathsynth.config import dotted_keys, from_plain, resolve, to_json, to_plain, with_overrides
+from pathsynth.config import Presets, to_json, to_plain
 from pathsynth.errors import ConfigError
 from pathsynth.training.config import DataConfig, EmaConfig, RunConfig
 
@@ -178,8 +177,14 @@ def _run_defaults() -> RunConfig:
     # no 'best' checkpoint: a quality signal would need a full sampling pass per check.
     # NCHW: diffusers' UNet (GroupNorm) trained 39% faster than channels_last on an H100 in
     # bf16 (890 vs 642 images/s, gpu preset, bench/generators.py --synthetic)
-    return RunConfig(quality_every=0, sample_every=1000, checkpoint_every=500, log_every=50,
-                     samples_per_class=4, channels_last=False)  # fmt: skip
+    return RunConfig(
+        quality_every=0,
+        sample_every=1000,
+        checkpoint_every=500,
+        log_every=50,
+        samples_per_class=4,
+        channels_last=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -273,33 +278,5 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def valid_keys() -> list[str]:
-    """Every dotted key a preset or ``--set`` may name, e.g. ``sampling.steps``."""
-    return dotted_keys(DiffusionConfig)
-
-
-def resolve_config(preset: str, overrides: Mapping[str, Any] | None = None) -> DiffusionConfig:
-    """Defaults, then the preset, then ``overrides`` (dotted keys; strings converted).
-
-    Raises:
-        ConfigError: an unknown preset, an unknown key or a value no run can use.
-    """
-    return resolve(DiffusionConfig, PRESETS, preset, overrides, "diffusion")
-
-
-def apply_overrides(config: DiffusionConfig, overrides: Mapping[str, Any]) -> DiffusionConfig:
-    """A copy of ``config`` with dotted-key ``overrides`` applied (strings converted).
-
-    Raises:
-        ConfigError: an unknown key, a value of the wrong type, or one the config refuses.
-    """
-    return with_overrides(config, overrides, "diffusion")
-
-
-def from_dict(data: Mapping[str, Any]) -> DiffusionConfig:
-    """A config from nested plain data (a run's ``config.json`` or a checkpoint's copy).
-
-    Raises:
-        ConfigError: a group or key the config does not have, or a value it refuses.
-    """
-    return from_plain(DiffusionConfig, data, "diffusion")
+DIFFUSION: Presets[DiffusionConfig] = Presets(DiffusionConfig, PRESETS, "diffusion")
+"""The diffusion model's configs (see :class:`~pathsynth.config.Presets`)."""

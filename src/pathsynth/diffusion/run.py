@@ -11,27 +11,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pathsynth.diffusion.config import DiffusionConfig, apply_overrides, from_dict
+from pathsynth.diffusion.config import DiffusionConfig
 from pathsynth.diffusion.trainer import DiffusionTrainer
 from pathsynth.errors import CheckpointError
 from pathsynth.imaging.tensorset import TensorImageSet
 from pathsynth.training.checkpoint import load_checkpoint
 from pathsynth.training.distributed import DistContext
 from pathsynth.training.loop import TrainResult
-from pathsynth.training.runs import check_batch, resumed_run_config, run_training
+from pathsynth.training.runs import check_batch, run_training
 
 KIND = "diffusion"
-
-
-def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> DiffusionConfig:
-    """The config of a diffusion run to ``--resume``, with ``overrides``
-    (:func:`~pathsynth.training.runs.resumed_run_config`).
-
-    Raises:
-        CheckpointError: no run folder, nothing to read in it, or another kind's checkpoint.
-        ConfigError: an override the config refuses.
-    """
-    return resumed_run_config(run_dir, overrides, _diffusion_state, from_dict, apply_overrides)
 
 
 def train_run(
@@ -62,18 +51,30 @@ def train_run(
         run_dir: Path, context: DistContext, resume: dict[str, Any] | None
     ) -> DiffusionTrainer:
         return DiffusionTrainer(
-            config, dataset, run_dir, context=context, resume=resume,
+            config,
+            dataset,
+            run_dir,
+            context=context,
+            resume=resume,
             log=log if context.is_main else None,
-        )  # fmt: skip
+        )
 
     done = run_training(
-        config, config.run.device, make, runs, name, source,
-        resume_dir=resume_dir, on_open=on_open, data=data, kind=KIND,
-    )  # fmt: skip
+        config,
+        config.run.device,
+        make,
+        runs,
+        name,
+        source,
+        resume_dir=resume_dir,
+        on_open=on_open,
+        data=data,
+        kind=KIND,
+    )
     return None if done is None else done[1]
 
 
-def _diffusion_state(path: Path) -> dict[str, Any]:
+def load_diffusion_checkpoint(path: Path) -> dict[str, Any]:
     """A diffusion run's checkpoint state.
 
     Raises:

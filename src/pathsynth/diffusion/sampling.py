@@ -18,7 +18,7 @@ from diffusers import UNet2DModel
 from torch import nn
 
 from pathsynth.devices import compiled
-from pathsynth.diffusion.config import DiffusionConfig, SamplingConfig, ScheduleConfig, from_dict
+from pathsynth.diffusion.config import DIFFUSION, DiffusionConfig, SamplingConfig, ScheduleConfig
 from pathsynth.diffusion.networks import build_unet, sampling_scheduler
 from pathsynth.errors import CheckpointError
 from pathsynth.training.checkpoint import load_run_checkpoint
@@ -151,7 +151,7 @@ def load_diffusion(
     Raises:
         CheckpointError: no such run or checkpoint, a corrupt one, or one of a GAN run.
     """
-    path, state, config = load_run_checkpoint(run_dir, which, from_dict, kind="diffusion")
+    path, state, config = load_run_checkpoint(run_dir, which, DIFFUSION.read, kind="diffusion")
     class_names = list(state["class_names"])
     unet = build_unet(config.model, config.data.resolution, len(class_names))
     try:

@@ -65,6 +65,8 @@ class DiffusionTrainer(Trainer):
         CheckpointError: a resume checkpoint whose classes or network differ from this run's.
     """
 
+    progress_task = "diffusion steps"
+
     def __init__(
         self,
         config: DiffusionConfig,
@@ -94,9 +96,13 @@ class DiffusionTrainer(Trainer):
         self.ema = make_ema(self.unet)
         optim = config.optim
         self.opt = self.adam(
-            torch.optim.AdamW, self.unet, optim.lr, (optim.beta1, optim.beta2),
-            optim.weight_decay, run.fused_adam,
-        )  # fmt: skip
+            torch.optim.AdamW,
+            self.unet,
+            optim.lr,
+            (optim.beta1, optim.beta2),
+            optim.weight_decay,
+            run.fused_adam,
+        )
         warmup = config.optim.warmup_steps
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -210,9 +216,14 @@ class DiffusionTrainer(Trainer):
             noise = self.grid_noise[start : start + 64].to(self.device)
             labels = self.grid_labels[start : start + 64].to(self.device)
             made = denoise(
-                self.ema, noise, labels, self.null_label, self.config.schedule,
-                self.config.sampling, self.bf16,
-            )  # fmt: skip
+                self.ema,
+                noise,
+                labels,
+                self.null_label,
+                self.config.schedule,
+                self.config.sampling,
+                self.bf16,
+            )
             images.append(to_uint8(made))
         return torch.cat(images), self.config.run.samples_per_class
 

@@ -45,6 +45,7 @@ from pathsynth.experiment.protocols import (
     paper_sets,
 )
 from pathsynth.metrics.classification import ClassificationReport, RocCurve, classification_report
+from pathsynth.progress import advance
 from pathsynth.records.conditions import Condition, run_label
 from pathsynth.records.schema import Curves, Roc
 from pathsynth.timing import duration
@@ -89,21 +90,35 @@ def classify(context: StageContext) -> dict[str, Any]:
     config = context.config
     embeddings = _probe_embeddings(context)
     every = [
-        (kind, protocol, condition, seed, context.paths.classifier_run(
-            protocol, run_label(condition, kind, config.classifier.kind), seed))
+        (
+            kind,
+            protocol,
+            condition,
+            seed,
+            context.paths.classifier_run(
+                protocol, run_label(condition, kind, config.classifier.kind), seed
+            ),
+        )
         for kind in config.kinds
         for protocol in config.protocols
         for condition in config.conditions
         for seed in range(config.seeds)
-    ]  # fmt: skip
+    ]
     todo = [entry for entry in every if not entry[-1].exists()]
     started = time.perf_counter()
     for done, (kind, protocol, condition, seed, target) in enumerate(todo):
         run = classify_once(
-            context, sets, protocol, condition, seed, embeddings, kind=kind,
+            context,
+            sets,
+            protocol,
+            condition,
+            seed,
+            embeddings,
+            kind=kind,
             position=fit_position(done, len(todo), time.perf_counter() - started),
-        )  # fmt: skip
+        )
         save_record(run, target)
+        advance("classifier fits", done + 1, len(todo))
     return {"runs": len(todo)}
 
 
@@ -224,33 +239,20 @@ def classify_once(
     if sets.external is not None:
         check_external(sets.external, chosen.train, chosen.validation)
     start = time.perf_counter()
-    external = None
-    if kind in FROZEN_KINDS:
-        if embeddings is None:
-            raise ConfigError(f"a {kind} classifier needs the stage's embeddings")
-        result = _train_probe(embeddings, chosen, config)
-        test = _probe_score(result.model, embeddings.of(chosen.test), result.class_names)
-        if sets.external is not None:
-            external = _probe_score(result.model, embeddings.of(sets.external), result.class_names)
-    else:
-        result = train_classifier(
-            chosen.train.images, config, validation_set=chosen.validation.images
-        )
-        test = _score(result.model, chosen.test, test_ids, config)
-        if sets.external is not None:
-            external = _score(result.model, sets.external, sets.external.ids, config)
+    result, test, external = _fit_and_test(sets, chosen, test_ids, config, embeddings)
     if protocol == "honest" and label == "original" and seed == 0:
         torch.save(result.model.state_dict(), context.paths.reference_classifier)
     _save_bundle(context, result.model, config, (protocol, label, seed), chosen, test)
+    external_line = (
+        ""
+        if external is None
+        else (f"; external balanced {external.summary['balanced_accuracy']:.3f}")
+    )
     context.log(
-        f"  {position + ': ' if position else ''}{protocol}/{label} seed {seed}: accuracy {test.summary['accuracy']:.3f}, "
-        f"balanced {test.summary['balanced_accuracy']:.3f} on {test.images} test images"
-        + (
-            f"; external balanced {external.summary['balanced_accuracy']:.3f}"
-            if external is not None
-            else ""
-        )
-        + f" ({len(chosen.train.images)} training inputs, {time.perf_counter() - start:.0f} s)"
+        f"  {position + ': ' if position else ''}{protocol}/{label} seed {seed}: accuracy "
+        f"{test.summary['accuracy']:.3f}, balanced {test.summary['balanced_accuracy']:.3f} on "
+        f"{test.images} test images{external_line} ({len(chosen.train.images)} training inputs, "
+        f"{time.perf_counter() - start:.0f} s)"
     )
     return ClassifierRun(
         protocol=protocol,
@@ -264,6 +266,35 @@ def classify_once(
         seconds=round(time.perf_counter() - start, 2),
         config=dataclasses.asdict(config),
     )
+
+
+def _fit_and_test(
+    sets: ExperimentSets,
+    chosen: ConditionSets,
+    test_ids: torch.Tensor | None,
+    config: ClassifierConfig,
+    embeddings: ExperimentEmbeddings | None,
+) -> tuple[TrainingResult, TestScore, TestScore | None]:
+    """Train one classifier of ``config.kind`` on ``chosen.train`` (validated on
+    ``chosen.validation``) and score it on the test part and the external set, if any.
+
+    Raises:
+        ConfigError: a frozen-feature kind without the stage's embeddings.
+    """
+    external = None
+    if config.kind in FROZEN_KINDS:
+        if embeddings is None:
+            raise ConfigError(f"a {config.kind} classifier needs the stage's embeddings")
+        probe = _train_probe(embeddings, chosen, config)
+        test = _probe_score(probe.model, embeddings.of(chosen.test), probe.class_names)
+        if sets.external is not None:
+            external = _probe_score(probe.model, embeddings.of(sets.external), probe.class_names)
+        return probe, test, external
+    result = train_classifier(chosen.train.images, config, validation_set=chosen.validation.images)
+    test = _score(result.model, chosen.test, test_ids, config)
+    if sets.external is not None:
+        external = _score(result.model, sets.external, sets.external.ids, config)
+    return result, test, external
 
 
 def _save_bundle(

@@ -20,16 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathsynth.classify.config import FROZEN_KINDS, KINDS, ClassifierConfig, classifier_config
-from pathsynth.config import resolve, to_plain
-from pathsynth.diffusion.config import DiffusionConfig
-from pathsynth.diffusion.config import resolve_config as diffusion_config
+from pathsynth.classify.config import CLASSIFIER, FROZEN_KINDS, KINDS, ClassifierConfig
+from pathsynth.config import Presets, to_plain
+from pathsynth.diffusion.config import DIFFUSION, DiffusionConfig
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.experiment.protocols import PROTOCOLS
 from pathsynth.gan.config import TrainConfig
-from pathsynth.gan.presets import resolve_config
+from pathsynth.gan.presets import GAN
 from pathsynth.imaging.affine import AffineConfig
-from pathsynth.imaging.patches import PreprocessConfig, preprocess_preset
+from pathsynth.imaging.patches import PREPROCESS, PreprocessConfig
 from pathsynth.imaging.stain import STAIN_METHODS
 from pathsynth.records.conditions import (
     CONDITIONS,
@@ -102,8 +101,8 @@ class ExperimentConfig:
     affine: AffineConfig = field(default_factory=AffineConfig)  # expansion ranges
     affine_per_class: int = 250  # training images per class after expansion (originals included)
     generator: str = "gan"  # "gan" | "diffusion" | "both": trained on the expanded training fold
-    gan: TrainConfig = field(default_factory=lambda: resolve_config("modern"))  # the GAN's config
-    diffusion: DiffusionConfig = field(default_factory=lambda: diffusion_config("quick"))  # the
+    gan: TrainConfig = field(default_factory=lambda: GAN.resolve("modern"))  # the GAN's config
+    diffusion: DiffusionConfig = field(default_factory=lambda: DIFFUSION.resolve("quick"))  # the
     #   diffusion model's config
     synthetic_per_class: int = 250  # generated images per class
     generate_seed: int = 0  # seed of the generation noise
@@ -143,23 +142,12 @@ class ExperimentConfig:
             raise ConfigError("protocols and conditions need at least one entry each")
         _known("generator", (self.generator,), GENERATORS)
         self._check_conditions()
-        if self.selection.enabled:  # the selected variant right after each condition it selects
-            variants = [
-                name
-                for condition in self.conditions
-                for name in (condition, condition + SELECTED)
-                if name == condition or Condition.of(condition).adds_every_generated_image
-            ]
-            object.__setattr__(self, "conditions", tuple(dict.fromkeys(variants)))
         _known("stain normalisation", (self.stain_normalisation,), ("none", *STAIN_METHODS))
         if self.folds < 1 or not -1 <= self.fold < max(self.folds, 1):
             raise ConfigError(f"folds must be at least 1 (got {self.folds}), fold within them")
         _known("classifier kind", self.classifier_kinds, KINDS)
         if len(set(self.classifier_kinds)) != len(self.classifier_kinds):
             raise ConfigError(f"classifier_kinds names a kind twice: {self.classifier_kinds}")
-        if self.classifier_kinds and self.classifier.kind != self.classifier_kinds[0]:
-            first = dataclasses.replace(self.classifier, kind=self.classifier_kinds[0])
-            object.__setattr__(self, "classifier", first)
         if self.seeds < 1:
             raise ConfigError(f"seeds must be at least 1, got {self.seeds}")
         if not 0 < self.test_fraction < 1:
@@ -171,37 +159,18 @@ class ExperimentConfig:
         for name in ("affine_per_class", "synthetic_per_class"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        # the GAN sees the experiment's inputs, cropped as the classifier sees them
-        data = DataConfig(preprocess=self.preprocess, crop=self.classifier.crop_size)
-        if self.gan.data != data:
-            object.__setattr__(self, "gan", dataclasses.replace(self.gan, data=data))
-        if self.diffusion.data != data:  # refuses a side the UNet's levels cannot halve
-            object.__setattr__(self, "diffusion", dataclasses.replace(self.diffusion, data=data))
-        # the GAN's best checkpoint is chosen on the features the quality stage reports on
-        chosen = self.quality_backbone()
-        if chosen is not None:
-            name, weights, size = chosen
-            run = dataclasses.replace(
-                self.gan.run,
-                quality_backbone=name,
-                quality_backbone_weights=weights,
-                quality_backbone_size=size,
-            )
-            if run != self.gan.run:
-                object.__setattr__(self, "gan", dataclasses.replace(self.gan, run=run))
 
     def _check_conditions(self) -> None:
-        """With both generators the conditions name the generator (the default list becomes
-        the named one); a condition naming a generator the experiment does not train is refused.
-        """
+        """With both generators the conditions name the generator (the default list, which the
+        resolver names, aside); a condition naming a generator the experiment does not train is
+        refused."""
         kinds = self.generator_kinds
-        if len(kinds) > 1 and "synthetic" in {Condition.of(c).generator for c in self.conditions}:
-            if self.conditions != CONDITIONS:
-                raise ConfigError(
-                    "with generator 'both' name the generator in each condition: "
-                    f"{', '.join(NAMED_CONDITIONS)}"
-                )
-            object.__setattr__(self, "conditions", ("original", "affine", *NAMED_CONDITIONS))
+        unnamed = "synthetic" in {Condition.of(c).generator for c in self.conditions}
+        if len(kinds) > 1 and unnamed and self.conditions != CONDITIONS:
+            raise ConfigError(
+                "with generator 'both' name the generator in each condition: "
+                f"{', '.join(NAMED_CONDITIONS)}"
+            )
         for condition in self.conditions:
             kind = Condition.of(condition).generator
             if kind in GENERATOR_KINDS and kind not in kinds:
@@ -216,18 +185,16 @@ class ExperimentConfig:
         return GENERATOR_KINDS if self.generator == "both" else (self.generator,)
 
     def generator_config(self, kind: str) -> TrainConfig | DiffusionConfig:
-        """The resolved config of the generator ``kind`` (``gan`` or ``diffusion``).
+        """The resolved config of the generator ``kind`` (the field of that name).
 
         Raises:
             ConfigError: a kind the experiment has no config for.
         """
-        configs: dict[str, TrainConfig | DiffusionConfig] = {
-            "gan": self.gan,
-            "diffusion": self.diffusion,
-        }
-        if kind not in configs:
-            raise ConfigError(f"no config for generator {kind!r}; known: {', '.join(configs)}")
-        return configs[kind]
+        if kind not in GENERATOR_KINDS:
+            known = ", ".join(GENERATOR_KINDS)
+            raise ConfigError(f"no config for generator {kind!r}; known: {known}")
+        config: TrainConfig | DiffusionConfig = getattr(self, kind)
+        return config
 
     def quality_backbone(self) -> tuple[str, str | None, int] | None:
         """The backbone the quality stage (and the GAN's best-checkpoint signal) measures on, as
@@ -299,18 +266,20 @@ def _known(what: str, given: tuple[str, ...], known: tuple[str, ...]) -> None:
 #   trained for 40 epochs: random crops of a larger canvas did not help here (0.53 vs 0.56).
 #   ``smoke`` uses crops so that the tests run the crop path end to end.
 _INPUTS = {
-    ("histology", "smoke"): preprocess_preset("histology", size=32, scale=8.0, patches_per_image=2),
-    ("histology", "quick"): preprocess_preset(
-        "histology-grid", size=128, stride=64, scale=4.0, pixel_size_um=3.36
+    ("histology", "smoke"): PREPROCESS.resolve(
+        "histology", {"size": 32, "scale": 8.0, "patches_per_image": 2}
     ),
-    ("histology", "paper"): preprocess_preset("histology-whole", size=128),
-    ("cytology", "smoke"): preprocess_preset("cytology", size=48, scale=8.0),
-    ("cytology", "quick"): preprocess_preset("cytology", size=64, scale=4.0),
-    ("cytology", "paper"): preprocess_preset("cytology-resize", size=128),
-    ("histology", "gpu"): preprocess_preset(
-        "histology-grid", size=256, stride=128, scale=2.0, pixel_size_um=1.68
+    ("histology", "quick"): PREPROCESS.resolve(
+        "histology-grid", {"size": 128, "stride": 64, "scale": 4.0, "pixel_size_um": 3.36}
     ),
-    ("cytology", "gpu"): preprocess_preset("cytology", size=192, scale=2.0),
+    ("histology", "paper"): PREPROCESS.resolve("histology-whole", {"size": 128}),
+    ("cytology", "smoke"): PREPROCESS.resolve("cytology", {"size": 48, "scale": 8.0}),
+    ("cytology", "quick"): PREPROCESS.resolve("cytology", {"size": 64, "scale": 4.0}),
+    ("cytology", "paper"): PREPROCESS.resolve("cytology-resize", {"size": 128}),
+    ("histology", "gpu"): PREPROCESS.resolve(
+        "histology-grid", {"size": 256, "stride": 128, "scale": 2.0, "pixel_size_um": 1.68}
+    ),
+    ("cytology", "gpu"): PREPROCESS.resolve("cytology", {"size": 192, "scale": 2.0}),
 }
 # classifier fields per modality, and what else differs by modality (a BACH image is six tiles,
 # so each affine child costs six inputs)
@@ -342,7 +311,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "affine_per_class": 150,
         "synthetic_per_class": 8,
-        "gan": resolve_config(
+        "gan": GAN.resolve(
             "smoke",
             {
                 "optim.steps": 6,
@@ -351,16 +320,16 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "run.checkpoint_every": 3,
             },
         ),
-        "diffusion": diffusion_config(
+        "diffusion": DIFFUSION.resolve(
             "smoke", {"optim.steps": 6, "run.checkpoint_every": 3, "run.sample_every": 3}
         ),
-        "classifier": classifier_config("smoke"),
+        "classifier": CLASSIFIER.resolve("smoke"),
         "seeds": 2,
     },
     "quick": {
         "affine_per_class": 200,
         "synthetic_per_class": 150,
-        "gan": resolve_config(
+        "gan": GAN.resolve(
             "modern",
             {
                 "model.g_channel_base": 2048,
@@ -378,7 +347,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the GAN stage's steps: both trained about 32 images/s on the 2-core CPU for herlev
         # (bench/generators.py, BENCHMARKS.md), so equal steps are equal wall clock; sampling
         # 150 images per class at 25 guided steps adds about 1.9 images/s (9 minutes for 7)
-        "diffusion": diffusion_config(
+        "diffusion": DIFFUSION.resolve(
             "quick",
             {
                 "optim.steps": QUICK_GENERATOR_STEPS,
@@ -386,7 +355,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "run.checkpoint_every": 200,
             },
         ),
-        "classifier": classifier_config("quick", epochs=15, patience=5, min_epochs=8),
+        "classifier": CLASSIFIER.resolve("quick", {"epochs": 15, "patience": 5, "min_epochs": 8}),
         "seeds": 3,
         # the leaky protocol of the reference study is a comparison, not the result: quick runs
         # the honest one alone so that the README's command fits 20 minutes on 2 CPU cores
@@ -396,9 +365,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "affine_per_class": 250,  # 4 classes x 250 = the paper's 1000-image expansion
         "synthetic_per_class": 400,  # the paper generated about 320-475 per class
-        "gan": resolve_config("paper", {"optim.epochs": 3000}),
-        "diffusion": diffusion_config("gpu"),
-        "classifier": classifier_config("paper"),
+        "gan": GAN.resolve("paper", {"optim.epochs": 3000}),
+        "diffusion": DIFFUSION.resolve("gpu"),
+        "classifier": CLASSIFIER.resolve("paper"),
         "seeds": 5,
     },
     # quick's design at twice the magnification and crop size, for one GPU (not yet measured on
@@ -406,7 +375,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpu": {
         "affine_per_class": 250,
         "synthetic_per_class": 250,
-        "gan": resolve_config(
+        "gan": GAN.resolve(
             "modern",
             {
                 "optim.batch_size": 64,
@@ -416,9 +385,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "run.checkpoint_every": 1000,
             },
         ),
-        "diffusion": diffusion_config("gpu"),
-        "classifier": classifier_config(
-            "quick", epochs=40, patience=10, min_epochs=10, batch_size=128, device="auto"
+        "diffusion": DIFFUSION.resolve("gpu"),
+        "classifier": CLASSIFIER.resolve(
+            "quick",
+            {"epochs": 40, "patience": 10, "min_epochs": 10, "batch_size": 128, "device": "auto"},
         ),
         "seeds": 5,
     },
@@ -449,19 +419,65 @@ def check_overrides(overrides: Mapping[str, Any]) -> None:
                 raise ConfigError(f"{key} follows the experiment's settings; set {instead}")
 
 
-def experiment_config(
-    preset: str, modality: str, overrides: Mapping[str, Any] | None = None
-) -> ExperimentConfig:
-    """The named preset for a modality, with dotted-key overrides (``None`` values ignored).
+def followed(config: ExperimentConfig, modality: str) -> ExperimentConfig:
+    """``config`` for ``modality`` with the settings that follow from others set from them (the
+    one place they are set; applying it twice changes nothing):
+
+    - with both generators, the default conditions name the generator (``original+gan``, ...);
+    - with selection on, each condition that adds generated images is followed by its
+      ``:selected`` variant;
+    - the first of ``classifier_kinds`` is ``classifier.kind``;
+    - the generators learn from the experiment's inputs, cropped as the classifier sees them
+      (``gan.data``, ``diffusion.data``: one concept, set by ``preprocess`` and
+      ``classifier.crop_size``);
+    - the GAN's best checkpoint is chosen on the features the quality stage reports on.
+    """
+    conditions = config.conditions
+    if len(config.generator_kinds) > 1 and conditions == CONDITIONS:
+        conditions = ("original", "affine", *NAMED_CONDITIONS)
+    if config.selection.enabled:  # the selected variant right after each condition it selects
+        conditions = tuple(
+            dict.fromkeys(
+                name
+                for condition in conditions
+                for name in (condition, condition + SELECTED)
+                if name == condition or Condition.of(condition).adds_every_generated_image
+            )
+        )
+    classifier = config.classifier
+    if config.classifier_kinds and classifier.kind != config.classifier_kinds[0]:
+        classifier = dataclasses.replace(classifier, kind=config.classifier_kinds[0])
+    config = dataclasses.replace(
+        config, modality=modality, conditions=conditions, classifier=classifier
+    )
+    data = DataConfig(preprocess=config.preprocess, crop=classifier.crop_size)
+    gan = dataclasses.replace(config.gan, data=data)
+    chosen = config.quality_backbone()
+    if chosen is not None:
+        name, weights, size = chosen
+        run = dataclasses.replace(
+            gan.run,
+            quality_backbone=name,
+            quality_backbone_weights=weights,
+            quality_backbone_size=size,
+        )
+        gan = dataclasses.replace(gan, run=run)
+    diffusion = dataclasses.replace(config.diffusion, data=data)  # refuses a side the UNet's
+    #   levels cannot halve
+    return dataclasses.replace(config, gan=gan, diffusion=diffusion)
+
+
+def experiment_presets(modality: str) -> Presets[ExperimentConfig]:
+    """The experiment's configs for a modality: each preset with that modality's inputs and
+    classifier, overrides checked against the keys the experiment sets itself, and every config
+    :func:`followed`. ``experiment_presets(m).resolve(preset, overrides)`` makes a new one;
+    ``.read(plain)`` and ``.override(config, overrides)`` reopen a saved one.
 
     Raises:
-        ConfigError: an unknown preset, modality or key, a ``gan.data.*`` key (the GAN's inputs
-            follow ``preprocess``), or a value a config refuses.
+        ConfigError: an unknown modality.
     """
     if modality not in MODALITIES:
         raise ConfigError(f"unknown modality {modality!r}; choose histology or cytology")
-    chosen = {key: value for key, value in (overrides or {}).items() if value is not None}
-    check_overrides(chosen)
     presets = {
         name: {
             **values,
@@ -473,5 +489,10 @@ def experiment_config(
         }
         for name, values in PRESETS.items()
     }
-    config = resolve(ExperimentConfig, presets, preset, chosen, "experiment")
-    return dataclasses.replace(config, modality=modality)
+    return Presets(
+        ExperimentConfig,
+        presets,
+        "experiment",
+        finish=lambda config: followed(config, modality),
+        check=check_overrides,
+    )

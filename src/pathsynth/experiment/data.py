@@ -123,10 +123,12 @@ def _check_same_split(context: StageContext, params: dict[str, Any], source: str
     classes = list(context.state.classes) if context.state.classes else None
     folds = context.config.folds if context.state.parent is not None else None
     wanted: dict[str, Any] = {
-        "seed": context.config.split_seed, "classes": classes, "source": source,
+        "seed": context.config.split_seed,
+        "classes": classes,
+        "source": source,
         "modality": context.config.modality,
         "cross_validation": {"folds": folds, "fold": context.config.fold} if folds else None,
-    }  # fmt: skip
+    }
     if folds is None:
         wanted["test"] = context.config.test_fraction
     found = {key: params.get(key) for key in wanted}

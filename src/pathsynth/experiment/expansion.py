@@ -28,10 +28,14 @@ def affine(context: StageContext) -> dict[str, Any]:
 
     def expand(originals: LabelledPart, which: str, per_class: int, seed: int) -> LabelledPart:
         return affine_expansion(
-            context.workspace, originals, config.affine, config.preprocess,
-            per_class=per_class, seed=config.split_seed * 1000 + seed,
+            context.workspace,
+            originals,
+            config.affine,
+            config.preprocess,
+            per_class=per_class,
+            seed=config.split_seed * 1000 + seed,
             run_name=f"{context.name}-affine-{which}",
-        )  # fmt: skip
+        )
 
     train = expand(sets.real_train, "train", config.affine_per_class, seed=1)
     tensors = {"train": train.to_state()}

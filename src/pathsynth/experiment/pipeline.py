@@ -31,8 +31,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pathsynth.catalog.lock import held_alone
 from pathsynth.catalog.workspace import Workspace
-from pathsynth.config import from_plain, to_plain, with_overrides
+from pathsynth.config import to_plain
 from pathsynth.devices import resolve_device
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.experiment import (
@@ -45,9 +46,10 @@ from pathsynth.experiment import (
     selection,
     synthesis,
 )
-from pathsynth.experiment.config import ExperimentConfig, check_overrides
+from pathsynth.experiment.config import ExperimentConfig, experiment_presets
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.state import ExperimentPaths, ExperimentState, StageRecord
+from pathsynth.files import check_name
 from pathsynth.records.conditions import Condition
 from pathsynth.report import write_report
 
@@ -154,8 +156,13 @@ class Experiment:
         (``parent``: the cross-validation it is a fold of).
 
         Raises:
-            DataError: an experiment of that name made for another modality or class subset.
+            DataError: an experiment of that name made for another modality or class subset,
+                or a name that cannot name a folder and a web address as it is.
         """
+        try:
+            check_name(name, "experiment")
+        except ValueError as error:
+            raise DataError(str(error)) from None
         chosen = list(classes) if classes else None
         path = ExperimentPaths(folder(workspace, name)).state
         if path.exists():
@@ -165,7 +172,7 @@ class Experiment:
                     f"experiment {name!r} was made for {state.modality} (classes "
                     f"{state.classes}); use another --name"
                 )
-            recorded = to_plain(from_plain(ExperimentConfig, state.config, "experiment"))
+            recorded = to_plain(experiment_presets(state.modality).read(state.config))
             changed = _changed_keys(recorded, to_plain(config))  # new keys: their defaults
             if changed and state.stages:
                 raise DataError(
@@ -198,10 +205,9 @@ class Experiment:
                 f"no experiment {name!r} in {workspace.root}; run `pathsynth reproduce` first"
             )
         state = ExperimentState.load(path)
-        config = from_plain(ExperimentConfig, state.config, "experiment")
-        chosen = {key: value for key, value in (overrides or {}).items() if value is not None}
-        check_overrides(chosen)
-        return cls(workspace, state, with_overrides(config, chosen, "experiment"), log)
+        configs = experiment_presets(state.modality)
+        config = configs.override(configs.read(state.config), overrides or {})
+        return cls(workspace, state, config, log)
 
     def require(self, *stages: str) -> None:
         """Refuse to go on unless ``stages`` have finished.
@@ -289,6 +295,7 @@ class Experiment:
 
         Raises:
             ConfigError: an unknown stage name.
+            WorkspaceError: another process is running this experiment.
         """
         check_stage(until)
         stages = self.stages
@@ -296,13 +303,16 @@ class Experiment:
             raise ConfigError(
                 f"a cross-validation stops after one of {', '.join(stages)}, not {until!r}"
             )
-        for name, stage in stages.items():
-            if self.state.finished(name):
-                self.log(f"stage {name}: already finished, skipped")
-            else:
-                self._run_stage(name, stage)
-            if name == until:
-                break
+        with held_alone(self.paths.run_lock, f"experiment {self.state.name!r}"):
+            if self.paths.state.exists():  # what another run finished since this one read it
+                self.state.stages = ExperimentState.load(self.paths.state).stages
+            for name, stage in stages.items():
+                if self.state.finished(name):
+                    self.log(f"stage {name}: already finished, skipped")
+                else:
+                    self._run_stage(name, stage)
+                if name == until:
+                    break
         return self.paths.results
 
     def _run_stage(self, name: str, stage: Stage) -> None:

@@ -60,8 +60,12 @@ class ExperimentEmbeddings:
             inputs["view"] = {"input": "first", "centre_crop": view_side}
         digest = preprocessing_sha256(_plain(inputs), backbone.spec)
         self.key = EmbeddingKey(backbone.name, backbone.weights_sha256, digest)
-        self.method = {"backbone": backbone.name, "weights": backbone.weights,
-                       "input": backbone.spec.as_dict(), **_plain(inputs)}  # fmt: skip
+        self.method = {
+            "backbone": backbone.name,
+            "weights": backbone.weights,
+            "input": backbone.spec.as_dict(),
+            **_plain(inputs),
+        }
         self.vectors: dict[int, torch.Tensor] = {}
 
     def of(self, part: LabelledPart) -> FeatureSet:

@@ -106,9 +106,11 @@ def _measure(context: StageContext, sets: ExperimentSets, part: LabelledPart) ->
         if has_reference and context.config.quality.compare_classifier:
             features = _reference_features(context, sets)
             compared = synthesis_quality(
-                features(real), features(synthetic), names=("kid", "fd"),
+                features(real),
+                features(synthetic),
+                names=("kid", "fd"),
                 generator=torch.Generator().manual_seed(0),
-            )  # fmt: skip
+            )
             numbers.update({f"classifier_{key}": value for key, value in compared.items()})
     else:
         real = sets.real_train.images.images
@@ -119,25 +121,33 @@ def _measure(context: StageContext, sets: ExperimentSets, part: LabelledPart) ->
         extractor = FEATURE_EXTRACTOR + NO_BACKBONE
         numbers = synthesis_quality(real_features, synthetic_features, generator=generator)
     if context.config.inception_weights:
-        inception = InceptionFeatures(context.config.inception_weights, device=context.device)
-        standard = synthesis_quality(
-            inception(real), inception(synthetic), names=("kid", "fd"),
-            generator=torch.Generator().manual_seed(0),
-        )  # fmt: skip
-        numbers.update({f"inception_{name}": value for name, value in standard.items()})
+        numbers.update(_inception_numbers(context, real, synthetic))
     memorised = memorisation_check(
         synthetic, real, synthetic_features=synthetic_features, real_features=real_features
     )
     return QualityRecord(
         quality=SynthesisQuality(feature_extractor=extractor, **sanitise(numbers)),
         memorisation=Memorisation(
-            threshold_ratio=memorised.near_copy_ratio,
-            flagged=memorised.n_near_copies,
-            total=len(synthetic),
-            pixel=_neighbours(memorised.pixel),
+            threshold_ratio=memorised.near_copy_ratio, flagged=memorised.n_near_copies,
+            total=len(synthetic), pixel=_neighbours(memorised.pixel),
             feature=_neighbours(memorised.feature) if memorised.feature else None,
         ),
+    )  # fmt: skip
+
+
+def _inception_numbers(
+    context: StageContext, real: torch.Tensor, synthetic: torch.Tensor
+) -> dict[str, Any]:
+    """KID and FD on the Inception-v3 features of the weights file the user gave."""
+    assert context.config.inception_weights
+    inception = InceptionFeatures(context.config.inception_weights, device=context.device)
+    standard = synthesis_quality(
+        inception(real),
+        inception(synthetic),
+        names=("kid", "fd"),
+        generator=torch.Generator().manual_seed(0),
     )
+    return {f"inception_{name}": value for name, value in standard.items()}
 
 
 def _backbone_name(backbone: Backbone) -> str:

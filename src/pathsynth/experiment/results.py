@@ -28,7 +28,7 @@ from pathsynth.metrics.aggregate import (
     summarise_over_seeds,
 )
 from pathsynth.metrics.classification import balanced_accuracy_of, patient_bootstrap_interval
-from pathsynth.records.conditions import Condition, run_label
+from pathsynth.records.conditions import GENERATOR_KINDS, Condition, run_label
 from pathsynth.records.schema import (
     SUMMARY_METRICS,
     Comparison,
@@ -122,7 +122,7 @@ def build_results(context: StageContext) -> Results:
 def configs_of(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """The resolved configs, one per concern (the report shows one block each)."""
     everything = to_plain(config)
-    nested = ("preprocess", "affine", "gan", "diffusion", "classifier", "quality", "selection")
+    nested = ("preprocess", "affine", *GENERATOR_KINDS, "classifier", "quality", "selection")
     configs = {name: everything.pop(name) for name in nested}
     return {"experiment": everything, **configs}
 
@@ -360,13 +360,17 @@ def comparisons(
                 difference: MeanInterval = paired.difference
                 found.append(
                     Comparison(
-                        protocol=protocol, a=a_name, b=b_name, metric=metric,
+                        protocol=protocol,
+                        a=a_name,
+                        b=b_name,
+                        metric=metric,
                         difference=difference.mean,
                         difference_interval=[difference.low, difference.high],
-                        t_p_value=paired.t_p_value, wilcoxon_p_value=paired.wilcoxon_p_value,
+                        t_p_value=paired.t_p_value,
+                        wilcoxon_p_value=paired.wilcoxon_p_value,
                         n=paired.n,
                     )
-                )  # fmt: skip
+                )
     return found
 
 

@@ -55,13 +55,18 @@ def select(context: StageContext) -> dict[str, Any]:
     method = {"experiment": context.name, **to_plain(record.summary)}
     rows = [
         SelectionRow(
-            image.image_id, image.confidence,
-            record.summary.per_class[image.label].min_confidence, image.distance,
-            record.summary.per_class[image.label].max_distance, image.copy_ratio,
-            image.near_copy, image.kept, image.reason,
+            image.image_id,
+            image.confidence,
+            record.summary.per_class[image.label].min_confidence,
+            image.distance,
+            record.summary.per_class[image.label].max_distance,
+            image.copy_ratio,
+            image.near_copy,
+            image.kept,
+            image.reason,
         )
         for image in record.images
-    ]  # fmt: skip
+    ]
     store_selection(context.workspace, context.name, rows, method)
     save_record(record, context.paths.selection)
     for kind, made in record.summary.generators.items():

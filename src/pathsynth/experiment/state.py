@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pathsynth.config import load_record, save_record
+from pathsynth.records.conditions import GENERATOR_KINDS
 
 STATE_FORMAT = 2  # 1: pathsynth 0.1 before the typed state (refused with a message)
 
@@ -31,6 +32,11 @@ class ExperimentPaths:
     def state(self) -> Path:
         """The recorded state."""
         return self.folder / "state.json"
+
+    @property
+    def run_lock(self) -> Path:
+        """Held by the process running the experiment (one at a time)."""
+        return self.folder / ".run.lock"
 
     @property
     def inputs(self) -> Path:
@@ -92,7 +98,7 @@ class ExperimentPaths:
         return {
             "inputs": [self.inputs],
             "affine": [self.affine],
-            "generate": [self.synthetic, *(self.generated(k) for k in ("gan", "diffusion"))],
+            "generate": [self.synthetic, *(self.generated(k) for k in GENERATOR_KINDS)],
             "select": [self.selection],
             "classify": [self.folder / "classify", self.reference_classifier],
             "quality": [self.quality, self.generator_quality],

@@ -66,45 +66,58 @@ def train_generator(context: StageContext) -> dict[str, Any]:
     kinds = context.config.generator_kinds
     runs: dict[str, dict[str, Any]] = record.outputs.setdefault("runs", {})
     for kind in kinds:
-        if runs.get(kind, {}).get("finished"):
-            continue
-        started = runs.get(kind, {}).get("run_dir")
-        if started is None and kind == kinds[0]:  # recorded before runs were kept per kind
-            started = record.outputs.get("run_dir")
-        resume_dir = Path(started) if started and Path(started).is_dir() else None
-        if resume_dir is not None:
-            context.log(f"  continuing the {kind} run {resume_dir}")
-
-        def opened(run_dir: Path, kind: str = kind) -> None:
-            runs[kind] = {"run_dir": str(run_dir)}
-            if kind == kinds[0]:
-                record.outputs["run_dir"] = str(run_dir)
-            context.checkpoint()
-
-        trained_before = float(runs.get(kind, {}).get("train_seconds", 0.0))
-        generator = experiment_generator(context.config, context.device, kind)
-        started_at = time.perf_counter()
-        run = generator.train(
-            training, context.workspace.runs, f"{context.name}-{generator.kind}",
-            f"experiment {context.name}: real training fold and its affine children",
-            resume_dir=resume_dir, log=lambda line: context.log(f"  {line}"), on_open=opened,
-        )  # fmt: skip
-        timing = {
-            "train_seconds": round(trained_before + time.perf_counter() - started_at, 3),
-            "train_device": device_name(context.device),
-        }
-        if run.status != "finished":
-            runs[kind].update(timing)  # a SIGTERM'd run's time counts when it is continued
-            context.checkpoint()
-            raise DataError(f"{kind} training was interrupted at step {run.step}; rerun to resume")
-        runs[kind] = {"kind": kind, "run_dir": str(run.run_dir), "steps": run.step,
-                      "finished": True, **timing, **run.numbers}  # fmt: skip
-        context.checkpoint()
+        if not runs.get(kind, {}).get("finished"):
+            _train_one(context, kind, training, runs)
     first = {key: value for key, value in runs[kinds[0]].items() if key != "finished"}
     outputs = {**first, "training_images": len(training)}
     if len(kinds) > 1:
         outputs["runs"] = runs
     return outputs
+
+
+def _train_one(
+    context: StageContext, kind: str, training: TensorImageSet, runs: dict[str, dict[str, Any]]
+) -> None:
+    """Train (or continue) the ``kind`` generator's run, recording it in ``runs`` as it goes.
+
+    Raises:
+        DataError: the run was interrupted (rerun to resume it).
+    """
+    record, first = context.record, kind == context.config.generator_kinds[0]
+    started = runs.get(kind, {}).get("run_dir")
+    resume_dir = Path(started) if started and Path(started).is_dir() else None
+    if resume_dir is not None:
+        context.log(f"  continuing the {kind} run {resume_dir}")
+
+    def opened(run_dir: Path) -> None:
+        runs[kind] = {"run_dir": str(run_dir)}
+        if first:
+            record.outputs["run_dir"] = str(run_dir)
+        context.checkpoint()
+
+    trained_before = float(runs.get(kind, {}).get("train_seconds", 0.0))
+    generator = experiment_generator(context.config, context.device, kind)
+    started_at = time.perf_counter()
+    run = generator.train(
+        training,
+        context.workspace.runs,
+        f"{context.name}-{generator.kind}",
+        f"experiment {context.name}: real training fold and its affine children",
+        resume_dir=resume_dir,
+        log=lambda line: context.log(f"  {line}"),
+        on_open=opened,
+    )
+    timing = {
+        "train_seconds": round(trained_before + time.perf_counter() - started_at, 3),
+        "train_device": device_name(context.device),
+    }
+    if run.status != "finished":
+        runs[kind].update(timing)  # a SIGTERM'd run's time counts when it is continued
+        context.checkpoint()
+        raise DataError(f"{kind} training was interrupted at step {run.step}; rerun to resume")
+    runs[kind] = {"kind": kind, "run_dir": str(run.run_dir), "steps": run.step, "finished": True,
+                  **timing, **run.numbers}  # fmt: skip
+    context.checkpoint()
 
 
 def generate(context: StageContext) -> dict[str, Any]:
@@ -138,9 +151,11 @@ def _sample_into_catalog(
     generator = experiment_generator(context.config, context.device, kind)
     started_at = time.perf_counter()  # loading the checkpoint and sampling; not the catalog
     samples = generator.sample(
-        run_dir, context.config.synthetic_per_class, context.config.generate_seed,
+        run_dir,
+        context.config.synthetic_per_class,
+        context.config.generate_seed,
         device=str(context.device),
-    )  # fmt: skip
+    )
     images = list(samples.images)
     sample_seconds = time.perf_counter() - started_at
     samples.images = iter(images)

@@ -9,11 +9,10 @@ be traced in seconds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathsynth.config import dotted_keys, from_plain, to_json, to_plain, with_overrides
+from pathsynth.config import to_json, to_plain
 from pathsynth.errors import ConfigError
 from pathsynth.imaging.augment import ColourAugmentConfig
 from pathsynth.training.config import DataConfig, EmaConfig, RunConfig
@@ -171,46 +170,6 @@ class TrainConfig:
     def to_json(self) -> str:
         """The config as indented JSON."""
         return to_json(self)
-
-
-def valid_keys() -> list[str]:
-    """Every dotted key a preset or ``--set`` may name, e.g. ``optim.batch_size``."""
-    return dotted_keys(TrainConfig)
-
-
-def apply_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
-    """A copy of ``config`` with dotted-key ``overrides`` applied (strings converted).
-
-    Raises:
-        ConfigError: an unknown key (the message lists the valid keys), a value that cannot be
-            converted to the key's type, or one the config refuses.
-    """
-    return with_overrides(config, overrides, "GAN")
-
-
-def from_dict(data: Mapping[str, Any]) -> TrainConfig:
-    """A config from nested plain data (a run's ``config.json`` or a checkpoint's copy).
-
-    Configs written before the data group carried a preprocessing config (``data.resolution``,
-    ``data.fit``, ``data.fill`` and the data source's location) are read as their equivalent.
-
-    Raises:
-        ConfigError: a group or key the config does not have, or a value it refuses.
-    """
-    data = dict(data)
-    if isinstance(data.get("data"), Mapping) and "resolution" in data["data"]:
-        old = data["data"]
-        data["data"] = {
-            "preprocess": {
-                "mode": _OLD_FITS.get(str(old.get("fit", "pad")), "fit"),
-                "size": old["resolution"],
-                "fill": old.get("fill", "border"),
-            }
-        }
-    return from_plain(TrainConfig, data, "GAN")
-
-
-_OLD_FITS = {"pad": "fit", "crop": "crop", "stretch": "resize"}
 
 
 def augment_ops(policy: str) -> list[str]:

@@ -62,10 +62,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from pathsynth.config import resolve
+from pathsynth.config import Presets
 from pathsynth.gan.config import TrainConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -152,10 +151,6 @@ PRESETS["fastgan-128"] = {
 }
 
 
-def resolve_config(preset: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the preset, then ``overrides`` (dotted keys; strings converted).
-
-    Raises:
-        ConfigError: an unknown preset, an unknown key or a value no run can use.
-    """
-    return resolve(TrainConfig, PRESETS, preset, overrides, "GAN")
+GAN: Presets[TrainConfig] = Presets(TrainConfig, PRESETS, "GAN")
+"""The GAN's configs: ``GAN.resolve(preset, overrides)``, ``GAN.override(config, overrides)``,
+``GAN.read(plain)`` (see :class:`~pathsynth.config.Presets`)."""

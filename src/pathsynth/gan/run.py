@@ -14,24 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from pathsynth.gan.architectures import check_architecture
-from pathsynth.gan.config import TrainConfig, apply_overrides, from_dict
+from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.trainer import GanTrainer
 from pathsynth.imaging.tensorset import TensorImageSet
-from pathsynth.training.checkpoint import load_checkpoint
 from pathsynth.training.distributed import DistContext
 from pathsynth.training.loop import TrainResult
-from pathsynth.training.runs import check_batch, resumed_run_config, run_training
-
-
-def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> TrainConfig:
-    """The config of a GAN run to ``--resume``, with ``overrides``
-    (:func:`~pathsynth.training.runs.resumed_run_config`).
-
-    Raises:
-        CheckpointError: no run folder, nothing to read in it, or another kind's checkpoint.
-        ConfigError: an override the config refuses.
-    """
-    return resumed_run_config(run_dir, overrides, load_checkpoint, from_dict, apply_overrides)
+from pathsynth.training.runs import check_batch, run_training
 
 
 def train_run(
@@ -72,12 +60,23 @@ def train_run(
 
     def make(run_dir: Path, context: DistContext, resume: dict[str, Any] | None) -> GanTrainer:
         return GanTrainer(
-            config, dataset, run_dir, context=context, resume=resume,
+            config,
+            dataset,
+            run_dir,
+            context=context,
+            resume=resume,
             log=log if context.is_main else None,
-        )  # fmt: skip
+        )
 
     done = run_training(
-        config, config.run.device, make, runs, name, source,
-        resume_dir=resume_dir, on_open=on_open, data=data,
-    )  # fmt: skip
+        config,
+        config.run.device,
+        make,
+        runs,
+        name,
+        source,
+        resume_dir=resume_dir,
+        on_open=on_open,
+        data=data,
+    )
     return None if done is None else done[1]

@@ -11,8 +11,9 @@ import torch
 
 from pathsynth.errors import CheckpointError
 from pathsynth.gan.architectures import build_generator
-from pathsynth.gan.config import TrainConfig, from_dict
+from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.networks import ConditionalGenerator
+from pathsynth.gan.presets import GAN
 from pathsynth.training.checkpoint import load_run_checkpoint
 
 
@@ -48,7 +49,7 @@ def load_generator(
     Raises:
         CheckpointError: no such run or checkpoint, or a corrupt one.
     """
-    path, state, config = load_run_checkpoint(run_dir, which, from_dict)
+    path, state, config = load_run_checkpoint(run_dir, which, GAN.read)
     class_names = list(state["class_names"])
     network = build_generator(config.model, config.data.resolution, len(class_names))
     try:

@@ -171,9 +171,13 @@ class GanTrainer(Trainer):
     def _adam(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
         optim = self.config.optim
         return self.adam(
-            torch.optim.Adam, module, lr, (optim.beta1, optim.beta2), optim.weight_decay,
+            torch.optim.Adam,
+            module,
+            lr,
+            (optim.beta1, optim.beta2),
+            optim.weight_decay,
             self.config.run.fused_adam,
-        )  # fmt: skip
+        )
 
     # ----------------------------------------------------------------------------- state
 
@@ -263,6 +267,7 @@ class GanTrainer(Trainer):
         )
 
     loss_names = ("loss_d", "loss_g")
+    progress_task = "GAN steps"
 
     def train_step(self) -> torch.Tensor:
         """One generator step (after ``n_critic`` discriminator steps); returns D's and G's loss."""

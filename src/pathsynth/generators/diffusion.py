@@ -81,15 +81,23 @@ class DiffusionGenerator:
         loaded = load_diffusion(run_dir, "last" if checkpoint == "best" else checkpoint, target)
         sampling = with_overrides(loaded.config.sampling, self.sampling, "sampling")
         sampler = GuidedSampler(
-            loaded.unet, loaded.config, len(loaded.class_names), sampling,
+            loaded.unet,
+            loaded.config,
+            len(loaded.class_names),
+            sampling,
             bf16=use_bf16(loaded.config.run.amp, target),
-        )  # fmt: skip
+        )
         settings = sampler.provenance()
         identity = run_identity(run_dir)
         images = generate_images(
-            sampler, loaded.class_names, per_class, seed, loaded.step,
-            batch_size=batch_size, sampling=settings,
-        )  # fmt: skip
+            sampler,
+            loaded.class_names,
+            per_class,
+            seed,
+            loaded.step,
+            batch_size=batch_size,
+            sampling=settings,
+        )
         provenance = {
             "kind": self.kind,
             "run_id": identity.run_id,

@@ -88,9 +88,14 @@ class GanGenerator:
         loaded = load_generator(run_dir, checkpoint, target)
         identity = run_identity(run_dir)
         images = generate_images(
-            loaded.network, loaded.class_names, per_class, seed, loaded.step,
-            batch_size=batch_size, amp=use_bf16(loaded.config.run.amp, target),
-        )  # fmt: skip
+            loaded.network,
+            loaded.class_names,
+            per_class,
+            seed,
+            loaded.step,
+            batch_size=batch_size,
+            amp=use_bf16(loaded.config.run.amp, target),
+        )
         provenance = {
             "kind": self.kind,
             "run_id": identity.run_id,

@@ -22,6 +22,7 @@ from pathsynth.errors import ConfigError
 from pathsynth.files import label_folder, write_atomic
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import to_uint8
+from pathsynth.progress import advance
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def generate_images(
     recorded = dict(sampling or {})
     workers = threads or os.cpu_count() or 2
     pending: deque[tuple[Future[bytes], str, int]] = deque()
+    total, made = per_class * len(class_names), 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for class_index, class_name in enumerate(class_names):
             noise = class_noise(seed, class_index, per_class, generator.noise_dim)
@@ -119,6 +121,8 @@ def generate_images(
                 for offset in range(pixels.shape[0]):
                     future = pool.submit(encode_png, pixels[offset], compress_level)
                     pending.append((future, class_name, start + offset))
+                made += pixels.shape[0]
+                advance("generated images", made, total)
                 while len(pending) > 4 * workers * max(1, batch_size // 8):
                     future, name, index = pending.popleft()
                     yield GeneratedImage(name, seed, index, step, future.result(), recorded)

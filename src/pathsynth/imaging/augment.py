@@ -101,7 +101,7 @@ class ColourAugmentConfig:
 
 
 # A histology (H&E) leaning setting: stain variation first (RandStainNA, HED), light photometric
-# jitter, rare mild blur and noise. Use as ``classifier_config(..., colour=COLOUR_PRESETS[...])``.
+# jitter, rare mild blur and noise. Use as ``CLASSIFIER.resolve(..., {"colour": COLOUR_PRESETS[...]})``.
 COLOUR_PRESETS: dict[str, ColourAugmentConfig] = {
     "off": ColourAugmentConfig(),
     "histology": ColourAugmentConfig(

@@ -30,9 +30,21 @@ DEFAULT_PIXEL_LIMIT = 100_000_000  # 100 megapixels: a large field of view, far 
 
 # Bits per channel of the modes Pillow opens; modes not listed are refused.
 _MODE_BITS = {
-    "1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "LA": 8, "CMYK": 8, "YCbCr": 8, "PA": 8,
-    "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32,
-}  # fmt: skip
+    "1": 1,
+    "L": 8,
+    "P": 8,
+    "RGB": 8,
+    "RGBA": 8,
+    "LA": 8,
+    "CMYK": 8,
+    "YCbCr": 8,
+    "PA": 8,
+    "I;16": 16,
+    "I;16B": 16,
+    "I;16L": 16,
+    "I;16N": 16,
+    "I": 32,
+}
 
 
 @dataclass(frozen=True)

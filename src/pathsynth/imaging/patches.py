@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pathsynth.config import resolve
+from pathsynth.config import Presets
 from pathsynth.errors import ConfigError, DataError, ImageTooSmall
 from pathsynth.imaging.preprocess import FILLS, canvas_colour, center_crop, pad_to_square, resize
 
@@ -124,14 +124,10 @@ PRESETS: dict[str, PreprocessConfig] = {
 }
 
 
-def preprocess_preset(name: str, **overrides: object) -> PreprocessConfig:
-    """A named preset with field overrides applied.
-
-    Raises:
-        ConfigError: an unknown preset or field, or an invalid value.
-    """
-    presets = {preset: config.as_dict() for preset, config in PRESETS.items()}
-    return resolve(PreprocessConfig, presets, name, overrides, "preprocess")
+PREPROCESS: Presets[PreprocessConfig] = Presets(
+    PreprocessConfig, {name: config.as_dict() for name, config in PRESETS.items()}, "preprocess"
+)
+"""The input presets (see :class:`~pathsynth.config.Presets`)."""
 
 
 def preprocess_image(

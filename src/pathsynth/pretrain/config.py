@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathsynth.config import from_plain, resolve, to_json, to_plain, with_overrides
+from pathsynth.config import Presets, to_json, to_plain
 from pathsynth.errors import ConfigError
 from pathsynth.imaging.augment import COLOUR_PRESETS, ColourAugmentConfig
 from pathsynth.imaging.patches import PreprocessConfig
@@ -191,30 +190,5 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def pretrain_config(
-    preset: str = "quick", overrides: Mapping[str, Any] | None = None
-) -> PretrainConfig:
-    """The config of a named preset with dotted-key ``overrides`` (``optim.steps=500``).
-
-    Raises:
-        ConfigError: an unknown preset or key, or a value the config refuses.
-    """
-    return resolve(PretrainConfig, PRESETS, preset, overrides, "pretrain")
-
-
-def apply_overrides(config: PretrainConfig, overrides: Mapping[str, Any]) -> PretrainConfig:
-    """A copy of ``config`` with dotted-key ``overrides`` applied (strings converted).
-
-    Raises:
-        ConfigError: an unknown key, a value that cannot be converted or one the config refuses.
-    """
-    return with_overrides(config, overrides, "pretrain")
-
-
-def from_dict(data: Mapping[str, Any]) -> PretrainConfig:
-    """A config from nested plain data (a run's ``config.json`` or a checkpoint's copy).
-
-    Raises:
-        ConfigError: a key the config does not have, or a value it refuses.
-    """
-    return from_plain(PretrainConfig, data, "pretrain")
+PRETRAIN: Presets[PretrainConfig] = Presets(PretrainConfig, PRESETS, "pretrain")
+"""Self-supervised pretraining's configs (see :class:`~pathsynth.config.Presets`)."""

@@ -21,12 +21,12 @@ import torch
 
 from pathsynth.errors import CheckpointError
 from pathsynth.files import atomic_path
-from pathsynth.pretrain.config import PretrainConfig, apply_overrides, from_dict
+from pathsynth.pretrain.config import PretrainConfig
 from pathsynth.pretrain.trainer import SimclrTrainer, load_pretrain_checkpoint
 from pathsynth.training.checkpoint import find_checkpoint, list_checkpoints
 from pathsynth.training.distributed import DistContext
 from pathsynth.training.loop import TrainResult
-from pathsynth.training.runs import IDENTITY_NAME, resumed_run_config, run_training, trim_stats
+from pathsynth.training.runs import IDENTITY_NAME, run_training, trim_stats
 
 BACKBONE_NAME = "backbone.safetensors"
 KIND = "pretrain"  # run.json's kind: no generator, so ``generate`` refuses the run in one line
@@ -38,19 +38,6 @@ class PretrainOutcome:
 
     result: TrainResult
     backbone_file: Path | None
-
-
-def resumed_config(run_dir: Path, overrides: Mapping[str, Any]) -> PretrainConfig:
-    """The config of a pretraining run to ``--resume``, with ``overrides``
-    (:func:`~pathsynth.training.runs.resumed_run_config`).
-
-    Raises:
-        CheckpointError: no run folder, nothing to read in it, or another kind's checkpoint.
-        ConfigError: an override the config refuses.
-    """
-    return resumed_run_config(
-        run_dir, overrides, load_pretrain_checkpoint, from_dict, apply_overrides
-    )
 
 
 def recorded_data(run_dir: Path) -> dict[str, str]:
@@ -127,9 +114,18 @@ def train_pretrain_run(
         )
 
     done = run_training(
-        config, config.run.device, make, runs, name, source,
-        resume_dir=resume_dir, on_open=on_open, data=data, kind=KIND, reopen=_reopen,
-    )  # fmt: skip
+        config,
+        config.run.device,
+        make,
+        runs,
+        name,
+        source,
+        resume_dir=resume_dir,
+        on_open=on_open,
+        data=data,
+        kind=KIND,
+        reopen=_reopen,
+    )
     if done is None:  # not rank 0
         return None
     trainer, result, run_dir = done

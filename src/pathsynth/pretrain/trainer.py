@@ -92,6 +92,8 @@ class SimclrTrainer(Trainer):
         CheckpointError: a resume checkpoint of another backbone or batch layout.
     """
 
+    progress_task = "SimCLR steps"
+
     def __init__(
         self,
         config: PretrainConfig,
@@ -115,10 +117,16 @@ class SimclrTrainer(Trainer):
             config.model.backbone, None, seed=config.run.seed, input_size=config.data.view_size
         )
         torch.manual_seed(config.run.seed + 1)  # the head's init
-        self.network = SimclrNetwork(
-            self.backbone.model, self.backbone.dim, config.model.projection_hidden,
-            config.model.projection_dim,
-        ).to(self.device).to(memory_format=self.memory_format)  # fmt: skip
+        self.network = (
+            SimclrNetwork(
+                self.backbone.model,
+                self.backbone.dim,
+                config.model.projection_hidden,
+                config.model.projection_dim,
+            )
+            .to(self.device)
+            .to(memory_format=self.memory_format)
+        )
         if self.context.enabled:
             convert_batchnorm(self.network, self.device)
         self.optimiser = torch.optim.AdamW(
@@ -181,9 +189,12 @@ class SimclrTrainer(Trainer):
             memory_format=self.memory_format
         )
         factor = learning_rate_factor(
-            self.step, config.optim.steps, config.optim.warmup_steps, "cosine",
+            self.step,
+            config.optim.steps,
+            config.optim.warmup_steps,
+            "cosine",
             config.optim.final_lr_fraction,
-        )  # fmt: skip
+        )
         for group in self.optimiser.param_groups:
             group["lr"] = config.optim.lr * factor
         self.network.train()
@@ -191,9 +202,12 @@ class SimclrTrainer(Trainer):
             projections = self.train_network(inputs)
         n = self.local_batch
         loss = nt_xent(
-            projections[:n], projections[n:], config.loss.temperature,
-            self.context.rank, self.context.world_size,
-        )  # fmt: skip
+            projections[:n],
+            projections[n:],
+            config.loss.temperature,
+            self.context.rank,
+            self.context.world_size,
+        )
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()

@@ -273,9 +273,8 @@ class GeneratorSelection:
 class SelectionSummary:
     """Selective synthesis of the generated images: settings and per-class kept counts.
 
-    ``per_class``, ``generated`` and ``kept`` are the experiment's first generator's (as in
-    records written before selection covered every generator); ``generators`` holds each
-    generator's counts by kind, the first included (empty in those older records).
+    ``per_class``, ``generated`` and ``kept`` are the experiment's first generator's;
+    ``generators`` holds each generator's counts by kind, the first included.
     """
 
     feature_extractor: str
@@ -283,7 +282,7 @@ class SelectionSummary:
     per_class: dict[str, ClassSelection]
     generated: int
     kept: int
-    generators: dict[str, GeneratorSelection] = field(default_factory=dict)
+    generators: dict[str, GeneratorSelection]
 
 
 @dataclass(frozen=True)
@@ -298,8 +297,7 @@ class ImageSelection:
     near_copy: bool
     kept: bool
     reason: str
-    generator: str = ""  # the kind that made it ("": a record older than per-generator selection,
-    #   whose images are all the first generator's)
+    generator: str  # the kind that made it
 
 
 @dataclass(frozen=True)
@@ -383,15 +381,31 @@ LATER_STUDY = (
     "cytology by FID and training time, and a diffusion model beside them)"
 )
 PUBLISHED_GENERATORS = (  # the reference study's GAN, and the authors' later GAN-vs-diffusion
-    PublishedGenerator(REFERENCE_STUDY, "histology", "gan (CWGAN-based, 128 px)", train_hours=9.0,
-                       generated_images=1600, generation_minutes=27.0, device="Tesla K80"),
-    PublishedGenerator(REFERENCE_STUDY, "cytology", "gan (CWGAN-based, 128 px)", train_hours=8.5,
-                       generated_images=1900, generation_minutes=41.0, device="Tesla K80"),
-    PublishedGenerator(LATER_STUDY, "cytology", "gan (the authors' GAN)", fid=3.39,
-                       inception_score=3.95),
-    PublishedGenerator(LATER_STUDY, "cytology", "diffusion (Stable Diffusion)", fid=0.63,
-                       inception_score=3.99),
-)  # fmt: skip
+    PublishedGenerator(
+        REFERENCE_STUDY,
+        "histology",
+        "gan (CWGAN-based, 128 px)",
+        train_hours=9.0,
+        generated_images=1600,
+        generation_minutes=27.0,
+        device="Tesla K80",
+    ),
+    PublishedGenerator(
+        REFERENCE_STUDY,
+        "cytology",
+        "gan (CWGAN-based, 128 px)",
+        train_hours=8.5,
+        generated_images=1900,
+        generation_minutes=41.0,
+        device="Tesla K80",
+    ),
+    PublishedGenerator(
+        LATER_STUDY, "cytology", "gan (the authors' GAN)", fid=3.39, inception_score=3.95
+    ),
+    PublishedGenerator(
+        LATER_STUDY, "cytology", "diffusion (Stable Diffusion)", fid=0.63, inception_score=3.99
+    ),
+)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from pathsynth.config import to_plain
 from pathsynth.files import write_text_atomic
-from pathsynth.records.conditions import Condition, labelled_condition
+from pathsynth.records.conditions import GENERATOR_KINDS, Condition, labelled_condition
 from pathsynth.records.schema import (
     SUMMARY_METRICS,
     Comparison,
@@ -47,6 +47,7 @@ from pathsynth.report.numbers import (
     sanitise,
     wilcoxon_p,
 )
+from pathsynth.report.summary import summarise
 
 REPORT_NAME = "report.html"
 
@@ -123,6 +124,7 @@ def write_report(results_json: Path, out_dir: Path) -> Path:
     drawn = _Figures(out_dir)
     context = {
         "results": results,
+        "summary": summarise(results),
         "conditions": _condition_views(results, results.conditions, drawn),
         "external": _condition_views(results, results.external, drawn, "external_"),
         **_example_figures(results, base, drawn),
@@ -152,10 +154,9 @@ def _configs(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     conditions = [Condition.of(str(c)) for c in run.get("conditions", [])]
     generated = any(c.generator is not None for c in conditions)
     kind = run.get("generator")
-    trained = ("gan", "diffusion") if kind == "both" else (kind,)
+    trained = GENERATOR_KINDS if kind == "both" else (kind,)
     unused = {
-        "gan": not generated or "gan" not in trained,
-        "diffusion": not generated or "diffusion" not in trained,
+        **{each: not generated or each not in trained for each in GENERATOR_KINDS},
         "selection": not configs.get("selection", {}).get("enabled", True),
         "affine": not generated and not any("affine" in c.origins for c in conditions),
     }

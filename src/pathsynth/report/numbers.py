@@ -9,9 +9,16 @@ from pathsynth import timing
 from pathsynth.config import sanitise
 
 __all__ = [
-    "NOT_AVAILABLE", "duration", "finite", "fmt", "interval", "p_value", "percent", "points",
+    "NOT_AVAILABLE",
+    "duration",
+    "finite",
+    "fmt",
+    "interval",
+    "p_value",
+    "percent",
+    "points",
     "sanitise",
-]  # fmt: skip
+]
 
 NOT_AVAILABLE = "n/a"
 

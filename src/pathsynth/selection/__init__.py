@@ -6,7 +6,7 @@ This package takes tensors and a classifier (probabilities, feature vectors, ima
 stage feeds it and stores its decisions in the catalog.
 """
 
-from pathsynth.selection.config import SELECTION_PRESETS, SelectionConfig, selection_config
+from pathsynth.selection.config import SELECTION, SELECTION_PRESETS, SelectionConfig
 from pathsynth.selection.criteria import (
     ClassThresholds,
     SelectionDecision,
@@ -20,7 +20,17 @@ from pathsynth.selection.criteria import (
 from pathsynth.selection.generated import IdentifiedImages, select_generated
 
 __all__ = [
-    "SELECTION_PRESETS", "ClassThresholds", "IdentifiedImages", "SelectionConfig",
-    "SelectionDecision", "SelectionScores", "class_thresholds", "decide", "distances_to_class",
-    "real_reference_distances", "score_images", "select_generated", "selection_config",
-]  # fmt: skip
+    "SELECTION",
+    "SELECTION_PRESETS",
+    "ClassThresholds",
+    "IdentifiedImages",
+    "SelectionConfig",
+    "SelectionDecision",
+    "SelectionScores",
+    "class_thresholds",
+    "decide",
+    "distances_to_class",
+    "real_reference_distances",
+    "score_images",
+    "select_generated",
+]

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pathsynth.config import resolve
+from pathsynth.config import Presets
 from pathsynth.errors import ConfigError
 
 THRESHOLDS = ("quantile", "fixed")
@@ -66,19 +66,22 @@ class SelectionConfig:
 
 SELECTION_PRESETS: dict[str, dict[str, Any]] = {
     "none": {},  # no selected conditions
-    "lenient": {"enabled": True, "confidence_quantile": 0.05, "distance_quantile": 0.95,
-                "keep_floor": 0.3},
+    "lenient": {
+        "enabled": True,
+        "confidence_quantile": 0.05,
+        "distance_quantile": 0.95,
+        "keep_floor": 0.3,
+    },
     "default": {"enabled": True},
-    "strict": {"enabled": True, "confidence_quantile": 0.25, "distance_quantile": 0.75,
-               "keep_floor": 0.1},
+    "strict": {
+        "enabled": True,
+        "confidence_quantile": 0.25,
+        "distance_quantile": 0.75,
+        "keep_floor": 0.1,
+    },
     "fixed": {"enabled": True, "threshold": "fixed"},
-}  # fmt: skip
+}
 
 
-def selection_config(preset: str, **overrides: Any) -> SelectionConfig:
-    """The named preset with keyword overrides.
-
-    Raises:
-        ConfigError: an unknown preset (the message lists them), key or value.
-    """
-    return resolve(SelectionConfig, SELECTION_PRESETS, preset, overrides, "selection")
+SELECTION: Presets[SelectionConfig] = Presets(SelectionConfig, SELECTION_PRESETS, "selection")
+"""Selective synthesis's configs (see :class:`~pathsynth.config.Presets`)."""

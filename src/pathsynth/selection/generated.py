@@ -89,74 +89,16 @@ def select_generated(
             "selection compares every generator's images with real crops of one size; these "
             f"differ: {', '.join(f'{kind} {side} px' for kind, side in sides.items())}"
         )
-    side = next(iter(sides.values()))
     class_names = list(next(iter(generated.values())).images.class_names)
-
-    def predict(part: TensorImageSet, ids: torch.Tensor | None) -> ImagePredictions:
-        return evaluate_images(
-            model, part, image_ids=ids, batch_size=classifier.eval_batch_size,
-            tta=classifier.tta, crop_size=classifier.crop_size,
-            crop_stride=classifier.grid_stride,
-        )  # fmt: skip
-
-    # the thresholds, from the real training fold only, once for every generator
-    validated = predict(validation.images, validation.ids)  # one row per validation image
-    validation_labels = validated.labels
-    validation_confidence = validated.probabilities[
-        torch.arange(len(validation_labels)), validation_labels
-    ]
-    # the generators make crops of the real inputs: compare with crops of the same size
-    real = real_train.images.images.cpu()
-    if real.shape[-1] != side:
-        real = random_crops(real, side, torch.Generator().manual_seed(0))
-    extractor = ClassifierFeatures(model)
-    real_features = extractor(real)
-    real_labels = real_train.images.labels.cpu()
-    reference = real_reference_distances(
-        real_features, real_labels, real_train.ids.cpu(), config.neighbours
-    )
-    thresholds = class_thresholds(
-        config, len(class_names), reference, real_labels, validation_confidence, validation_labels
-    )
-
+    side = next(iter(sides.values()))
+    scorer = _Scorer(model, classifier, config, real_train, validation, side, len(class_names))
     made: dict[str, GeneratorSelection] = {}
     image_rows: list[ImageSelection] = []
     for kind, part in generated.items():
         if list(part.images.class_names) != class_names:
             raise DataError(f"the {kind} images have another class list than the first's")
-        labels = part.images.labels.cpu()
-        images = part.images.images.cpu()
-        probabilities = predict(part.images, None).probabilities
-        scores = score_images(
-            probabilities, labels, images, extractor(images), real, real_features, real_labels,
-            config,
-        )  # fmt: skip
-        decision = decide(scores, labels, thresholds, config.keep_floor)
-        per_class = {
-            name: ClassSelection(
-                generated=int((labels == c).sum()),
-                kept=int(decision.kept[labels == c].sum()),
-                kept_by_floor=sum(
-                    1 for i in torch.nonzero(labels == c).flatten().tolist()
-                    if decision.reasons[i] == "kept:floor"
-                ),
-                near_copies=int(scores.near_copy[labels == c].sum()),
-                min_confidence=thresholds.min_confidence[c],
-                max_distance=thresholds.max_distance[c],
-                confidence_from=thresholds.confidence_from[c],
-            )
-            for c, name in enumerate(class_names)
-        }  # fmt: skip
-        made[kind] = GeneratorSelection(per_class, len(labels), int(decision.kept.sum()))
-        image_rows += [
-            ImageSelection(
-                image_id=int(part.ids[i]), label=class_names[int(labels[i])],
-                confidence=float(scores.confidence[i]), distance=float(scores.distance[i]),
-                copy_ratio=float(scores.copy_ratio[i]), near_copy=bool(scores.near_copy[i]),
-                kept=bool(decision.kept[i]), reason=decision.reasons[i], generator=kind,
-            )
-            for i in range(len(labels))
-        ]  # fmt: skip
+        made[kind], rows = scorer.decide(kind, part, class_names)
+        image_rows += rows
     first = next(iter(made.values()))
     summary = SelectionSummary(
         feature_extractor=FEATURE_EXTRACTOR,
@@ -167,3 +109,101 @@ def select_generated(
         generators=made,
     )
     return SelectionRecord(summary, image_rows)
+
+
+class _Scorer:
+    """The classifier, the real training fold's features and the per-class thresholds, computed
+    once from the real images alone; :meth:`decide` scores one generator's images against them."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        classifier: Any,
+        config: SelectionConfig,
+        real_train: IdentifiedImages,
+        validation: IdentifiedImages,
+        side: int,
+        num_classes: int,
+    ) -> None:
+        self.model, self.classifier, self.config = model, classifier, config
+        validated = self.predict(validation.images, validation.ids)  # one row per image
+        labels = validated.labels
+        confidence = validated.probabilities[torch.arange(len(labels)), labels]
+        # the generators make crops of the real inputs: compare with crops of the same size
+        real = real_train.images.images.cpu()
+        if real.shape[-1] != side:
+            real = random_crops(real, side, torch.Generator().manual_seed(0))
+        self.real = real
+        self.extractor = ClassifierFeatures(model)
+        self.real_features = self.extractor(real)
+        self.real_labels = real_train.images.labels.cpu()
+        reference = real_reference_distances(
+            self.real_features, self.real_labels, real_train.ids.cpu(), config.neighbours
+        )
+        self.thresholds = class_thresholds(
+            config, num_classes, reference, self.real_labels, confidence, labels
+        )
+
+    def predict(self, part: TensorImageSet, ids: torch.Tensor | None) -> ImagePredictions:
+        """Class probabilities as the classifier is tested (crops, TTA)."""
+        classifier = self.classifier
+        return evaluate_images(
+            self.model,
+            part,
+            image_ids=ids,
+            batch_size=classifier.eval_batch_size,
+            tta=classifier.tta,
+            crop_size=classifier.crop_size,
+            crop_stride=classifier.grid_stride,
+        )
+
+    def decide(
+        self, kind: str, part: IdentifiedImages, class_names: list[str]
+    ) -> tuple[GeneratorSelection, list[ImageSelection]]:
+        """One generator's images scored and decided: its counts per class and each image's row."""
+        labels = part.images.labels.cpu()
+        images = part.images.images.cpu()
+        probabilities = self.predict(part.images, None).probabilities
+        scores = score_images(
+            probabilities,
+            labels,
+            images,
+            self.extractor(images),
+            self.real,
+            self.real_features,
+            self.real_labels,
+            self.config,
+        )
+        thresholds = self.thresholds
+        decision = decide(scores, labels, thresholds, self.config.keep_floor)
+        per_class = {
+            name: ClassSelection(
+                generated=int((labels == c).sum()),
+                kept=int(decision.kept[labels == c].sum()),
+                kept_by_floor=sum(
+                    1
+                    for i in torch.nonzero(labels == c).flatten().tolist()
+                    if decision.reasons[i] == "kept:floor"
+                ),
+                near_copies=int(scores.near_copy[labels == c].sum()),
+                min_confidence=thresholds.min_confidence[c],
+                max_distance=thresholds.max_distance[c],
+                confidence_from=thresholds.confidence_from[c],
+            )
+            for c, name in enumerate(class_names)
+        }
+        rows = [
+            ImageSelection(
+                image_id=int(part.ids[i]),
+                label=class_names[int(labels[i])],
+                confidence=float(scores.confidence[i]),
+                distance=float(scores.distance[i]),
+                copy_ratio=float(scores.copy_ratio[i]),
+                near_copy=bool(scores.near_copy[i]),
+                kept=bool(decision.kept[i]),
+                reason=decision.reasons[i],
+                generator=kind,
+            )
+            for i in range(len(labels))
+        ]
+        return GeneratorSelection(per_class, len(labels), int(decision.kept.sum())), rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import stat
 import tempfile
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from pathsynth.serve.security import (
     MIN_OPERATOR_TOKEN,
     OPERATOR_TOKEN_ENV,
     SecurityHeaders,
+    SignInGuard,
     is_loopback,
 )
 from pathsynth.serve.thumbnails import ThumbnailCache
@@ -90,6 +92,23 @@ class ServeSettings:
                 f"serving on {self.host} (not 127.0.0.1) needs an operator token: set "
                 f"${OPERATOR_TOKEN_ENV} to a secret of {MIN_OPERATOR_TOKEN}+ characters"
             )
+
+    def check_port(self) -> None:
+        """Refuse a port that something already listens on, before anything says "serving".
+
+        Raises:
+            ServeError: the address and port cannot be bound (in use, or not this machine's).
+        """
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as error:
+                raise ServeError(
+                    f"cannot serve on {self.host}:{self.port}: {error.strerror or error} (another "
+                    "server on that port? choose one with --port)"
+                ) from None
 
     @property
     def link_base(self) -> str:
@@ -149,15 +168,21 @@ def create_app(space: Workspace, settings: ServeSettings | None = None) -> Starl
         hosts.append(str(urlsplit(settings.base_url).hostname))
     static = str(resources.files("pathsynth.serve").joinpath("static"))
     app = Starlette(
-        routes=[*catalog_routes(), *turing_routes(),
-                Mount("/static", StaticFiles(directory=static), name="static")],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
-                    Middleware(SecurityHeaders)],
+        routes=[
+            *catalog_routes(),
+            *turing_routes(),
+            Mount("/static", StaticFiles(directory=static), name="static"),
+        ],
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+            Middleware(SecurityHeaders),
+        ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
-    )  # fmt: skip
+    )
     app.state.space = space
     app.state.settings = settings
+    app.state.sign_in_guard = SignInGuard()
     app.state.templates = page_templates()
     return app
 
@@ -176,9 +201,14 @@ def serve(
 
     app = create_app(space, settings)
     uvicorn.run(
-        app, host=settings.host, port=settings.port, access_log=False, log_level=log_level,
-        server_header=False, proxy_headers=False,
-    )  # fmt: skip
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_level=log_level,
+        server_header=False,
+        proxy_headers=False,
+    )
 
 
 def thumbnail_folder(space: Workspace) -> Path:

@@ -39,10 +39,20 @@ def _num(value: object, digits: int = 3) -> str:
 
 
 def render(
-    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """A page from ``template`` with what every page needs (CSRF token, operator flag)."""
     templates: Jinja2Templates = request.app.state.templates
-    full = {"csrf_token": csrf_token(request), "csrf_field": CSRF_FIELD,
-            "operator": operator_allowed(request), **context}  # fmt: skip
-    return templates.TemplateResponse(request, template, full, status_code=status_code)
+    full = {
+        "csrf_token": csrf_token(request),
+        "csrf_field": CSRF_FIELD,
+        "operator": operator_allowed(request),
+        **context,
+    }
+    return templates.TemplateResponse(
+        request, template, full, status_code=status_code, headers=headers
+    )

@@ -7,6 +7,7 @@ listing of their own folder, so no request path reaches the file system.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from pathsynth.catalog.api import CatalogReader, ImageFilter
+from pathsynth.files import NAME
 from pathsynth.inventory import read_experiment_entry, read_generator_run_entry, read_run_identity
 from pathsynth.serve.charts import bar_chart
 from pathsynth.serve.pages import render
@@ -24,13 +26,12 @@ from pathsynth.serve.params import whole_number
 from pathsynth.serve.security import (
     OPERATOR_COOKIE,
     REPORT_POLICY,
+    SignInGuard,
     check_csrf,
     require_operator,
-    same_secret,
 )
 from pathsynth.serve.thumbnails import THUMB_SIDE, VIEW_SIDE, ThumbnailCache
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _GRID = re.compile(r"^grid-step=(\d+)\.png$")
 COMPARE_PER_CLASS = 8
 
@@ -56,12 +57,16 @@ def home(request: Request) -> Response:
     """The overview: totals and the class and origin charts."""
     require_operator(request)
     counts = _reader(request).counts()
-    return render(request, "home.html", {
-        "counts": counts,
-        "class_chart": bar_chart("Images per class", counts.per(0)),
-        "origin_chart": bar_chart("Images per origin", counts.per(1)),
-        "total": sum(counts.by_class_origin.values()),
-    })  # fmt: skip
+    return render(
+        request,
+        "home.html",
+        {
+            "counts": counts,
+            "class_chart": bar_chart("Images per class", counts.per(0)),
+            "origin_chart": bar_chart("Images per origin", counts.per(1)),
+            "total": sum(counts.by_class_origin.values()),
+        },
+    )
 
 
 def images(request: Request) -> Response:
@@ -70,9 +75,16 @@ def images(request: Request) -> Response:
     wanted = _filter(request)
     reader = _reader(request)
     page = reader.images(wanted, _int_param(request, "after"), _int_param(request, "before"))
-    return render(request, "images.html", {
-        "page": page, "wanted": wanted, "query": wanted.as_query(), "choices": reader.choices(),
-    })  # fmt: skip
+    return render(
+        request,
+        "images.html",
+        {
+            "page": page,
+            "wanted": wanted,
+            "query": wanted.as_query(),
+            "choices": reader.choices(),
+        },
+    )
 
 
 def image(request: Request) -> Response:
@@ -129,9 +141,15 @@ def patients(request: Request) -> Response:
     kind = "generator" if request.query_params.get("kind") == "generator" else ""
     after = request.query_params.get("after", "")[:64] or None
     listed, next_after = _reader(request).patients(after, kind=kind)
-    return render(request, "patients.html", {
-        "patients": listed, "next_after": next_after, "kind": kind,
-    })  # fmt: skip
+    return render(
+        request,
+        "patients.html",
+        {
+            "patients": listed,
+            "next_after": next_after,
+            "kind": kind,
+        },
+    )
 
 
 def patient(request: Request) -> Response:
@@ -165,7 +183,7 @@ def _workspace_root(request: Request) -> Path:
 
 def _listed_folder(parent: Path, name: str) -> Path:
     """``parent/name`` when ``name`` is one of ``parent``'s sub-folders, else 404."""
-    if not _NAME.match(name) or not parent.is_dir():
+    if not NAME.match(name) or not parent.is_dir():
         raise HTTPException(404)
     names = {p.name for p in parent.iterdir() if p.is_dir()}
     if name not in names:
@@ -196,10 +214,17 @@ def experiment(request: Request) -> Response:
     entry = read_experiment_entry(folder)
     run = _experiment_run(folder)
     compare = _comparison(request, folder, run)
-    return render(request, "experiment.html", {
-        "entry": entry, "has_report": (folder / "report" / "report.html").is_file(),
-        "run": run, "grids": _grids(run) if run else [], "compare": compare,
-    })  # fmt: skip
+    return render(
+        request,
+        "experiment.html",
+        {
+            "entry": entry,
+            "has_report": (folder / "report" / "report.html").is_file(),
+            "run": run,
+            "grids": _grids(run) if run else [],
+            "compare": compare,
+        },
+    )
 
 
 def _experiment_run(folder: Path) -> Path | None:
@@ -240,8 +265,9 @@ def _comparison(
     synthetic_sources = [s for s in reader.choices().sources if s == wanted_source]
     out = []
     for label in state.classes or [c for c in reader.choices().labels]:
-        real = reader.sample(ImageFilter(label=label, origin="real", source=source),
-                             COMPARE_PER_CLASS)  # fmt: skip
+        real = reader.sample(
+            ImageFilter(label=label, origin="real", source=source), COMPARE_PER_CLASS
+        )
         generated: list[int] = []
         for name in synthetic_sources:
             generated += reader.sample(
@@ -279,8 +305,9 @@ def gan_run(request: Request) -> Response:
     """One GAN run: its numbers and sample grids."""
     require_operator(request)
     folder = _listed_folder(_workspace_root(request) / "runs", request.path_params["name"])
-    return render(request, "run.html", {"run": read_generator_run_entry(folder),
-                                        "grids": _grids(folder)})  # fmt: skip
+    return render(
+        request, "run.html", {"run": read_generator_run_entry(folder), "grids": _grids(folder)}
+    )
 
 
 def grid(request: Request) -> Response:
@@ -305,14 +332,28 @@ async def login(request: Request) -> Response:
     if request.method == "GET":
         given = request.query_params.get("token")
         if given is None:
-            return render(request, "login.html", {"failed": False})
+            return render(request, "login.html", {"failed": False, "wait": 0})
     else:
         given = (await check_csrf(request)).get("token")
-    if token is None or not same_secret(given, token):
-        return render(request, "login.html", {"failed": True}, status_code=403)
+    guard: SignInGuard = request.app.state.sign_in_guard
+    if token is not None and (wait := guard.wait()) > 0:
+        return render(
+            request,
+            "login.html",
+            {"failed": True, "wait": math.ceil(wait)},
+            status_code=429,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    if token is None or not guard.check(given, token):
+        return render(request, "login.html", {"failed": True, "wait": 0}, status_code=403)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(OPERATOR_COOKIE, token, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")  # fmt: skip
+    response.set_cookie(
+        OPERATOR_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 

@@ -20,6 +20,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
@@ -104,12 +108,60 @@ def proxied(request: Request) -> bool:
     return any(name in request.headers for name in PROXY_HEADERS)
 
 
+class SignInGuard:
+    """Guessing the operator token, throttled: after ``limit`` failed attempts (a wrong token at
+    ``/login`` or a wrong operator cookie on any page) within ``window`` seconds, every attempt,
+    right or wrong, is refused until the oldest failure is ``window`` seconds old. A lock-out
+    that also keeps the operator out for up to a minute is the price: letting a right token
+    through would tell a guesser when they hit it.
+
+    Args:
+        limit: failures allowed within the window.
+        window: seconds.
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self, limit: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def wait(self) -> float:
+        """Seconds until an attempt is heard again; 0 when it is now."""
+        with self._lock:
+            now = self.clock()
+            while self._failures and now - self._failures[0] >= self.window:
+                self._failures.popleft()
+            if len(self._failures) < self.limit:
+                return 0.0
+            return self.window - (now - self._failures[0])
+
+    def check(self, given: str | None, expected: str) -> bool:
+        """Whether ``given`` is the token, counting it as a failure when it is not; never True
+        while attempts are refused."""
+        if self.wait() > 0:
+            return False
+        if same_secret(given, expected):
+            return True
+        with self._lock:
+            self._failures.append(self.clock())
+        return False
+
+
 def operator_allowed(request: Request) -> bool:
     """Whether this request may see operator pages: it signed in with the operator token, or the
-    server has an open operator (``--no-operator-token``) and no proxy forwarded it."""
+    server has an open operator (``--no-operator-token``) and no proxy forwarded it. A request
+    without the operator cookie is no guess; one with a wrong cookie counts as a failed sign-in
+    (:class:`SignInGuard`)."""
     settings = request.app.state.settings
     if settings.operator_token is not None:
-        return same_secret(request.cookies.get(OPERATOR_COOKIE), settings.operator_token)
+        cookie = request.cookies.get(OPERATOR_COOKIE)
+        if not cookie:
+            return False
+        guard: SignInGuard = request.app.state.sign_in_guard
+        return guard.check(cookie, settings.operator_token)
     return bool(settings.open_operator) and not proxied(request)
 
 
@@ -127,9 +179,13 @@ def require_operator(request: Request) -> None:
         raise HTTPException(403, f"reached through a proxy: set ${OPERATOR_TOKEN_ENV} and sign in")
     if settings.operator_token is None:
         raise HTTPException(403, "this server has no operator sign-in")
+    # a cookie of an earlier server (another token) is dropped, so it is not counted as a guess
+    # on every page (SignInGuard)
+    forget = {"Set-Cookie": f"{OPERATOR_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"}
+    stale = forget if request.cookies.get(OPERATOR_COOKIE) else {}
     if request.method == "GET" and request.url.path.rsplit("/", 1)[-1].find(".") < 0:
-        raise HTTPException(303, headers={"Location": "/login"})
-    raise HTTPException(403, "sign in as the operator first")
+        raise HTTPException(303, headers={"Location": "/login", **stale})
+    raise HTTPException(403, "sign in as the operator first", headers=stale or None)
 
 
 class SecurityHeaders:

@@ -64,8 +64,14 @@ def join(request: Request) -> Response:
     if rater is None:
         raise HTTPException(404)
     response = RedirectResponse(f"/turing/{rater.test_id}/rate", status_code=303)
-    response.set_cookie(RATER_COOKIE, token, httponly=True, samesite="lax", path="/turing/",
-                        secure=request.url.scheme == "https")  # fmt: skip
+    response.set_cookie(
+        RATER_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        path="/turing/",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -80,9 +86,14 @@ async def rate(request: Request) -> Response:
         confidence = form.get("confidence", "")
         try:
             await run_in_threadpool(
-                _book(request).answer, rater, form.get("item", ""), form.get("called", ""),
-                label, whole_number(confidence), test.class_names,
-            )  # fmt: skip
+                _book(request).answer,
+                rater,
+                form.get("item", ""),
+                form.get("called", ""),
+                label,
+                whole_number(confidence),
+                test.class_names,
+            )
         except TuringError as refused:
             error = str(refused)
         else:
@@ -90,11 +101,20 @@ async def rate(request: Request) -> Response:
     items = await run_in_threadpool(_book(request).items_for, rater)
     done = sum(item.called is not None for item in items)
     pending = [item for item in items if item.called is None]
-    return render(request, "rate.html", {
-        "test": test, "rater": rater, "item": pending[0] if pending else None, "done": done,
-        "total": len(items), "error": error,
-        "operator": False,  # a rater's page links nowhere else, even on a token-less loopback
-    }, status_code=400 if error else 200)  # fmt: skip
+    return render(
+        request,
+        "rate.html",
+        {
+            "test": test,
+            "rater": rater,
+            "item": pending[0] if pending else None,
+            "done": done,
+            "total": len(items),
+            "error": error,
+            "operator": False,  # a rater's page links nowhere else, even on a token-less loopback
+        },
+        status_code=400 if error else 200,
+    )
 
 
 def item_image(request: Request) -> Response:
@@ -128,10 +148,18 @@ async def tests(request: Request) -> Response:
         except PathsynthError as refused:
             error = str(refused)
     names = [e.name for e in workspace_inventory(request.app.state.space.root).experiments]
-    return render(request, "turing_tests.html", {
-        "tests": _book(request).tests(), "experiments": names, "created": created,
-        "error": error, "link_base": request.app.state.settings.link_base,
-    }, status_code=400 if error else 200)  # fmt: skip
+    return render(
+        request,
+        "turing_tests.html",
+        {
+            "tests": _book(request).tests(),
+            "experiments": names,
+            "created": created,
+            "error": error,
+            "link_base": request.app.state.settings.link_base,
+        },
+        status_code=400 if error else 200,
+    )
 
 
 def _create(request: Request, form: dict[str, str]) -> object:
@@ -143,9 +171,13 @@ def _create(request: Request, form: dict[str, str]) -> object:
     seed = whole_number(form.get("seed", "0")) or 0
     raters = [name.strip() for name in form.get("raters", "").split(",") if name.strip()]
     return make_test_from_experiment(
-        request.app.state.space, form.get("experiment", ""), form.get("name", "").strip(),
-        per_class, raters, seed,
-    )  # fmt: skip
+        request.app.state.space,
+        form.get("experiment", ""),
+        form.get("name", "").strip(),
+        per_class,
+        raters,
+        seed,
+    )
 
 
 async def test_page(request: Request) -> Response:
@@ -166,10 +198,18 @@ async def test_page(request: Request) -> Response:
             test = _test(request)
     raters, answers = _book(request).answers(test.test_id)
     progress = {r: sum(a.rater == r for a in answers) for r in raters}
-    return render(request, "turing_test.html", {
-        "test": test, "progress": progress, "added": added, "error": error,
-        "link_base": request.app.state.settings.link_base,
-    }, status_code=400 if error else 200)  # fmt: skip
+    return render(
+        request,
+        "turing_test.html",
+        {
+            "test": test,
+            "progress": progress,
+            "added": added,
+            "error": error,
+            "link_base": request.app.state.settings.link_base,
+        },
+        status_code=400 if error else 200,
+    )
 
 
 def _figures(request: Request, test: TestSummary) -> TuringResults:
@@ -183,9 +223,15 @@ def results(request: Request) -> Response:
     require_operator(request)
     test = _test(request)
     figures = _figures(request, test)
-    return render(request, "turing_results.html", {
-        "test": test, "results": figures, "rows": summary_rows(figures),
-    })  # fmt: skip
+    return render(
+        request,
+        "turing_results.html",
+        {
+            "test": test,
+            "results": figures,
+            "rows": summary_rows(figures),
+        },
+    )
 
 
 def answers_file(request: Request) -> Response:
@@ -204,8 +250,11 @@ def summary_file(request: Request) -> Response:
 
 
 def _csv(text: str, filename: str) -> Response:
-    return Response(text, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def turing_routes() -> list[Route]:

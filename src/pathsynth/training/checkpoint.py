@@ -148,7 +148,7 @@ def load_run_checkpoint(
     kind: str | None = None,
 ) -> tuple[Path, dict[str, Any], ConfigT]:
     """A run's checkpoint ``which`` (see :func:`find_checkpoint`), its state and its config read
-    by ``read_config`` (the generator kind's ``from_dict``).
+    by ``read_config`` (the run kind's ``Presets.read``).
 
     Args:
         kind: the ``kind`` the checkpoint must record (``None``: not checked; GAN checkpoints

@@ -41,6 +41,7 @@ from pathsynth.errors import ConfigError, PathsynthError
 from pathsynth.files import write_atomic
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import image_grid
+from pathsynth.progress import advance
 from pathsynth.timing import duration
 from pathsynth.training.checkpoint import list_checkpoints, save_checkpoint
 from pathsynth.training.distributed import DistContext, all_reduce_sum
@@ -195,6 +196,8 @@ class Trainer:
 
     loss_names: ClassVar[tuple[str, ...]] = ("loss",)
     """The names of the losses :meth:`train_step` returns, in order (``stats.jsonl``'s keys)."""
+    progress_task: ClassVar[str] = "training steps"
+    """What :func:`pathsynth.progress.advance` calls this trainer's steps."""
 
     sampler: EpochSampler
     step: int
@@ -259,9 +262,13 @@ class Trainer:
         generator), foreach ones otherwise."""
         fused = fused and self.device.type in ("cuda", "cpu")
         return kind(  # type: ignore[call-arg]
-            module.parameters(), lr=lr, betas=betas, weight_decay=weight_decay,
-            fused=fused or None, foreach=None if fused else True,
-        )  # fmt: skip
+            module.parameters(),
+            lr=lr,
+            betas=betas,
+            weight_decay=weight_decay,
+            fused=fused or None,
+            foreach=None if fused else True,
+        )
 
     def wrap(
         self, name: str, module: nn.Module, compile_mode: str | None = None, **ddp: Any
@@ -352,6 +359,8 @@ class Trainer:
                 window.add(self.train_step())
                 interrupted = self._agree(stop.raised)
                 self._tick(window, interrupted)
+                if self.context.is_main:
+                    advance(self.progress_task, self.step, self.total_steps)
                 if interrupted:
                     status = "interrupted"
                     break

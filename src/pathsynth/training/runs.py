@@ -18,7 +18,6 @@ Nothing here touches the catalog: training runs on machines without any SQL pack
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import uuid
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from pathsynth import __version__
+from pathsynth.config import Presets
 from pathsynth.devices import resolve_device
 from pathsynth.errors import CheckpointError, DataError
 from pathsynth.files import write_text_atomic
@@ -95,46 +95,41 @@ def recorded_data(run_dir: Path) -> dict[str, str]:
     """Where a run's training images came from, as the command that started it recorded it:
     ``{"folder": ...}`` or ``{"workspace": ..., "split": ..., "fold": ...}``.
 
-    A run made before ``run.json`` existed is read from its last checkpoint's config.
-
     Raises:
-        CheckpointError: the run does not say (a run ``reproduce`` trained on its experiment's
-            inputs: rerun ``pathsynth reproduce`` to continue it) or has no checkpoint.
+        CheckpointError: no ``run.json`` (not a run folder), or a run that does not say (a run
+            ``reproduce`` trained on its experiment's inputs: rerun ``pathsynth reproduce`` to
+            continue it).
     """
     path = run_dir / IDENTITY_NAME
-    if path.is_file():
-        identity = json.loads(path.read_text(encoding="utf-8"))
-        data = {str(k): str(v) for k, v in identity.get("data", {}).items()}
-        if not data:
-            made_from = identity.get("source") or "images it does not name"
-            raise CheckpointError(
-                f"run {run_dir} was trained on {made_from}; rerun the command that made it "
-                "(`pathsynth reproduce` for an experiment's run) to continue it, or give --data"
-            )
-        return data
-    legacy = load_checkpoint(find_checkpoint(run_dir, "last"))["config"].get("data", {})
-    if legacy.get("folder"):
-        return {"folder": str(legacy["folder"])}
-    keys = ("workspace", "split", "fold")
-    if all(legacy.get(key) for key in keys):
-        return {key: str(legacy[key]) for key in keys}
-    raise CheckpointError(f"run {run_dir} does not say where its images came from; give --data")
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} has no {IDENTITY_NAME}: not a pathsynth run folder")
+    identity = json.loads(path.read_text(encoding="utf-8"))
+    data = {str(k): str(v) for k, v in identity.get("data", {}).items()}
+    if not data:
+        made_from = identity.get("source") or "images it does not name"
+        raise CheckpointError(
+            f"run {run_dir} was trained on {made_from}; rerun the command that made it "
+            "(`pathsynth reproduce` for an experiment's run) to continue it, or give --data"
+        )
+    return data
 
 
 def run_identity(run_dir: Path) -> RunIdentity:
-    """The identity recorded in ``run.json``; a run made before identities existed gets an id
-    derived from its folder's absolute path (stable for that folder, different for any other)."""
+    """The identity recorded in ``run.json``.
+
+    Raises:
+        CheckpointError: no ``run.json`` (not a pathsynth run folder).
+    """
     path = run_dir / IDENTITY_NAME
-    if path.is_file():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return RunIdentity(str(data["run_id"]), run_dir.name, str(data.get("source", "")))
-    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:32]
-    return RunIdentity(digest, run_dir.name, "")
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} has no {IDENTITY_NAME}: not a pathsynth run folder")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return RunIdentity(str(data["run_id"]), run_dir.name, str(data.get("source", "")))
 
 
 def run_kind(run_dir: Path) -> str:
-    """The generator kind that made a run (``gan`` or ``diffusion``), as its ``run.json`` records
-    it; a run made before kinds were recorded is a GAN run."""
+    """The generator kind that made a run, as its ``run.json`` records it; ``gan`` for a path
+    without one (a GAN checkpoint file, or a path the GAN's loader then refuses)."""
     path = run_dir / IDENTITY_NAME
     if path.is_file():
         return str(json.loads(path.read_text(encoding="utf-8")).get("kind", "gan"))
@@ -272,11 +267,11 @@ def resumed_run_config(
     run_dir: Path,
     overrides: Mapping[str, Any],
     read_state: Callable[[Path], dict[str, Any]],
-    from_dict: Callable[[Mapping[str, Any]], C],
-    apply_overrides: Callable[[C, Mapping[str, Any]], C],
+    configs: Presets[C],
 ) -> C:
     """The config of a run's last checkpoint, read by ``read_state`` (the trainer's checkpoint
-    reader, which refuses another kind's), with ``overrides`` applied, for ``--resume``; of its
+    reader, which refuses another kind's) as the run kind's ``configs``, with ``overrides``
+    applied, for ``--resume``; of its
     ``config.json`` when it has no checkpoint yet (killed before its first one: it starts again
     at step 0).
 
@@ -290,7 +285,7 @@ def resumed_run_config(
         plain = json.loads(saved.read_text(encoding="utf-8"))
     else:
         plain = read_state(find_checkpoint(run_dir, "last"))["config"]
-    return apply_overrides(from_dict(plain), overrides)
+    return configs.override(configs.read(plain), overrides)
 
 
 def check_batch(dataset: TensorImageSet, batch_size: int, source: str) -> None:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from pathsynth.catalog.api import FoldImage, Workspace, generated_images, split_fold
 from pathsynth.errors import DataError, PathsynthError, TuringError
-from pathsynth.files import write_atomic
+from pathsynth.files import check_name, write_atomic
 from pathsynth.imaging.decode import load_rgb
 from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
 from pathsynth.imaging.png import encode_png
@@ -100,30 +100,16 @@ def make_test(
         TuringError: ``per_class`` outside 1-500, no raters or a class with too few images of
             either kind, or what storing the test refuses.
     """
-    if not 1 <= per_class <= MAX_PER_CLASS:
-        raise TuringError(f"images per class must be 1 to {MAX_PER_CLASS}, got {per_class}")
-    if not raters:
-        raise TuringError("name at least one rater")
-    if len(set(raters)) != len(raters):
-        raise TuringError("rater names must differ")
+    _check_request(per_class, raters)
     real = [image for image in real if image.origin == "real"]
     chosen_classes = classes or sorted({i.label for i in real} & {i.label for i in synthetic})
     if not chosen_classes:
         raise TuringError("no class has both held-out real and generated images")
-    draw = random.Random(seed)
-    picked: list[tuple[FoldImage, str]] = []
-    for label in chosen_classes:
-        for truth, pool in (("real", real), ("synthetic", synthetic)):
-            candidates = [image for image in pool if image.label == label]
-            if len(candidates) < per_class:
-                raise TuringError(
-                    f"class {label!r} has {len(candidates)} {truth} images, "
-                    f"fewer than the {per_class} asked for"
-                )
-            picked += [(image, truth) for image in draw.sample(candidates, per_class)]
+    picked = _draw(real, synthetic, chosen_classes, per_class, seed)
     size = int(load_rgb(picked[-1][0].path).shape[0])  # generated images are square
-    planned = [PlannedItem(image.image_id, truth, image.label, new_public_id())
-               for image, truth in picked]  # fmt: skip
+    planned = [
+        PlannedItem(image.image_id, truth, image.label, new_public_id()) for image, truth in picked
+    ]
     record = {**(params or {}), "per_class": per_class, "seed": seed, "size": size,
               "preprocess": preprocess.as_dict()}  # fmt: skip
     with TuringBook.open(space) as book:
@@ -140,6 +126,43 @@ def make_test(
             book.drop(test_id)
             raise
     return CreatedTest(test_id, name, len(planned), chosen_classes, tokens)
+
+
+def _check_request(per_class: int, raters: list[str]) -> None:
+    """Refuse a test no rater could take.
+
+    Raises:
+        TuringError: ``per_class`` outside 1-500, no raters, or a rater named twice.
+    """
+    if not 1 <= per_class <= MAX_PER_CLASS:
+        raise TuringError(f"images per class must be 1 to {MAX_PER_CLASS}, got {per_class}")
+    if not raters:
+        raise TuringError("name at least one rater")
+    if len(set(raters)) != len(raters):
+        raise TuringError("rater names must differ")
+
+
+def _draw(
+    real: list[FoldImage], synthetic: list[FoldImage], classes: list[str], per_class: int, seed: int
+) -> list[tuple[FoldImage, str]]:
+    """``per_class`` real and synthetic images of each class, drawn with ``seed``, with their
+    truth.
+
+    Raises:
+        TuringError: a class with fewer images of either kind.
+    """
+    draw = random.Random(seed)
+    picked: list[tuple[FoldImage, str]] = []
+    for label in classes:
+        for truth, pool in (("real", real), ("synthetic", synthetic)):
+            candidates = [image for image in pool if image.label == label]
+            if len(candidates) < per_class:
+                raise TuringError(
+                    f"class {label!r} has {len(candidates)} {truth} images, "
+                    f"fewer than the {per_class} asked for"
+                )
+            picked += [(image, truth) for image in draw.sample(candidates, per_class)]
+    return picked
 
 
 def make_test_from_experiment(
@@ -160,6 +183,10 @@ def make_test_from_experiment(
     from pathsynth.experiment.state import ExperimentPaths, ExperimentState
     from pathsynth.inventory import read_run_identity
 
+    try:  # a name, never a path: "../x" would reach outside the workspace
+        check_name(experiment, "experiment")
+    except ValueError as error:
+        raise DataError(str(error)) from None
     paths = ExperimentPaths(space.root / "experiments" / experiment)
     if not paths.state.is_file():
         raise DataError(f"no experiment named {experiment!r} in {space.root}")
@@ -179,8 +206,20 @@ def make_test_from_experiment(
     )
     preprocess = PreprocessConfig(**state.config.get("preprocess", {}))
     return make_test(
-        space, name, split_fold(space, split, "test"), generated_images(space, str(run_id)),
-        per_class, raters, preprocess, seed, state.classes,
-        {"experiment": experiment, "split": split, "fold": "test", "generator_run": str(run_id),
-         "generator_dir": Path(run_dir).name},
-    )  # fmt: skip
+        space,
+        name,
+        split_fold(space, split, "test"),
+        generated_images(space, str(run_id)),
+        per_class,
+        raters,
+        preprocess,
+        seed,
+        state.classes,
+        {
+            "experiment": experiment,
+            "split": split,
+            "fold": "test",
+            "generator_run": str(run_id),
+            "generator_dir": Path(run_dir).name,
+        },
+    )

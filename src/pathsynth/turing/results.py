@@ -116,12 +116,17 @@ def turing_results(
     }
     kappa, kappa_items = _kappa(raters, answers)
     return TuringResults(
-        raters=list(raters), items=items, overall=calls(answers), per_rater=per_rater,
-        per_class=per_class, per_rater_class=per_rater_class, kappa=kappa,
+        raters=list(raters),
+        items=items,
+        overall=calls(answers),
+        per_rater=per_rater,
+        per_class=per_class,
+        per_rater_class=per_rater_class,
+        kappa=kappa,
         kappa_items=kappa_items,
         class_agreement_synthetic=_class_agreement(answers, classes, "synthetic"),
         class_agreement_real=_class_agreement(answers, classes, "real"),
-    )  # fmt: skip
+    )
 
 
 def _kappa(raters: list[str], answers: list[AnswerLike]) -> tuple[float, int]:
@@ -156,9 +161,16 @@ def _class_agreement(
 
 
 ANSWER_COLUMNS = (
-    "rater", "item", "truth", "class", "called", "called_class", "confidence", "correct",
+    "rater",
+    "item",
+    "truth",
+    "class",
+    "called",
+    "called_class",
+    "confidence",
+    "correct",
     "answered_at",
-)  # fmt: skip
+)
 
 
 def answers_csv(answers: Iterable[AnswerLike]) -> str:
@@ -168,18 +180,36 @@ def answers_csv(answers: Iterable[AnswerLike]) -> str:
     writer.writerow(ANSWER_COLUMNS)
     for a in answers:
         writer.writerow(
-            [csv_cell(a.rater), a.item, a.truth, csv_cell(a.label), a.called,
-             csv_cell(a.called_label or ""), a.confidence if a.confidence is not None else "",
-             int(a.called == a.truth), a.answered_at]
-        )  # fmt: skip
+            [
+                csv_cell(a.rater),
+                a.item,
+                a.truth,
+                csv_cell(a.label),
+                a.called,
+                csv_cell(a.called_label or ""),
+                a.confidence if a.confidence is not None else "",
+                int(a.called == a.truth),
+                a.answered_at,
+            ]
+        )
     return buffer.getvalue()
 
 
 SUMMARY_COLUMNS = (
-    "group", "rater", "class", "answers", "accuracy", "accuracy_low", "accuracy_high",
-    "sensitivity", "sensitivity_low", "sensitivity_high", "specificity", "specificity_low",
+    "group",
+    "rater",
+    "class",
+    "answers",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "sensitivity",
+    "sensitivity_low",
+    "sensitivity_high",
+    "specificity",
+    "specificity_low",
     "specificity_high",
-)  # fmt: skip
+)
 
 
 def summary_rows(results: TuringResults) -> list[tuple[str, str, str, Calls]]:

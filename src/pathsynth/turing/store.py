@@ -186,10 +186,15 @@ class TuringBook:
                 session.add(test)
                 session.flush()
                 session.add_all(
-                    TuringItem(test_id=test.id, public_id=item.public_id, image_id=item.image_id,
-                               truth=item.truth, label=item.label)
+                    TuringItem(
+                        test_id=test.id,
+                        public_id=item.public_id,
+                        image_id=item.image_id,
+                        truth=item.truth,
+                        label=item.label,
+                    )
                     for item in items
-                )  # fmt: skip
+                )
                 return test.id
         except IntegrityError:  # the same form posted twice at once (a double click)
             raise taken from None
@@ -226,9 +231,13 @@ class TuringBook:
                 if taken is not None:
                     raise TuringError(f"the test already has a rater named {name!r}")
                 session.add(
-                    TuringRater(test_id=test_id, name=name, token_sha256=token_digest(token),
-                                order_seed=secrets.randbelow(2**31))
-                )  # fmt: skip
+                    TuringRater(
+                        test_id=test_id,
+                        name=name,
+                        token_sha256=token_digest(token),
+                        order_seed=secrets.randbelow(2**31),
+                    )
+                )
         except IntegrityError:  # a concurrent add of the same name
             raise TuringError(f"the test already has a rater named {name!r}") from None
         return token

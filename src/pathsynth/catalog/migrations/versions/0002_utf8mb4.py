@@ -21,9 +21,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TABLES = (
-    "patients", "runs", "splits", "studies", "images", "image_features", "image_parents",
-    "split_members", "alembic_version",
-)  # fmt: skip
+    "patients",
+    "runs",
+    "splits",
+    "studies",
+    "images",
+    "image_features",
+    "image_parents",
+    "split_members",
+    "alembic_version",
+)
 
 
 def upgrade() -> None:

@@ -38,7 +38,9 @@ def upgrade() -> None:
         sa.Column("run_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(), server_default=sa.func.now(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["image_id"], ["images.id"], name=op.f("fk_selection_scores_image_id_images"),
+            ["image_id"],
+            ["images.id"],
+            name=op.f("fk_selection_scores_image_id_images"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
@@ -47,7 +49,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_selection_scores")),
         sa.UniqueConstraint("image_id", "selection", name="selection_image"),
         **MYSQL,
-    )  # fmt: skip
+    )
     with op.batch_alter_table("selection_scores", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_selection_scores_image_id"), ["image_id"], unique=False
