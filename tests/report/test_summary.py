@@ -96,3 +96,21 @@ def test_the_report_opens_with_the_summary(tmp_path):
                     "What to do next."):  # fmt: skip
         assert heading in section
     assert "The gan generator is usable: its images cover 50.0%" in section
+
+
+def test_the_gan_curves_are_two_panels_a_row_and_readable_at_page_width():
+    """Five panels side by side (21 in wide) shrank to about 2 inches each on the page."""
+    from pathsynth.report.figures import gan_curves
+
+    records = [
+        {"step": s, "loss_d": 1.0 / (s + 1), "loss_g": 2.0, "ada_p": s / 100, "quality_kid": 0.1,
+         "r1": 0.5, "images_per_s": 40.0}
+        for s in range(0, 100, 10)
+    ]  # fmt: skip
+    figure = gan_curves(records)
+    assert figure is not None
+    width, height = figure.get_size_inches()
+    shown = [ax for ax in figure.axes if ax.axison]
+    assert len(shown) == 5 and width <= 9.5 and height >= 9.0  # three rows of two
+    page = 1150 / 100  # the report's column, in inches at 100 dpi
+    assert all(ax.get_position().width * min(width, page) >= 3.5 for ax in shown)

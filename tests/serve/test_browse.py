@@ -152,13 +152,33 @@ def test_experiments_list_headline_report_grids_and_side_by_side(client):
     assert page.count(f"/runs/{RUN_NAME}/grids/") == 2
     for label in CLASSES:
         assert f"<th>{label}</th>" in page
-    assert page.count("/thumb.jpg") == 3 * 8 + 3 * GENERATED_PER_CLASS
+    # real images as the generator saw them, generated ones as made, at one scale
+    assert page.count("/experiments/demo/real/") == 3 * 8
+    assert page.count("/view.jpg") == 3 * GENERATED_PER_CLASS
     report = client.get("/experiments/demo/report/")
     assert (
         "Report of demo" in report.text and "sandbox" in report.headers["content-security-policy"]
     )
     grid = client.get(f"/runs/{RUN_NAME}/grids/1.png")
     assert grid.status_code == 200 and grid.content.startswith(b"\x89PNG")
+
+
+def test_real_images_are_shown_at_the_generated_images_scale(client):
+    """A real image beside the generated ones is the generator's view of it (the experiment's
+    inputs, cropped to the generated side), not the whole 72x56 field; a generated or unknown
+    image has no such view, and a rater or a stranger gets none."""
+    page = client.get("/experiments/demo").text
+    real_id = int(re.search(r"/experiments/demo/real/(\d+)\.png", page).group(1))
+    generated_id = int(re.search(r"/images/(\d+)/view\.jpg", page).group(1))
+    shown = client.get(f"/experiments/demo/real/{real_id}.png")
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(shown.content)) as image:
+        assert image.size == (32, 32) and not image.info  # the demo's inputs: 32 px, no metadata
+    with Image.open(io.BytesIO(client.get(f"/images/{generated_id}/view.jpg").content)) as made:
+        assert made.size == (32, 32)
+    assert client.get(f"/experiments/demo/real/{generated_id}.png").status_code == 404
+    assert client.get("/experiments/demo/real/999999.png").status_code == 404
+    assert client.get(f"/experiments/nosuch/real/{real_id}.png").status_code == 404
 
 
 def test_reader_connections_refuse_writes(client):

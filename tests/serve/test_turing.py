@@ -326,3 +326,23 @@ def test_a_test_of_an_experiment_named_by_a_path_is_refused(lab):
     for name in ("../outside", "/etc", "a/b"):
         with pytest.raises(DataError, match="may hold letters, digits"):
             make_test_from_experiment(Workspace(lab), name, "t", 1, ["ann"])
+
+
+def test_a_real_patch_larger_than_the_generated_images_is_cropped_not_shrunk(tmp_path):
+    """Resizing a 128 px real tile to 64 px showed tissue at half the generated images' scale
+    (a tell for raters); the generator learnt from crops, so the rater sees a centre crop."""
+    import numpy as np
+    from PIL import Image
+
+    from pathsynth.imaging.patches import PreprocessConfig
+    from pathsynth.turing.design import display_pixels
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    path = tmp_path / "field.png"
+    Image.fromarray(pixels).save(path)
+    shown = display_pixels(path, "real", PreprocessConfig(mode="resize", size=128), "x", 64)
+    assert shown.shape == (64, 64, 3)
+    assert np.array_equal(shown, pixels[32:96, 32:96])
+    small = display_pixels(path, "real", PreprocessConfig(mode="resize", size=32), "x", 64)
+    assert small.shape == (64, 64, 3)  # smaller than the generated side: brought up to it

@@ -469,6 +469,19 @@ class CatalogReader:
             return None
         return self.store / row[0], row[1]
 
+    def image_source(self, image_id: int) -> tuple[Path, str, str, float | None] | None:
+        """The store file of image ``image_id``, its SHA-256, origin and its study's micrometres
+        per pixel, or None when there is no such image."""
+        with self.catalog.session() as session:
+            row = session.execute(
+                select(Image.store_path, Image.sha256, Image.origin, Study.pixel_size_um)
+                .join(Study, Study.id == Image.study_id)
+                .where(Image.id == image_id)
+            ).first()
+        if row is None:
+            return None
+        return self.store / row[0], row[1], row[2], row[3]
+
     # -- patients and studies ----------------------------------------------------------------
 
     def patients(

@@ -202,7 +202,8 @@ def _series(records: Sequence[Mapping[str, Any]], x_key: str, y_key: str) -> tup
 
 
 def gan_curves(records: Sequence[Mapping[str, Any]]) -> Figure | None:
-    """GAN training statistics against the step: losses together, other numbers each apart.
+    """GAN training statistics against the step: losses together, other numbers each apart,
+    two panels a row.
 
     Args:
         records: JSONL lines as dicts, each with ``step`` and numbers such as ``loss_d``,
@@ -221,9 +222,15 @@ def gan_curves(records: Sequence[Mapping[str, Any]]) -> Figure | None:
     panels = ([losses] if losses else []) + [[key] for key in others]
     if not panels:
         return None
-    figure = Figure(figsize=(4.2 * len(panels), 3.2))
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for ax, panel in zip(axes, panels, strict=True):
+    # two panels a row, each as wide as half the page: a row of five was unreadable at page size
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(4.6 * columns, 3.0 * rows + 0.4))
+    grid = figure.subplots(rows, columns, squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    for ax, panel in zip(axes, panels, strict=False):
         for key in panel:
             xs, ys = _series(records, "step", key)
             ax.plot(xs, ys, label=key, linewidth=1.2)

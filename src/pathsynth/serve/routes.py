@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -31,6 +32,9 @@ from pathsynth.serve.security import (
     require_operator,
 )
 from pathsynth.serve.thumbnails import THUMB_SIDE, VIEW_SIDE, ThumbnailCache
+
+if TYPE_CHECKING:
+    from pathsynth.imaging.patches import PreprocessConfig
 
 _GRID = re.compile(r"^grid-step=(\d+)\.png$")
 COMPARE_PER_CLASS = 8
@@ -223,8 +227,53 @@ def experiment(request: Request) -> Response:
             "run": run,
             "grids": _grids(run) if run else [],
             "compare": compare,
+            "has_generated": any(generated for _, _, generated in compare),
         },
     )
+
+
+async def real_at_generated_scale(request: Request) -> Response:
+    """A real image as the experiment's generator saw real images: prepared with the
+    experiment's inputs (its micrometres per pixel), the first patch cropped at its centre to the
+    generated images' side, as a PNG. 404 for a generated image, an unknown id, or an image the
+    inputs cannot be made from."""
+    require_operator(request)
+    folder = _listed_folder(_workspace_root(request) / "experiments", request.path_params["name"])
+    seen = _generator_inputs(folder)
+    found = _reader(request).image_source(request.path_params["image_id"])
+    if seen is None or found is None or found[2] != "real":
+        raise HTTPException(404)
+    from pathsynth.errors import PathsynthError
+    from pathsynth.turing.design import clean_png, display_pixels
+
+    path, sha256, _, pixel_size_um = found
+    preprocess, side = seen
+    try:
+        pixels = await run_in_threadpool(
+            display_pixels, path, "real", preprocess, sha256, side, pixel_size_um
+        )
+    except (PathsynthError, OSError):
+        raise HTTPException(404) from None
+    return Response(
+        clean_png(pixels),
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
+def _generator_inputs(folder: Path) -> tuple[PreprocessConfig, int] | None:
+    """The experiment's inputs and the side of its generated images (the generator's training
+    crops, else its inputs), or None when its state cannot be read."""
+    from pathsynth.errors import PathsynthError
+    from pathsynth.experiment.config import experiment_presets
+    from pathsynth.experiment.state import ExperimentState
+
+    try:
+        state = ExperimentState.load(folder / "state.json")
+        config = experiment_presets(state.modality).read(state.config)
+    except PathsynthError:
+        return None
+    return config.preprocess, config.gan.data.crop or config.preprocess.size
 
 
 def _experiment_run(folder: Path) -> Path | None:
@@ -371,6 +420,7 @@ def catalog_routes() -> list[Route]:
         Route("/studies/{code}", study),
         Route("/experiments", experiments),
         Route("/experiments/{name}", experiment),
+        Route("/experiments/{name}/real/{image_id:id}.png", real_at_generated_scale),
         Route("/experiments/{name}/report/", report_file),
         Route("/experiments/{name}/report/{file:path}", report_file),
         Route("/runs/{name}", gan_run),

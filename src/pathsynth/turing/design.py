@@ -50,7 +50,9 @@ def display_pixels(
 ) -> np.ndarray:
     """The pixels a rater sees: a real image prepared as the generator's inputs were (first
     patch, at the config's micrometres per pixel from the image's recorded ``pixel_size_um``),
-    a generated one as stored; both brought to ``size`` x ``size``.
+    a generated one as stored; both brought to ``size`` x ``size``: a real patch larger than the
+    generated images is cropped at its centre, as the generator's training crops were (resizing
+    it would show the tissue at another scale than the generated images), anything else resized.
 
     Raises:
         DataError: what :func:`~pathsynth.imaging.patches.preprocess_image` refuses (a real
@@ -59,6 +61,9 @@ def display_pixels(
     rgb = load_rgb(path)
     if truth == "real":
         rgb = preprocess_image(rgb, preprocess, sha256, pixel_size_um)[0].permute(1, 2, 0).numpy()
+        if rgb.shape[0] > size and rgb.shape[1] > size:
+            top, left = (rgb.shape[0] - size) // 2, (rgb.shape[1] - size) // 2
+            rgb = rgb[top : top + size, left : left + size]
     if rgb.shape[0] != size or rgb.shape[1] != size:
         image = Image.fromarray(np.ascontiguousarray(rgb)).convert("RGB")
         rgb = np.asarray(image.resize((size, size), Image.Resampling.LANCZOS))
