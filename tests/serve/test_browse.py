@@ -291,3 +291,49 @@ print("torch" in sys.modules)
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
+
+
+def test_a_thumbnail_asked_for_by_many_at_once_is_made_once_and_large_ones_one_at_a_time(
+    tmp_path, monkeypatch
+):
+    """Eight browsers asking for an 81 MP image's thumbnail decoded it eight times at once (7.7
+    GB); now one request makes each file while the others wait and read it, and large images
+    are decoded one at a time (bench/big_image.py: 14.2 GB -> 1.1 GB at 8 + 8 requests)."""
+    import threading
+    import time
+
+    from pathsynth.serve import thumbnails
+    from pathsynth.serve.thumbnails import ThumbnailCache
+
+    Image.new("RGB", (10, 10), (1, 2, 3)).save(tmp_path / "a.png")
+    Image.new("RGB", (10, 10), (4, 5, 6)).save(tmp_path / "b.png")
+
+    class Reader:
+        def image_file(self, image_id):
+            return tmp_path / f"{'ab'[image_id]}.png", f"sha{image_id}"
+
+    decoding, most, calls = [0], [0], []
+    lock = threading.Lock()
+
+    def slow_downsized(image, side):
+        with lock:
+            decoding[0] += 1
+            most[0] = max(most[0], decoding[0])
+            calls.append(side)
+        time.sleep(0.2)
+        with lock:
+            decoding[0] -= 1
+        return b"jpeg"
+
+    monkeypatch.setattr(thumbnails, "_downsized", slow_downsized)
+    monkeypatch.setattr(thumbnails, "LARGE_PIXELS", 50)  # both 100-pixel images count as large
+    cache = ThumbnailCache(Reader(), tmp_path / "cache")
+    jobs = [(0, 256)] * 8 + [(0, 1024)] * 4 + [(1, 256)] * 4
+    threads = [threading.Thread(target=cache.path, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(calls) == [256, 256, 1024]  # one decode per (file, size)
+    assert most[0] == 1  # large images one at a time
+    assert (tmp_path / "cache" / "sha0-256.jpg").read_bytes() == b"jpeg"

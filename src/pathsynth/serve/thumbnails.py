@@ -4,10 +4,15 @@ A cached file is named by the image's SHA-256 and the size (``<sha256>-<side>.jp
 that changes gets a new name, and written atomically, so a reader never sees half of one. Each is
 re-encoded from pixels (no EXIF, no comments, no colour profile of the source file). The id ->
 file mapping of files already made is kept in memory, so a cached thumbnail costs one small read.
+
+Memory is bounded whatever the requests: one file at one size is made once while other requests
+for it wait and then read the cache (eight browsers asking for an 81 MP image's thumbnail decoded
+it eight times at once), and images over :data:`LARGE_PIXELS` are decoded one at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections import OrderedDict
@@ -21,6 +26,9 @@ from pathsynth.files import write_atomic
 THUMB_SIDE = 256
 VIEW_SIDE = 1024
 MEMORY_ENTRIES = 200_000  # id -> cached path entries kept in memory (about 30 MB at most)
+LARGE_PIXELS = 16_000_000  # decoded one at a time: an 81 MP RGB image is 243 MB of pixels
+_LARGE_DECODES = threading.BoundedSemaphore(1)
+_STRIPES = 64  # locks that make each (file, size) once: requests for one file share a stripe
 
 
 class ThumbnailCache:
@@ -36,6 +44,7 @@ class ThumbnailCache:
         self.folder = folder
         self._known: OrderedDict[tuple[int, int], Path] = OrderedDict()
         self._lock = threading.Lock()
+        self._making = [threading.Lock() for _ in range(_STRIPES)]
 
     def cached(self, image_id: int, side: int) -> Path | None:
         """The cache file of an image at ``side`` if it is known to exist (no database access)."""
@@ -55,11 +64,12 @@ class ThumbnailCache:
             return None
         source, digest = found
         target = self.folder / f"{digest}-{side}.jpg"
-        if not target.is_file():
-            data = downsized_jpeg(source, side)
-            if data is None:
-                return None
-            write_atomic(target, data)
+        with self._making[hash(target.name) % _STRIPES]:  # the first request makes it
+            if not target.is_file():
+                data = downsized_jpeg(source, side)
+                if data is None:
+                    return None
+                write_atomic(target, data)
         with self._lock:
             self._known[(image_id, side)] = target
             if len(self._known) > MEMORY_ENTRIES:
@@ -72,12 +82,20 @@ def downsized_jpeg(source: Path, side: int) -> bytes | None:
     missing or not an image."""
     try:
         with Image.open(source) as image:
-            image.draft("RGB", (side, side))  # JPEG: decode at a reduced scale, far faster
-            shown = ImageOps.exif_transpose(image).convert("RGB")
-            shown.thumbnail((side, side), Image.Resampling.LANCZOS)
-            clean = Image.frombytes("RGB", shown.size, shown.tobytes())  # drops every metadata
+            large = image.width * image.height > LARGE_PIXELS
+            with _LARGE_DECODES if large else contextlib.nullcontext():
+                return _downsized(image, side)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
+
+
+def _downsized(image: Image.Image, side: int) -> bytes:
+    """The opened ``image`` decoded (at a reduced scale where the format allows), fitted in
+    ``side`` x ``side`` and re-encoded as JPEG without any metadata."""
+    image.draft("RGB", (side, side))  # JPEG: decode at a reduced scale, far faster
+    shown = ImageOps.exif_transpose(image).convert("RGB")
+    shown.thumbnail((side, side), Image.Resampling.LANCZOS)
+    clean = Image.frombytes("RGB", shown.size, shown.tobytes())  # drops every metadata
     buffer = io.BytesIO()
     clean.save(buffer, format="JPEG", quality=85, optimize=True)
     return buffer.getvalue()
