@@ -189,8 +189,16 @@ def _headline(results_path: Path) -> dict[str, float]:
 
 
 def read_bundle_entry(path: Path) -> BundleEntry:
-    """One bundle's provenance and metrics (its weights are not built). Reading a bundle needs
-    torch, imported here so that the pages that list no bundle never load it."""
+    """One bundle's provenance and metrics, from the listing beside it
+    (:mod:`pathsynth.classify.listing`, no torch), else from the bundle itself (its weights are
+    not built; torch is imported only then)."""
+    from pathsynth.classify.listing import read_listing
+
+    listed = read_listing(path)
+    if listed is not None:
+        return BundleEntry(path=path, experiment=listed.experiment, protocol=listed.protocol,
+                           condition=listed.condition, seed=listed.seed,
+                           classes=list(listed.classes), metrics=dict(listed.metrics))  # fmt: skip
     from pathsynth.classify.bundle import read_manifest
 
     try:

@@ -296,3 +296,42 @@ def test_a_folder_of_one_condition_s_bundles_predicts_their_mean(tmp_path) -> No
         load_bundles(tmp_path / "classify")
     with pytest.raises(CheckpointError, match=r"no \*\.bundle file under"):
         load_bundles(tmp_path / "sub")
+
+
+def test_a_workspace_lists_its_bundles_without_importing_torch(tmp_path) -> None:
+    """The listing beside each bundle lets ``runs`` and the web app's experiments page list
+    bundles without torch (``serve`` held 700 MB for it); a listing that describes another file
+    (the bundle replaced by hand) is not used, the bundle itself is read."""
+    import json
+    import subprocess
+    import sys
+
+    from bundles import CLASS_NAMES, CONFIG, METRICS, PREPROCESS, PROVENANCE, trained_model
+
+    from pathsynth.classify.bundle import save_bundle
+    from pathsynth.classify.listing import listing_path, read_listing
+    from pathsynth.inventory import read_bundle_entry
+
+    folder = tmp_path / "ws" / "experiments" / "bach-smoke" / "classify" / "honest" / "affine"
+    bundle = save_bundle(folder / "seed3.bundle", trained_model(), CONFIG, PREPROCESS,
+                         CLASS_NAMES, PROVENANCE, METRICS)  # fmt: skip
+    listed = read_listing(bundle)
+    assert listed is not None and listed.classes == CLASS_NAMES and listed.seed == 3
+    assert listed.metrics == METRICS and listed.bundle_bytes == bundle.stat().st_size
+    code = (
+        "import sys, json\n"
+        "from pathlib import Path\n"
+        "from pathsynth.inventory import workspace_inventory\n"
+        "found = workspace_inventory(Path(sys.argv[1]))\n"
+        "print(json.dumps([[b.experiment, b.condition, b.seed, b.metrics] for b in found.bundles]))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ws")],
+                          capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+    rows, torch_loaded = done.stdout.strip().splitlines()
+    assert json.loads(rows) == [["bach-smoke", "affine", 3, METRICS]]
+    assert torch_loaded == "False"
+    stale = json.loads(listing_path(bundle).read_text())
+    listing_path(bundle).write_text(json.dumps({**stale, "condition": "lie", "bundle_bytes": 1}))
+    assert read_listing(bundle) is None
+    assert read_bundle_entry(bundle).condition == "affine"  # from the bundle itself

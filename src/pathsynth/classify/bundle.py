@@ -27,6 +27,7 @@ from torch import nn
 
 from pathsynth import __version__
 from pathsynth.classify.config import ClassifierConfig
+from pathsynth.classify.listing import BundleListing, write_listing
 from pathsynth.classify.networks import build_classifier
 from pathsynth.config import from_plain, sanitise, to_plain
 from pathsynth.errors import CheckpointError, ConfigError
@@ -173,6 +174,9 @@ def save_bundle(
     }
     with atomic_path(Path(path)) as tmp:
         torch.save(payload, tmp)
+    write_listing(Path(path), BundleListing(provenance.experiment, provenance.protocol,
+                                            provenance.condition, provenance.seed, names,
+                                            dict(metrics or {})))  # fmt: skip
     return Path(path)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from pathsynth.catalog.api import source_fold
 from pathsynth.classify.bundle import BUNDLE_SUFFIX
+from pathsynth.classify.listing import listing_path
 from pathsynth.errors import DataError
 from pathsynth.experiment.context import StageContext, real_split_name
 from pathsynth.experiment.results import (
@@ -78,14 +79,22 @@ def gather_bundles(folders: list[Path], classify: Path) -> int:
             target = classify / bundle.parent.relative_to(folder / "classify")
             target = target / f"fold{k}-{bundle.name}"
             target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target) as partial:
-                partial.unlink()  # made empty by atomic_path; a link takes its name
-                try:
-                    os.link(bundle, partial)
-                except OSError:  # another file system, or links not allowed
-                    shutil.copyfile(bundle, partial)
+            for source, name in ((bundle, target), (listing_path(bundle), listing_path(target))):
+                if source.exists():
+                    _link_or_copy(source, name)
             gathered += 1
     return gathered
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` where the file system allows, else a copy; made
+    atomically."""
+    with atomic_path(target) as partial:
+        partial.unlink()  # made empty by atomic_path; a link takes its name
+        try:
+            os.link(source, partial)
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(source, partial)
 
 
 def _pooled(
