@@ -252,6 +252,11 @@ def test_every_classifier_is_kept_as_a_bundle_that_predicts_as_tested(finished):
         experiment.paths.classifier_run("honest", "synthetic", 0).with_suffix(".bundle")
     )
     assert synthetic.provenance.generator_run_id == results["generator"]["run_id"]
+    # no absolute path leaves the workspace in a bundle or the results: the folders' own names
+    assert synthetic.provenance.source == "site-a"
+    assert results["experiment"]["source"] == results["data"]["source"] == "site-a"
+    assert results["data"]["external"]["source"] == "site-b"
+    assert str(experiment.state.source) not in json.dumps(results)
 
 
 def test_a_record_without_a_newer_setting_resumes_with_its_default(finished):

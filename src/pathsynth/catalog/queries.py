@@ -14,6 +14,7 @@ from pathsynth.catalog.models import (
     UNLABELLED_ORIGIN,
     Image,
     Patient,
+    Run,
     Split,
     SplitMember,
     Study,
@@ -134,6 +135,24 @@ def unlabelled_rows(catalog: Catalog, store: Path) -> list[FoldImage]:
     """Every image ingested without a label (origin ``unlabelled``), ordered by id."""
     with catalog.session() as session:
         query = _image_rows().where(Image.origin == UNLABELLED_ORIGIN).order_by(Image.id)
+        rows = session.execute(query).all()
+    return _fold_images(rows, store)
+
+
+def generated_by(catalog: Catalog, store: Path, run_id: str) -> list[FoldImage]:
+    """The images a generator run made (``run_id``: its unique id from ``run.json``), ordered by
+    id; empty when the catalog holds none."""
+    with catalog.session() as session:
+        runs = [
+            row_id
+            for row_id, metrics in session.execute(select(Run.id, Run.metrics))
+            if isinstance(metrics, dict) and metrics.get("run_id") == run_id
+        ]
+        query = (
+            _image_rows()
+            .where(Image.origin == "synthetic", Image.run_id.in_(runs))
+            .order_by(Image.id)
+        )
         rows = session.execute(query).all()
     return _fold_images(rows, store)
 

@@ -52,7 +52,8 @@ class Provenance:
         seed: the training seed.
         training_images: number of training inputs it saw (patches count one each).
         modality: ``histology`` or ``cytology``.
-        source: the folder of real images the experiment read.
+        source: the name of the folder of real images the experiment read (never its path,
+            which may hold a user's or a patient's name).
         generator_run_id: the GAN run whose images it trained on, for the synthetic conditions.
         source_sha256: sha256 of the real training images, where the caller knows them.
         pathsynth_version: the version that trained it.

@@ -327,7 +327,7 @@ def _save_bundle(
             seed=seed,
             training_images=len(chosen.train.images),
             modality=context.config.modality,
-            source=str(context.source),
+            source=context.source.name,  # never the whole path
             generator_run_id=generator_run,
         ),
         test.summary,

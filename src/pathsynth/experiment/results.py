@@ -88,7 +88,7 @@ def build_results(context: StageContext) -> Results:
         experiment=ExperimentInfo(
             name=context.name,
             modality=config.modality,
-            source=str(context.source),
+            source=context.source.name,  # the folder's own name: paths tell user and patient names
             preset=config.preset,
             protocols=list(config.protocols),
             seeds=config.seeds,
@@ -131,7 +131,7 @@ def _data(context: StageContext) -> DataInfo:
     split = context.state.outputs("split")
     licence = source_licence(context.source)
     return DataInfo(
-        source=str(context.source),
+        source=context.source.name,
         licence=licence.licence,
         citation=licence.citation,
         split=SplitInfo(
@@ -155,7 +155,7 @@ def _external_data(context: StageContext) -> ExternalInfo | None:
     licence = source_licence(folder)
     inputs = context.state.outputs("inputs")
     return ExternalInfo(
-        source=str(folder),
+        source=folder.name,
         licence=licence.licence,
         citation=licence.citation,
         images=int(inputs["images"]["external"]),
