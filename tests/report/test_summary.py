@@ -10,7 +10,6 @@ from pathsynth.records.schema import (
     Comparison,
     Memorisation,
     Neighbours,
-    QualityRecord,
     SynthesisQuality,
     read_results,
 )
@@ -29,23 +28,23 @@ def _memorisation(flagged: int) -> Memorisation:
 
 
 def test_a_collapsed_generator_is_called_so_and_its_conditions_are_not_evidence():
-    verdict = generator_verdict("gan", QualityRecord(_quality(0.02), _memorisation(0)))
+    verdict = generator_verdict("gan", _quality(0.02), _memorisation(0))
     assert not verdict.usable
     assert "collapsed" in verdict.sentence and "cover 2.0% of the real" in verdict.sentence
     assert "read no conclusion" in verdict.sentence
 
 
 def test_coverage_decides_partial_and_usable_and_recall_stands_in_when_coverage_is_missing():
-    partial = generator_verdict("diffusion", QualityRecord(_quality(0.3), _memorisation(0)))
+    partial = generator_verdict("diffusion", _quality(0.3), _memorisation(0))
     assert partial.usable and "partial" in partial.sentence and "30.0%" in partial.sentence
-    usable = generator_verdict("gan", QualityRecord(_quality(None, recall=0.75), _memorisation(0)))
+    usable = generator_verdict("gan", _quality(None, recall=0.75), _memorisation(0))
     assert usable.usable and "usable" in usable.sentence and "75.0%" in usable.sentence
     unmeasured = generator_verdict("gan", None)
     assert not unmeasured.usable and "not measured" in unmeasured.sentence
 
 
 def test_near_copies_make_a_generator_unusable_and_are_counted():
-    verdict = generator_verdict("gan", QualityRecord(_quality(0.8), _memorisation(3)))
+    verdict = generator_verdict("gan", _quality(0.8), _memorisation(3))
     assert not verdict.usable and "3 of 40 are near-copies" in verdict.sentence
 
 

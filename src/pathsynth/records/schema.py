@@ -442,6 +442,26 @@ class Results:
     paper_reference: dict[str, dict[str, float]] = field(default_factory=lambda: PAPER_REFERENCE)
     schema: int = SCHEMA_VERSION
 
+    def generator_qualities(
+        self,
+    ) -> dict[str, tuple[SynthesisQuality | None, Memorisation | None]]:
+        """Each generator of the run, in training order, with its synthesis quality and
+        memorisation: the quality stage's record of that kind, or with one generator the run's own
+        fields; ``(None, None)`` where none was measured."""
+        kinds = list(dict.fromkeys([*self.generator_costs, *self.generators]))
+        if not kinds and self.generator is not None:
+            kinds = [self.generator.kind]
+        found: dict[str, tuple[SynthesisQuality | None, Memorisation | None]] = {}
+        for kind in kinds:
+            record = self.generators.get(kind)
+            if record is not None:
+                found[kind] = (record.quality, record.memorisation)
+            elif not self.generators and len(kinds) == 1:
+                found[kind] = (self.synthesis_quality, self.memorisation)
+            else:
+                found[kind] = (None, None)
+        return found
+
 
 def write_results(results: Results, path: Path) -> None:
     """Write ``results`` as strict JSON, atomically."""

@@ -215,24 +215,13 @@ def _example_figures(results: Results, base: Path, drawn: _Figures) -> dict[str,
 def _generator_views(results: Results) -> list[GeneratorView]:
     """The run's generators in training order: with several, each one's record of the quality
     stage; with one, the run's synthesis quality and memorisation."""
-    kinds = list(dict.fromkeys([*results.generator_costs, *results.generators]))
-    if not kinds and results.generator is not None:
-        kinds = [results.generator.kind]
-    views = []
-    for kind in kinds:
-        record = results.generators.get(kind)
-        quality: SynthesisQuality | None
-        memorisation: Memorisation | None
-        if record is not None:
-            quality, memorisation = record.quality, record.memorisation
-        elif not results.generators and len(kinds) == 1:
-            quality, memorisation = results.synthesis_quality, results.memorisation
-        else:
-            quality, memorisation = None, None
-        cost = results.generator_costs.get(kind)
-        downstream = _downstream(results, kind, first=kind == kinds[0])
-        views.append(GeneratorView(kind, quality, memorisation, cost, downstream))
-    return views
+    measured = results.generator_qualities()
+    kinds = list(measured)
+    return [
+        GeneratorView(kind, quality, memorisation, results.generator_costs.get(kind),
+                      _downstream(results, kind, first=kind == kinds[0]))
+        for kind, (quality, memorisation) in measured.items()
+    ]  # fmt: skip
 
 
 HONEST = "honest"  # the protocol whose test images no choice has seen: the result that counts

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pathsynth.records.conditions import Condition
-from pathsynth.records.schema import Comparison, ConditionResult, QualityRecord, Results
+from pathsynth.records.schema import (
+    Comparison,
+    ConditionResult,
+    Memorisation,
+    Results,
+    SynthesisQuality,
+)
 from pathsynth.report.numbers import percent, points
 
 # Coverage (Naeem et al. 2020): the share of real images with a generated image among their k
@@ -48,7 +54,10 @@ class Summary:
 
 def summarise(results: Results) -> Summary:
     """The two-minute summary of a run."""
-    verdicts = [generator_verdict(kind, record) for kind, record in _qualities(results).items()]
+    verdicts = [
+        generator_verdict(kind, quality, memorisation)
+        for kind, (quality, memorisation) in results.generator_qualities().items()
+    ]
     audits = results.data.audits
     flagged = [a for a in audits if a.get("likely_optimistic")]
     return Summary(
@@ -77,10 +86,11 @@ def _audit(audits: list[dict[str, Any]], flagged: list[dict[str, Any]]) -> str:
     )
 
 
-def generator_verdict(kind: str, record: QualityRecord | None) -> GeneratorVerdict:
+def generator_verdict(
+    kind: str, quality: SynthesisQuality | None, copies: Memorisation | None = None
+) -> GeneratorVerdict:
     """A generator's images in plain words, from coverage (recall where coverage is missing) and
     the memorisation check."""
-    quality = record.quality if record else None
     share = None if quality is None else quality.coverage
     if share is None and quality is not None:
         share = quality.recall
@@ -89,7 +99,6 @@ def generator_verdict(kind: str, record: QualityRecord | None) -> GeneratorVerdi
             kind, False, f"The {kind} generator's image quality was not measured."
         )
     variety = f"its images cover {percent(share)} of the real training images' variety"
-    copies = record.memorisation if record else None
     copied = (
         f"; {copies.flagged} of {copies.total} are near-copies of training images"
         if copies is not None and copies.flagged
@@ -113,17 +122,6 @@ def generator_verdict(kind: str, record: QualityRecord | None) -> GeneratorVerdi
         not copied,
         f"The {kind} generator is usable: {variety} (held-out real images: about 90%){copied}.",
     )
-
-
-def _qualities(results: Results) -> dict[str, QualityRecord | None]:
-    """Each generator's quality record (the single-generator fields where there is one)."""
-    if results.generators:
-        return dict(results.generators)
-    if results.generator is None:
-        return {}
-    if results.synthesis_quality is None or results.memorisation is None:
-        return {results.generator.kind: None}
-    return {results.generator.kind: QualityRecord(results.synthesis_quality, results.memorisation)}
 
 
 def _question(results: Results) -> str:
