@@ -7,6 +7,8 @@ listing of their own folder, so no request path reaches the file system.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from pathlib import Path
@@ -248,16 +250,23 @@ async def real_at_generated_scale(request: Request) -> Response:
 
     path, sha256, _, pixel_size_um = found
     preprocess, side = seen
-    try:
-        pixels = await run_in_threadpool(
-            display_pixels, path, "real", preprocess, sha256, side, pixel_size_um
-        )
-    except (PathsynthError, OSError):
-        raise HTTPException(404) from None
+
+    def make() -> bytes | None:
+        try:
+            return clean_png(display_pixels(path, "real", preprocess, sha256, side, pixel_size_um))
+        except (PathsynthError, OSError):
+            return None
+
+    # cached like the thumbnails, under a name that changes with the image and its preparation
+    how = json.dumps([preprocess.as_dict(), pixel_size_um, side], sort_keys=True)
+    name = f"{sha256}-seen-{hashlib.sha256(how.encode()).hexdigest()[:16]}.png"
+    thumbs: ThumbnailCache = request.app.state.thumbs
+    made = await run_in_threadpool(thumbs.made, name, make)
+    data = _read(made) if made is not None else None
+    if data is None:
+        raise HTTPException(404)
     return Response(
-        clean_png(pixels),
-        media_type="image/png",
-        headers={"Cache-Control": "private, max-age=3600"},
+        data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
     )
 
 

@@ -16,6 +16,7 @@ import contextlib
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -63,17 +64,26 @@ class ThumbnailCache:
         if found is None:
             return None
         source, digest = found
-        target = self.folder / f"{digest}-{side}.jpg"
-        with self._making[hash(target.name) % _STRIPES]:  # the first request makes it
-            if not target.is_file():
-                data = downsized_jpeg(source, side)
-                if data is None:
-                    return None
-                write_atomic(target, data)
+        target = self.made(f"{digest}-{side}.jpg", lambda: downsized_jpeg(source, side))
+        if target is None:
+            return None
         with self._lock:
             self._known[(image_id, side)] = target
             if len(self._known) > MEMORY_ENTRIES:
                 self._known.popitem(last=False)
+        return target
+
+    def made(self, name: str, make: Callable[[], bytes | None]) -> Path | None:
+        """The cache file ``name`` (a name that changes with what it is made from), made by
+        ``make`` if missing: by the first request only, the others waiting for it and then
+        reading it. None when ``make`` returns None (nothing is cached then)."""
+        target = self.folder / name
+        with self._making[hash(name) % _STRIPES]:
+            if not target.is_file():
+                data = make()
+                if data is None:
+                    return None
+                write_atomic(target, data)
         return target
 
 
