@@ -4,6 +4,7 @@
 # external set; BACH folds go by its `group` column. Rows go to bench/out/ablation.jsonl.
 #   bash bench/ablation.sh [ROW ...]   # rows: baseline colour macenko herlev7 colour-histology
 #                                      #   monitor-loss colour-loss colour-long herlev7-loss
+#                                      #   handcrafted herlev7-handcrafted
 set -euo pipefail
 cd "$(dirname "$0")/.."
 json=bench/out/ablation.jsonl
@@ -30,6 +31,10 @@ for row in "${rows[@]}"; do
                   --set classifier.colour.hed_p=0.8 --set classifier.colour.saturation_p=0.5
                   --set classifier.colour.contrast_p=0.5) ;;
     herlev7-loss) args=(herlev7 --label herlev7-monitor-loss --set classifier.monitor=loss) ;;
+    handcrafted) args=(bach --label bach-handcrafted --set classifier.kind=logistic
+                  --set classifier.backbone=handcrafted) ;;
+    herlev7-handcrafted) args=(herlev7 --label herlev7-handcrafted --set classifier.kind=logistic
+                  --set classifier.backbone=handcrafted) ;;
     herlev7) args=(herlev7 --label herlev7-baseline) ;;
     *) echo "unknown row $row" >&2; exit 2 ;;
   esac

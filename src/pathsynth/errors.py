@@ -65,3 +65,7 @@ class TuringError(PathsynthError):
 
 class ServeError(PathsynthError):
     """The web app cannot be started as asked (an address it must not bind, no token)."""
+
+
+class TaskFailed(PathsynthError):
+    """A unit of an experiment (a fold, a classifier fit) that failed on both of its attempts."""

@@ -112,12 +112,15 @@ def test_classify_trains_probes_on_stored_embeddings_computed_once(tmp_path):
     # one vector per image the runs used (children of validation images are kept out)
     assert 0 < stored <= catalogued and len(embed_runs) == 1
     experiment = Experiment.open(space, "probe")
+    test_ids = sorted(experiment.context.sets().real_test.ids.unique().tolist())
     for condition in ("original", "affine"):
         for seed in (0, 1):
             recorded = json.loads(
                 experiment.paths.classifier_run("honest", condition, seed).read_text()
             )
             assert recorded["config"]["kind"] == "linear-probe" and recorded["test"]["images"] > 0
+            # each prediction is named by its image's catalog id, as a fine-tuned run's are
+            assert recorded["test"]["image_ids"] == test_ids
     done = run_pathsynth(*probe)
     assert done.returncode == 0, done.stderr
     assert counts()[0] == stored  # every vector came from the catalog the second time

@@ -24,7 +24,8 @@ EMBED_VERSION = 1  # bump when this module changes the vectors it computes for t
 
 
 def normalise(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """``uint8`` NCHW images as the backbone's float input (resized to ``spec.size`` if needed).
+    """``uint8`` NCHW images as the backbone's float input (resized to ``spec.size`` if needed;
+    a size of 0 takes them as they are).
 
     Raises:
         DataError: not a uint8 (N, 3, H, W) tensor.
@@ -32,7 +33,7 @@ def normalise(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise DataError(f"expected uint8 (N, 3, H, W) inputs, got {images.dtype} {images.shape}")
     x = images.float() / 255.0
-    if x.shape[-1] != spec.size or x.shape[-2] != spec.size:
+    if spec.size and (x.shape[-1] != spec.size or x.shape[-2] != spec.size):
         mode = "bicubic" if spec.interpolation == "bicubic" else "bilinear"
         x = F.interpolate(x, size=(spec.size, spec.size), mode=mode, align_corners=False)
         x = x.clamp(0.0, 1.0)

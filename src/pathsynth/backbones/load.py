@@ -10,6 +10,10 @@ mis-shaped tensors. ``weights="hf-hub:org/name"`` lets timm read the model's ``c
 weights from the hub, which on a machine without a network means the local cache
 (``HF_HUB_OFFLINE=1``, ``HF_HUB_CACHE``). Nothing is downloaded by the tests or CI.
 
+``load_backbone("handcrafted")`` is no network: stain, texture and nuclei features computed by
+scikit-image (:mod:`pathsynth.backbones.handcrafted`), the classic baseline a classifier can be
+compared with.
+
 Input size and normalisation come from the backbone's own pretrained config
 (``timm.data.resolve_data_config``), so a foundation model sees inputs as it was trained on them.
 """
@@ -30,6 +34,7 @@ from pathsynth.errors import CheckpointError, ConfigError
 from pathsynth.weights import load_torch_file
 
 HUB_PREFIX = "hf-hub:"
+HANDCRAFTED = "handcrafted"  # stain, texture and nuclei features, not a network (handcrafted.py)
 # wrappers other trainers put around a backbone's keys, tried in this order (and nested)
 KEY_PREFIXES = ("module.", "model.", "backbone.", "encoder.", "trunk.", "student.", "teacher.")
 _SHOWN = 3  # tensors named in a mismatch message
@@ -40,7 +45,7 @@ class InputSpec:
     """What the backbone expects: square side, channel mean and std in [0, 1] units.
 
     Attributes:
-        size: side of the square input, pixels.
+        size: side of the square input, pixels; 0: inputs as they come (handcrafted features).
         mean: per-channel mean subtracted from RGB in [0, 1].
         std: per-channel standard deviation divided by.
         interpolation: how timm resizes for this model (``bilinear``, ``bicubic``).
@@ -90,8 +95,9 @@ def load_backbone(
 
     Args:
         name: a timm architecture (``resnet18``, ``vit_small_patch16_224``, ...), optionally
-            with a pretrained tag whose config sets the normalisation (``.dino``), or a hub id
-            ``hf-hub:org/name`` (then ``weights`` must be ``None`` or the same id).
+            with a pretrained tag whose config sets the normalisation (``.dino``), a hub id
+            ``hf-hub:org/name`` (then ``weights`` must be ``None`` or the same id), or
+            ``handcrafted`` (:mod:`pathsynth.backbones.handcrafted`; no weights).
         weights: a state dict (``torch.save``) or ``.safetensors`` file, ``hf-hub:org/name``,
             or ``None`` for random init (seeded by ``seed``, so it is reproducible).
         seed: seeds random init.
@@ -103,13 +109,16 @@ def load_backbone(
 
     Raises:
         ConfigError: an architecture timm does not know, or a hub id that cannot be resolved
-            (no network and not in the local cache), or an ``input_size`` below 16.
+            (no network and not in the local cache), or an ``input_size`` below 16, or weights
+            for the handcrafted features.
         CheckpointError: a weights file that is missing, truncated or not weights, or whose
             tensors do not match the architecture (names the first missing, unexpected or
             mis-shaped ones).
     """
     if input_size is not None and input_size < 16:
         raise ConfigError(f"backbone input_size must be at least 16 pixels, got {input_size}")
+    if name == HANDCRAFTED:
+        return _handcrafted(weights, input_size)
     source = str(weights) if weights is not None else None
     hub = name if name.startswith(HUB_PREFIX) else None
     if source is not None and source.startswith(HUB_PREFIX):
@@ -137,6 +146,24 @@ def load_backbone(
         weights_sha256=state_sha256(model),
         weights=origin,
     )
+
+
+def _handcrafted(weights: str | Path | None, input_size: int | None) -> Backbone:
+    """The handcrafted stain, texture and nuclei features (no weights; inputs as they come
+    unless ``input_size`` is given).
+
+    Raises:
+        ConfigError: a weights file or hub id for it.
+    """
+    from pathsynth.backbones.handcrafted import DIM, HandcraftedFeatures
+
+    if weights is not None:
+        raise ConfigError(f"the {HANDCRAFTED} backbone has no weights; got {weights}")
+    model = HandcraftedFeatures().eval()
+    spec = InputSpec(
+        size=input_size or 0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bilinear"
+    )
+    return Backbone(HANDCRAFTED, model, spec, DIM, state_sha256(model), "none (handcrafted)")
 
 
 def _architecture(name: str) -> nn.Module:

@@ -34,7 +34,7 @@ class ClassifierConfig:
     #   | "logistic" (scikit-learn logistic regression on the same embeddings, C chosen on the
     #   validation patients; classify/logistic.py)
     backbone: str = "resnet18"  # linear-probe, logistic, network=backbone: a timm architecture or
-    #   hf-hub:org/name
+    #   hf-hub:org/name, or "handcrafted" (stain, texture and nuclei features; backbones/handcrafted.py)
     backbone_weights: str | None = None  # the backbone's state dict or .safetensors file (key
     #   prefixes handled) or hf-hub:org/name; None = random init (the floor a backbone must beat)
     backbone_input_size: int = 0  # side the backbone sees; 0 = its pretrained config's

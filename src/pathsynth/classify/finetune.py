@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathsynth.backbones.load import Backbone
+from pathsynth.backbones.load import HANDCRAFTED, Backbone
 from pathsynth.classify.config import ClassifierConfig
 from pathsynth.errors import ConfigError
 
@@ -55,7 +55,8 @@ class BackboneClassifier(nn.Module):
         finetune_blocks: train only the backbone's last N layer groups; 0 = every layer.
 
     Raises:
-        ConfigError: ``finetune_blocks`` larger than the backbone's number of layer groups.
+        ConfigError: ``finetune_blocks`` larger than the backbone's number of layer groups, or
+            the handcrafted features (no parameters).
     """
 
     mean: torch.Tensor  # the backbone's input normalisation, (1, 3, 1, 1) buffers
@@ -63,6 +64,11 @@ class BackboneClassifier(nn.Module):
 
     def __init__(self, backbone: Backbone, num_classes: int, finetune_blocks: int = 0) -> None:
         super().__init__()
+        if backbone.name == HANDCRAFTED:
+            raise ConfigError(
+                f"the {HANDCRAFTED} features have nothing to fine-tune; use them with "
+                "classifier.kind=logistic or linear-probe"
+            )
         self.backbone = backbone.model
         self.spec = backbone.spec
         self.head = nn.Linear(backbone.dim, num_classes)

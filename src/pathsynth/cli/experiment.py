@@ -25,6 +25,15 @@ def _names(text: str | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in text.split(",") if part.strip()) if text else None
 
 
+ExecutorOpt = typer.Option(
+    "sequential",
+    "--executor",
+    help="Where folds and classifier fits run: sequential | local:N (N worker processes here, "
+    "one GPU each when there are GPUs) | ray[:ADDRESS] (a Ray cluster; several nodes need a "
+    "MariaDB or PostgreSQL catalog and a shared workspace). Results do not depend on it.",
+)
+
+
 def _open_or_create(workspace: Path) -> Workspace:
     from pathsynth.catalog.workspace import CONFIG_NAME, Workspace
 
@@ -115,6 +124,7 @@ def reproduce(
         [], "--set", help="Any config key: --set gan.optim.steps=500, --set classifier.epochs=30."
     ),
     until: str = typer.Option("report", "--until", help="Stop after this stage."),
+    executor: str = ExecutorOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
@@ -123,12 +133,14 @@ def reproduce(
     Resumable: a rerun skips finished stages and continues a killed one.
     """
     from pathsynth.config import to_json
+    from pathsynth.executors import ExecutorSpec
     from pathsynth.experiment.config import experiment_presets
     from pathsynth.experiment.pipeline import Experiment, check_stage
     from pathsynth.files import name_from
     from pathsynth.selection.config import SELECTION
 
     check_stage(until)
+    where = ExecutorSpec.parse(executor)
     overrides: dict[str, Any] = {
         "selection": SELECTION.resolve(selection) if selection else None,
         "external_test": str(external_test.resolve()) if external_test else None,
@@ -146,7 +158,7 @@ def reproduce(
         f"-{len(chosen)}classes" if chosen else ""
     )
     space = _open_or_create(resolve_workspace(workspace))
-    experiment = Experiment.create(space, source, config, chosen, label, log=_log)
+    experiment = Experiment.create(space, source, config, chosen, label, log=_log, executor=where)
     results = experiment.run(until=until)
     if results.exists():
         _print_results(results)
@@ -173,6 +185,7 @@ def classify(
         help="Classifier keys, e.g. --set classifier.kind=linear-probe "
         "--set classifier.backbone=vit_small_patch16_224 --set classifier.backbone_weights=F.",
     ),
+    executor: str = ExecutorOpt,
     workspace: Path | None = WorkspaceOpt,
 ) -> None:
     """Train and test the classifiers of an experiment under a protocol, over K seeds.
@@ -180,11 +193,13 @@ def classify(
     The classify stage's results are replaced by this run's (fine-tuned or linear-probe).
     """
     from pathsynth.catalog.workspace import Workspace
+    from pathsynth.executors import ExecutorSpec
     from pathsynth.experiment.pipeline import Experiment
 
+    where = ExecutorSpec.parse(executor)
     overrides = config_overrides(ctx.params, EXPERIMENT_KEYS, assignments)
     space = Workspace(resolve_workspace(workspace))
-    experiment = Experiment.open(space, name, overrides, log=_log)
+    experiment = Experiment.open(space, name, overrides, log=_log, executor=where)
     experiment.require("inputs", "affine", "generator", "generate")
     experiment.invalidate("classify")
     _print_results(experiment.run())

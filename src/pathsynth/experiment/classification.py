@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from pathsynth.catalog.workspace import Workspace
 from pathsynth.classify.bundle import Provenance, save_bundle
 from pathsynth.classify.config import FROZEN_KINDS, ClassifierConfig
 from pathsynth.classify.evaluate import evaluate_images
@@ -24,14 +25,16 @@ from pathsynth.classify.history import TrainingResult
 from pathsynth.classify.logistic import train_logistic
 from pathsynth.classify.networks import build_classifier
 from pathsynth.classify.probe import (
-    FeatureSet,
     FrozenFeatureClassifier,
     probe_backbone,
     train_linear_probe,
 )
 from pathsynth.classify.trainer import train_classifier, validation_split
 from pathsynth.config import load_record, save_record
+from pathsynth.devices import resolve_device
 from pathsynth.errors import ConfigError
+from pathsynth.executors import Task, run_tasks
+from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.context import StageContext
 from pathsynth.experiment.data import stain_reference
 from pathsynth.experiment.probe import ExperimentEmbeddings
@@ -44,6 +47,7 @@ from pathsynth.experiment.protocols import (
     paper_pool,
     paper_sets,
 )
+from pathsynth.experiment.state import ExperimentPaths, ExperimentState
 from pathsynth.metrics.classification import ClassificationReport, RocCurve, classification_report
 from pathsynth.progress import advance
 from pathsynth.records.conditions import Condition, run_label
@@ -85,7 +89,8 @@ class ClassifierRun:
 
 
 def classify(context: StageContext) -> dict[str, Any]:
-    """Every kind x protocol x condition x seed not yet on disk."""
+    """Every kind x protocol x condition x seed not yet on disk: here one after another, or as
+    units of the context's executor."""
     sets = context.sets()
     config = context.config
     embeddings = _probe_embeddings(context)
@@ -105,6 +110,9 @@ def classify(context: StageContext) -> dict[str, Any]:
         for seed in range(config.seeds)
     ]
     todo = [entry for entry in every if not entry[-1].exists()]
+    if context.executor.parallel and len(todo) > 1:
+        _fit_elsewhere(context, sets, embeddings, todo)
+        return {"runs": len(todo)}
     started = time.perf_counter()
     for done, (kind, protocol, condition, seed, target) in enumerate(todo):
         run = classify_once(
@@ -120,6 +128,67 @@ def classify(context: StageContext) -> dict[str, Any]:
         save_record(run, target)
         advance("classifier fits", done + 1, len(todo))
     return {"runs": len(todo)}
+
+
+def _fit_elsewhere(
+    context: StageContext,
+    sets: ExperimentSets,
+    embeddings: ExperimentEmbeddings | None,
+    todo: list[tuple[str, str, str, int, Path]],
+) -> None:
+    """The fits of ``todo`` as units of the executor (:func:`fit_unit`); the frozen kinds'
+    vectors are computed here first, so that no two units compute and store the same ones."""
+    if embeddings is not None:
+        for kind, protocol, condition, seed, _ in todo:
+            if kind in FROZEN_KINDS:
+                chosen, _ = _condition_sets(context, sets, protocol, condition, seed)
+                for part in (chosen.train, chosen.validation, chosen.test, sets.external):
+                    if part is not None:
+                        embeddings.of(part)
+    label = context.config.classifier.kind
+    tasks = [
+        Task(
+            f"{protocol}/{run_label(condition, kind, label)} seed {seed}",
+            f"{__name__}:fit_unit",
+            (
+                context.workspace.root,
+                context.paths.folder,
+                context.config,
+                (kind, protocol, condition, seed),
+                target,
+            ),
+        )
+        for kind, protocol, condition, seed, target in todo
+    ]
+    run_tasks(context.executor, tasks, context.log, context.workspace.db_url, "classifier fits")
+
+
+def fit_unit(
+    root: Path,
+    experiment_folder: Path,
+    config: ExperimentConfig,
+    fit: tuple[str, str, str, int],
+    target: Path,
+) -> None:
+    """One classifier fit of an experiment, in any process that sees the workspace: ``fit`` is
+    (kind, protocol, condition, seed); its run is written to ``target`` (nothing when it is
+    there already, as after a retried unit)."""
+    if target.exists():
+        return
+    kind, protocol, condition, seed = fit
+    paths = ExperimentPaths(experiment_folder)
+    context = StageContext(
+        Workspace(root),
+        config,
+        ExperimentState.load(paths.state),
+        paths,
+        resolve_device(config.device),
+        lambda line: print(line, flush=True),
+        lambda: None,
+    )
+    embeddings = _probe_embeddings(context) if kind in FROZEN_KINDS else None
+    run = classify_once(context, context.sets(), protocol, condition, seed, embeddings, kind=kind)
+    save_record(run, target)
 
 
 def fit_position(done: int, total: int, elapsed: float) -> str:
@@ -286,9 +355,9 @@ def _fit_and_test(
         if embeddings is None:
             raise ConfigError(f"a {config.kind} classifier needs the stage's embeddings")
         probe = _train_probe(embeddings, chosen, config)
-        test = _probe_score(probe.model, embeddings.of(chosen.test), probe.class_names)
+        test = _probe_score(probe.model, embeddings, chosen.test, probe.class_names)
         if sets.external is not None:
-            external = _probe_score(probe.model, embeddings.of(sets.external), probe.class_names)
+            external = _probe_score(probe.model, embeddings, sets.external, probe.class_names)
         return probe, test, external
     result = train_classifier(chosen.train.images, config, validation_set=chosen.validation.images)
     test = _score(result.model, chosen.test, test_ids, config)
@@ -369,13 +438,20 @@ def _train_probe(
     return train_linear_probe(model, train, validation, class_names, config)
 
 
-def _probe_score(model: torch.nn.Module, features: FeatureSet, class_names: list[str]) -> TestScore:
-    """The probe's numbers on one vector per test image."""
+def _probe_score(
+    model: torch.nn.Module,
+    embeddings: ExperimentEmbeddings,
+    part: LabelledPart,
+    class_names: list[str],
+) -> TestScore:
+    """The probe's numbers on one vector per test image, each named by its catalog id (as a
+    fine-tuned network's are, so that seeds' and folds' predictions of one image meet)."""
     assert isinstance(model, FrozenFeatureClassifier)  # what _train_probe trains
+    features = embeddings.of(part)  # in ascending catalog id order
     with torch.no_grad():
         probabilities = torch.softmax(model.head(features.features), dim=1).double()
-    rows = list(range(len(features.labels)))  # one vector per test image, in the same order
-    return _test_score(rows, features.labels, probabilities, list(class_names))
+    image_ids = torch.unique(part.ids).tolist()
+    return _test_score(image_ids, features.labels, probabilities, list(class_names))
 
 
 def _test_score(

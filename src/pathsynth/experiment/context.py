@@ -15,6 +15,7 @@ import torch
 
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.config import load_record
+from pathsynth.executors import ExecutorSpec
 from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.protocols import ExperimentSets, LabelledPart
 from pathsynth.experiment.state import ExperimentPaths, ExperimentState, StageRecord
@@ -35,6 +36,7 @@ class StageContext:
         log: called with one line of progress text.
         checkpoint: saves the state now (a stage records a run folder before a long step).
         record: the record of the stage now running (its outputs so far).
+        executor: where the stage's independent units (folds, classifier fits) run.
     """
 
     workspace: Workspace
@@ -45,6 +47,7 @@ class StageContext:
     log: Callable[[str], None]
     checkpoint: Callable[[], None]
     record: StageRecord = field(default_factory=StageRecord)
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
     @property
     def source(self) -> Path:

@@ -36,6 +36,7 @@ from pathsynth.catalog.workspace import Workspace
 from pathsynth.config import to_plain
 from pathsynth.devices import resolve_device
 from pathsynth.errors import ConfigError, DataError
+from pathsynth.executors import ExecutorSpec, Task, run_tasks
 from pathsynth.experiment import (
     classification,
     crossval,
@@ -64,21 +65,60 @@ def _report(context: StageContext) -> dict[str, Any]:
 
 
 def _folds(context: StageContext) -> dict[str, Any]:
-    """Every fold of a cross-validation, run to its results (each a whole experiment)."""
+    """Every fold of a cross-validation, run to its results (each a whole experiment): here one
+    after another, or as units of the context's executor (a finished fold is not sent again)."""
     parent = context.state
-    for k in range(context.config.folds):
-        config = dataclasses.replace(context.config, fold=k)
-        name = crossval.fold_name(parent.name, k)
+    classes = tuple(parent.classes) if parent.classes else None
+    units = [
+        (k, dataclasses.replace(context.config, fold=k), crossval.fold_name(parent.name, k))
+        for k in range(context.config.folds)
+    ]
+    if not context.executor.parallel:
+        for k, config, name in units:
 
-        def log(line: str, k: int = k) -> None:
-            context.log(f"  fold {k}: {line}")
+            def log(line: str, k: int = k) -> None:
+                context.log(f"  fold {k}: {line}")
 
-        classes = tuple(parent.classes) if parent.classes else None
-        fold = Experiment.create(
-            context.workspace, context.source, config, classes, name, log, parent=parent.name
+            run_fold(
+                context.workspace.root, context.source, config, classes, name, parent.name, log
+            )
+        return {"folds": context.config.folds}
+    root, source = context.workspace.root, context.source
+    tasks = [
+        Task(
+            f"fold {k}", f"{__name__}:run_fold", (root, source, config, classes, name, parent.name)
         )
-        fold.run(until="results")
+        for k, config, name in units
+        if not _finished(context.workspace, name, "results")
+    ]
+    run_tasks(context.executor, tasks, context.log, context.workspace.db_url, "folds")
     return {"folds": context.config.folds}
+
+
+def run_fold(
+    root: Path,
+    source: Path,
+    config: ExperimentConfig,
+    classes: tuple[str, ...] | None,
+    name: str,
+    parent: str,
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """One fold of the cross-validation ``parent`` run to its results (in any process that sees
+    the workspace; ``log`` defaults to printing its lines under the fold's name)."""
+
+    def printed(line: str) -> None:
+        print(f"  {name}: {line}", flush=True)
+
+    space = Workspace(root)
+    fold = Experiment.create(space, source, config, classes, name, log or printed, parent=parent)
+    fold.run(until="results")
+
+
+def _finished(space: Workspace, name: str, stage: str) -> bool:
+    """Whether the experiment ``name`` has finished ``stage``."""
+    path = ExperimentPaths(folder(space, name)).state
+    return path.exists() and ExperimentState.load(path).finished(stage)
 
 
 STAGES: dict[str, Stage] = {
@@ -129,6 +169,7 @@ class Experiment:
         state: ExperimentState,
         config: ExperimentConfig,
         log: Callable[[str], None] = print,
+        executor: ExecutorSpec | None = None,
     ) -> None:
         self.workspace = workspace
         self.config = config
@@ -138,7 +179,14 @@ class Experiment:
         self.paths.folder.mkdir(parents=True, exist_ok=True)
         self.log = log
         self.context = StageContext(
-            workspace, config, state, self.paths, resolve_device(config.device), log, self._save
+            workspace,
+            config,
+            state,
+            self.paths,
+            resolve_device(config.device),
+            log,
+            self._save,
+            executor=executor or ExecutorSpec(),
         )
 
     @classmethod
@@ -151,9 +199,11 @@ class Experiment:
         name: str,
         log: Callable[[str], None] = print,
         parent: str | None = None,
+        executor: ExecutorSpec | None = None,
     ) -> Experiment:
         """A new experiment, or the recorded one of that name if it was made for the same data
-        (``parent``: the cross-validation it is a fold of).
+        (``parent``: the cross-validation it is a fold of; ``executor``: where its folds or
+        classifier fits run).
 
         Raises:
             DataError: an experiment of that name made for another modality or class subset,
@@ -183,7 +233,7 @@ class Experiment:
             state = ExperimentState(
                 name, str(source.resolve()), config.modality, chosen, {}, parent=parent
             )
-        return cls(workspace, state, config, log)
+        return cls(workspace, state, config, log, executor)
 
     @classmethod
     def open(
@@ -192,8 +242,10 @@ class Experiment:
         name: str,
         overrides: Mapping[str, Any] | None = None,
         log: Callable[[str], None] = print,
+        executor: ExecutorSpec | None = None,
     ) -> Experiment:
-        """The experiment on record, its config with dotted-key ``overrides`` applied.
+        """The experiment on record, its config with dotted-key ``overrides`` applied
+        (``executor``: where its folds or classifier fits run).
 
         Raises:
             DataError: no such experiment, or one an older pathsynth wrote.
@@ -207,7 +259,7 @@ class Experiment:
         state = ExperimentState.load(path)
         configs = experiment_presets(state.modality)
         config = configs.override(configs.read(state.config), overrides or {})
-        return cls(workspace, state, config, log)
+        return cls(workspace, state, config, log, executor)
 
     def require(self, *stages: str) -> None:
         """Refuse to go on unless ``stages`` have finished.

@@ -86,7 +86,7 @@ class BackboneSignal(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:  # as backbones.embed resizes
+        if self.size and (x.shape[-1] != self.size or x.shape[-2] != self.size):  # as embed does
             x = F.interpolate(x, size=(self.size, self.size), mode=self.mode, align_corners=False)
             x = x.clamp(0.0, 1.0)
         return self.model((x - self.mean) / self.std).float()
