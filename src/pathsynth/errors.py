@@ -63,6 +63,11 @@ class TuringError(PathsynthError):
     """A visual Turing test, rater or answer that cannot be made or used as asked."""
 
 
+class AnswerNotStored(TuringError):
+    """A rater's valid answer that the catalog cannot store now (read-only, full disk, server
+    gone): the rater's page keeps it for them to send again."""
+
+
 class ServeError(PathsynthError):
     """The web app cannot be started as asked (an address it must not bind, no token)."""
 

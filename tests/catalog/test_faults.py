@@ -248,3 +248,31 @@ def test_a_server_down_when_a_run_reconnects_is_one_line(tmp_path, reason):
     finally:
         catalog.close()
     assert "refused" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_full_disk_under_the_catalog_is_one_line_catalog_error(tmp_path):
+    """SQLite's own SQLITE_FULL (the database may grow no more pages, as on a full disk) becomes
+    CatalogUnavailable, which the pages that write (a rater's answer) turn into "kept, send it
+    again"; the row that did not fit is not there."""
+    from sqlalchemy import event
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with catalog.session() as session:
+        session.execute(text("CREATE TABLE scratch (x BLOB)"))
+
+    def no_room(connection, _record):
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    catalog.engine.dispose()
+    event.listen(catalog.engine, "connect", no_room)
+    with (
+        pytest.raises(CatalogUnavailable, match="database or disk is full"),
+        catalog.session() as session,
+    ):
+        session.execute(text("INSERT INTO scratch VALUES (:x)"), {"x": b"\0" * 200_000})
+    event.remove(catalog.engine, "connect", no_room)
+    catalog.engine.dispose()
+    with catalog.session() as session:
+        assert session.execute(text("SELECT count(*) FROM scratch")).scalar() == 0
+    catalog.close()

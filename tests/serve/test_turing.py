@@ -7,6 +7,7 @@ import csv
 import io
 import math
 import re
+from types import SimpleNamespace
 
 import pytest
 from helpers import run_pathsynth
@@ -346,3 +347,66 @@ def test_a_real_patch_larger_than_the_generated_images_is_cropped_not_shrunk(tmp
     assert np.array_equal(shown, pixels[32:96, 32:96])
     small = display_pixels(path, "real", PreprocessConfig(mode="resize", size=32), "x", 64)
     assert small.shape == (64, 64, 3)  # smaller than the generated side: brought up to it
+
+
+@pytest.mark.parametrize(
+    ("cause", "pragma"),
+    [
+        ("a read-only catalog", "PRAGMA query_only = ON"),
+        ("a full disk", "PRAGMA max_page_count = 1"),
+    ],
+)
+def test_an_answer_the_catalog_cannot_store_is_kept_in_the_page_and_stored_later(
+    client, lab, cause, pragma
+):
+    """The catalog refuses the write for real (SQLite's own read-only and SQLITE_FULL errors): the
+    rater gets 503 and the same item with their choices still made, nothing half stored; once the
+    catalog can be written again the same form stores it."""
+    from sqlalchemy import event
+
+    made = make(lab)
+    client.get(f"/turing/join/{made.tokens['ann']}")
+    client.cookies.set("ps_rater", made.tokens["ann"], path="/turing/")
+    page = client.get(f"/turing/{made.test_id}/rate").text
+    item = ITEM.search(page).group(1)
+    form = {"csrf_token": CSRF.search(page).group(1), "item": item, "called": "synthetic",
+            "label": CLASSES[1], "confidence": "2"}  # fmt: skip
+    engine = client.app.state.book.catalog.engine
+
+    def refuse_writes(connection, _record):
+        connection.execute("PRAGMA query_only = ON")
+
+    engine.dispose()
+    event.listen(engine, "connect", refuse_writes)
+    try:
+        refused = client.post(f"/turing/{made.test_id}/rate", data=form, follow_redirects=False)
+    finally:
+        event.remove(engine, "connect", refuse_writes)
+        engine.dispose()
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "60"
+    assert "your answer was not stored" in refused.text and "sqlite" not in refused.text
+    assert ITEM.search(refused.text).group(1) == item
+    assert 'value="synthetic" checked' in refused.text and 'value="2" checked' in refused.text
+    assert f'value="{CLASSES[1]}" selected' in refused.text
+    assert client.app.state.book.answers(made.test_id)[1] == []  # nothing half stored
+    stored = client.post(f"/turing/{made.test_id}/rate", data=form, follow_redirects=False)
+    assert stored.status_code == 303
+    answers = client.app.state.book.answers(made.test_id)[1]
+    assert [(a.item, a.called, a.confidence) for a in answers] == [(item, "synthetic", 2)]
+
+
+def test_serve_warns_at_start_when_answers_cannot_be_stored(lab, monkeypatch):
+    from pathsynth.catalog.workspace import Workspace
+    from pathsynth.serve import app as serve_app
+
+    space = Workspace(lab)
+    assert serve_app.answer_warnings(space) == []
+    monkeypatch.setattr(Workspace, "writable", property(lambda self: False))
+    assert (
+        "catalog is read-only, so raters' answers will be refused"
+        in serve_app.answer_warnings(space)[0]
+    )
+    monkeypatch.setattr(Workspace, "writable", property(lambda self: True))
+    monkeypatch.setattr(serve_app.shutil, "disk_usage", lambda path: SimpleNamespace(free=10 << 20))
+    assert "has 10 MB free" in serve_app.answer_warnings(space)[0]

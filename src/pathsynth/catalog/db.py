@@ -164,6 +164,8 @@ _SERVER_GONE = re.compile(
     r"|server closed the connection|connection reset",
     re.IGNORECASE,
 )
+# SQLite's SQLITE_FULL and I/O errors, MariaDB's and PostgreSQL's full disk
+_DISK_FULL = re.compile(r"disk is full|disk i/o error|no space left|disk full", re.IGNORECASE)
 
 
 def _reason(error: DBAPIError) -> str:
@@ -249,8 +251,8 @@ class Catalog:
         """Turn a lost server, a locked or read-only SQLite file into one-line errors.
 
         Raises:
-            CatalogUnavailable: the connection was lost, the server timed out, or the SQLite file
-                stayed locked by another process or cannot be written.
+            CatalogUnavailable: the connection was lost, the server timed out, the SQLite file
+                stayed locked by another process or cannot be written, or the disk is full.
         """
         try:
             yield
@@ -266,6 +268,7 @@ class Catalog:
                 error.connection_invalidated
                 or "readonly" in reason
                 or "timed out" in reason
+                or _DISK_FULL.search(reason)
                 or _SERVER_GONE.search(reason)  # a reconnect after a restart, refused
             ):
                 raise CatalogUnavailable(f"catalog database {where}: {reason}") from None

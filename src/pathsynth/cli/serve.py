@@ -43,7 +43,7 @@ def serve(
     import secrets
 
     from pathsynth.catalog.workspace import Workspace
-    from pathsynth.serve.app import ServeSettings, operator_token_from_env
+    from pathsynth.serve.app import ServeSettings, answer_warnings, operator_token_from_env
     from pathsynth.serve.app import serve as run_server
 
     space = Workspace(resolve_workspace(workspace))
@@ -62,6 +62,8 @@ def serve(
         f"serving {esc(str(space.root))} on http://{esc(host)}:{port}/; Ctrl-C stops",
         soft_wrap=True,
     )
+    for warning in answer_warnings(space):
+        console.print(f"warning: {warning}", soft_wrap=True, markup=False)
     if given is not None:
         console.print("operator sign-in with $PATHSYNTH_OPERATOR_TOKEN")
     elif token is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import stat
 import tempfile
@@ -209,6 +210,30 @@ def serve(
         server_header=False,
         proxy_headers=False,
     )
+
+
+LOW_DISK_BYTES = 64 * 1024 * 1024  # below this, raters' answers may soon be refused
+
+
+def answer_warnings(space: Workspace) -> list[str]:
+    """What keeps raters' answers from being stored, said at start rather than at their first
+    answer: an embedded catalog in a workspace this user cannot write, or a disk almost full.
+    (Answers refused while serving stay in the rater's page to be sent again.)"""
+    warnings = []
+    embedded = space.db_url.startswith("sqlite")
+    if embedded and not space.writable:
+        warnings.append(
+            f"{space.root} cannot be written by this user: the catalog is read-only, so raters' "
+            "answers will be refused (kept in their page) until it can"
+        )
+    elif embedded:
+        free = shutil.disk_usage(space.root).free
+        if free < LOW_DISK_BYTES:
+            warnings.append(
+                f"the disk of {space.root} has {free // (1024 * 1024)} MB free: raters' answers "
+                "will be refused (kept in their page) once it is full"
+            )
+    return warnings
 
 
 def thumbnail_folder(space: Workspace) -> Path:

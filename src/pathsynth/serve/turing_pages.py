@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from pathsynth.errors import PathsynthError, TuringError
+from pathsynth.errors import AnswerNotStored, PathsynthError, TuringError
 from pathsynth.serve.pages import render
 from pathsynth.serve.params import whole_number
 from pathsynth.serve.security import RATER_COOKIE, check_csrf, require_operator
@@ -79,7 +79,7 @@ async def rate(request: Request) -> Response:
     """The rater's page: the next unanswered image, and the answer to the last one."""
     rater = _rater(request)
     test = _test(request)
-    error = ""
+    error, status, chosen = "", 200, dict[str, str]()
     if request.method == "POST":
         form = await check_csrf(request)
         label = form.get("label") or None
@@ -94,27 +94,37 @@ async def rate(request: Request) -> Response:
                 whole_number(confidence),
                 test.class_names,
             )
+        except AnswerNotStored as failed:  # kept in the page: the same item, the same choices
+            error, status = str(failed), 503
+            chosen = {key: str(form.get(key, "")) for key in ("item", "called", "label")}
+            chosen["confidence"] = str(confidence)
         except TuringError as refused:
-            error = str(refused)
+            error, status = str(refused), 400
         else:
             return RedirectResponse(request.url.path, status_code=303)
     items = await run_in_threadpool(_book(request).items_for, rater)
     done = sum(item.called is not None for item in items)
     pending = [item for item in items if item.called is None]
-    return render(
+    again = [item for item in pending if item.public_id == chosen.get("item")]
+    shown = (again or pending)[0] if pending else None
+    response = render(
         request,
         "rate.html",
         {
             "test": test,
             "rater": rater,
-            "item": pending[0] if pending else None,
+            "item": shown,
+            "chosen": chosen,
             "done": done,
             "total": len(items),
             "error": error,
             "operator": False,  # a rater's page links nowhere else, even on a token-less loopback
         },
-        status_code=400 if error else 200,
+        status_code=status,
     )
+    if status == 503:
+        response.headers["Retry-After"] = "60"
+    return response
 
 
 def item_image(request: Request) -> Response:

@@ -10,6 +10,7 @@ catalog id or file. A test's re-encoded image files live in ``<workspace>/turing
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
 import secrets
 import shutil
@@ -32,9 +33,11 @@ from pathsynth.catalog.models import (
     TuringTest,
 )
 from pathsynth.catalog.workspace import Workspace
-from pathsynth.errors import TuringError
+from pathsynth.errors import AnswerNotStored, CatalogUnavailable, TuringError
 
 MAX_CONFIDENCE = 5
+
+_log = logging.getLogger("pathsynth.serve")
 
 
 def token_digest(token: str) -> str:
@@ -348,6 +351,8 @@ class TuringBook:
         Raises:
             TuringError: the item is not in the rater's test, the call is not ``real``/``synthetic``,
                 the class is not one the test offers, or the confidence is outside 1-5.
+            AnswerNotStored: a valid answer the catalog cannot store now (read-only, disk full,
+                server gone); the cause goes to the server's log, not to the rater.
         """
         if called not in TURING_TRUTHS:
             raise TuringError("answer 'real' or 'synthetic'")
@@ -365,9 +370,16 @@ class TuringBook:
             raise TuringError("no such item in this test")
         values: dict[str, object] = {"called": called, "label": label, "confidence": confidence}
         try:
-            self._put_answer(rater.rater_id, item_id, values)
-        except IntegrityError:  # the same form posted twice at once (a double click): replace it
-            self._put_answer(rater.rater_id, item_id, values)
+            try:
+                self._put_answer(rater.rater_id, item_id, values)
+            except IntegrityError:  # the same form posted twice at once (a double click)
+                self._put_answer(rater.rater_id, item_id, values)
+        except CatalogUnavailable as error:
+            _log.warning("a rater's answer was not stored: %s", error)
+            raise AnswerNotStored(
+                "your answer was not stored: the server cannot save answers at the moment. It "
+                "is still chosen below; send it again in a minute"
+            ) from None
 
     def _put_answer(self, rater_id: int, item_id: int, values: dict[str, object]) -> None:
         """Insert a rater's answer on an item, or replace the one stored."""
