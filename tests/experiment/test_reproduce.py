@@ -23,12 +23,13 @@ CLASSES = ("normal_intermediate", "normal_superficiel")
 
 
 def two_sites(herlev: Path, root: Path) -> tuple[Path, Path]:
-    """Herlev's slide groups dealt to two sources, as two sites would hold them: ``site-a`` (the
-    experiment's, with a LICENSE file) and ``site-b`` (an external test set whose labels.csv
-    states its licence, with a few cells of a class the experiment does not have)."""
+    """Herlev's slide groups dealt to two sources, as two sites would hold them, each in a folder
+    called ``cervix``: ``site-a/cervix`` (the experiment's, with a LICENSE file) and
+    ``site-b/cervix`` (an external test set whose labels.csv states its licence, with a few cells
+    of a class the experiment does not have)."""
     with (herlev / "labels.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    sites = {name: root / name for name in ("site-a", "site-b")}
+    sites = {name: root / name / "cervix" for name in ("site-a", "site-b")}
     listed: dict[str, list[str]] = {name: [] for name in sites}
     for row in rows:
         digest = int(hashlib.sha256(row["slide_group"].encode()).hexdigest(), 16)
@@ -218,7 +219,7 @@ def test_every_classifier_is_tested_on_the_external_set_it_never_saw(finished):
                 .join(Study, Study.id == Image.study_id)
             ).all()
         )
-    assert set(sources.values()) == {"site-a"}  # no external image is in the split
+    assert set(sources.values()) == {"cervix"}  # no external image is in the split
     assert any("left out classes" in line for line in lines)
 
 
@@ -253,9 +254,10 @@ def test_every_classifier_is_kept_as_a_bundle_that_predicts_as_tested(finished):
     )
     assert synthetic.provenance.generator_run_id == results["generator"]["run_id"]
     # no absolute path leaves the workspace in a bundle or the results: the folders' own names
-    assert synthetic.provenance.source == "site-a"
-    assert results["experiment"]["source"] == results["data"]["source"] == "site-a"
-    assert results["data"]["external"]["source"] == "site-b"
+    assert synthetic.provenance.source == "cervix"
+    assert results["experiment"]["source"] == results["data"]["source"] == "cervix"
+    # a folder named like the source is known by its parent's name too (a lab's two sites)
+    assert results["data"]["external"]["source"] == "site-b-cervix"
     assert str(experiment.state.source) not in json.dumps(results)
 
 
@@ -275,7 +277,7 @@ def test_a_split_of_the_same_name_made_otherwise_is_refused(finished):
     from pathsynth.catalog.splits import SplitRequest
 
     space, experiment, _, _ = finished
-    create_split(space, SplitRequest("other-real", unit="group", seed=99, source="site-a"))
+    create_split(space, SplitRequest("other-real", unit="group", seed=99, source="cervix"))
     other = Experiment.create(
         space, Path(experiment.state.source), experiment.config, CLASSES, "other"
     )

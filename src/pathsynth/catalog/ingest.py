@@ -82,6 +82,9 @@ class IngestOptions:
             catalog; None keeps no way back from the catalog to the source files.
         unlabelled: images without a class (origin ``unlabelled``, label ""), for
             self-supervised pretraining; no split, export or classifier takes them.
+        source_name: the name the catalog knows the source by; None: its folder's name (two
+            sources with one folder name, a lab's ``site1/bach`` and ``site2/bach``, need
+            distinct names).
     """
 
     modality: str
@@ -95,6 +98,7 @@ class IngestOptions:
     batch_size: int = 64
     source_map: Path | None = None
     unlabelled: bool = False
+    source_name: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("magnification", "pixel_size_um"):
@@ -213,7 +217,8 @@ def ingest_source(
             f"--unlabelled reads every image under SOURCE; --layout {options.layout} names labels"
         )
     plan = plan_source(source, layout, options.labels_csv, options.classes)
-    run = _IngestRun(workspace, source.resolve().name, options, plan, on_progress, on_refusal)
+    name = options.source_name or source.resolve().name
+    run = _IngestRun(workspace, name, options, plan, on_progress, on_refusal)
     for refusal in plan.refusals:
         run.refuse(refusal)
     with workspace.write_lock(on_wait), workspace.open_catalog() as catalog:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +39,16 @@ def ingest(context: StageContext) -> dict[str, Any]:
     refusals are logged and recorded.
 
     Raises:
-        DataError: an external test folder that is the source, or that has the source's folder
-            name (the catalog tells sources apart by it).
+        DataError: an external test folder that is the source.
     """
     outputs = {"source": _ingest(context, context.source, context.config.source_pixel_size_um)}
     external = external_folder(context)
     if external is not None:
-        if external.resolve().name == context.source.resolve().name:
-            raise DataError(
-                f"the external test set {external} has the same folder name as the source "
-                f"{context.source}; rename one (the catalog tells sources apart by folder name)"
-            )
-        outputs["external"] = _ingest(context, external, context.config.external_pixel_size_um)
+        if external.resolve() == context.source.resolve():
+            raise DataError(f"the external test set {external} is the source itself")
+        outputs["external"] = _ingest(
+            context, external, context.config.external_pixel_size_um, external_source_name(context)
+        )
     return outputs
 
 
@@ -58,8 +57,32 @@ def external_folder(context: StageContext) -> Path | None:
     return Path(context.config.external_test) if context.config.external_test else None
 
 
-def _ingest(context: StageContext, folder: Path, pixel_size_um: float | None) -> dict[str, Any]:
-    options = IngestOptions(modality=context.config.modality, pixel_size_um=pixel_size_um)
+def external_source_name(context: StageContext) -> str:
+    """The name the catalog knows the external test set by: its folder's name, or, when that is
+    the source's (a lab's ``site2/bach`` beside ``site1/bach``), ``<parent>-<name>`` (with a
+    digest of its path where the parents' names agree too).
+
+    Raises:
+        DataError: the experiment has no external test set.
+    """
+    external = external_folder(context)
+    if external is None:
+        raise DataError(f"experiment {context.name!r} has no external test set")
+    folder, source = external.resolve(), context.source.resolve()
+    if folder.name != source.name:
+        return folder.name
+    if folder.parent.name != source.parent.name:
+        return f"{folder.parent.name}-{folder.name}"
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+    return f"{folder.parent.name}-{folder.name}-{digest}"
+
+
+def _ingest(
+    context: StageContext, folder: Path, pixel_size_um: float | None, name: str | None = None
+) -> dict[str, Any]:
+    options = IngestOptions(
+        modality=context.config.modality, pixel_size_um=pixel_size_um, source_name=name
+    )
     report = ingest_source(context.workspace, folder, options)
     for refusal in report.refused:
         context.log(f"  refused {refusal.path}: {refusal.reason}")
@@ -216,7 +239,7 @@ def external_images(
     Raises:
         DataError: no external image of the experiment's classes.
     """
-    images = source_fold(context.workspace, context.config.modality, folder.resolve().name)
+    images = source_fold(context.workspace, context.config.modality, external_source_name(context))
     other: dict[str, int] = {}
     for image in images:
         if image.label not in class_names:

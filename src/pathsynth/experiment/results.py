@@ -19,6 +19,7 @@ from pathsynth.errors import DataError
 from pathsynth.experiment.classification import ClassifierRun, TestScore, read_run
 from pathsynth.experiment.config import ExperimentConfig
 from pathsynth.experiment.context import StageContext
+from pathsynth.experiment.data import external_source_name
 from pathsynth.experiment.protocols import ExperimentSets
 from pathsynth.experiment.synthesis import experiment_generator
 from pathsynth.imaging.crops import random_crops
@@ -155,7 +156,7 @@ def _external_data(context: StageContext) -> ExternalInfo | None:
     licence = source_licence(folder)
     inputs = context.state.outputs("inputs")
     return ExternalInfo(
-        source=folder.name,
+        source=external_source_name(context),
         licence=licence.licence,
         citation=licence.citation,
         images=int(inputs["images"]["external"]),
