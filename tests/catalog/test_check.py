@@ -69,6 +69,7 @@ def test_an_old_schema_is_reported_and_repair_migrates_it(workspace):
     with workspace.open_catalog() as catalog, catalog.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
         for table in (
+            "image_runs",
             "selection_scores",
             "embeddings",
             "turing_answers",
@@ -77,7 +78,7 @@ def test_an_old_schema_is_reported_and_repair_migrates_it(workspace):
             "turing_tests",
         ):
             connection.execute(text(f"DROP TABLE {table}"))  # what 0001 did not have
-    assert check_workspace(workspace).problems == [("schema", "at 0001, newest is 0006")]
+    assert check_workspace(workspace).problems == [("schema", "at 0001, newest is 0007")]
     check_workspace(workspace, repair=True)
     assert check_workspace(workspace).problems == []
 

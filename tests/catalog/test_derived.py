@@ -103,3 +103,24 @@ def test_two_runs_with_the_same_folder_name_stay_two_runs(workspace, class_sourc
         "/runs1/00000-smoke",
     }
     assert assert_consistent(workspace) == 12 + 4
+
+
+def test_a_run_that_draws_the_same_pixels_as_another_finds_the_images_it_made(
+    workspace, class_source
+):
+    """Stored once by content, linked to both runs: each run's images are all it drew."""
+    from pathsynth.catalog.queries import generated_by
+
+    ingest_source(workspace, class_source, IngestOptions(modality="histology", workers=0))
+    drawn = [Generated("benign", 0, i, 4, png(300 + i)) for i in range(3)]
+    first = {"run_id": "33" * 16, "run_name": "00000-a", "run_dir": "/r/a", "checkpoint_step": 4}
+    again = {"run_id": "44" * 16, "run_name": "00001-b", "run_dir": "/r/b", "checkpoint_step": 4}
+    assert store_generated(workspace, drawn, first) == 3
+    # the second run draws the same three images and one of its own
+    assert store_generated(workspace, [*drawn, Generated("benign", 0, 3, 4, png(399))], again) == 1
+    with workspace.open_catalog() as catalog:
+        made_first = generated_by(catalog, workspace.store, "33" * 16)
+        made_again = generated_by(catalog, workspace.store, "44" * 16)
+    assert len(made_first) == 3 and len(made_again) == 4
+    assert {image.image_id for image in made_first} < {image.image_id for image in made_again}
+    assert assert_consistent(workspace) == 12 + 4

@@ -16,7 +16,7 @@ def test_new_workspace_has_config_store_and_migrated_catalog(workspace):
     assert (workspace.root / CONFIG_NAME).is_file()
     assert workspace.store.is_dir()
     with workspace.open_catalog() as catalog:
-        assert schema_revision(catalog.engine) == head_revision() == "0006"
+        assert schema_revision(catalog.engine) == head_revision() == "0007"
         tables = set(inspect(catalog.engine).get_table_names())
     assert {"patients", "studies", "images", "image_features", "splits", "runs"} <= tables
 

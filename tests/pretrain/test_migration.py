@@ -64,7 +64,7 @@ def test_a_catalog_at_0004_keeps_its_rows_and_accepts_unlabelled_images(
     engine.dispose()
 
     with Catalog(url) as catalog:  # migrates to the head
-        assert schema_revision(catalog.engine) == "0006"
+        assert schema_revision(catalog.engine) == "0007"
         with catalog.engine.begin() as connection:
             _insert_image(connection, "bb", "unlabelled")
             kept = [

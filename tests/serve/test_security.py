@@ -223,7 +223,7 @@ def test_migration_0003_adds_the_turing_tables_from_0002(backend, tmp_path):
         ))  # fmt: skip
     engine.dispose()
     with Catalog(url) as catalog:  # migrates to the head
-        assert schema_revision(catalog.engine) == "0006"
+        assert schema_revision(catalog.engine) == "0007"
         tables = set(inspect(catalog.engine).get_table_names())
         assert {"turing_tests", "turing_raters", "turing_items", "turing_answers"} <= tables
         if backend != "sqlite":

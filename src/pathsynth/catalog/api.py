@@ -28,6 +28,7 @@ from pathsynth.catalog.models import (
     EMBEDDING_DTYPES,
     Embedding,
     Image,
+    ImageRun,
     Patient,
     Run,
     SelectionScore,
@@ -390,8 +391,9 @@ def store_generated(
     Each image becomes ``store/<generator code>/<study code>/<class>-s<seed>-<index>.png`` and an
     image row naming the generator run, checkpoint step, seed and class, with its features. The
     run is keyed on its unique ``run_id`` (two runs in different folders with the same folder name
-    are two runs). Images whose content is already catalogued (the same seed regenerated) are
-    skipped.
+    are two runs). An image whose content is already catalogued (the same seed regenerated, or
+    another run that draws the very same pixels) is not stored again, but is linked to this run
+    too (:class:`~pathsynth.catalog.models.ImageRun`).
 
     Args:
         space: the workspace.
@@ -458,7 +460,19 @@ def store_generated_ids(
                 )
 
         ids = _store_derived(space, catalog, items())
+        _link_run(catalog, ids, run_row)
     return ids, set(ids) - before
+
+
+def _link_run(catalog: Catalog, image_ids: list[int], run_row: int) -> None:
+    """Record that run ``run_row`` made ``image_ids`` (new or already catalogued by content)."""
+    with catalog.session() as session:
+        linked = set(session.scalars(select(ImageRun.image_id).where(ImageRun.run_id == run_row)))
+        session.add_all(
+            ImageRun(image_id=image_id, run_id=run_row)
+            for image_id in dict.fromkeys(image_ids)
+            if image_id not in linked
+        )
 
 
 def _generator_study(

@@ -218,6 +218,19 @@ class Run(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
+class ImageRun(Base):
+    """Every generator run that made an image (migration 0007). An image is stored once by its
+    content; a later run that draws the very same pixels (the same seed of the same network) is
+    linked here, so that it too finds the images it made. ``images.run_id`` keeps the first."""
+
+    __tablename__ = "image_runs"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True, index=True)
+
+
 # The visual Turing test (migration 0003): the only tables the web app writes.
 TURING_TRUTHS = ("real", "synthetic")
 

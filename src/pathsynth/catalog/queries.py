@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, func, or_, select
 
 from pathsynth.catalog.db import Catalog
 from pathsynth.catalog.models import (
     FOLDS,
     UNLABELLED_ORIGIN,
     Image,
+    ImageRun,
     Patient,
     Run,
     Split,
@@ -141,16 +142,18 @@ def unlabelled_rows(catalog: Catalog, store: Path) -> list[FoldImage]:
 
 def generated_by(catalog: Catalog, store: Path, run_id: str) -> list[FoldImage]:
     """The images a generator run made (``run_id``: its unique id from ``run.json``), ordered by
-    id; empty when the catalog holds none."""
+    id, those first stored by another run that drew the same pixels included; empty when the
+    catalog holds none."""
     with catalog.session() as session:
         runs = [
             row_id
             for row_id, metrics in session.execute(select(Run.id, Run.metrics))
             if isinstance(metrics, dict) and metrics.get("run_id") == run_id
         ]
+        linked = select(ImageRun.image_id).where(ImageRun.run_id.in_(runs))
         query = (
             _image_rows()
-            .where(Image.origin == "synthetic", Image.run_id.in_(runs))
+            .where(Image.origin == "synthetic", or_(Image.run_id.in_(runs), Image.id.in_(linked)))
             .order_by(Image.id)
         )
         rows = session.execute(query).all()
