@@ -36,6 +36,51 @@ def test_12_bit_values_in_a_16_bit_grey_file_keep_their_contrast(fmt):
     assert decoded.bit_depth == 16  # what the file stores
 
 
+def _png16(values: np.ndarray) -> bytes:
+    """A 16-bit RGB or RGBA PNG of (H, W, 3|4) values (written by pypng: Pillow cannot)."""
+    import png
+
+    height, width, planes = values.shape
+    buffer = io.BytesIO()
+    writer = png.Writer(width, height, greyscale=False, alpha=planes == 4, bitdepth=16)
+    writer.write(buffer, values.reshape(height, width * planes).tolist())
+    return buffer.getvalue()
+
+
+def _tiff16(values: np.ndarray, orientation: int = 1) -> bytes:
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, values, photometric="rgb", extratags=[(274, "H", 1, orientation)])
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_12_bit_values_in_a_16_bit_colour_file_keep_their_contrast(fmt):
+    """Pillow opens 16-bit RGB as the top byte of each value: a 12-bit camera's colour image
+    would be near black (0..15). It is read at full depth and brought down by the bits used."""
+    grey = np.array([0, 1024, 2048, 4095], dtype=np.uint16)
+    values = np.stack([grey, grey // 2, grey // 4], axis=-1)[None]  # one row, three colours
+    data = _png16(values) if fmt == "PNG" else _tiff16(values)
+    decoded = decode_bytes(data)
+    assert decoded.rgb[0].tolist() == [[0, 0, 0], [64, 32, 16], [128, 64, 32], [255, 127, 63]]
+    assert (decoded.bit_depth, decoded.original_mode) == (16, "RGB")
+
+
+def test_full_range_16_bit_colour_keeps_its_top_byte_and_alpha_becomes_white():
+    values = np.array([[[65535, 32768, 256, 65535], [65535, 0, 0, 0]]], dtype=np.uint16)
+    decoded = decode_bytes(_png16(values))
+    assert decoded.rgb[0].tolist() == [[255, 128, 1], [255, 255, 255]]
+
+
+def test_a_16_bit_colour_tiff_is_turned_as_its_orientation_tag_says():
+    values = np.zeros((2, 3, 3), dtype=np.uint16)
+    values[0, 0] = 4095  # top left, bright
+    upright = decode_bytes(_tiff16(values, orientation=6))  # 6: rotate 90 degrees clockwise
+    assert upright.rgb.shape == (3, 2, 3)
+    assert upright.rgb[0, 1].tolist() == [255, 255, 255] and int(upright.rgb.sum()) == 3 * 255
+
+
 def test_the_bit_depth_read_from_the_values_is_the_smallest_that_holds_them():
     from pathsynth.imaging.decode import significant_bits
 

@@ -1,9 +1,10 @@
 """Decode and validate microscopy image files into 8-bit RGB arrays.
 
 Accepted: JPEG, PNG, BMP and TIFF (8 or 16 bit; the first page of a multi-page file). Greyscale,
-palette, RGBA and 16-bit images are converted to 8-bit RGB; the original mode, bit depth (as the
-file stores it: a 16-bit RGB TIFF or PNG is 16 even though Pillow opens it as 8-bit RGB) and
-format are reported so the catalog can record them. An EXIF orientation is applied, so the pixels
+palette, RGBA and 16-bit images are converted to 8-bit RGB (16-bit data by the bits its values
+use, so a 12-bit camera's image keeps its brightness, grey and colour alike: Pillow opens 16-bit
+RGB as its top bytes, so those files are read again by pypng or tifffile); the original mode,
+bit depth (as the file stores it) and format are reported so the catalog can record them. An EXIF orientation is applied, so the pixels
 and the recorded size are the image as a viewer shows it. Everything else is refused with an
 :class:`~pathsynth.errors.ImageRefused` whose message names the reason.
 
@@ -118,13 +119,17 @@ def decode_bytes(data: bytes, pixel_limit: int = DEFAULT_PIXEL_LIMIT) -> Decoded
         if mode not in _MODE_BITS:
             raise ImageRefused(f"pixel mode {mode} has no RGB meaning")
         pages = int(getattr(image, "n_frames", 1))
+        bit_depth = _stored_bit_depth(image, data)
         try:
+            orientation = int(image.getexif().get(0x0112, 1))  # a TIFF's is gone after load
             image.seek(0)
             image.load()
-            rgb = _to_rgb(ImageOps.exif_transpose(image))
+            if bit_depth == 16 and mode in ("RGB", "RGBA"):  # Pillow kept only the top bytes
+                rgb = _oriented(_deep_rgb(data, file_format), orientation)
+            else:
+                rgb = _to_rgb(ImageOps.exif_transpose(image))
         except (OSError, ValueError, SyntaxError, EOFError) as error:
             raise ImageRefused(f"corrupt or truncated image data ({error})") from None
-        bit_depth = _stored_bit_depth(image, data)
     return DecodedImage(
         rgb=rgb,
         sha256=sha256,
@@ -173,6 +178,51 @@ def significant_bits(largest: int) -> int:
     ``largest`` most likely has: the smallest that holds it. A dim true 16-bit image reads as one
     of fewer bits and is brightened, which shows it, where the container's top byte hides it."""
     return next(bits for bits in (8, 10, 12, 14, 16) if largest < 2**bits)
+
+
+def _deep_rgb(data: bytes, file_format: str) -> np.ndarray:
+    """8-bit RGB of a 16-bit RGB(A) PNG or TIFF, read at its full depth (pypng, tifffile) and
+    brought down by the bits its values use, as 16-bit greyscale is (a 12-bit camera's RGB in a
+    16-bit file is otherwise near black); transparent parts become white."""
+    if file_format == "PNG":
+        import png
+
+        width, height, rows, info = png.Reader(bytes=data).asDirect()
+        planes = int(info["planes"])
+        values = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+        values = values.reshape(height, width, planes)
+    else:
+        import tifffile
+
+        values = np.asarray(tifffile.imread(io.BytesIO(data), key=0)).astype(np.uint16)
+    if values.ndim != 3 or values.shape[2] not in (3, 4):
+        raise ValueError(f"16-bit colour data of shape {values.shape}")
+    colour = values[:, :, :3]
+    shift = significant_bits(int(colour.max())) - 8
+    rgb = (colour >> shift).astype(np.float64)
+    if values.shape[2] == 4:
+        alpha = values[:, :, 3:4].astype(np.float64) / 65535.0
+        rgb = rgb * alpha + 255.0 * (1.0 - alpha)
+    return rgb.round().clip(0, 255).astype(np.uint8)
+
+
+_ORIENTATIONS = {  # EXIF/TIFF orientation -> the transpose that shows the image upright (Pillow's)
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _oriented(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """``rgb`` turned as the file's orientation tag says, as ``exif_transpose`` turns Pillow's."""
+    method = _ORIENTATIONS.get(orientation)
+    if method is None:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).transpose(method))
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
