@@ -126,8 +126,10 @@ def decode_bytes(data: bytes, pixel_limit: int = DEFAULT_PIXEL_LIMIT) -> Decoded
             image.load()
             if bit_depth == 16 and mode in ("RGB", "RGBA"):  # Pillow kept only the top bytes
                 rgb = _oriented(_deep_rgb(data, file_format), orientation)
-            else:
+            elif orientation in _ORIENTATIONS:
                 rgb = _to_rgb(ImageOps.exif_transpose(image))
+            else:  # upright already: no transposed copy of a possibly huge image
+                rgb = _to_rgb(image)
         except (OSError, ValueError, SyntaxError, EOFError) as error:
             raise ImageRefused(f"corrupt or truncated image data ({error})") from None
     return DecodedImage(
@@ -245,4 +247,21 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
-    return np.asarray(image.convert("RGB"))
+    if mode == "RGB":
+        return _pixels(image)
+    return _pixels(image.convert("RGB"))
+
+
+_BAND_ROWS = 256  # rows copied out of a Pillow image at a time
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    """An RGB image's pixels as a new array, copied a band of rows at a time: ``np.asarray``
+    goes through ``tobytes``, which holds a third copy of the whole image at once (100 MP:
+    300 MB each)."""
+    width, height = image.size
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, _BAND_ROWS):
+        bottom = min(height, top + _BAND_ROWS)
+        out[top:bottom] = np.asarray(image.crop((0, top, width, bottom)))
+    return out
