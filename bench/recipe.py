@@ -25,7 +25,7 @@ from sklearn.metrics import balanced_accuracy_score
 from pathsynth.classify.config import CLASSIFIER
 from pathsynth.classify.evaluate import evaluate_images
 from pathsynth.classify.trainer import train_classifier, validation_split
-from pathsynth.imaging.augment import COLOUR_PRESETS
+from pathsynth.imaging.config import COLOUR_PRESETS
 from pathsynth.imaging.tensorset import TensorImageSet
 
 ASSESS_FRACTION, ASSESS_SEED = 0.3, 1234

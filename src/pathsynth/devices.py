@@ -1,13 +1,18 @@
-"""Which torch device a stage computes on, and whether bf16 autocast pays there: decided once."""
+"""Which torch device a stage computes on, and whether bf16 autocast pays there: decided once.
+
+torch is imported where it is used, so that configs (which name the modes below) load without it.
+"""
 
 from __future__ import annotations
 
 import platform
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from pathsynth.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 AMP_MODES = ("auto", "bf16", "off")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
@@ -19,6 +24,8 @@ def resolve_device(name: str) -> torch.device:
     Raises:
         ConfigError: CUDA asked for but not available, or a name torch does not know.
     """
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -32,6 +39,8 @@ def resolve_device(name: str) -> torch.device:
 
 def cpu_has_native_bf16() -> bool:
     """True when oneDNN runs bf16 natively here (AVX512-BF16 / AMX): bf16 measured faster."""
+    import torch
+
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -54,6 +63,8 @@ def compiled(module: nn.Module, mode: str) -> nn.Module:
     Raises:
         ConfigError: an unknown mode.
     """
+    import torch
+
     if mode not in COMPILE_MODES:
         raise ConfigError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
     # static shapes: a second batch size gets a graph of its own, not a slower dynamic one
@@ -63,6 +74,8 @@ def compiled(module: nn.Module, mode: str) -> nn.Module:
 def device_name(device: torch.device) -> str:
     """``device`` as a reader of a timing wants it: the GPU's model (``NVIDIA H100 80GB HBM3,
     cuda:0``) or the CPU with the threads torch uses (``cpu, x86_64, 2 threads``)."""
+    import torch
+
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"{torch.cuda.get_device_name(index)}, cuda:{index}"

@@ -19,9 +19,7 @@ from pathsynth.classify.trainer import train_classifier, train_one_epoch
 from pathsynth.config import from_plain, to_plain
 from pathsynth.errors import ConfigError, DataError
 from pathsynth.imaging.augment import (
-    COLOUR_PRESETS,
     ColourAugment,
-    ColourAugmentConfig,
     apply_gamma,
     gaussian_blur,
     hed_jitter,
@@ -31,6 +29,7 @@ from pathsynth.imaging.augment import (
     shift_hue,
 )
 from pathsynth.imaging.colour import rgb_to_lab
+from pathsynth.imaging.config import COLOUR_PRESETS, ColourAugmentConfig
 from pathsynth.imaging.stain import fit_lab_statistics
 
 from .shapes import draw_shapes

@@ -10,7 +10,7 @@ from pathsynth.catalog.ingest import IngestOptions, ingest_source
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.experiment.expansion import affine_expansion
 from pathsynth.experiment.protocols import LabelledPart
-from pathsynth.imaging.affine import AffineConfig
+from pathsynth.imaging.config import AffineConfig
 from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.tensorset import TensorImageSet
 

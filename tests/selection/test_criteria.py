@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pathsynth.errors import ConfigError, DataError
-from pathsynth.selection import (
+from pathsynth.selection.config import SELECTION
+from pathsynth.selection.criteria import (
     ClassThresholds,
     SelectionScores,
     class_thresholds,
@@ -18,7 +19,6 @@ from pathsynth.selection import (
     real_reference_distances,
     score_images,
 )
-from pathsynth.selection.config import SELECTION
 
 
 def _brute_mean_of_nearest(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:

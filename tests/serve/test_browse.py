@@ -293,6 +293,35 @@ print("torch" in sys.modules)
     assert done.stdout.strip() == "False"
 
 
+def test_an_experiment_s_page_and_its_real_images_at_scale_never_load_torch(lab) -> None:
+    """The experiments list, an experiment's page (its config read, its bundles' listings) and
+    its real images prepared at the generator's scale: numpy and Pillow only (the first such
+    page took 3.4 s, most of it importing torch)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import re, sys
+from pathlib import Path
+from starlette.testclient import TestClient
+from pathsynth.catalog.workspace import Workspace
+from pathsynth.serve.app import ServeSettings, create_app
+space = Workspace(Path({str(lab)!r}))
+with TestClient(create_app(space, ServeSettings(open_operator=True)), base_url="http://127.0.0.1:8000") as client:
+    assert client.get("/experiments").status_code == 200
+    page = client.get("/experiments/demo").text
+    real = re.search(r"/experiments/demo/real/(\\d+)\\.png", page).group(0)
+    shown = client.get(real)
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/png", real
+print("torch" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
+
+
 def test_a_thumbnail_asked_for_by_many_at_once_is_made_once_and_large_ones_one_at_a_time(
     tmp_path, monkeypatch
 ):

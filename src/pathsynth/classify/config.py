@@ -11,7 +11,7 @@ from typing import Any
 
 from pathsynth.config import Presets
 from pathsynth.errors import ConfigError
-from pathsynth.imaging.augment import ColourAugmentConfig
+from pathsynth.imaging.config import ColourAugmentConfig
 
 NETWORKS = ("small_cnn", "resnet18", "backbone")
 KINDS = ("fine-tune", "linear-probe", "logistic")

@@ -281,7 +281,7 @@ def augment(
     from pathsynth.catalog.workspace import Workspace
     from pathsynth.experiment.data import network_inputs
     from pathsynth.experiment.expansion import affine_expansion
-    from pathsynth.imaging.affine import AffineConfig
+    from pathsynth.imaging.config import AffineConfig
     from pathsynth.imaging.patches import PREPROCESS
 
     if (per_class is None) == (total is None):

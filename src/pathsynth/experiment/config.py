@@ -24,16 +24,15 @@ from pathsynth.classify.config import CLASSIFIER, FROZEN_KINDS, KINDS, Classifie
 from pathsynth.config import Presets, to_plain
 from pathsynth.diffusion.config import DIFFUSION, DiffusionConfig
 from pathsynth.errors import ConfigError, DataError
-from pathsynth.experiment.protocols import PROTOCOLS
 from pathsynth.gan.config import TrainConfig
 from pathsynth.gan.presets import GAN
-from pathsynth.imaging.affine import AffineConfig
+from pathsynth.imaging.config import STAIN_METHODS, AffineConfig
 from pathsynth.imaging.patches import PREPROCESS, PreprocessConfig
-from pathsynth.imaging.stain import STAIN_METHODS
 from pathsynth.records.conditions import (
     CONDITIONS,
     GENERATOR_KINDS,
     NAMED_CONDITIONS,
+    PROTOCOLS,
     SELECTED,
     Condition,
     check_condition,

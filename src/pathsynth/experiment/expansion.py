@@ -10,7 +10,8 @@ from pathsynth.catalog.api import AffineChild, store_affine
 from pathsynth.catalog.workspace import Workspace
 from pathsynth.experiment.context import StageContext, save_tensors
 from pathsynth.experiment.protocols import LabelledPart, concatenate
-from pathsynth.imaging.affine import AffineConfig, class_balanced_plan, random_affine
+from pathsynth.imaging.affine import class_balanced_plan, random_affine
+from pathsynth.imaging.config import AffineConfig
 from pathsynth.imaging.patches import PreprocessConfig
 from pathsynth.imaging.png import encode_png
 from pathsynth.imaging.tensorset import TensorImageSet

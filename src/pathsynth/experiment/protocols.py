@@ -25,8 +25,6 @@ from pathsynth.errors import DataError
 from pathsynth.imaging.tensorset import TensorImageSet
 from pathsynth.records.conditions import Condition, check_condition
 
-PROTOCOLS = ("honest", "paper")
-
 
 @dataclass
 class LabelledPart:

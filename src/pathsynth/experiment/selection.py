@@ -27,7 +27,7 @@ from pathsynth.catalog.api import SelectionRow, store_selection
 from pathsynth.config import save_record, to_plain
 from pathsynth.experiment.classification import reference_classifier, reference_validation
 from pathsynth.experiment.context import StageContext
-from pathsynth.selection import select_generated
+from pathsynth.selection.generated import select_generated
 
 
 def select(context: StageContext) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pathsynth.config import to_json, to_plain
 from pathsynth.errors import ConfigError
-from pathsynth.imaging.augment import ColourAugmentConfig
+from pathsynth.imaging.config import ColourAugmentConfig
 from pathsynth.training.config import DataConfig, EmaConfig, RunConfig
 
 LOSS_KINDS = ("bce", "wgan-gp", "hinge")

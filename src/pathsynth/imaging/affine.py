@@ -18,7 +18,6 @@ Pure tensors in and out: nothing here knows about the catalog.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,48 +27,12 @@ import torch
 import torch.nn.functional as F
 
 from pathsynth.errors import ConfigError, DataError
+from pathsynth.imaging.config import AffineConfig
 
 PARAM_KEYS = ("dx", "dy", "zoom", "angle", "hflip", "vflip")
 
 # {"dx": float, "dy": float, "zoom": float, "angle": float, "hflip": bool, "vflip": bool}
 AffineParams = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class AffineConfig:
-    """Ranges the random affine parameters are drawn from, uniformly.
-
-    Microscopy has no "up": a slide goes under the objective in any orientation and either side
-    up, so full rotations and both reflections keep the label. Shift and zoom stay small (the
-    paper's kind of expansion) because zooming changes the apparent size of nuclei, which is itself
-    a diagnostic cue in cytology.
-
-    Args: see the comment on each field.
-    """
-
-    max_shift: float = 0.10  # |dx|, |dy| <= this fraction of width / height (reflect-padded)
-    min_zoom: float = 0.9  # smallest scale factor (content shrinks, reflected border shows)
-    max_zoom: float = 1.1  # largest scale factor (content magnified, edges cut)
-    max_rotation: float = 180.0  # |angle| <= this, degrees; 180 = any orientation
-    hflip_probability: float = 0.5  # chance of a left-right mirror
-    vflip_probability: float = 0.5  # chance of a top-bottom mirror
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.max_shift < 1.0:
-            raise ConfigError(f"max_shift must be in [0, 1), got {self.max_shift}")
-        if not 0.0 < self.min_zoom <= self.max_zoom:
-            raise ConfigError(
-                f"zoom range must satisfy 0 < min_zoom <= max_zoom, got {self.min_zoom}..{self.max_zoom}"
-            )
-        if not 0.0 <= self.max_rotation <= 180.0:
-            raise ConfigError(f"max_rotation must be in [0, 180] degrees, got {self.max_rotation}")
-        for name in ("hflip_probability", "vflip_probability"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-
-    def as_dict(self) -> dict[str, float]:
-        """The configuration as a JSON-able dict (saved with every run)."""
-        return dataclasses.asdict(self)
 
 
 def identity_params() -> AffineParams:

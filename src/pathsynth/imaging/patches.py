@@ -32,14 +32,17 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from pathsynth.config import Presets
 from pathsynth.errors import ConfigError, DataError, ImageTooSmall
 from pathsynth.imaging.preprocess import FILLS, canvas_colour, center_crop, pad_to_square, resize
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: configs load without it
+    import torch
 
 MODES = ("resize", "crop", "fit", "pad", "patches-grid", "patches-random")
 _SCALED_MODES = ("pad", "patches-grid", "patches-random")  # the modes that keep a magnification
@@ -136,7 +139,27 @@ def preprocess_image(
     image_key: str = "",
     pixel_size_um: float | None = None,
 ) -> torch.Tensor:
-    """One decoded image as network inputs.
+    """One decoded image as network inputs: :func:`input_squares` as a ``uint8`` tensor
+    (P, 3, size, size); P = 1 for the whole-image modes, the number of grid tiles or
+    ``patches_per_image`` for the patch modes.
+
+    Raises:
+        DataError: what :func:`input_squares` refuses.
+    """
+    import torch
+
+    squares = input_squares(rgb, config, image_key, pixel_size_um)
+    return torch.from_numpy(np.ascontiguousarray(squares.transpose(0, 3, 1, 2)))
+
+
+def input_squares(
+    rgb: np.ndarray,
+    config: PreprocessConfig,
+    image_key: str = "",
+    pixel_size_um: float | None = None,
+) -> np.ndarray:
+    """One decoded image's input squares, ``uint8`` (P, size, size, 3) (torch is needed only for
+    the positions of random patches).
 
     Args:
         rgb: ``uint8`` array (H, W, 3).
@@ -145,10 +168,6 @@ def preprocess_image(
             of random patches.
         pixel_size_um: the image's recorded micrometres per pixel (needed when
             ``config.pixel_size_um`` is set).
-
-    Returns:
-        ``uint8`` tensor (P, 3, size, size): P = 1 for the whole-image modes, the number of grid
-        tiles or ``patches_per_image`` for the patch modes.
 
     Raises:
         DataError: not a uint8 (H, W, 3) array, an image smaller than one patch after
@@ -181,8 +200,7 @@ def preprocess_image(
             else _random_corners(height, width, size, config, image_key)
         )
         squares = [field[top : top + size, left : left + size] for top, left in corners]
-    stacked = np.ascontiguousarray(np.stack(squares).transpose(0, 3, 1, 2))
-    return torch.from_numpy(stacked)
+    return np.stack(squares)
 
 
 def preprocess_images(
@@ -208,6 +226,8 @@ def preprocess_images(
     if len(keys) != len(images):
         raise DataError(f"{len(keys)} image keys for {len(images)} images")
     parts = [preprocess_image(rgb, config, key) for rgb, key in zip(images, keys, strict=True)]
+    import torch
+
     index = torch.cat([torch.full((len(p),), i, dtype=torch.int64) for i, p in enumerate(parts)])
     return torch.cat(parts), index
 
@@ -242,6 +262,8 @@ def _random_corners(
     height: int, width: int, size: int, config: PreprocessConfig, image_key: str
 ) -> list[tuple[int, int]]:
     digest = hashlib.sha256(f"{config.seed}:{image_key}".encode()).digest()
+    import torch
+
     generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
     count = config.patches_per_image
     tops = torch.randint(0, height - size + 1, (count,), generator=generator).tolist()

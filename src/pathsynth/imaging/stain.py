@@ -29,8 +29,8 @@ import torch
 
 from pathsynth.errors import DataError
 from pathsynth.imaging.colour import check_rgb_batch, lab_to_rgb, rgb_to_lab
+from pathsynth.imaging.config import STAIN_METHODS
 
-STAIN_METHODS = ("macenko", "reinhard")
 _IO = 240.0  # transmitted light intensity (torchstain's and Macenko's default)
 _ALPHA = 1.0  # percentile of the stain angles taken as the extreme stain vectors
 _BETA = 0.15  # optical density below which a pixel counts as background (transparent)

@@ -24,7 +24,7 @@ from typing import Any
 
 from pathsynth.config import Presets, to_json, to_plain
 from pathsynth.errors import ConfigError
-from pathsynth.imaging.augment import COLOUR_PRESETS, ColourAugmentConfig
+from pathsynth.imaging.config import COLOUR_PRESETS, ColourAugmentConfig
 from pathsynth.imaging.patches import PreprocessConfig
 
 AMP_MODES = ("auto", "bf16", "off")

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 from pathsynth.errors import DataError
 
+PROTOCOLS = ("honest", "paper")  # the split the classifiers are tested on: by patient, or the
+#   reference study's own (by image after expansion)
+
 CONDITIONS = ("original", "affine", "synthetic", "affine+synthetic")
 GENERATOR_KINDS = ("gan", "diffusion")
 # conditions that name the generator whose images they add

@@ -22,7 +22,7 @@ from pathsynth.catalog.api import FoldImage, Workspace, generated_images, split_
 from pathsynth.errors import DataError, PathsynthError, TuringError
 from pathsynth.files import check_name, write_atomic
 from pathsynth.imaging.decode import load_rgb
-from pathsynth.imaging.patches import PreprocessConfig, preprocess_image
+from pathsynth.imaging.patches import PreprocessConfig, input_squares
 from pathsynth.imaging.png import encode_png
 from pathsynth.turing.store import PlannedItem, TuringBook, new_public_id
 
@@ -55,12 +55,12 @@ def display_pixels(
     it would show the tissue at another scale than the generated images), anything else resized.
 
     Raises:
-        DataError: what :func:`~pathsynth.imaging.patches.preprocess_image` refuses (a real
+        DataError: what :func:`~pathsynth.imaging.patches.input_squares` refuses (a real
             image without a recorded pixel size when the config asks for one).
     """
     rgb = load_rgb(path)
     if truth == "real":
-        rgb = preprocess_image(rgb, preprocess, sha256, pixel_size_um)[0].permute(1, 2, 0).numpy()
+        rgb = input_squares(rgb, preprocess, sha256, pixel_size_um)[0]
         if rgb.shape[0] > size and rgb.shape[1] > size:
             top, left = (rgb.shape[0] - size) // 2, (rgb.shape[1] - size) // 2
             rgb = rgb[top : top + size, left : left + size]
