@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from pathsynth.errors import DataError
 
@@ -104,6 +103,8 @@ def mean_confidence_interval(
     if n == 1:
         return MeanInterval(mean, None, None, None, 1, confidence)
     std = float(array.std(ddof=1))
+    from scipy import stats  # here, not at import: the records' readers (web app) skip it
+
     half_width = float(stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)) * std / math.sqrt(n)
     return MeanInterval(mean, std, mean - half_width, mean + half_width, n, confidence)
 
@@ -132,6 +133,8 @@ def paired_comparison(
         raise DataError(f"paired conditions need one value per seed, got {len(a)} and {len(b)}")
     if len(a) < 2:
         raise DataError("a paired comparison needs at least 2 seeds")
+    from scipy import stats
+
     differences = b - a
     interval = mean_confidence_interval(differences, confidence)
     if np.all(np.abs(differences) <= _EQUAL):
