@@ -111,6 +111,17 @@ def test_options_are_named_as_the_user_typed_them_and_unknown_classes_listed(
     )
 
 
+def test_an_executor_that_is_not_one_is_refused_before_any_work(tmp_path, class_source):
+    ws = tmp_path / "ws"
+    command = ["reproduce", str(class_source), "-m", "cytology", "--executor", "local:zero"]
+    done = pathsynth(*command, "-w", str(ws))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == (
+        "error: --executor local:N needs a worker count N >= 1, got 'local:zero'"
+    )
+    assert not ws.exists()  # refused before a workspace was made
+
+
 def test_the_results_table_says_the_reference_figures_are_published_not_measured(tmp_path, capsys):
     from report.test_report import example_results
 
