@@ -5,7 +5,8 @@ results to disk and share nothing else but the catalog, so they can run anywhere
 is reachable. ``reproduce --executor`` picks where:
 
 - ``sequential`` (the default): one after another in this process;
-- ``local:N``: at most N at once, each in a fresh worker process of this machine
+- ``local:N``: at most N at once (``local``: one per GPU, else one per core), each in a fresh
+  worker process of this machine
   (``python -m pathsynth.executors``, so a unit never inherits a parent's CUDA or thread state);
   with GPUs each worker sees one GPU (``CUDA_VISIBLE_DEVICES``, round robin), without them each
   gets ``cores / N`` threads;
@@ -55,7 +56,8 @@ class ExecutorSpec:
 
     Attributes:
         kind: ``sequential``, ``local`` or ``ray``.
-        workers: local worker processes at once (``local``).
+        workers: local worker processes at once (``local``); 0: one per GPU where there are
+            GPUs, else one per core.
         address: the Ray cluster's address (``ray``); ``None``: ``RAY_ADDRESS`` or a new local one.
     """
 
@@ -74,8 +76,10 @@ class ExecutorSpec:
         if kind == "sequential" and not rest:
             return cls()
         if kind == "local":
+            if not rest:
+                return cls("local", 0)  # as many as there are GPUs, else cores (at run time)
             try:
-                workers = int(rest) if rest else os.cpu_count() or 1
+                workers = int(rest)
             except ValueError:
                 workers = 0
             if workers < 1:
@@ -90,11 +94,11 @@ class ExecutorSpec:
     @property
     def parallel(self) -> bool:
         """True when units may run at the same time."""
-        return self.kind == "ray" or (self.kind == "local" and self.workers > 1)
+        return self.kind == "ray" or (self.kind == "local" and self.workers != 1)
 
     def __str__(self) -> str:
         if self.kind == "local":
-            return f"local:{self.workers}"
+            return f"local:{self.workers}" if self.workers else "local"
         return f"ray:{self.address}" if self.kind == "ray" and self.address else self.kind
 
 
@@ -207,6 +211,7 @@ def _run_local(
     process (one GPU each when there are GPUs; its output goes where this process's goes); a
     task runs at most :data:`ATTEMPTS` times."""
     gpus = _visible_gpus()
+    workers = workers or len(gpus) or os.cpu_count() or 1
     threads = _worker_threads(workers)
     waiting: list[tuple[Task, int]] = [(task, 1) for task in tasks]
     running: list[_Running] = []

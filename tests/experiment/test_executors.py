@@ -29,8 +29,9 @@ def test_executor_names_are_read_and_others_refused():
     assert ExecutorSpec.parse("local:3") == ExecutorSpec("local", 3)
     assert ExecutorSpec.parse("ray") == ExecutorSpec("ray")
     assert ExecutorSpec.parse("ray:10.0.0.5:6379") == ExecutorSpec("ray", address="10.0.0.5:6379")
-    assert ExecutorSpec.parse("local").workers == (os.cpu_count() or 1)
+    assert ExecutorSpec.parse("local") == ExecutorSpec("local", 0)  # one per GPU, else per core
     assert not ExecutorSpec.parse("local:1").parallel and ExecutorSpec.parse("local:2").parallel
+    assert ExecutorSpec.parse("local").parallel and str(ExecutorSpec.parse("local")) == "local"
     for wrong in ("local:0", "local:two", "dask", "sequential:2"):
         with pytest.raises(ConfigError, match="--executor"):
             ExecutorSpec.parse(wrong)
