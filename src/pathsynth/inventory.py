@@ -14,6 +14,7 @@ Layout read:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable
@@ -191,8 +192,9 @@ def _headline(results_path: Path) -> dict[str, float]:
 def read_bundle_entry(path: Path) -> BundleEntry:
     """One bundle's provenance and metrics, from the listing beside it
     (:mod:`pathsynth.classify.listing`, no torch), else from the bundle itself (its weights are
-    not built; torch is imported only then)."""
-    from pathsynth.classify.listing import read_listing
+    not built; torch is imported only then), whose listing is then written where the folder
+    can be written, so the next reader needs no torch (bundles made before listings existed)."""
+    from pathsynth.classify.listing import BundleListing, read_listing, write_listing
 
     listed = read_listing(path)
     if listed is not None:
@@ -206,7 +208,7 @@ def read_bundle_entry(path: Path) -> BundleEntry:
     except PathsynthError as error:
         return BundleEntry(path, problem=_short(error, path))
     origin = manifest.provenance
-    return BundleEntry(
+    entry = BundleEntry(
         path=path,
         experiment=origin.experiment,
         protocol=origin.protocol,
@@ -215,6 +217,12 @@ def read_bundle_entry(path: Path) -> BundleEntry:
         classes=list(manifest.class_names),
         metrics=dict(manifest.metrics),
     )
+    listing = BundleListing(
+        entry.experiment, entry.protocol, entry.condition, entry.seed, entry.classes, entry.metrics
+    )
+    with contextlib.suppress(OSError):  # a read-only workspace: read the bundle next time too
+        write_listing(path, listing)
+    return entry
 
 
 def read_generator_run_entry(folder: Path) -> GeneratorRunEntry:

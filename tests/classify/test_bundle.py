@@ -335,3 +335,8 @@ def test_a_workspace_lists_its_bundles_without_importing_torch(tmp_path) -> None
     listing_path(bundle).write_text(json.dumps({**stale, "condition": "lie", "bundle_bytes": 1}))
     assert read_listing(bundle) is None
     assert read_bundle_entry(bundle).condition == "affine"  # from the bundle itself
+    # which then writes its listing again (a bundle made before listings existed gets one)
+    again = read_listing(bundle)
+    assert again is not None and again.condition == "affine" and again.seed == 3
+    listing_path(bundle).unlink()
+    assert read_bundle_entry(bundle).metrics == METRICS and read_listing(bundle) == again
