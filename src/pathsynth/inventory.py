@@ -194,35 +194,27 @@ def read_bundle_entry(path: Path) -> BundleEntry:
     (:mod:`pathsynth.classify.listing`, no torch), else from the bundle itself (its weights are
     not built; torch is imported only then), whose listing is then written where the folder
     can be written, so the next reader needs no torch (bundles made before listings existed)."""
-    from pathsynth.classify.listing import BundleListing, read_listing, write_listing
+    from pathsynth.classify.listing import read_listing, write_listing
 
     listed = read_listing(path)
-    if listed is not None:
-        return BundleEntry(path=path, experiment=listed.experiment, protocol=listed.protocol,
-                           condition=listed.condition, seed=listed.seed,
-                           classes=list(listed.classes), metrics=dict(listed.metrics))  # fmt: skip
-    from pathsynth.classify.bundle import read_manifest
+    if listed is None:
+        from pathsynth.classify.bundle import read_manifest
 
-    try:
-        manifest = read_manifest(path)
-    except PathsynthError as error:
-        return BundleEntry(path, problem=_short(error, path))
-    origin = manifest.provenance
-    entry = BundleEntry(
+        try:
+            listed = read_manifest(path).listing()
+        except PathsynthError as error:
+            return BundleEntry(path, problem=_short(error, path))
+        with contextlib.suppress(OSError):  # a read-only workspace: read the bundle next time too
+            write_listing(path, listed)
+    return BundleEntry(
         path=path,
-        experiment=origin.experiment,
-        protocol=origin.protocol,
-        condition=origin.condition,
-        seed=origin.seed,
-        classes=list(manifest.class_names),
-        metrics=dict(manifest.metrics),
+        experiment=listed.experiment,
+        protocol=listed.protocol,
+        condition=listed.condition,
+        seed=listed.seed,
+        classes=list(listed.classes),
+        metrics=dict(listed.metrics),
     )
-    listing = BundleListing(
-        entry.experiment, entry.protocol, entry.condition, entry.seed, entry.classes, entry.metrics
-    )
-    with contextlib.suppress(OSError):  # a read-only workspace: read the bundle next time too
-        write_listing(path, listing)
-    return entry
 
 
 def read_generator_run_entry(folder: Path) -> GeneratorRunEntry:

@@ -97,6 +97,18 @@ class BundleManifest:
     metrics: dict[str, float | None] = field(default_factory=dict)
     stain: StainReference | None = None
 
+    def listing(self) -> BundleListing:
+        """What a listing of bundles shows of this one (its size is recorded when written)."""
+        origin = self.provenance
+        return BundleListing(
+            origin.experiment,
+            origin.protocol,
+            origin.condition,
+            origin.seed,
+            list(self.class_names),
+            dict(self.metrics),
+        )
+
 
 @dataclass
 class ClassifierBundle:
@@ -175,9 +187,7 @@ def save_bundle(
     }
     with atomic_path(Path(path)) as tmp:
         torch.save(payload, tmp)
-    write_listing(Path(path), BundleListing(provenance.experiment, provenance.protocol,
-                                            provenance.condition, provenance.seed, names,
-                                            dict(metrics or {})))  # fmt: skip
+    write_listing(Path(path), manifest.listing())
     return Path(path)
 
 
