@@ -126,7 +126,7 @@ def decode_bytes(data: bytes, pixel_limit: int = DEFAULT_PIXEL_LIMIT) -> Decoded
             image.load()
             if bit_depth == 16 and mode in ("RGB", "RGBA"):  # Pillow kept only the top bytes
                 rgb = _oriented(_deep_rgb(data, file_format), orientation)
-            elif orientation in _ORIENTATIONS:
+            elif orientation != 1:
                 rgb = _to_rgb(ImageOps.exif_transpose(image))
             else:  # upright already: no transposed copy of a possibly huge image
                 rgb = _to_rgb(image)
@@ -182,6 +182,13 @@ def significant_bits(largest: int) -> int:
     return next(bits for bits in (8, 10, 12, 14, 16) if largest < 2**bits)
 
 
+def _eight_bits(values: np.ndarray) -> np.ndarray:
+    """16-bit values as ``uint8``: the top 8 of the bits they use (:func:`significant_bits`),
+    not of the container."""
+    shift = significant_bits(int(values.max())) - 8
+    return (values >> shift).astype(np.uint8)
+
+
 def _deep_rgb(data: bytes, file_format: str) -> np.ndarray:
     """8-bit RGB of a 16-bit RGB(A) PNG or TIFF, read at its full depth (pypng, tifffile) and
     brought down by the bits its values use, as 16-bit greyscale is (a 12-bit camera's RGB in a
@@ -199,32 +206,20 @@ def _deep_rgb(data: bytes, file_format: str) -> np.ndarray:
         values = np.asarray(tifffile.imread(io.BytesIO(data), key=0)).astype(np.uint16)
     if values.ndim != 3 or values.shape[2] not in (3, 4):
         raise ValueError(f"16-bit colour data of shape {values.shape}")
-    colour = values[:, :, :3]
-    shift = significant_bits(int(colour.max())) - 8
-    rgb = (colour >> shift).astype(np.float64)
+    rgb = _eight_bits(values[:, :, :3]).astype(np.float64)
     if values.shape[2] == 4:
         alpha = values[:, :, 3:4].astype(np.float64) / 65535.0
         rgb = rgb * alpha + 255.0 * (1.0 - alpha)
     return rgb.round().clip(0, 255).astype(np.uint8)
 
 
-_ORIENTATIONS = {  # EXIF/TIFF orientation -> the transpose that shows the image upright (Pillow's)
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
 def _oriented(rgb: np.ndarray, orientation: int) -> np.ndarray:
-    """``rgb`` turned as the file's orientation tag says, as ``exif_transpose`` turns Pillow's."""
-    method = _ORIENTATIONS.get(orientation)
-    if method is None:
+    """``rgb`` turned as the file's orientation tag says, by Pillow's ``exif_transpose``."""
+    if orientation == 1:
         return rgb
-    return np.asarray(Image.fromarray(rgb).transpose(method))
+    image = Image.fromarray(rgb)
+    image.getexif()[0x0112] = orientation
+    return np.asarray(ImageOps.exif_transpose(image))
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
@@ -233,9 +228,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         # 16-bit greyscale from microscope cameras often holds 10, 12 or 14 significant bits:
         # keep the top 8 of the bits the values use, not of the container (a 12-bit image's
         # top byte is 0..15, black).
-        values = np.asarray(image).astype(np.uint16)
-        shift = significant_bits(int(values.max())) - 8
-        grey = (values >> shift).astype(np.uint8)
+        grey = _eight_bits(np.asarray(image).astype(np.uint16))
         return np.repeat(grey[:, :, None], 3, axis=2)
     if mode == "I":
         # 32-bit integer greyscale has no fixed range: stretch what is used to 0..255.
