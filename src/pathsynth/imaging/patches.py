@@ -220,14 +220,14 @@ def preprocess_images(
     Raises:
         DataError: no images, keys of another length, or what :func:`preprocess_image` refuses.
     """
+    import torch
+
     if not images:
         raise DataError("no images to preprocess")
     keys = list(image_keys) if image_keys is not None else [str(i) for i in range(len(images))]
     if len(keys) != len(images):
         raise DataError(f"{len(keys)} image keys for {len(images)} images")
     parts = [preprocess_image(rgb, config, key) for rgb, key in zip(images, keys, strict=True)]
-    import torch
-
     index = torch.cat([torch.full((len(p),), i, dtype=torch.int64) for i, p in enumerate(parts)])
     return torch.cat(parts), index
 
@@ -261,9 +261,9 @@ def _covering(length: int, size: int, stride: int) -> list[int]:
 def _random_corners(
     height: int, width: int, size: int, config: PreprocessConfig, image_key: str
 ) -> list[tuple[int, int]]:
-    digest = hashlib.sha256(f"{config.seed}:{image_key}".encode()).digest()
     import torch
 
+    digest = hashlib.sha256(f"{config.seed}:{image_key}".encode()).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
     count = config.patches_per_image
     tops = torch.randint(0, height - size + 1, (count,), generator=generator).tolist()
